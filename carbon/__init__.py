@@ -1,0 +1,1 @@
+"""Scope 2 emissions (location- and market-based) and avoided emissions."""

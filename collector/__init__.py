@@ -1,0 +1,1 @@
+"""Asynchronous ingestion from MQTT and Modbus TCP into the stores."""

@@ -1,0 +1,7 @@
+"""Collector settings: MQTT, Modbus TCP and remote sinks (owned by dcpue.collector)."""
+
+from dcpue.config.base import Section
+
+
+class CollectorSettings(Section):
+    """Where readings come from and where they go; extended by the collector module."""

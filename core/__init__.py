@@ -1,0 +1,1 @@
+"""Domain core shared by every component: readings, units, time and the embedded store."""

@@ -1,0 +1,3 @@
+from dcpue.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Energy from readings and the rolling PUE family (ISO/IEC 30134)."""

@@ -1,0 +1,1 @@
+"""Regression models of the cooling plant, safe setpoint proposals and M&V."""

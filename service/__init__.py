@@ -1,0 +1,1 @@
+"""The long-running daemon, HTTP API, dashboard and alerts."""
