@@ -95,7 +95,9 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _sql(self, sql: str, params: Sequence[object] = ()) -> duckdb.DuckDBPyConnection:
+    def execute(self, sql: str, params: Sequence[object] = ()) -> duckdb.DuckDBPyConnection:
+        """Run SQL under the store lock; components use it for tables they own
+        (proposals, alerts, ...). Fetch results before the next call."""
         with self._lock:
             return self._con.execute(sql, list(params))
 
@@ -155,19 +157,19 @@ class Store:
     # -- reads ------------------------------------------------------------------------------
     def count(self, meter: str | None = None) -> int:
         if meter is None:
-            return int(self._sql("SELECT count(*) FROM readings").fetchone()[0])
-        return int(self._sql("SELECT count(*) FROM readings WHERE meter = ?", [meter]).fetchone()[0])
+            return int(self.execute("SELECT count(*) FROM readings").fetchone()[0])
+        return int(self.execute("SELECT count(*) FROM readings WHERE meter = ?", [meter]).fetchone()[0])
 
     def meters(self) -> list[tuple[str, str, str]]:
         """Distinct (meter, quantity, unit) present in the store."""
-        return [tuple(r) for r in self._sql(
+        return [tuple(r) for r in self.execute(
             "SELECT DISTINCT meter, quantity, unit FROM readings ORDER BY 1, 2"
         ).fetchall()]
 
     def time_range(self, meter: str | None = None) -> tuple[int, int] | None:
         """(first, last) timestamp in ms of one meter or of the whole store; None if empty."""
         where, params = ("WHERE meter = ?", [meter]) if meter else ("", [])
-        lo, hi = self._sql(f"SELECT min(ts), max(ts) FROM readings {where}", params).fetchone()
+        lo, hi = self.execute(f"SELECT min(ts), max(ts) FROM readings {where}", params).fetchone()
         return None if lo is None else (int(lo), int(hi))
 
     def read(
@@ -179,7 +181,7 @@ class Store:
     ) -> ReadingColumns:
         """Raw readings in [start_ms, end_ms), ordered by meter then time."""
         sql, params = self._where(meters, start_ms, end_ms, quantity)
-        frame = self._sql(
+        frame = self.execute(
             f"SELECT ts, meter, quantity, value, unit FROM readings {sql} ORDER BY meter, ts",
             params,
         ).df()
@@ -195,7 +197,7 @@ class Store:
 
     def latest(self, meter: str, quantity: str | None = None) -> Reading | None:
         sql, params = self._where([meter], None, None, quantity)
-        row = self._sql(
+        row = self.execute(
             f"SELECT ts, meter, quantity, value, unit FROM readings {sql} ORDER BY ts DESC LIMIT 1",
             params,
         ).fetchone()
@@ -239,7 +241,7 @@ class Store:
                 "arg_max(value, ts) AS v, min_by(value, ts) AS first_v "
                 f"FROM readings {sql} GROUP BY meter, bucket) ORDER BY meter, bucket"
             )
-        frame = self._sql(query, params).df()
+        frame = self.execute(query, params).df()
         out: dict[str, Series] = {}
         for meter, group in frame.groupby("meter", sort=False):
             out[str(meter)] = Series(
@@ -250,7 +252,7 @@ class Store:
     # -- cursors and state (store-and-forward, daemon restart) ------------------------------
     def read_since(self, after_seq: int, limit: int) -> tuple[ReadingColumns, int]:
         """Readings with ``seq > after_seq`` in insertion order; returns them and the last seq."""
-        frame = self._sql(
+        frame = self.execute(
             "SELECT ts, meter, quantity, value, unit, seq FROM readings WHERE seq > ? "
             "ORDER BY seq LIMIT ?",
             [after_seq, limit],
@@ -259,31 +261,31 @@ class Store:
         return _frame_to_columns(frame), last
 
     def backlog(self, after_seq: int) -> int:
-        return int(self._sql("SELECT count(*) FROM readings WHERE seq > ?", [after_seq]).fetchone()[0])
+        return int(self.execute("SELECT count(*) FROM readings WHERE seq > ?", [after_seq]).fetchone()[0])
 
     def get_cursor(self, name: str) -> int:
-        row = self._sql("SELECT position FROM cursors WHERE name = ?", [name]).fetchone()
+        row = self.execute("SELECT position FROM cursors WHERE name = ?", [name]).fetchone()
         return int(row[0]) if row else 0
 
     def set_cursor(self, name: str, position: int) -> None:
-        self._sql(
+        self.execute(
             "INSERT OR REPLACE INTO cursors (name, position) VALUES (?, ?)", [name, position]
         )
 
     def get_state(self, key: str) -> str | None:
-        row = self._sql("SELECT value FROM state WHERE key = ?", [key]).fetchone()
+        row = self.execute("SELECT value FROM state WHERE key = ?", [key]).fetchone()
         return None if row is None else str(row[0])
 
     def set_state(self, key: str, value: str) -> None:
-        self._sql("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", [key, value])
+        self.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", [key, value])
 
     # -- dead letters -----------------------------------------------------------------------
     def dead_letter_counts(self) -> dict[str, int]:
-        rows = self._sql("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
+        rows = self.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
         return {str(r): int(n) for r, n in rows}
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._sql(
+        rows = self.execute(
             "SELECT received_ms, source, origin, reason, detail, raw FROM dead_letters "
             "ORDER BY id DESC LIMIT ?",
             [limit],

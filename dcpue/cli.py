@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "dcpue.twin.cli",
     "dcpue.collector.cli",
     "dcpue.metrics.cli",
+    "dcpue.carbon.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
 )
