@@ -96,10 +96,12 @@ class Store:
         self.close()
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> duckdb.DuckDBPyConnection:
-        """Run SQL under the store lock; components use it for tables they own
-        (proposals, alerts, ...). Fetch results before the next call."""
+        """Run SQL on a fresh cursor (safe across threads) under the store's write lock.
+
+        Components use it for tables they own (proposals, alerts, ...).
+        """
         with self._lock:
-            return self._con.execute(sql, list(params))
+            return self._con.cursor().execute(sql, list(params))
 
     # -- writes -----------------------------------------------------------------------------
     def append(self, readings: ReadingColumns | Iterable[Reading]) -> int:
