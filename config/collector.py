@@ -1,10 +1,158 @@
-"""Collector settings: MQTT, Modbus TCP and remote sinks (owned by dcpue.collector)."""
+"""Collector settings: MQTT, Modbus TCP, the local pipeline and the remote sink.
 
+Owned by :mod:`dcpue.collector`. Every field has a default so a site file without a
+``[collector]`` block stays valid (then no MQTT subscription and no remote sink are active).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+
+from dcpue.collector.jsonpath import JsonPathError, compile_path
 from dcpue.config.base import Section
 from dcpue.config.modbus import ModbusSettings
+from pydantic import Field, field_validator, model_validator
+
+
+class PayloadFormat(StrEnum):
+    """How the JSON payloads of one subscription are laid out.
+
+    ``reading``: one object ``{"meter", "value", "unit"?, "ts"?}``.
+    ``batch``: an array of such objects, ``{"readings": [...], "ts"?}``, or a map
+    ``{meter_id: value, ..., "ts"?}``.
+    ``gateway``: arbitrary JSON; ``paths`` maps each meter id to a JSON path such as
+    ``$.data.pdu[2].kw``.
+    """
+
+    READING = "reading"
+    BATCH = "batch"
+    GATEWAY = "gateway"
+
+
+class Subscription(Section):
+    """One MQTT topic filter and how to read its payloads."""
+
+    topic: str = Field(min_length=1)
+    format: PayloadFormat = PayloadFormat.BATCH
+    #: ``gateway`` format: meter id -> JSON path of its value.
+    paths: dict[str, str] = Field(default_factory=dict)
+    #: ``gateway`` format: meter id -> unit of the value at its path (default: the meter's unit).
+    units: dict[str, str] = Field(default_factory=dict)
+    #: ``gateway`` format: JSON path of the device timestamp (default: receive time).
+    ts_path: str | None = None
+
+    @field_validator("topic")
+    @classmethod
+    def _filter(cls, topic: str) -> str:
+        if topic.startswith("$share/"):
+            raise ValueError("give the plain topic; set mqtt.shared_group for $share/GROUP/")
+        return topic
+
+    @model_validator(mode="after")
+    def _gateway_paths(self) -> Subscription:
+        if (self.format is PayloadFormat.GATEWAY) != bool(self.paths):
+            raise ValueError("paths are required for format 'gateway' and only for it")
+        unmapped = sorted(set(self.units) - set(self.paths))
+        if unmapped:
+            raise ValueError(f"units given for meters without a path: {', '.join(unmapped)}")
+        for path in (*self.paths.values(), *([self.ts_path] if self.ts_path else [])):
+            try:
+                compile_path(path)
+            except JsonPathError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class TlsSettings(Section):
+    """TLS towards the broker (files in PEM)."""
+
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: Skip broker host-name verification (test rigs only).
+    insecure: bool = False
+
+
+class MqttSettings(Section):
+    """The MQTT source: broker, session and subscriptions.
+
+    The session is persistent (fixed ``client_id``; MQTT 3.1.1 clean session off, MQTT 5
+    clean start off with ``session_expiry_s``) so QoS 1 messages published while the
+    collector is down are delivered when it returns.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default="dcpue-collector", min_length=1, max_length=64)
+    protocol: str = Field(default="5", pattern=r"^(3\.1\.1|5)$")
+    username: str | None = None
+    #: Name of the environment variable that holds the password (never the password itself).
+    password_env: str | None = None
+    tls: TlsSettings = TlsSettings()
+    #: MQTT shared-subscription group: topics become ``$share/GROUP/topic``.
+    shared_group: str | None = Field(default=None, pattern=r"^[^/#+]+$")
+    #: MQTT 5 session expiry in s: how long the broker keeps the session while we are away.
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    keepalive_s: int = Field(default=30, ge=5)
+    #: Payloads larger than this many bytes are dead-lettered unparsed.
+    max_payload_bytes: int = Field(default=1_048_576, ge=64)
+    #: Messages are acknowledged only after their readings are in DuckDB; at most this many
+    #: wait for one commit (keep below the broker's max_inflight_messages, Mosquitto: 20).
+    ack_batch: int = Field(default=16, ge=1)
+    #: Longest a received message waits for its commit and acknowledgement, in s.
+    ack_interval_s: float = Field(default=0.25, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+    subscriptions: list[Subscription] = Field(default_factory=list)
+
+    def password(self) -> str | None:
+        """The password from ``password_env`` (None if unset)."""
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class PipelineSettings(Section):
+    """Batching of accepted readings into the embedded DuckDB store."""
+
+    #: Flush when this many readings are buffered.
+    batch_size: int = Field(default=20_000, ge=1)
+    #: Flush buffered readings at least this often, in s.
+    max_age_s: float = Field(default=1.0, gt=0)
+
+
+class RemoteSettings(Section):
+    """Remote InfluxDB-compatible sink (line protocol to ``/api/v2/write``), fed by cursor.
+
+    Empty ``url`` disables it. ``token_env`` names the environment variable holding the API
+    token. Works with InfluxDB 2.x/3.x and VictoriaMetrics (run VictoriaMetrics with
+    ``-dedup.minScrapeInterval=1ms`` so replays overwrite instead of duplicating).
+    """
+
+    url: str = ""
+    org: str = "dcpue"
+    bucket: str = "dcpue"
+    token_env: str | None = None
+    measurement: str = Field(default="dcpue", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    gzip: bool = True
+    #: Readings per HTTP write.
+    batch_size: int = Field(default=5000, ge=1)
+    #: Poll the local store for new readings this often when idle, in s.
+    interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    retry_min_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    #: Cursor name in the store (one per remote, so two remotes advance independently).
+    cursor: str = "remote"
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) if self.token_env else None
 
 
 class CollectorSettings(Section):
-    """Where readings come from and where they go; extended by the collector module."""
+    """Where readings come from and where they go."""
 
     modbus: ModbusSettings = ModbusSettings()
+    mqtt: MqttSettings = MqttSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    remote: RemoteSettings = RemoteSettings()
