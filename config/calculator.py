@@ -1,7 +1,59 @@
-"""Rolling PUE calculator settings (owned by dcpue.metrics)."""
+"""Rolling PUE calculator settings (owned by dcpue.metrics).
+
+Window spellings: ``<n>m`` minutes, ``<n>h`` hours, ``<n>d`` days, ``<n>mo`` months of
+730 h (= 365 d / 12, so ``12mo`` is the trailing 365-day year ISO/IEC 30134-2 asks for).
+"""
+
+from __future__ import annotations
+
+import re
 
 from dcpue.config.base import Section
+from dcpue.config.topology import ITCategory
+from pydantic import Field, field_validator
+
+_WINDOW = re.compile(r"^([1-9][0-9]*)(m|h|d|mo)$")
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "mo": 730 * 3_600_000}
+
+
+def window_ms(name: str) -> int:
+    """Length in milliseconds of a window spelled like ``15m``, ``1h``, ``7d`` or ``12mo``."""
+    match = _WINDOW.match(name)
+    if match is None:
+        raise ValueError(f"bad window {name!r}: use <n>m, <n>h, <n>d or <n>mo (e.g. 15m, 12mo)")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
 class CalculatorSettings(Section):
-    """Windows, coverage thresholds and gap limits; extended by the metrics module."""
+    """Windows, coverage threshold, gap limit and boundary of the PUE calculator.
+
+    - ``windows``: trailing windows of the rolling metrics; those up to one day end at the
+      last complete minute, longer ones at the last complete hour (they must be whole hours).
+    - ``min_coverage``: share of a window (0..1) every meter a figure needs must have measured;
+      below it the figure reports "insufficient data".
+    - ``max_gap_s``: seconds; power readings further apart are not integrated across, and a
+      counter interval longer than this counts as unmeasured time (its energy is kept).
+    - ``it_category``: Green Grid measurement category of IT energy when the site meters
+      several (ups_output = PUE category 1, pdu_output = 2, it_input = 3).
+    - ``outside_boundary``: ids of load meters fed from the site's incomer that lie outside
+      the data-center boundary (e.g. EV chargers); their energy is subtracted from facility energy.
+    """
+
+    windows: list[str] = Field(default_factory=lambda: ["15m", "1h", "1d", "7d", "30d", "12mo"])
+    min_coverage: float = Field(default=0.95, ge=0.0, le=1.0)
+    max_gap_s: float = Field(default=300.0, gt=0)
+    it_category: ITCategory | None = None
+    outside_boundary: list[str] = Field(default_factory=list)
+
+    @field_validator("windows")
+    @classmethod
+    def _valid_windows(cls, windows: list[str]) -> list[str]:
+        if not windows:
+            raise ValueError("at least one window is needed")
+        for name in windows:
+            length = window_ms(name)
+            if length > 86_400_000 and length % 3_600_000:
+                raise ValueError(f"window {name!r} is longer than a day but not whole hours")
+        if len(set(windows)) != len(windows):
+            raise ValueError("duplicate window")
+        return windows

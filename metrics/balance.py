@@ -1,0 +1,315 @@
+"""Facility energy balance over a window (ISO/IEC 30134-2), by source and by subsystem.
+
+Boundary: the data center. Energy entering it over a window, in kWh:
+
+    facility = grid_import - grid_export + pv_generation + battery_discharge - battery_charge
+               - outside_boundary
+
+This is conservation of energy at the site bus: everything that flows in (grid import, PV,
+battery discharge) either feeds the data-center loads or leaves again (export, battery charge,
+loads outside the boundary such as EV chargers). Grouped by origin the same sum reads
+``facility = grid_import + pv_self_consumed + (battery_discharge - battery_charge) -
+outside_boundary`` with ``pv_self_consumed = pv_generation - grid_export`` (only an on-site
+surplus can be exported): PV self-consumption plus the grid's net contribution, the battery
+term being the storage losses (or stock change) over the window.
+
+IT energy is the sum of ``it_load`` meters of one Green Grid measurement category (the
+configured one, or the only one metered). Subsystems: cooling (chiller, crah, pump,
+cooling_tower), power-distribution losses (ups_loss, transformer_loss), lighting, and
+``other = facility - it - cooling - power_loss - lighting`` (everything not sub-metered, so it
+can be negative when sub-meters disagree with the incomer). Within a group a meter whose parent
+(or ancestor) is in the same group is not added again.
+
+The computation is a pure function over per-meter energies (:func:`balance_from_energies`);
+:func:`energy_balance` is the thin wrapper that reads the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from dcpue.config.site import ConfigError, Site
+from dcpue.config.topology import COOLING_ROLES, ITCategory, Meter, MeterKind, MeterRole
+from dcpue.core.figures import Figure
+from dcpue.core.readings import ReadingColumns
+from dcpue.core.store import Store
+from dcpue.core.units import canonical_unit, unit
+from dcpue.metrics.energy import (
+    Intervals,
+    MeterEnergy,
+    clean_series,
+    counter_intervals,
+    power_intervals,
+    window_energy,
+)
+
+#: Metered groups of the balance, in report order, with the roles that make them up.
+GROUP_ROLES: dict[str, frozenset[MeterRole]] = {
+    "grid_import": frozenset({MeterRole.GRID_IMPORT}),
+    "grid_export": frozenset({MeterRole.GRID_EXPORT}),
+    "pv_generation": frozenset({MeterRole.PV_GENERATION}),
+    "battery_charge": frozenset({MeterRole.BATTERY_CHARGE}),
+    "battery_discharge": frozenset({MeterRole.BATTERY_DISCHARGE}),
+    "outside_boundary": frozenset(),  # configured meter ids, see BalanceTopology.from_site
+    "it": frozenset({MeterRole.IT_LOAD}),
+    "cooling": COOLING_ROLES,
+    "power_loss": frozenset({MeterRole.UPS_LOSS, MeterRole.TRANSFORMER_LOSS}),
+    "lighting": frozenset({MeterRole.LIGHTING}),
+    "reused_heat": frozenset({MeterRole.REUSED_HEAT}),
+    "water": frozenset({MeterRole.WATER}),
+}
+#: Groups whose meters make up total facility energy (PUE numerator).
+FACILITY_GROUPS = (
+    "grid_import", "grid_export", "pv_generation", "battery_charge", "battery_discharge",
+    "outside_boundary",
+)
+FACILITY_FORMULA = (
+    "grid_import - grid_export + pv_generation + battery_discharge - battery_charge"
+    " - outside_boundary"
+)
+
+
+@dataclass(frozen=True)
+class BalanceTopology:
+    """Which meters feed each group of the balance (resolved once from the site)."""
+
+    groups: dict[str, tuple[str, ...]]
+    meters: dict[str, Meter]
+    it_category: ITCategory
+
+    @classmethod
+    def from_site(cls, site: Site) -> BalanceTopology:
+        """Resolve groups from roles and ``[calculator]``; raise :class:`ConfigError` if unusable."""
+        settings = site.calculator
+        by_id = site.meter_by_id
+        outside = tuple(settings.outside_boundary)
+        for mid in outside:
+            if mid not in by_id:
+                raise ConfigError(f"calculator.outside_boundary: unknown meter {mid!r}")
+            if by_id[mid].role is not MeterRole.OTHER_LOAD:
+                raise ConfigError(
+                    f"calculator.outside_boundary: meter {mid!r} has role {by_id[mid].role},"
+                    " only other_load meters can lie outside the boundary"
+                )
+        categories = {m.it_category for m in site.meters_with(MeterRole.IT_LOAD)}
+        category = settings.it_category
+        if category is None:
+            if len(categories) > 1:
+                names = ", ".join(sorted(c.value for c in categories if c is not None))
+                raise ConfigError(
+                    f"calculator.it_category: IT is metered at several categories ({names});"
+                    " choose one"
+                )
+            category = next(iter(categories))
+        elif category not in categories:
+            raise ConfigError(f"calculator.it_category: no it_load meter of category {category}")
+        assert category is not None
+        groups: dict[str, tuple[str, ...]] = {}
+        for name, roles in GROUP_ROLES.items():
+            members = [
+                m for m in site.meters
+                if (m.id in outside if name == "outside_boundary" else m.role in roles)
+                and (name != "it" or m.it_category is category)
+            ]
+            groups[name] = _outermost(members, by_id)
+        used = {mid for ids in groups.values() for mid in ids}
+        return cls(groups, {mid: by_id[mid] for mid in used}, category)
+
+    @property
+    def all_meters(self) -> tuple[str, ...]:
+        """Every meter the balance reads, in site order."""
+        return tuple(self.meters)
+
+
+def _outermost(members: list[Meter], by_id: Mapping[str, Meter]) -> tuple[str, ...]:
+    """Meter ids of ``members`` without those whose ancestor is also a member."""
+    ids = {m.id for m in members}
+    out = []
+    for m in members:
+        parent, seen = m.parent, set()
+        while parent is not None and parent not in ids and parent not in seen:
+            seen.add(parent)
+            parent = by_id[parent].parent
+        if parent is None or parent not in ids:
+            out.append(m.id)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class EnergyBalance:
+    """Energy flows of the data center over ``[start_ms, end_ms)`` (UTC epoch ms).
+
+    All ``*_kwh`` in kWh, ``water_m3`` in m3. ``coverage`` (0..1) is the lowest coverage of the
+    meters facility and IT energy are made of, i.e. what PUE over this window rests on.
+    ``groups`` maps each group to its meter ids and ``meter_energy`` holds each meter's
+    amount and coverage, the audit trail of :meth:`figures`.
+    """
+
+    start_ms: int
+    end_ms: int
+    grid_import_kwh: float
+    grid_export_kwh: float
+    pv_generation_kwh: float
+    pv_self_consumed_kwh: float
+    battery_charge_kwh: float
+    battery_discharge_kwh: float
+    facility_kwh: float
+    it_kwh: float
+    cooling_kwh: float
+    power_loss_kwh: float
+    lighting_kwh: float
+    other_kwh: float
+    reused_heat_kwh: float
+    water_m3: float
+    coverage: float
+    outside_boundary_kwh: float = 0.0
+    it_category: ITCategory = ITCategory.UPS_OUTPUT
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    meter_energy: Mapping[str, MeterEnergy] = field(default_factory=dict)
+    meter_kinds: Mapping[str, MeterKind] = field(default_factory=dict)
+
+    def group_coverage(self, *names: str) -> float:
+        """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
+        covs = [self.meter_energy[m].coverage for n in names for m in self.groups.get(n, ())]
+        return min(covs, default=1.0)
+
+    def group_meters(self, *names: str) -> tuple[str, ...]:
+        return tuple(m for n in names for m in self.groups.get(n, ()))
+
+    def figures(self) -> dict[str, Figure]:
+        """Every flow as a :class:`Figure` with its meters, window, coverage and formula."""
+        def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
+                inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
+            return Figure(
+                name, value, unit_, formula, self.start_ms, self.end_ms,
+                self.group_coverage(*groups), self.group_meters(*groups), inputs,
+            )
+
+        out: dict[str, Figure] = {}
+        for name in GROUP_ROLES:
+            if name == "water":
+                continue
+            value = self.outside_boundary_kwh if name == "outside_boundary" else getattr(
+                self, f"{name}_kwh"
+            )
+            out[name] = fig(name, value, (name,), _group_formula(name, self.it_category),
+                            tuple(self._meter_figures(name)))
+        out["water"] = fig("water", self.water_m3, ("water",), "sum of water meters", (), "m3")
+        out["facility"] = fig(
+            "facility", self.facility_kwh, FACILITY_GROUPS, FACILITY_FORMULA,
+            tuple(out[g] for g in FACILITY_GROUPS),
+        )
+        out["pv_self_consumed"] = fig(
+            "pv_self_consumed", self.pv_self_consumed_kwh, ("pv_generation", "grid_export"),
+            "max(pv_generation - grid_export, 0)", (out["pv_generation"], out["grid_export"]),
+        )
+        parts = ("it", "cooling", "power_loss", "lighting")
+        out["other"] = fig(
+            "other", self.other_kwh, (*FACILITY_GROUPS, *parts),
+            "facility - it - cooling - power_loss - lighting",
+            (out["facility"], *(out[p] for p in parts)),
+        )
+        return out
+
+    def _meter_figures(self, group: str) -> list[Figure]:
+        return [
+            Figure(
+                mid, e.amount, "m3" if group == "water" else "kWh",
+                "trapezoid of power readings" if self.meter_kinds.get(mid) is MeterKind.POWER
+                else "counter deltas (rollover and reset corrected)",
+                self.start_ms, self.end_ms, e.coverage, (mid,),
+                extra={"rollovers": e.rollovers, "resets": e.resets} if (
+                    e.rollovers or e.resets) else {},
+            )
+            for mid in self.groups.get(group, ())
+            for e in (self.meter_energy[mid],)
+        ]
+
+
+def _group_formula(name: str, category: ITCategory) -> str:
+    if name == "it":
+        return f"sum of it_load meters at category {category.value}"
+    if name == "outside_boundary":
+        return "sum of load meters configured in calculator.outside_boundary"
+    roles = ", ".join(sorted(r.value for r in GROUP_ROLES[name]))
+    return f"sum of meters with role {roles}"
+
+
+def balance_from_energies(
+    topology: BalanceTopology, energies: Mapping[str, MeterEnergy], start_ms: int, end_ms: int
+) -> EnergyBalance:
+    """The balance from each meter's amount in the window (missing meters: 0, coverage 0)."""
+    meter_energy = {
+        mid: energies.get(mid, MeterEnergy(mid, 0.0, 0.0)) for mid in topology.all_meters
+    }
+
+    def total(group: str) -> float:
+        return float(sum(meter_energy[m].amount for m in topology.groups[group]))
+
+    t = {g: total(g) for g in GROUP_ROLES}
+    facility = (
+        t["grid_import"] - t["grid_export"] + t["pv_generation"] + t["battery_discharge"]
+        - t["battery_charge"] - t["outside_boundary"]
+    )
+    other = facility - t["it"] - t["cooling"] - t["power_loss"] - t["lighting"]
+    covs = [meter_energy[m].coverage for g in (*FACILITY_GROUPS, "it") for m in topology.groups[g]]
+    return EnergyBalance(
+        start_ms=start_ms, end_ms=end_ms,
+        grid_import_kwh=t["grid_import"], grid_export_kwh=t["grid_export"],
+        pv_generation_kwh=t["pv_generation"],
+        pv_self_consumed_kwh=max(t["pv_generation"] - t["grid_export"], 0.0),
+        battery_charge_kwh=t["battery_charge"], battery_discharge_kwh=t["battery_discharge"],
+        facility_kwh=facility, it_kwh=t["it"], cooling_kwh=t["cooling"],
+        power_loss_kwh=t["power_loss"], lighting_kwh=t["lighting"], other_kwh=other,
+        reused_heat_kwh=t["reused_heat"], water_m3=t["water"], coverage=min(covs, default=0.0),
+        outside_boundary_kwh=t["outside_boundary"], it_category=topology.it_category,
+        groups=dict(topology.groups), meter_energy=meter_energy,
+        meter_kinds={mid: m.kind for mid, m in topology.meters.items()},
+    )
+
+
+def canonical_values(values: np.ndarray, units: np.ndarray, quantity: str) -> np.ndarray:
+    """Values converted to the quantity's canonical unit (kWh, kW, m3) where given otherwise."""
+    target = canonical_unit(quantity)
+    foreign = units != target
+    if not np.any(foreign):
+        return values
+    out = np.array(values, dtype=np.float64)
+    for symbol in set(units[foreign].tolist()):
+        u = unit(symbol)
+        mask = units == symbol
+        out[mask] = out[mask] * u.scale + u.offset
+    return out
+
+
+def meter_intervals(
+    meter: Meter, ts_ms: np.ndarray, values: np.ndarray, max_gap_ms: float
+) -> Intervals:
+    """Intervals of one meter's canonical-unit samples (counter or power rules)."""
+    ts, vs = clean_series(ts_ms, values)
+    if meter.kind is MeterKind.POWER:
+        return power_intervals(ts, vs, max_gap_ms)
+    scale = unit(meter.unit).scale
+    rollover = None if meter.rollover is None else meter.rollover * scale
+    max_kw = meter.max_power_kw if meter.quantity == "energy" else None
+    return counter_intervals(ts, vs, rollover, max_gap_ms, max_kw)
+
+
+def energy_balance(site: Site, store: Store, start_ms: int, end_ms: int) -> EnergyBalance:
+    """Balance of ``[start_ms, end_ms)`` from the readings in ``store``.
+
+    Samples up to ``calculator.max_gap_s`` outside the window are read too, so counters and
+    power are interpolated to the window's edges.
+    """
+    topology = BalanceTopology.from_site(site)
+    max_gap_ms = site.calculator.max_gap_s * 1000.0
+    pad = int(max_gap_ms)
+    energies = {}
+    for mid, meter in topology.meters.items():
+        cols: ReadingColumns = store.read([mid], start_ms - pad, end_ms + pad + 1, meter.quantity)
+        values = canonical_values(cols.value, cols.unit, meter.quantity)
+        iv = meter_intervals(meter, cols.ts_ms, values, max_gap_ms)
+        energies[mid] = window_energy(mid, iv, start_ms, end_ms)
+    return balance_from_energies(topology, energies, start_ms, end_ms)

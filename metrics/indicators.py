@@ -1,0 +1,140 @@
+"""The PUE family of key performance indicators over one energy balance (pure functions).
+
+Each returns a :class:`~dcpue.core.figures.Figure` whose inputs are the balance figures it
+used. A figure's coverage is the lowest coverage of the meters it rests on; below
+``min_coverage`` (or with a zero denominator) its value is None: "insufficient data".
+
+- PUE = facility / IT energy (ISO/IEC 30134-2; The Green Grid), dimensionless.
+- DCiE = IT / facility energy x 100 % (The Green Grid), the reciprocal of PUE in percent.
+- pPUE of a subsystem = (IT + subsystem energy) / IT energy (The Green Grid partial PUE), for
+  cooling and for power distribution losses.
+- CUE = grid factor x grid electricity used by the data center / IT energy, kgCO2/kWh
+  (ISO/IEC 30134-8, location-based); the grid-sourced share is facility energy minus the
+  self-consumed on-site PV, which emits nothing at use.
+- REF = (self-consumed on-site PV + purchased green power) / facility energy (ISO/IEC 30134-3).
+- ERF = energy reused outside the data center / facility energy (ISO/IEC 30134-6).
+- WUE = site water use in litres / IT energy in kWh, L/kWh (ISO/IEC 30134-9, WUE category 1).
+"""
+
+from __future__ import annotations
+
+from dcpue.core.figures import Figure
+from dcpue.metrics.balance import FACILITY_GROUPS, EnergyBalance
+
+LITRES_PER_M3 = 1000.0
+
+
+def _ratio(
+    b: EnergyBalance,
+    name: str,
+    unit: str,
+    numerator: float,
+    denominator: float,
+    formula: str,
+    groups: tuple[str, ...],
+    inputs: tuple[Figure, ...],
+    min_coverage: float,
+    scale: float = 1.0,
+    factor: float | None = None,
+    factor_source: str | None = None,
+) -> Figure:
+    coverage = b.group_coverage(*groups)
+    note = ""
+    if coverage < min_coverage:
+        note = f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}"
+    elif denominator <= 0:
+        note = "denominator is zero: nothing measured"
+    value = None if note else scale * numerator / denominator
+    return Figure(
+        name, value, unit, formula, b.start_ms, b.end_ms, coverage, b.group_meters(*groups),
+        inputs, factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
+        factor_source=factor_source, note=note,
+    )
+
+
+def pue(b: EnergyBalance, min_coverage: float) -> Figure:
+    """Power usage effectiveness = facility / IT energy."""
+    f = b.figures()
+    return _ratio(b, "pue", "1", b.facility_kwh, b.it_kwh, "facility / it",
+                  (*FACILITY_GROUPS, "it"), (f["facility"], f["it"]), min_coverage)
+
+
+def dcie(b: EnergyBalance, min_coverage: float) -> Figure:
+    """Data-center infrastructure efficiency = IT / facility energy, in percent."""
+    f = b.figures()
+    return _ratio(b, "dcie", "%", b.it_kwh, b.facility_kwh, "it / facility x 100",
+                  (*FACILITY_GROUPS, "it"), (f["it"], f["facility"]), min_coverage, 100.0)
+
+
+def ppue(b: EnergyBalance, subsystem: str, min_coverage: float) -> Figure | None:
+    """Partial PUE of ``cooling`` or ``power_loss``; None when the site has no such meters."""
+    if not b.groups.get(subsystem):
+        return None
+    f = b.figures()
+    name = {"cooling": "ppue_cooling", "power_loss": "ppue_power"}[subsystem]
+    return _ratio(b, name, "1", b.it_kwh + getattr(b, f"{subsystem}_kwh"), b.it_kwh,
+                  f"(it + {subsystem}) / it", ("it", subsystem), (f["it"], f[subsystem]),
+                  min_coverage)
+
+
+def cue(b: EnergyBalance, factor_kg_per_kwh: float, factor_source: str,
+        min_coverage: float) -> Figure:
+    """Carbon usage effectiveness in kgCO2/kWh IT (location-based grid factor in kg/kWh)."""
+    f = b.figures()
+    grid_kwh = max(b.facility_kwh - b.pv_self_consumed_kwh, 0.0)
+    return _ratio(
+        b, "cue", "kgCO2/kWh", factor_kg_per_kwh * grid_kwh, b.it_kwh,
+        "factor x (facility - pv_self_consumed) / it", (*FACILITY_GROUPS, "it"),
+        (f["facility"], f["pv_self_consumed"], f["it"]), min_coverage,
+        factor=factor_kg_per_kwh, factor_source=factor_source,
+    )
+
+
+def ref(b: EnergyBalance, min_coverage: float, purchased_green_kwh: float = 0.0) -> Figure:
+    """Renewable energy factor = (self-consumed PV + purchased green power) / facility."""
+    f = b.figures()
+    inputs = (f["pv_self_consumed"], f["facility"])
+    if purchased_green_kwh:
+        inputs += (Figure("purchased_green", purchased_green_kwh, "kWh",
+                          note="contractual green power allocated to the window"),)
+    return _ratio(b, "ref", "1", b.pv_self_consumed_kwh + purchased_green_kwh, b.facility_kwh,
+                  "(pv_self_consumed + purchased_green) / facility", FACILITY_GROUPS, inputs,
+                  min_coverage)
+
+
+def erf(b: EnergyBalance, min_coverage: float) -> Figure:
+    """Energy reuse factor = reused energy / facility (0 when no heat reuse is metered)."""
+    f = b.figures()
+    return _ratio(b, "erf", "1", b.reused_heat_kwh, b.facility_kwh, "reused_heat / facility",
+                  (*FACILITY_GROUPS, "reused_heat"), (f["reused_heat"], f["facility"]),
+                  min_coverage)
+
+
+def wue(b: EnergyBalance, min_coverage: float) -> Figure | None:
+    """Water usage effectiveness in L/kWh IT; None when the site has no water meters."""
+    if not b.groups.get("water"):
+        return None
+    f = b.figures()
+    return _ratio(b, "wue", "L/kWh", b.water_m3, b.it_kwh, "water x 1000 / it",
+                  ("water", "it"), (f["water"], f["it"]), min_coverage, LITRES_PER_M3)
+
+
+def indicators(
+    b: EnergyBalance,
+    min_coverage: float,
+    factor_kg_per_kwh: float,
+    factor_source: str,
+    purchased_green_kwh: float = 0.0,
+) -> dict[str, Figure]:
+    """Every indicator the site's meters allow, keyed by name (pue, dcie, ppue_cooling, ...)."""
+    figures = [
+        pue(b, min_coverage),
+        dcie(b, min_coverage),
+        ppue(b, "cooling", min_coverage),
+        ppue(b, "power_loss", min_coverage),
+        cue(b, factor_kg_per_kwh, factor_source, min_coverage),
+        ref(b, min_coverage, purchased_green_kwh),
+        erf(b, min_coverage),
+        wue(b, min_coverage),
+    ]
+    return {fig.name: fig for fig in figures if fig is not None}
