@@ -1,10 +1,156 @@
-"""Digital-twin settings (owned by dcpue.twin)."""
+"""Digital-twin settings (owned by dcpue.twin): the simulated hall, its plant, weather and microgrid.
+
+Every field has a default, so a site file without a ``[twin]`` block is valid: an 800 kW hall in
+the Greensboro TMY3 climate. Units are in the field names (kW, kWh, degC, K, m3/s, %, Hz); plant
+sizes left unset (``None``) are derived from ``nominal_it_kw`` by :class:`dcpue.twin.plant.PlantParams`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from dcpue.config.base import Section
+from pydantic import Field, field_validator, model_validator
+
+
+class CounterReset(Section):
+    """Restart one meter's cumulative counter from zero, once, ``at_day`` days after the start."""
+
+    meter: str
+    at_day: float = Field(gt=0)
+
+
+class TwinSetpoints(Section):
+    """The setpoints the twin runs with until something (the optimizer) changes them.
+
+    The defaults are a conventionally run plant. ``running_units`` unset means all CRAH units.
+    """
+
+    supply_air_c: float = 20.0
+    chilled_water_c: float = 10.0
+    crah_fan_speed_pct: float = Field(default=80.0, gt=0, le=100)
+    pump_frequency_hz: float = Field(default=50.0, gt=0, le=60)
+    running_units: int | None = Field(default=None, ge=1)
+
+
+class PlantDesign(Section):
+    """Design data of the cooling plant and electrical losses (sources in docs/twin.md)."""
+
+    #: UPS rating in kW; unset = 1.25 x nominal IT.
+    ups_rated_kw: float | None = Field(default=None, gt=0)
+    #: UPS loss = rating x (no_load + proportional x f + square x f^2), f = IT / rating.
+    ups_no_load: float = Field(default=0.02, ge=0)
+    ups_proportional: float = Field(default=0.03, ge=0)
+    ups_square: float = Field(default=0.015, ge=0)
+    #: Lighting in kW; unset = 1 % of nominal IT.
+    lighting_kw: float | None = Field(default=None, ge=0)
+    #: CRAH units installed; unset = enough for 1.4 x the airflow nominal IT needs.
+    crah_units: int | None = Field(default=None, ge=1)
+    crah_unit_airflow_m3_s: float = Field(default=10.0, gt=0)
+    crah_fan_kw: float = Field(default=9.0, gt=0)
+    #: Per running unit, independent of speed (controls, drives, humidifier standby).
+    crah_unit_fixed_kw: float = Field(default=1.0, ge=0)
+    #: Air temperature rise across the servers at design.
+    server_delta_t_k: float = Field(default=12.0, gt=0)
+    #: Hot-spot mixing at the hottest rack inlet when airflow just matches demand.
+    mixing_k: float = Field(default=2.0, ge=0)
+    #: Supply air cannot be colder than chilled water + this coil approach.
+    coil_approach_k: float = Field(default=5.0, ge=0)
+    #: Cooling plant capacity / nominal IT.
+    cooling_capacity_factor: float = Field(default=1.3, gt=1)
+    #: Chilled-water temperature rise at design capacity (constant primary flow).
+    chw_delta_t_k: float = Field(default=6.0, gt=0)
+    #: Cooling-tower approach to wet bulb at design heat rejection and full condenser flow.
+    tower_approach_k: float = Field(default=3.5, gt=0)
+    #: Condenser-water range at design heat rejection and full condenser flow.
+    condenser_range_k: float = Field(default=5.5, gt=0)
+    #: Plate heat exchanger (water-side economizer) approach.
+    economizer_approach_k: float = Field(default=1.5, ge=0)
+    #: Chiller COP as a fraction of the Carnot COP between evaporator and condenser.
+    chiller_carnot_fraction: float = Field(default=0.5, gt=0, le=1)
+    chiller_min_lift_k: float = Field(default=8.0, gt=0)
+    #: Part-load overhead of a running chiller, as a fraction of capacity.
+    chiller_part_load_k: float = Field(default=0.05, ge=0)
+    #: Pump, tower-fan and rated powers as fractions of cooling capacity (kW/kW).
+    chw_pump_fraction: float = Field(default=0.012, ge=0)
+    cw_pump_fraction: float = Field(default=0.018, ge=0)
+    tower_fan_fraction: float = Field(default=0.012, ge=0)
+    #: Cooling-tower cycles of concentration (make-up = evaporation x C / (C - 1)).
+    cycles_of_concentration: float = Field(default=4.0, gt=1)
+
+
+class PVSettings(Section):
+    """PV array (PVWatts): used only when the site has ``pv_generation`` meters."""
+
+    dc_kw: float = Field(default=4000.0, ge=0)
+    #: Inverter AC rating; unset = dc_kw / 1.2.
+    ac_kw: float | None = Field(default=None, gt=0)
+    tilt_deg: float = Field(default=20.0, ge=0, le=90)
+    azimuth_deg: float = Field(default=180.0, ge=0, lt=360)
+    gamma_pdc: float = Field(default=-0.0035, le=0)
+    #: System losses (soiling, wiring, mismatch), % of DC power.
+    losses_pct: float = Field(default=14.0, ge=0, lt=100)
+
+
+class BatterySettings(Section):
+    """Battery and its rule dispatch: used only when the site has battery meters.
+
+    Charges from PV surplus, or from the grid in the local ``charge_hours``; discharges in the
+    local ``discharge_hours`` (evening peak). Hours are ``[start, end)`` in local time.
+    """
+
+    energy_kwh: float = Field(default=4000.0, gt=0)
+    power_kw: float = Field(default=2000.0, gt=0)
+    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1)
+    min_soc_pct: float = Field(default=10.0, ge=0, lt=100)
+    max_soc_pct: float = Field(default=95.0, gt=0, le=100)
+    initial_soc_pct: float = Field(default=50.0, ge=0, le=100)
+    charge_hours: tuple[int, int] = (0, 6)
+    discharge_hours: tuple[int, int] = (17, 21)
+
+    @model_validator(mode="after")
+    def _soc_order(self) -> BatterySettings:
+        if not self.min_soc_pct <= self.initial_soc_pct <= self.max_soc_pct:
+            raise ValueError("need min_soc_pct <= initial_soc_pct <= max_soc_pct")
+        for lo, hi in (self.charge_hours, self.discharge_hours):
+            if not 0 <= lo < hi <= 24:
+                raise ValueError(f"hours ({lo}, {hi}) must satisfy 0 <= start < end <= 24")
+        return self
 
 
 class TwinSettings(Section):
-    """Parameters of the simulated data hall; extended by the twin module."""
+    """Parameters of the simulated data hall.
+
+    ``weather`` names a TMY file shipped in ``pvlib/data`` (``723170TYA.CSV`` Greensboro TMY3,
+    ``12839.tm2`` Miami TMY2) or a path to one. IT load = ``nominal_it_kw`` x (1 + daily swing
+    - weekend dip + noise), clipped to ``[trough_factor, peak_factor]`` x nominal.
+    ``other_load_kw`` is the peak of ``other_load`` meters (EV chargers), daytime-shaped.
+    """
 
     seed: int = 0
-    step_s: int = 60
+    step_s: int = Field(default=60, ge=1, le=3600)
+    start: datetime = datetime(2023, 1, 1, tzinfo=UTC)
+    weather: str = "723170TYA.CSV"
+    nominal_it_kw: float = Field(default=800.0, gt=0)
+    peak_factor: float = Field(default=1.1, ge=1)
+    trough_factor: float = Field(default=0.85, gt=0, le=1)
+    daily_swing: float = Field(default=0.05, ge=0, lt=1)
+    weekend_dip: float = Field(default=0.03, ge=0, lt=1)
+    noise: float = Field(default=0.01, ge=0, lt=1)
+    other_load_kw: float = Field(default=0.0, ge=0)
+    counter_reset: CounterReset | None = None
+    setpoints: TwinSetpoints = TwinSetpoints()
+    plant: PlantDesign = PlantDesign()
+    pv: PVSettings = PVSettings()
+    battery: BatterySettings = BatterySettings()
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _profile(self) -> TwinSettings:
+        if 86400 % self.step_s:
+            raise ValueError(f"step_s {self.step_s} must divide a day (86400 s)")
+        return self
