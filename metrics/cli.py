@@ -1,9 +1,86 @@
-"""Sub-commands of dcpue.metrics (filled in by that component)."""
+"""``dcpue pue``: a quick look at PUE and friends over the latest window in the store."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from dcpue.config.calculator import window_ms
+from dcpue.config.site import Site, load_site
+from dcpue.core.figures import Figure
+from dcpue.core.readings import ms_to_datetime
+from dcpue.core.store import Store
+from dcpue.metrics.balance import BalanceTopology, energy_balance
+from dcpue.metrics.indicators import indicators
+
+#: Energy flows shown under the indicators.
+SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this component's sub-commands to the ``dcpue`` parser."""
+    """Add ``dcpue pue`` to the ``dcpue`` parser."""
+    p = sub.add_parser("pue", help="PUE, DCiE, pPUE, CUE, REF, ERF, WUE over the latest window")
+    p.add_argument("--config", required=True, help="site TOML file")
+    p.add_argument("--window", default="1h", help="window ending at the newest reading: "
+                   "15m, 1h, 1d, 7d, 30d, 12mo... (default 1h)")
+    p.add_argument("--store", help="DuckDB store (default: the site's [store] path)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--explain", action="store_true",
+                   help="print each figure's audit trail: meters, window, coverage, formula")
+    p.set_defaults(func=_pue)
+
+
+def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
+    """Indicators and energy flows over ``window`` ending at the newest balance reading.
+
+    None when the store holds no reading of the balance's meters.
+    """
+    length = window_ms(window)
+    ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
+    ends = [r[1] for r in ranges if r is not None]
+    if not ends:
+        return None
+    end = max(ends)
+    b = energy_balance(site, store, end - length, end)
+    figures = indicators(b, site.calculator.min_coverage, site.grid.emission_factor_t_per_mwh,
+                         site.grid.source)
+    flows = b.figures()
+    figures.update({name: flows[name] for name in SHOWN_FLOWS})
+    return figures
+
+
+def _pue(args: argparse.Namespace) -> int:
+    site = load_site(args.config)
+    try:
+        window_ms(args.window)
+    except ValueError as exc:
+        print(f"dcpue pue: {exc}")
+        return 2
+    path = Path(args.store) if args.store else site.store.path
+    if not path.exists():
+        print(f"dcpue pue: no store at {path}")
+        return 1
+    with Store(path) as store:
+        figures = latest_figures(site, store, args.window)
+    if figures is None:
+        print(f"dcpue pue: {path} holds no energy readings of site {site.id!r}")
+        return 1
+    if args.json or args.explain:
+        out = {k: (f.explain() if args.explain else _brief(f)) for k, f in figures.items()}
+        print(json.dumps({"site": site.id, "window": args.window, "figures": out}, indent=2))
+        return 0
+    first = next(iter(figures.values()))
+    assert first.start_ms is not None and first.end_ms is not None
+    print(f"{site.id}: {args.window} from {ms_to_datetime(first.start_ms).isoformat()} "
+          f"to {ms_to_datetime(first.end_ms).isoformat()}")
+    print(f"{'figure':<18}{'value':>14}  {'unit':<10}{'coverage':>9}")
+    for name, fig in figures.items():
+        value = "insufficient" if fig.value is None else f"{fig.value:.4f}"
+        print(f"{name:<18}{value:>14}  {fig.unit:<10}{fig.coverage or 0.0:>9.3f}")
+    return 0
+
+
+def _brief(fig: Figure) -> dict[str, object]:
+    return {"value": fig.value, "unit": fig.unit, "coverage": fig.coverage,
+            **({"note": fig.note} if fig.note else {})}
