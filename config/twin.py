@@ -67,7 +67,7 @@ class PlantDesign(Section):
     #: Plate heat exchanger (water-side economizer) approach.
     economizer_approach_k: float = Field(default=1.5, ge=0)
     #: Chiller COP as a fraction of the Carnot COP between evaporator and condenser.
-    chiller_carnot_fraction: float = Field(default=0.5, gt=0, le=1)
+    chiller_carnot_fraction: float = Field(default=0.42, gt=0, le=1)
     chiller_min_lift_k: float = Field(default=8.0, gt=0)
     #: Part-load overhead of a running chiller, as a fraction of capacity.
     chiller_part_load_k: float = Field(default=0.05, ge=0)

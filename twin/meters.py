@@ -44,6 +44,10 @@ class MeterBank:
         self._share = {
             m.id: 1.0 / sum(1 for o in self.meters if o.role is m.role) for m in self.meters
         }
+        self._labels = [
+            np.array([getattr(m, attr) for m in self.meters], dtype=object)
+            for attr in ("id", "quantity", "unit")
+        ]
         self._counters = {
             m.id: _Counter(_offset(m, seed)) for m in self.meters if m.kind is MeterKind.COUNTER
         }
@@ -61,17 +65,23 @@ class MeterBank:
 
     def columns(self, k0: int, ts_ms: np.ndarray, flows: Mapping[str, np.ndarray]) -> ReadingColumns:
         """Readings of every meter for steps ``k0 .. k0 + len(ts_ms) - 1``; advances counters."""
-        parts = []
+        values = []
         for m in self.meters:
             canonical = flows[flow_name(m)]
             if m.kind is MeterKind.COUNTER:
-                values = self._accumulate(m, k0, canonical * self._share[m.id])
+                values.append(self._accumulate(m, k0, canonical * self._share[m.id]))
             elif m.kind is MeterKind.POWER:
-                values = _from_canonical(canonical * self._share[m.id], m)
+                values.append(_from_canonical(canonical * self._share[m.id], m))
             else:
-                values = _from_canonical(canonical, m)
-            parts.append(ReadingColumns.series(m.id, m.quantity, m.unit, ts_ms, values))
-        return ReadingColumns.concat(parts)
+                values.append(_from_canonical(canonical, m))
+        n = len(ts_ms)
+        return ReadingColumns(
+            np.tile(np.asarray(ts_ms, dtype=np.int64), len(self.meters)),
+            np.repeat(self._labels[0], n),
+            np.repeat(self._labels[1], n),
+            np.concatenate(values) if values else np.empty(0),
+            np.repeat(self._labels[2], n),
+        )
 
     def _accumulate(self, m: Meter, k0: int, rate: np.ndarray) -> np.ndarray:
         """Counter values in the meter's unit; ``rate`` in kW (or m3/h)."""
