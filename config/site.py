@@ -24,6 +24,15 @@ class ConfigError(ValueError):
     """A site file is missing, unreadable or invalid; ``str()`` is one line naming file and field."""
 
 
+def known_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else ValueError (for pydantic validators)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
 class StoreSettings(Section):
     """The embedded DuckDB store (relative paths are relative to the site file)."""
 
@@ -52,11 +61,7 @@ class Site(Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+        return known_zone(value)
 
     @field_validator("meters")
     @classmethod

@@ -1,0 +1,157 @@
+"""Fleet inventory: a reporting period's published or declared totals instead of meters.
+
+An ESG report covers a fleet of data centers whose per-site meters are not available to the
+reader; what is published are annual totals. A ``FleetInventory`` TOML file holds them as
+inputs (each with its source) plus the same ``[grid]`` and ``[carbon]`` settings as a site, and
+:func:`inventory_energy` turns it into the :class:`~dcpue.carbon.accounting.PeriodEnergy` the
+accounting consumes, so a fleet and a metered site go through the same computation.
+
+``scope2_location`` is optional: when absent, location-based Scope 2 is derived as the basis
+electricity x the grid factor. Give it when the published total was computed with factors
+that are not published (e.g. regional grid factors per site); the audit trail then shows the
+factor it implies and the difference from the single-factor derivation.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dcpue.carbon.accounting import PeriodEnergy, location_basis
+from dcpue.carbon.periods import date_ms, period_label
+from dcpue.config.base import Section
+from dcpue.config.carbon import CarbonSettings, GridFactor, Period
+from dcpue.config.site import ConfigError, _location, known_zone
+from dcpue.core.figures import Figure
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+
+class Declared(Section):
+    """A published or declared value and where it comes from."""
+
+    value: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+
+class InventoryEnergy(Section):
+    """Energy totals of the period, MWh.
+
+    ``electricity_mwh`` is all electricity used (grid plus on-site generation consumed);
+    ``onsite_renewable_mwh`` the self-generated renewable electricity consumed (on-site PV);
+    ``grid_electricity_mwh`` defaults to electricity - on-site renewable.
+    """
+
+    total_energy_mwh: float = Field(ge=0)
+    electricity_mwh: float = Field(gt=0)
+    onsite_renewable_mwh: float = Field(default=0.0, ge=0)
+    grid_electricity_mwh: float | None = Field(default=None, ge=0)
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InventoryEnergy:
+        if self.onsite_renewable_mwh > self.electricity_mwh:
+            raise ValueError("onsite_renewable_mwh exceeds electricity_mwh")
+        if self.grid_electricity_mwh is not None and self.grid_electricity_mwh > (
+            self.electricity_mwh
+        ):
+            raise ValueError("grid_electricity_mwh exceeds electricity_mwh")
+        if self.electricity_mwh > self.total_energy_mwh:
+            raise ValueError("electricity_mwh exceeds total_energy_mwh")
+        return self
+
+
+class FleetInventory(Section):
+    """A fleet's reporting period with its totals as inputs (see module docstring)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    name: str = ""
+    timezone: str = "UTC"
+    period: Period
+    grid: GridFactor
+    energy: InventoryEnergy
+    pue: Declared | None = None
+    scope2_location: Declared | None = None
+    carbon: CarbonSettings = Field(default_factory=CarbonSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
+
+    @model_validator(mode="after")
+    def _no_hourly(self) -> FleetInventory:
+        if self.carbon.hourly_factors_csv is not None:
+            raise ValueError("carbon.hourly_factors_csv needs metered hourly energy, not totals")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_inventory(path: str | Path) -> FleetInventory:
+    """Read and validate an inventory TOML; :class:`ConfigError` with a one-line message."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        inventory = FleetInventory.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        reason = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {_location(err['loc'])}: {reason}") from None
+    return inventory
+
+
+def _declared(name: str, value: float, unit: str, source: str, window: dict) -> Figure:
+    return Figure(name, value, unit, formula="declared input", note=f"declared: {source}",
+                  **window)
+
+
+def inventory_energy(inv: FleetInventory) -> PeriodEnergy:
+    """The inventory's period as accounting input; every figure is marked as declared."""
+    zone = inv.zone
+    start_ms, end_ms = date_ms(inv.period.start, zone), date_ms(inv.period.end, zone)
+    window = {"start_ms": start_ms, "end_ms": end_ms}
+    e = inv.energy
+    electricity = _declared("electricity", e.electricity_mwh, "MWh", e.source, window)
+    onsite = _declared("onsite_renewable", e.onsite_renewable_mwh, "MWh", e.source, window)
+    if e.grid_electricity_mwh is None:
+        grid = Figure(
+            "grid_electricity", e.electricity_mwh - e.onsite_renewable_mwh, "MWh",
+            formula="electricity - onsite_renewable", **window, inputs=(electricity, onsite),
+        )
+    else:
+        grid = _declared("grid_electricity", e.grid_electricity_mwh, "MWh", e.source, window)
+    pue = (
+        _declared("pue", inv.pue.value, "1", inv.pue.source, window) if inv.pue
+        else Figure("pue", None, "1", note="not in the inventory", **window)
+    )
+    energy = PeriodEnergy(
+        label=period_label(inv.period.start, inv.period.end), start_ms=start_ms, end_ms=end_ms,
+        total_energy=_declared("total_energy", e.total_energy_mwh, "MWh", e.source, window),
+        electricity=electricity, grid_electricity=grid, onsite_renewable=onsite, pue=pue,
+    )
+    if inv.scope2_location is None:
+        return energy
+    basis = location_basis(energy, inv.carbon.method)
+    declared = inv.scope2_location.value
+    factor = inv.grid.emission_factor_t_per_mwh
+    location = Figure(
+        "scope2_location", declared, "tCO2e", formula="declared input",
+        note=f"declared: {inv.scope2_location.source}", **window, inputs=(basis,),
+        extra={
+            "implied_factor_t_per_mwh": declared / basis.value if basis.value else None,
+            "basis_x_grid_factor_tco2e": (basis.value or 0.0) * factor,
+            "difference_tco2e": declared - (basis.value or 0.0) * factor,
+        },
+    )
+    return PeriodEnergy(
+        energy.label, start_ms, end_ms, energy.total_energy, electricity, grid, onsite, pue,
+        location_based=location,
+    )

@@ -1,0 +1,107 @@
+"""A metered site's energies for carbon accounting, from the metrics energy balance (adapter).
+
+Mapping from :class:`dcpue.metrics.balance.EnergyBalance` (kWh) to
+:class:`~dcpue.carbon.accounting.PeriodEnergy` (MWh):
+- electricity = facility energy (ISO/IEC 30134-2 balance: grid import - export + PV + battery
+  discharge - charge - loads outside the boundary);
+- grid electricity = grid import (purchased electricity, the GHG Protocol Scope 2 basis);
+- on-site renewable = PV self-consumption (generation - export);
+- total energy = electricity: the site model meters no fuels;
+- PUE from :func:`dcpue.metrics.indicators.pue`.
+A figure whose coverage is below ``calculator.min_coverage`` is "insufficient data" (None).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from dcpue.carbon.accounting import PeriodEnergy
+from dcpue.carbon.periods import Window
+from dcpue.config.carbon import Scope2Method
+from dcpue.config.site import Site
+from dcpue.core.figures import Figure
+from dcpue.core.store import Store
+from dcpue.metrics.balance import (
+    BalanceTopology,
+    EnergyBalance,
+    balance_from_energies,
+    canonical_values,
+    meter_intervals,
+)
+from dcpue.metrics.energy import MeterEnergy, bucket_amounts
+from dcpue.metrics.indicators import pue
+
+HOUR_MS = 3_600_000
+
+
+def _mwh(fig: Figure, name: str, min_coverage: float) -> Figure:
+    """A kWh balance figure as MWh; None below the coverage threshold."""
+    coverage = fig.coverage if fig.coverage is not None else 1.0
+    short = coverage < min_coverage
+    return Figure(
+        name, None if short or fig.value is None else fig.value / 1000.0, "MWh",
+        formula=f"{fig.name} [kWh] / 1000", start_ms=fig.start_ms, end_ms=fig.end_ms,
+        coverage=fig.coverage, inputs=(fig,),
+        note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
+    )
+
+
+def site_energy(
+    site: Site, balance: EnergyBalance, label: str,
+    hourly_basis: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PeriodEnergy:
+    """The accounting input of one window from the site's energy balance over it."""
+    figures = balance.figures()
+    threshold = site.calculator.min_coverage
+    electricity = _mwh(figures["facility"], "electricity", threshold)
+    total_energy = Figure(
+        "total_energy", electricity.value, "MWh",
+        formula="electricity (the site model meters no fuels)", start_ms=balance.start_ms,
+        end_ms=balance.end_ms, coverage=electricity.coverage, inputs=(electricity,),
+    )
+    return PeriodEnergy(
+        label=label, start_ms=balance.start_ms, end_ms=balance.end_ms,
+        total_energy=total_energy, electricity=electricity,
+        grid_electricity=_mwh(figures["grid_import"], "grid_electricity", threshold),
+        onsite_renewable=_mwh(figures["pv_self_consumed"], "onsite_renewable", threshold),
+        pue=pue(balance, threshold), hourly_basis=hourly_basis,
+    )
+
+
+def hourly_basis(
+    site: Site, store: Store, start_ms: int, end_ms: int, method: Scope2Method
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hour starts (UTC ms, from ``start_ms``) and MWh of the location-based basis per hour.
+
+    The basis is grid import (``ghg_protocol``) or facility electricity
+    (``location_minus_avoided``); each hour is one energy balance of the meters' readings.
+    """
+    topology = BalanceTopology.from_site(site)
+    max_gap_ms = site.calculator.max_gap_s * 1000.0
+    pad = int(max_gap_ms)
+    n = -(-(end_ms - start_ms) // HOUR_MS)
+    amounts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for mid, meter in topology.meters.items():
+        cols = store.read([mid], start_ms - pad, end_ms + pad + 1, meter.quantity)
+        values = canonical_values(cols.value, cols.unit, meter.quantity)
+        amounts[mid] = bucket_amounts(
+            meter_intervals(meter, cols.ts_ms, values, max_gap_ms), start_ms, HOUR_MS, n
+        )
+    hours = start_ms + HOUR_MS * np.arange(n, dtype=np.int64)
+    attr = "grid_import_kwh" if method is Scope2Method.GHG_PROTOCOL else "facility_kwh"
+    kwh = np.array([
+        getattr(balance_from_energies(topology, {
+            mid: MeterEnergy(mid, float(a[k]), float(m[k]) / HOUR_MS)
+            for mid, (a, m) in amounts.items()
+        }, int(h), int(h) + HOUR_MS), attr)
+        for k, h in enumerate(hours)
+    ])
+    return hours, kwh / 1000.0
+
+
+def slice_hours(
+    basis: tuple[np.ndarray, np.ndarray], window: Window
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hours of ``basis`` that start inside ``window``."""
+    hours, mwh = basis
+    inside = (hours >= window.start_ms) & (hours < window.end_ms)
+    return hours[inside], mwh[inside]
