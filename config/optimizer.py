@@ -1,7 +1,123 @@
-"""Cooling optimizer settings (owned by dcpue.optimizer)."""
+"""Cooling optimizer settings (owned by dcpue.optimizer).
+
+Every field has a default, so a site file without an ``[optimizer]`` block is valid: proposals
+are computed and stored, write-back is off for every setpoint.
+
+Units: temperatures in degC, fan speed in %, pump frequency in Hz, running units as a count,
+time steps in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
 
 from dcpue.config.base import Section
+from pydantic import Field, model_validator
+
+
+class ModbusTarget(Section):
+    """A holding register (``address``) that takes a setpoint: ``word = round(setpoint * scale)``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    device_id: int = Field(default=1, ge=0, le=255)
+    address: int = Field(default=0, ge=0, le=65535)
+    scale: float = Field(default=1.0, gt=0)
+    signed: bool = False
+
+
+class Writeback(Section):
+    """How an accepted proposal reaches the device; off unless ``enabled = true``.
+
+    ``transport = "mqtt"`` publishes a JSON command on ``topic`` (broker: ``[optimizer.mqtt]``);
+    ``transport = "modbus"`` writes one holding register described by ``modbus``.
+    """
+
+    enabled: bool = False
+    transport: Literal["mqtt", "modbus"] = "mqtt"
+    topic: str = ""
+    modbus: ModbusTarget | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> Writeback:
+        if self.enabled and self.transport == "mqtt" and not self.topic:
+            raise ValueError("write-back over mqtt needs a command topic")
+        if self.enabled and self.transport == "modbus" and self.modbus is None:
+            raise ValueError("write-back over modbus needs a [modbus] register block")
+        return self
+
+
+class SetpointBounds(Section):
+    """Hard bounds of one setpoint and the largest change per control step (``max_step``).
+
+    ``integer`` setpoints (running units) only take whole values.
+    """
+
+    min: float
+    max: float
+    max_step: float = Field(gt=0)
+    integer: bool = False
+    writeback: Writeback = Writeback()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SetpointBounds:
+        if not self.min < self.max:
+            raise ValueError(f"min {self.min} must be below max {self.max}")
+        return self
+
+
+class SetpointSettings(Section):
+    """Bounds per setpoint, keyed like :class:`dcpue.config.topology.SetpointName`."""
+
+    supply_air_temperature: SetpointBounds = SetpointBounds(min=18.0, max=27.0, max_step=1.0)
+    chilled_water_temperature: SetpointBounds = SetpointBounds(min=7.0, max=20.0, max_step=1.0)
+    crah_fan_speed: SetpointBounds = SetpointBounds(min=30.0, max=100.0, max_step=10.0)
+    pump_frequency: SetpointBounds = SetpointBounds(min=25.0, max=50.0, max_step=5.0)
+    running_units: SetpointBounds = SetpointBounds(
+        min=1.0, max=8.0, max_step=1.0, integer=True
+    )
+
+
+class MqttBroker(Section):
+    """Broker for proposals and MQTT write-back commands."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    proposal_topic: str = "dcpue/optimizer/proposal"
+    qos: int = Field(default=1, ge=0, le=2)
+
+
+class MvSettings(Section):
+    """Measurement and verification (ASHRAE Guideline 14) settings."""
+
+    step_s: int = Field(default=3600, ge=60)
+    target: Literal["facility", "cooling"] = "facility"
+    confidence: float = Field(default=0.90, gt=0, lt=1)
 
 
 class OptimizerSettings(Section):
-    """Setpoint bounds, limits and model settings; extended by the optimizer module."""
+    """Setpoint bounds, limits and model settings.
+
+    ``inlet_limit_c`` defaults to the ASHRAE TC 9.9 recommended maximum rack inlet (27 degC);
+    proposals keep the predicted maximum inlet at or below ``inlet_limit_c - inlet_margin_c -
+    inlet_sigmas * (model inlet RMSE)``. ``model_path`` is resolved against the store's folder
+    when relative; unset, the model lives beside the store as ``<site id>-optimizer.joblib``.
+    """
+
+    step_s: int = Field(default=900, ge=60)
+    min_coverage: float = Field(default=0.8, gt=0, le=1)
+    interval_s: int = Field(default=900, ge=60)
+    inlet_limit_c: float = 27.0
+    inlet_margin_c: float = Field(default=1.0, ge=0)
+    inlet_sigmas: float = Field(default=2.0, ge=0)
+    min_saving_pct: float = Field(default=0.1, ge=0)
+    target: Literal["facility", "cooling"] = "facility"
+    model_kind: Literal["gbr", "ridge"] = "gbr"
+    cv_splits: int = Field(default=5, ge=2, le=20)
+    trust_tolerance: float = Field(default=0.05, ge=0, le=1)
+    explore_hold_s: int = Field(default=7200, ge=60)
+    model_path: Path | None = None
+    setpoints: SetpointSettings = SetpointSettings()
+    mqtt: MqttBroker = MqttBroker()
+    mv: MvSettings = MvSettings()

@@ -1,0 +1,325 @@
+"""Regression models of the cooling plant: power and maximum rack inlet from IT load, weather
+and setpoints, trained with time-ordered cross-validation.
+
+Two kinds share one feature design (:func:`design_matrix`):
+
+* ``ridge``: a linear baseline, :class:`sklearn.linear_model.Ridge` on standardised physical
+  features (fan and pump affinity-law cubes, condenser lift, airflow per IT kW, ...).
+* ``gbr``: :class:`sklearn.ensemble.GradientBoostingRegressor` whose initial estimate is that
+  linear model (``init=``), so the trees only learn what the physics features leave over.
+
+The power target is normalised by IT load (``(facility - IT) / IT = PUE - 1`` for
+``target = "facility"``, ``cooling / IT`` for ``"cooling"``); the inlet target is the rise of the
+maximum rack inlet over the supply-air setpoint. Both make the response nearly scale-free.
+
+Accuracy is reported from time-ordered cross-validation (:class:`TimeSeriesSplit`, no shuffling)
+and on a held-out tail of the frame: MAE on PUE (1), CV(RMSE) and NMBE of the power target (%,
+Guideline 14 definitions), MAE and RMSE of the maximum inlet (degC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import joblib
+import numpy as np
+import pandas as pd
+from dcpue.optimizer.frames import FEATURE_COLUMNS, TrainingFrame
+from dcpue.optimizer.stats import cvrmse_pct, mae, nmbe_pct
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import TimeSeriesSplit
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+ModelKind = Literal["gbr", "ridge"]
+Target = Literal["facility", "cooling"]
+MODEL_FORMAT = 1
+
+
+class ModelError(ValueError):
+    """A model file is missing, unreadable or not a dcpue plant model."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predicted plant response per row: target power in kW (facility or cooling, see the
+    model's ``target``) and maximum rack inlet temperature in degC."""
+
+    power_kw: np.ndarray
+    rack_inlet_c: np.ndarray
+
+
+class PlantPredictor(Protocol):
+    """What the proposal search needs from a model: vectorised predictions over feature columns
+    (``FEATURE_COLUMNS``, arrays of equal length), an error scale and an optional trust region."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def power_rmse_kw(self) -> float: ...
+
+    @property
+    def inlet_rmse_c(self) -> float: ...
+
+    @property
+    def trust(self) -> TrustRegion | None: ...
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TrustRegion:
+    """Per-feature [min, max] seen in training: predictions outside it are extrapolations."""
+
+    lo: dict[str, float]
+    hi: dict[str, float]
+
+    @classmethod
+    def of(cls, data: pd.DataFrame, columns: tuple[str, ...]) -> TrustRegion:
+        return cls(
+            {c: float(data[c].min()) for c in columns}, {c: float(data[c].max()) for c in columns}
+        )
+
+    def outside(
+        self, x: Mapping[str, float], columns: tuple[str, ...], tolerance: float = 0.0
+    ) -> list[str]:
+        """Descriptions of the ``columns`` of one row that leave the region widened by
+        ``tolerance`` times each feature's trained span on both sides."""
+        out = []
+        for c in columns:
+            lo, hi = self.lo[c], self.hi[c]
+            pad = tolerance * (hi - lo)
+            if not lo - pad <= x[c] <= hi + pad:
+                out.append(f"{c}={x[c]:.4g} outside trained range [{lo:.4g}, {hi:.4g}]")
+        return out
+
+
+def design_matrix(x: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Feature columns -> model inputs: the raw features plus physically motivated terms.
+
+    Fan and pump power follow the affinity laws (P ~ speed^3, times the number of running
+    units for fans); chiller power per kW of heat grows with the lift between condenser water
+    (tracking outdoor wet bulb) and chilled water; recirculation at the racks falls with
+    airflow per IT kW. Everything per IT kW is divided by ``it_kw``.
+    """
+    it = np.asarray(x["it_kw"], float)
+    units = np.asarray(x["running_units"], float)
+    fan = np.asarray(x["crah_fan_speed_pct"], float) / 100.0
+    pump = np.asarray(x["pump_frequency_hz"], float) / 50.0
+    wb, db = np.asarray(x["wet_bulb_c"], float), np.asarray(x["dry_bulb_c"], float)
+    chw, sa = np.asarray(x["chilled_water_c"], float), np.asarray(x["supply_air_c"], float)
+    airflow = units * fan
+    lift = wb - chw
+    raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
+    per_kw = airflow / it * 1000.0
+    extra = [
+        units * fan**3 / it * 1000.0,
+        units / it * 1000.0,
+        50.0 / np.asarray(x["pump_frequency_hz"], float),
+        it / np.asarray(x["pump_frequency_hz"], float),
+        pump**3 / it * 1000.0,
+        1000.0 / it,
+        lift,
+        np.maximum(lift, 0.0) ** 2,
+        np.maximum(chw - wb, 0.0),
+        db - sa,
+        airflow,
+        per_kw,
+        1.0 / np.maximum(per_kw, 1e-6),
+        sa - chw,
+        # Hinges: supply air limited by the coil (chilled water + approach) and recirculation
+        # once airflow per IT kW falls short of demand; knots span the usual ranges.
+        *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 6.0, 8.0)),
+        *(np.maximum(k - per_kw, 0.0) for k in (4.0, 6.0, 8.0, 10.0)),
+    ]
+    return np.column_stack(raw + extra)
+
+
+def _ridge() -> Pipeline:
+    return make_pipeline(StandardScaler(), Ridge(alpha=1e-2))
+
+
+def _estimator(kind: ModelKind, seed: int) -> Pipeline | GradientBoostingRegressor:
+    if kind == "ridge":
+        return _ridge()
+    return GradientBoostingRegressor(
+        init=_ridge(), n_estimators=120, max_depth=3, learning_rate=0.1, subsample=0.8,
+        random_state=seed,
+    )
+
+
+def _targets(data: pd.DataFrame, target: Target) -> tuple[np.ndarray, np.ndarray]:
+    it = data["it_kw"].to_numpy()
+    power = data["facility_kw"].to_numpy() - it if target == "facility" else data[
+        "cooling_kw"
+    ].to_numpy()
+    rise = data["rack_inlet_max_c"].to_numpy() - data["supply_air_c"].to_numpy()
+    return power / it, rise
+
+
+def _columns(data: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {c: data[c].to_numpy() for c in FEATURE_COLUMNS}
+
+
+@dataclass
+class PlantModel:
+    """A fitted power model and maximum-inlet model with their provenance.
+
+    ``metrics`` holds ``cv`` (out-of-fold, time-ordered) and ``holdout`` dictionaries with
+    ``pue_mae`` (1), ``power_cvrmse_pct`` and ``power_nmbe_pct`` (%), ``power_rmse_kw`` (kW),
+    ``inlet_mae_c`` and ``inlet_rmse_c`` (degC) and ``rows``. ``trust`` is the training range.
+    """
+
+    kind: ModelKind
+    target: Target
+    features: tuple[str, ...]
+    power_model: Any
+    inlet_model: Any
+    trust: TrustRegion
+    metrics: dict[str, dict[str, float]]
+    train_start_ms: int
+    train_end_ms: int
+    rows: int
+    dropped_rows: int
+    step_s: int
+    format: int = MODEL_FORMAT
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def power_rmse_kw(self) -> float:
+        return float(self.metrics["cv"]["power_rmse_kw"])
+
+    @property
+    def inlet_rmse_c(self) -> float:
+        return float(self.metrics["cv"]["inlet_rmse_c"])
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict for feature columns (arrays, or scalars broadcast to a common length)."""
+        n = max(np.size(v) for v in x.values())
+        cols = {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
+        design = design_matrix(cols)
+        it = cols["it_kw"]
+        power = self.power_model.predict(design) * it
+        if self.target == "facility":
+            power = power + it
+        return Prediction(power, self.inlet_model.predict(design) + cols["supply_air_c"])
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description: kind, target, training window, rows and metrics."""
+        return {
+            "kind": self.kind, "target": self.target, "features": list(self.features),
+            "train_start_ms": self.train_start_ms, "train_end_ms": self.train_end_ms,
+            "rows": self.rows, "dropped_rows": self.dropped_rows, "step_s": self.step_s,
+            "metrics": self.metrics,
+            "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
+        }
+
+
+def _scores(
+    data: pd.DataFrame, target: Target, power_hat: np.ndarray, rise_hat: np.ndarray
+) -> dict[str, float]:
+    """Accuracy of per-IT-kW power and inlet-rise predictions on the rows of ``data``."""
+    it = data["it_kw"].to_numpy()
+    power_y, rise_y = _targets(data, target)
+    actual_kw, predicted_kw = power_y * it, power_hat * it
+    # PUE from the prediction: the modelled part replaced, the rest as metered.
+    pue = data["pue"].to_numpy()
+    pue_hat = pue + (predicted_kw - actual_kw) / it
+    return {
+        "pue_mae": mae(pue, pue_hat),
+        "power_cvrmse_pct": cvrmse_pct(actual_kw, predicted_kw),
+        "power_nmbe_pct": nmbe_pct(actual_kw, predicted_kw),
+        "power_rmse_kw": float(np.sqrt(np.mean((actual_kw - predicted_kw) ** 2))),
+        "inlet_mae_c": mae(rise_y, rise_hat),
+        "inlet_rmse_c": float(np.sqrt(np.mean((rise_y - rise_hat) ** 2))),
+        "rows": float(len(data)),
+    }
+
+
+def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> tuple[Any, Any]:
+    design = design_matrix(_columns(data))
+    power_y, rise_y = _targets(data, target)
+    return (
+        _estimator(kind, seed).fit(design, power_y),
+        _estimator(kind, seed).fit(design, rise_y),
+    )
+
+
+def _predict_targets(models: tuple[Any, Any], data: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    design = design_matrix(_columns(data))
+    return models[0].predict(design), models[1].predict(design)
+
+
+def cross_validate(
+    data: pd.DataFrame, kind: ModelKind, target: Target, splits: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Time-ordered cross-validation: each fold trains on the past and scores the next block;
+    scores are computed over all out-of-fold predictions together."""
+    data = data.sort_index()
+    power_hat = np.full(len(data), np.nan)
+    rise_hat = np.full(len(data), np.nan)
+    for train, test in TimeSeriesSplit(n_splits=splits).split(data):
+        models = _fit(data.iloc[train], kind, target, seed)
+        power_hat[test], rise_hat[test] = _predict_targets(models, data.iloc[test])
+    scored = np.isfinite(power_hat)
+    return _scores(data[scored], target, power_hat[scored], rise_hat[scored])
+
+
+def train(
+    frame: TrainingFrame,
+    kind: ModelKind = "gbr",
+    target: Target = "facility",
+    splits: int = 5,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> PlantModel:
+    """Fit a :class:`PlantModel` on a frame.
+
+    Metrics: ``cv`` from :func:`cross_validate` over the first ``1 - holdout_fraction`` of the
+    rows, ``holdout`` from a model fitted on those rows and scored on the later tail. The
+    returned model is then refitted on all rows; its trust region spans all rows.
+    """
+    data = frame.data.sort_index()
+    if len(data) < 4 * splits:
+        raise ValueError(f"{len(data)} usable rows is too few to train ({4 * splits} needed)")
+    cut = int(len(data) * (1.0 - holdout_fraction))
+    metrics = {"cv": cross_validate(data.iloc[:cut], kind, target, splits, seed)}
+    if cut < len(data):
+        head, tail = data.iloc[:cut], data.iloc[cut:]
+        metrics["holdout"] = _scores(
+            tail, target, *_predict_targets(_fit(head, kind, target, seed), tail)
+        )
+    power_model, inlet_model = _fit(data, kind, target, seed)
+    return PlantModel(
+        kind=kind, target=target, features=FEATURE_COLUMNS, power_model=power_model,
+        inlet_model=inlet_model, trust=TrustRegion.of(data, FEATURE_COLUMNS), metrics=metrics,
+        train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
+        rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
+    )
+
+
+def save_model(model: PlantModel, path: str | Path) -> Path:
+    """Write the model with joblib (feature list, trust region and metrics included)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, path)
+    return path
+
+
+def load_model(path: str | Path) -> PlantModel:
+    """Read a model written by :func:`save_model`; :class:`ModelError` if it is not one."""
+    try:
+        model = joblib.load(Path(path))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no model file (run `dcpue optimize train`)") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: unreadable model: {exc}") from None
+    if not isinstance(model, PlantModel) or model.format != MODEL_FORMAT:
+        raise ModelError(f"{path}: not a dcpue plant model of format {MODEL_FORMAT}")
+    return model
+

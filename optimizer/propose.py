@@ -1,0 +1,357 @@
+"""Safe setpoint proposals: a bounded search of the setpoint space on a plant model.
+
+The search (:func:`propose`) evaluates, in one vectorised call per stage, a grid of candidates
+inside each setpoint's window ``[current - max_step, current + max_step]`` intersected with the
+hard bounds and the model's trained range, then refines around the best candidate with half the
+grid spacing. It picks the lowest predicted power whose predicted maximum rack inlet stays at or
+below ``inlet_limit_c - inlet_margin_c - inlet_sigmas * inlet_rmse_c``.
+
+Safety, in order: operator overrides fix their setpoints; conditions outside the trained region
+(beyond ``trust_tolerance`` of each feature's span) mean "keep current"; candidates never leave
+the windows; a final :func:`enforce_bounds` clamps every proposed value into its hard bounds, so
+even a deliberately wrong model cannot push a setpoint out of bounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from math import erf, sqrt
+from typing import Any
+
+import aiomqtt
+import numpy as np
+from dcpue.config import SetpointName
+from dcpue.config.optimizer import OptimizerSettings, SetpointBounds
+from dcpue.core.store import Store
+from dcpue.optimizer.frames import CONDITION_COLUMNS, SETPOINT_COLUMNS, SETPOINTS
+from dcpue.optimizer.models import PlantPredictor
+
+#: Proposal status values: ``proposed`` (a change), ``keep`` (no change), ``accepted`` and
+#: ``applied`` (written back to devices), ``rejected``.
+STATUSES = ("proposed", "keep", "accepted", "applied", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class PlantState:
+    """Measured conditions (``CONDITION_COLUMNS``) and current setpoints, keyed by name."""
+
+    ts_ms: int
+    conditions: dict[str, float]
+    setpoints: dict[SetpointName, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A setpoint proposal and why.
+
+    Power figures are the model's target power in kW (facility or cooling, see ``target``);
+    ``saving_pct`` is relative to the predicted current power. ``confidence`` is the
+    probability that the saving is positive, assuming independent normal prediction errors with
+    the model's cross-validated RMSE: ``Phi(saving / (sqrt(2) * rmse))``. ``binding`` names the
+    constraints that stop a further saving (``inlet_limit``, ``max_step:<setpoint>``,
+    ``bound:<setpoint>``, ``trust:<setpoint>``, ``override:<setpoint>``).
+    """
+
+    id: str
+    ts_ms: int
+    site: str
+    status: str
+    current: dict[str, float]
+    proposed: dict[str, float]
+    reason: str
+    target: str = "facility"
+    current_kw: float | None = None
+    proposed_kw: float | None = None
+    saving_kw: float = 0.0
+    saving_pct: float = 0.0
+    predicted_inlet_c: float | None = None
+    inlet_limit_c: float | None = None
+    confidence: float = 0.0
+    binding: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        return any(self.proposed[k] != self.current.get(k) for k in self.proposed)
+
+    def to_json(self) -> str:
+        """The proposal as one JSON object (pure; what MQTT carries and the table stores)."""
+        data = asdict(self)
+        data["binding"] = list(self.binding)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Proposal:
+        data = json.loads(text)
+        data["binding"] = tuple(data.get("binding", ()))
+        return cls(**data)
+
+
+def enforce_bounds(values: Mapping[str, float], bounds: Mapping[str, SetpointBounds]) -> dict[
+    str, float
+]:
+    """Clamp each setpoint into its hard bounds (integer setpoints rounded inside them)."""
+    out = {}
+    for name, value in values.items():
+        b = bounds[name]
+        if not np.isfinite(value):
+            raise ValueError(f"setpoint {name} is not a finite number: {value!r}")
+        v = float(np.clip(value, b.min, b.max))
+        if b.integer:
+            v = float(np.clip(round(v), np.ceil(b.min), np.floor(b.max)))
+        out[name] = v
+    return out
+
+
+def setpoint_bounds(cfg: OptimizerSettings) -> dict[str, SetpointBounds]:
+    """Hard bounds per setpoint name (``SetpointName`` values)."""
+    return {name.value: getattr(cfg.setpoints, name.value) for name in SETPOINTS}
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + erf(z / sqrt(2.0)))
+
+
+@dataclass(slots=True)
+class _Window:
+    lo: float
+    hi: float
+    lo_why: str
+    hi_why: str
+    integer: bool
+
+    def levels(self, n: int, around: float | None = None, spacing: float | None = None) -> (
+        np.ndarray
+    ):
+        if self.integer:
+            return np.arange(np.ceil(self.lo), np.floor(self.hi) + 1.0)
+        if around is None or spacing is None:
+            return np.unique(np.linspace(self.lo, self.hi, n))
+        return np.unique(np.clip(around + spacing * np.array([-1.0, 0.0, 1.0]), self.lo, self.hi))
+
+
+def _window(
+    name: str, base: float, b: SetpointBounds, trust: tuple[float, float] | None, fixed: bool
+) -> _Window:
+    if fixed:
+        return _Window(base, base, f"override:{name}", f"override:{name}", b.integer)
+    lows = [(b.min, f"bound:{name}"), (base - b.max_step, f"max_step:{name}")]
+    highs = [(b.max, f"bound:{name}"), (base + b.max_step, f"max_step:{name}")]
+    if trust is not None:
+        lows.append((trust[0], f"trust:{name}"))
+        highs.append((trust[1], f"trust:{name}"))
+    lo, lo_why = max(lows)
+    hi, hi_why = min(highs)
+    return _Window(lo, hi, lo_why, hi_why, b.integer)
+
+
+def _grid(axes: list[np.ndarray]) -> np.ndarray:
+    return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, len(axes))
+
+
+class _Search:
+    """Candidate evaluation for one state: predictions and feasibility, accumulated."""
+
+    def __init__(self, predictor: PlantPredictor, state: PlantState, limit_c: float) -> None:
+        self.predictor, self.state, self.limit = predictor, state, limit_c
+        self.points = np.empty((0, len(SETPOINTS)))
+        self.power = np.empty(0)
+        self.inlet = np.empty(0)
+
+    def add(self, points: np.ndarray) -> None:
+        x: dict[str, np.ndarray] = {
+            c: np.full(len(points), self.state.conditions[c]) for c in CONDITION_COLUMNS
+        }
+        for j, column in enumerate(SETPOINTS.values()):
+            x[column] = points[:, j]
+        pred = self.predictor.predict(x)
+        self.points = np.vstack([self.points, points])
+        self.power = np.concatenate([self.power, np.asarray(pred.power_kw, float)])
+        self.inlet = np.concatenate([self.inlet, np.asarray(pred.rack_inlet_c, float)])
+
+    @property
+    def finite(self) -> np.ndarray:
+        return np.isfinite(self.power) & np.isfinite(self.inlet)
+
+    @property
+    def feasible(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return self.finite & (self.inlet <= self.limit)
+
+    def best(self) -> int | None:
+        feasible = self.feasible
+        if feasible.any():
+            return int(np.argmin(np.where(feasible, self.power, np.inf)))
+        if self.finite.any():
+            return int(np.argmin(np.where(self.finite, self.inlet, np.inf)))
+        return None
+
+
+def propose(
+    predictor: PlantPredictor,
+    state: PlantState,
+    cfg: OptimizerSettings,
+    *,
+    site: str = "",
+    fixed: Mapping[SetpointName, float] | None = None,
+    levels: int = 5,
+) -> Proposal:
+    """Search the setpoints for the lowest predicted power under the constraints.
+
+    ``fixed`` setpoints (operator overrides) are held at their given value. Never returns a
+    proposed value outside the configured hard bounds.
+    """
+    fixed = dict(fixed or {})
+    bounds = setpoint_bounds(cfg)
+    names = [n.value for n in SETPOINTS]
+    current = {n.value: float(state.setpoints[n]) for n in SETPOINTS}
+    base = enforce_bounds(current | {k.value: v for k, v in fixed.items()}, bounds)
+    limit = cfg.inlet_limit_c - cfg.inlet_margin_c - cfg.inlet_sigmas * predictor.inlet_rmse_c
+    proposal = Proposal(
+        id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep", current=current,
+        proposed=base, reason="", target=predictor.target, inlet_limit_c=limit,
+    )
+    notes = [f"{k} {current[k]:g} outside hard bounds, clamped" for k in names
+             if base[k] != current[k] and SetpointName(k) not in fixed]
+    trust = predictor.trust
+    if trust is not None:
+        at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
+        outside = trust.outside(state.conditions, CONDITION_COLUMNS, cfg.trust_tolerance)
+        outside += trust.outside(at_base, SETPOINT_COLUMNS)
+        if outside:
+            return replace(proposal, reason="keep current: " + "; ".join(outside + notes))
+    windows = [
+        _window(n, base[n], bounds[n],
+                None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)
+        for n, c in zip(names, SETPOINTS.values(), strict=True)
+    ]
+    search = _Search(predictor, state, limit)
+    search.add(np.array([[base[n] for n in names]]))
+    search.add(_grid([w.levels(levels) for w in windows]))
+    best = search.best()
+    if best is None:
+        return replace(proposal, reason="keep current: model gave no finite prediction")
+    spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
+    search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
+                      for j, w in enumerate(windows)]))
+    return _decide(proposal, search, windows, names, bounds, cfg, predictor, notes)
+
+
+def _decide(
+    proposal: Proposal,
+    search: _Search,
+    windows: list[_Window],
+    names: list[str],
+    bounds: Mapping[str, SetpointBounds],
+    cfg: OptimizerSettings,
+    predictor: PlantPredictor,
+    notes: list[str],
+) -> Proposal:
+    best = search.best()
+    assert best is not None
+    now_kw, now_inlet = float(search.power[0]), float(search.inlet[0])
+    best_kw = float(search.power[best])
+    saving = now_kw - best_kw if np.isfinite(now_kw) else 0.0
+    pct = 100.0 * saving / now_kw if np.isfinite(now_kw) and now_kw > 0 else 0.0
+    point = dict(zip(names, search.points[best], strict=True))
+    binding = [w.lo_why for w, n in zip(windows, names, strict=True) if point[n] <= w.lo
+               and w.lo < w.hi] + [w.hi_why for w, n in zip(windows, names, strict=True)
+                                   if point[n] >= w.hi and w.lo < w.hi]
+    binding += sorted({w.lo_why for w in windows if w.lo == w.hi})
+    if np.any(~search.feasible & search.finite & (search.power < best_kw)):
+        binding.insert(0, "inlet_limit")
+    if not search.feasible[best]:
+        reason = "no candidate meets the inlet limit: proposing the coolest"
+    elif search.feasible[0] and pct < cfg.min_saving_pct:
+        best, point = 0, dict(zip(names, search.points[0], strict=True))
+        reason = f"keep current: predicted saving {pct:.2f} % below {cfg.min_saving_pct} %"
+        saving, pct, best_kw = 0.0, 0.0, now_kw
+    elif not search.feasible[0] and np.isfinite(now_inlet):
+        reason = f"predicted inlet {now_inlet:.2f} degC above {proposal.inlet_limit_c:.2f}: cool"
+    else:
+        reason = f"predicted saving {saving:.1f} kW ({pct:.2f} %)"
+    proposed = enforce_bounds(point, bounds)
+    sigma = sqrt(2.0) * predictor.power_rmse_kw
+    confidence = _phi(saving / sigma) if sigma > 0 else float(saving > 0)
+    status = "proposed" if proposed != proposal.current else "keep"
+    return replace(
+        proposal, status=status, proposed=proposed, current_kw=now_kw, proposed_kw=best_kw,
+        saving_kw=saving, saving_pct=pct, predicted_inlet_c=float(search.inlet[best]),
+        confidence=confidence, binding=tuple(dict.fromkeys(binding)),
+        reason="; ".join([reason, *notes]),
+    )
+
+
+class ProposalLog:
+    """Proposals in the store's DuckDB table ``proposals`` (one JSON payload per row)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.execute(
+            "CREATE TABLE IF NOT EXISTS proposals (id VARCHAR PRIMARY KEY, ts_ms BIGINT NOT NULL,"
+            " site VARCHAR NOT NULL, status VARCHAR NOT NULL, saving_kw DOUBLE,"
+            " payload VARCHAR NOT NULL)"
+        )
+
+    def save(self, proposal: Proposal) -> None:
+        self.store.execute(
+            "INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?)",
+            [proposal.id, proposal.ts_ms, proposal.site, proposal.status, proposal.saving_kw,
+             proposal.to_json()],
+        )
+
+    def list(self, limit: int = 20, status: str | None = None) -> list[Proposal]:
+        """Most recent first."""
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        rows = self.store.execute(
+            f"SELECT payload FROM proposals {where} ORDER BY ts_ms DESC, rowid DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [Proposal.from_json(r[0]) for r in rows]
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        row = self.store.execute(
+            "SELECT payload FROM proposals WHERE id = ?", [proposal_id]
+        ).fetchone()
+        return None if row is None else Proposal.from_json(row[0])
+
+    def set_status(self, proposal: Proposal, status: str) -> Proposal:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        updated = replace(proposal, status=status)
+        self.save(updated)
+        return updated
+
+
+async def publish_proposal(
+    client_or_host: aiomqtt.Client | str,
+    topic: str,
+    proposal: Proposal,
+    *,
+    port: int = 1883,
+    qos: int = 1,
+) -> None:
+    """Publish ``proposal.to_json()`` on ``topic`` (retained, so a late subscriber sees the
+    latest), through a connected client or a new connection to ``host:port``."""
+    if isinstance(client_or_host, aiomqtt.Client):
+        await client_or_host.publish(topic, proposal.to_json(), qos=qos, retain=True)
+        return
+    async with aiomqtt.Client(client_or_host, port) as client:
+        await client.publish(topic, proposal.to_json(), qos=qos, retain=True)
+
+
+def describe(proposal: Proposal) -> dict[str, Any]:
+    """A short, human-oriented view of a proposal for listings."""
+    changes = {
+        k: f"{proposal.current[k]:g} -> {v:g}"
+        for k, v in proposal.proposed.items() if v != proposal.current.get(k)
+    }
+    return {
+        "id": proposal.id, "ts_ms": proposal.ts_ms, "status": proposal.status,
+        "saving_kw": round(proposal.saving_kw, 2), "saving_pct": round(proposal.saving_pct, 3),
+        "confidence": round(proposal.confidence, 3), "changes": changes,
+        "binding": list(proposal.binding), "reason": proposal.reason,
+    }
