@@ -35,7 +35,7 @@ from dcpue.core.readings import Reading
 from dcpue.core.store import DeadLetter
 from dcpue.core.units import UnitError, check_unit
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +104,12 @@ def _words_bytes(words: Sequence[int]) -> bytes:
     return struct.pack(f">{len(words)}H", *words)
 
 
-class _CommunicationError(Exception):
-    """The device could not be reached or did not answer in time."""
-
-
 class _Refused(Exception):
     """The device answered a read with a Modbus exception response."""
 
 
 #: Failures of the device or the network (anything else is logged with its traceback).
-_EXPECTED_FAILURES = (_CommunicationError, ModbusException, OSError, TimeoutError)
+_EXPECTED_FAILURES = (ModbusException, OSError, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -142,13 +138,20 @@ class _DevicePoller:
         ]
         self.status = DeviceStatus(device.name, device.origin)
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_max_s)
-        self.client = AsyncModbusTcpClient(
-            device.host,
-            port=device.port,
-            timeout=device.timeout_s,
-            retries=device.retries,
-            reconnect_delay=0,  # reconnects follow this poller's backoff instead
-        )
+        self._client: AsyncModbusTcpClient | None = None
+
+    @property
+    def client(self) -> AsyncModbusTcpClient:
+        """The device's connection (made in the running loop, so only while :meth:`run` runs)."""
+        if self._client is None:
+            self._client = AsyncModbusTcpClient(
+                self.device.host,
+                port=self.device.port,
+                timeout=self.device.timeout_s,
+                retries=self.device.retries,
+                reconnect_delay=0,  # reconnects follow this poller's backoff instead
+            )
+        return self._client
 
     async def run(self) -> None:
         """Poll until cancelled."""
@@ -168,7 +171,9 @@ class _DevicePoller:
                         due = [max(d, resume) for d in due]
                         break
         finally:
-            self.client.close()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     async def _poll_guarded(self, group: _Group) -> bool:
         """Poll one group; record success or failure; True when the device answered."""
@@ -198,12 +203,12 @@ class _DevicePoller:
             raise _Refused(f"exception code {code} reading {table} {address}+{count}")
         registers = list(response.registers)
         if len(registers) < count:
-            raise _CommunicationError(f"short response: {len(registers)} of {count} registers")
+            raise ModbusIOException(f"short response: {len(registers)} of {count} registers")
         return registers
 
     async def _poll(self, group: _Group) -> None:
         if not self.client.connected and not await self.client.connect():
-            raise _CommunicationError(f"cannot connect to {self.device.host}:{self.device.port}")
+            raise ConnectionError(f"cannot connect to {self.device.host}:{self.device.port}")
         blocks: list[list[int]] = []
         refusals: dict[int, str] = {}
         received: list[int] = []

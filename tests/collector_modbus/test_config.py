@@ -32,6 +32,7 @@ def test_defaults_and_values() -> None:
     assert (point.table, point.byte_order, point.scale, point.width) == ("holding", "big", 1.0, 2)
     assert device.origin == "pm-1@127.0.0.1:1502/1"
     assert modbus.active_devices == [device]
+    assert ModbusPoller(site, ListSink()).active  # built outside an event loop, as the daemon does
 
 
 def test_site_without_block_polls_nothing() -> None:
