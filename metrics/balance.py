@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from dcpue.config.site import ConfigError, Site
@@ -180,6 +181,10 @@ class EnergyBalance:
 
     def figures(self) -> dict[str, Figure]:
         """Every flow as a :class:`Figure` with its meters, window, coverage and formula."""
+        return dict(self._figures)
+
+    @cached_property
+    def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
             return Figure(

@@ -58,6 +58,13 @@ class Intervals:
         i, f, b = np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
         return cls(i, i, f, f, f, b, b, b)
 
+    def after(self, ms: int) -> Intervals:
+        """The intervals that end after ``ms`` (those before it add nothing from ``ms`` on)."""
+        first = int(np.searchsorted(self.t1, ms, side="right"))
+        if first == 0:
+            return self
+        return Intervals(*(getattr(self, f)[first:] for f in Intervals.__slots__))
+
 
 @dataclass(frozen=True, slots=True)
 class MeterEnergy:
@@ -79,8 +86,9 @@ def clean_series(ts_ms: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.
     ts = np.asarray(ts_ms, dtype=np.int64)
     vs = np.asarray(values, dtype=np.float64)
     keep = np.isfinite(vs)
-    ts, vs = ts[keep], vs[keep]
-    if len(ts) > 1 and np.any(np.diff(ts) <= 0):
+    if not keep.all():
+        ts, vs = ts[keep], vs[keep]
+    if len(ts) > 1 and not (ts[1:] > ts[:-1]).all():
         order = np.argsort(ts, kind="stable")
         ts, vs = ts[order], vs[order]
         last = np.append(ts[1:] != ts[:-1], True)
@@ -109,17 +117,22 @@ def counter_intervals(
     drop = inc < 0
     ceiling = None if max_power_kw is None else max_power_kw * dt / MS_PER_HOUR
     rolled = np.zeros(len(inc), bool)
-    if rollover is not None:
-        wrapped = inc + rollover
-        rolled = drop & (before >= rollover / 2) & (wrapped < rollover / 2)
-        if ceiling is not None:
-            rolled &= wrapped <= ceiling
-        inc = np.where(rolled, wrapped, inc)
-    reset = drop & ~rolled
-    inc = np.where(reset, after, inc)
-    plausible = np.ones(len(inc), bool) if ceiling is None else inc <= ceiling
-    inc = np.where(plausible, inc, 0.0)
-    measured = plausible if max_gap_ms is None else plausible & (dt <= max_gap_ms)
+    reset = rolled
+    if drop.any():
+        if rollover is not None:
+            wrapped = inc + rollover
+            rolled = drop & (before >= rollover / 2) & (wrapped < rollover / 2)
+            if ceiling is not None:
+                rolled &= wrapped <= ceiling
+            inc = np.where(rolled, wrapped, inc)
+        reset = drop & ~rolled
+        inc = np.where(reset, after, inc)
+    measured = np.ones(len(inc), bool)
+    if ceiling is not None:
+        measured = inc <= ceiling
+        inc = np.where(measured, inc, 0.0)
+    if max_gap_ms is not None:
+        measured &= dt <= max_gap_ms
     rate = inc / dt
     return Intervals(t0, t1, inc, rate, rate, measured, rolled, reset)
 
@@ -150,16 +163,18 @@ def accumulated(iv: Intervals, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(iv) == 0:
         zero = np.zeros(len(x))
         return zero, zero.copy()
-    dt = (iv.t1 - iv.t0).astype(np.float64)
-    amount_before = np.concatenate(([0.0], np.cumsum(iv.amount)))
-    measured_before = np.concatenate(([0.0], np.cumsum(np.where(iv.measured, dt, 0.0))))
     j = np.clip(np.searchsorted(iv.t0, x, side="right") - 1, 0, len(iv) - 1)
-    w = np.clip((x - iv.t0[j]).astype(np.float64), 0.0, dt[j])
-    rate_x = iv.rate0[j] + (iv.rate1[j] - iv.rate0[j]) * (w / dt[j])
-    partial = np.where(w >= dt[j], iv.amount[j], w * (iv.rate0[j] + rate_x) / 2)
-    amount = amount_before[j] + partial
-    measured = measured_before[j] + np.where(iv.measured[j], w, 0.0)
-    return amount, measured
+    dt_j = (iv.t1[j] - iv.t0[j]).astype(np.float64)
+    amount_before = np.concatenate(([0.0], np.cumsum(iv.amount)))[j]
+    if iv.measured.all():  # contiguous intervals: measured time before j is t0[j] - t0[0]
+        measured_before = (iv.t0[j] - iv.t0[0]).astype(np.float64)
+    else:
+        dt = (iv.t1 - iv.t0).astype(np.float64)
+        measured_before = np.concatenate(([0.0], np.cumsum(np.where(iv.measured, dt, 0.0))))[j]
+    w = np.clip((x - iv.t0[j]).astype(np.float64), 0.0, dt_j)
+    rate_x = iv.rate0[j] + (iv.rate1[j] - iv.rate0[j]) * (w / dt_j)
+    partial = np.where(w >= dt_j, iv.amount[j], w * (iv.rate0[j] + rate_x) / 2)
+    return amount_before + partial, measured_before + np.where(iv.measured[j], w, 0.0)
 
 
 def bucket_amounts(

@@ -81,7 +81,8 @@ class _Ring:
         if k_first > k_last:
             return
         amount, measured = bucket_amounts(
-            intervals, k_first * self.step_ms, self.step_ms, k_last - k_first + 1
+            intervals.after(k_first * self.step_ms), k_first * self.step_ms, self.step_ms,
+            k_last - k_first + 1,
         )
         idx = np.arange(k_first, k_last + 1) % self.size
         self.amount[row, idx] += amount
@@ -94,8 +95,12 @@ class _Ring:
         if hi <= lo:
             zero = np.zeros(self.amount.shape[0])
             return zero, zero.copy()
-        idx = np.arange(lo, hi) % self.size
-        return self.amount[:, idx].sum(axis=1), self.measured[:, idx].sum(axis=1)
+        # at most two contiguous runs of the ring: sum views, no copies
+        a, b = lo % self.size, (hi - 1) % self.size + 1
+        runs = [slice(a, b)] if a < b else [slice(a, self.size), slice(0, b)]
+        amount = sum(self.amount[:, r].sum(axis=1) for r in runs)
+        measured = sum(self.measured[:, r].sum(axis=1) for r in runs)
+        return np.asarray(amount), np.asarray(measured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +173,12 @@ class RollingCalculator:
         ts = np.asarray(ts_ms, dtype=np.int64)
         vs = np.asarray(values, dtype=np.float64)
         fresh = ts > self._last_ts[row]
-        self.ignored_stale += int(len(ts) - np.count_nonzero(fresh))
-        ts, vs = ts[fresh], vs[fresh]
-        if len(ts) == 0:
+        n_fresh = int(np.count_nonzero(fresh))
+        self.ignored_stale += len(ts) - n_fresh
+        if n_fresh == 0:
             return 0
+        if n_fresh < len(ts):
+            ts, vs = ts[fresh], vs[fresh]
         if self._last_ts[row] != _NEVER:
             ts = np.concatenate(([self._last_ts[row]], ts))
             vs = np.concatenate(([self._last_value[row]], vs))
@@ -181,7 +188,7 @@ class RollingCalculator:
             self._hours.add(row, iv)
         self._last_ts[row] = ts[-1]
         self._last_value[row] = vs[-1]
-        return int(np.count_nonzero(fresh))
+        return n_fresh
 
     @classmethod
     def from_store(cls, site: Site, store: Store, now_ms: int) -> RollingCalculator:
