@@ -158,7 +158,7 @@ def account(
     instruments = instrument_figures(allocation, energy.grid_electricity)
     renewable_applied = [(c, mwh) for c, mwh in allocation.applied if c.renewable]
     purchased_green = Figure(
-        "purchased_green", allocation.renewable_mwh(), "MWh",
+        "purchased_green", allocation.renewable_mwh, "MWh",
         formula="sum of renewable instrument MWh applied (quality criteria met, capped at "
         "grid electricity)", **window, inputs=instruments, note=cap_note(allocation),
     )

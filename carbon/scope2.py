@@ -88,6 +88,7 @@ class Allocation:
     def applied_mwh(self) -> float:
         return sum(mwh for _, mwh in self.applied)
 
+    @property
     def renewable_mwh(self) -> float:
         return sum(mwh for claim, mwh in self.applied if claim.renewable)
 
@@ -291,12 +292,11 @@ def market_based_location_minus_avoided(location: Figure, avoided_renewables: Fi
     )
 
 
-def total(name: str, unit: str, parts: Sequence[Figure], formula: str = "") -> Figure:
-    """Sum of figures in the same unit; None if any part is insufficient."""
+def total(name: str, unit: str, parts: Sequence[Figure]) -> Figure:
+    """Sum of figures (at least one) in the same unit; None if any part is insufficient."""
     values = [p.value for p in parts]
-    value = None if any(v is None for v in values) else float(sum(values))  # type: ignore[arg-type]
-    first = parts[0] if parts else Figure(name, 0.0, unit)
+    value = None if None in values else float(sum(v for v in values if v is not None))
     return Figure(
-        name, value, unit, formula=formula or " + ".join(p.name for p in parts) or "0",
-        start_ms=first.start_ms, end_ms=first.end_ms, inputs=tuple(parts),
+        name, value, unit, formula=" + ".join(p.name for p in parts),
+        start_ms=parts[0].start_ms, end_ms=parts[0].end_ms, inputs=tuple(parts),
     )

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.report import site_report
+from dcpue.carbon.site import purchased_green_kwh
 from dcpue.config import ConfigError, load_site
 from dcpue.core.readings import Reading, datetime_to_ms
 from dcpue.core.store import Store
@@ -130,6 +131,8 @@ def test_site_report_by_hand(site_file):
     assert july["avoided:AI cooling optimization"].value == pytest.approx(0.06)
     assert june["avoided_onsite_pv"].value == pytest.approx(0.12)
     assert june["renewable_share"].value == pytest.approx((0.1 + 0.24) / 2.64 * 100)
+    assert purchased_green_kwh(site, JUNE30, JUNE30 + 24 * HOUR, 2400.0) == pytest.approx(100.0)
+    assert purchased_green_kwh(site, JUNE30, JUNE30 + 24 * HOUR, 40.0) == pytest.approx(40.0)
     meters = json.dumps(june["scope2_location"].explain())
     assert "grid-main" in meters and "test hourly factors" in meters
 
