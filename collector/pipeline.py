@@ -87,25 +87,35 @@ class Pipeline:
     async def commit(self) -> int:
         """Write everything submitted before this call; returns rows added.
 
-        Raises what the store raised; the batch then stays queued for the next commit.
+        Raises what the store raised; the batch then stays queued for the next commit. A
+        caller cancelled meanwhile still lets the write finish and be accounted for (the
+        cancellation is re-raised afterwards), so no batch is ever half-known.
         """
         async with self._lock:
             readings, self._readings = self._readings, []
             letters, self._letters = self._letters, []
             if not readings and not letters:
                 return 0
-            try:
-                added = await asyncio.to_thread(self._write, readings, letters)
-            except Exception:
+            write = asyncio.ensure_future(asyncio.to_thread(self._write, readings, letters))
+            cancelled = False
+            while not write.done():
+                try:
+                    await asyncio.wait([write])
+                except asyncio.CancelledError:
+                    cancelled = True
+            if write.exception() is not None:
                 self._readings[:0] = readings
                 self._letters[:0] = letters
                 self.stats.commit_errors += 1
-                raise
+                raise write.exception()
+            added = write.result()
         self.stats.commits += 1
         self.stats.readings_stored += added
         self.stats.duplicates += len(readings) - added
         if self._on_commit is not None and added:
             self._on_commit()
+        if cancelled:
+            raise asyncio.CancelledError
         return added
 
     def _write(self, readings: list[Reading], letters: list[DeadLetter]) -> int:

@@ -98,6 +98,7 @@ class Mosquitto(_Server):
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
+            "user root\n"  # if run as root, stay root: the default user cannot write here
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 0\n"
