@@ -115,15 +115,16 @@ def instrument_claims(
             continue
         reasons = []
         if not inst.traceable:
-            reasons.append("not tracked and retired on a registry (quality criteria 2-3)")
+            reasons.append("not tracked and retired on a registry (quality criterion: tracking)")
         if not inst.same_market:
-            reasons.append("not from the market where the electricity is consumed (criterion 6)")
+            reasons.append("not from the market where the electricity is consumed "
+                           "(quality criterion: market boundary)")
         if inst.vintage is not None and not (
             first_year - max_vintage_gap_years <= inst.vintage <= last_year + max_vintage_gap_years
         ):
             reasons.append(
                 f"vintage {inst.vintage} more than {max_vintage_gap_years} year(s) from the "
-                "reporting period (criterion 5)"
+                "reporting period (quality criterion: vintage)"
             )
         attributes = {
             "type": inst.type.value,

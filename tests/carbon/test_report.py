@@ -190,3 +190,17 @@ def test_bad_carbon_config_is_one_line(tmp_path, capsys, extra, message):
     code, _, err = run(capsys, "--config", str(path), "--from", "2023-01-01", "--to", "2023-02-01")
     assert code == 2
     assert message in err and err.count("\n") == 1
+
+
+def test_reference_method_on_a_metered_site(site_file):
+    """Location over all electricity per hour: 0.11 MWh x (12 x 0.3 + 12 x 0.6) = 1.188 t;
+    market = 1.188 - (0.1 tariff + 0.24 PV) MWh x 0.5 = 1.018 t."""
+    site_file.write_text(SITE.replace("[carbon]\n", '[carbon]\nmethod = "location_minus_avoided"\n'))
+    site = load_site(site_file)
+    with Store(site.store.path) as store:
+        report = site_report(site, store, date(2023, 6, 30), date(2023, 7, 1),
+                             base_dir=site_file.parent)
+    june = report.accounts[0].figures
+    assert june["scope2_location"].value == pytest.approx(1.188)
+    assert june["avoided_renewables"].value == pytest.approx(0.17)
+    assert june["scope2_market"].value == pytest.approx(1.018)
