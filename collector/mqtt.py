@@ -65,7 +65,7 @@ def make_client(settings: MqttSettings) -> aiomqtt.Client:
         identifier=settings.client_id,
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         clean_session=None if v5 else False,
-        clean_start=False,
+        clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
         keepalive=settings.keepalive_s,
         username=settings.username,

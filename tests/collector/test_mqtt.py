@@ -1,0 +1,122 @@
+"""The MQTT source against a real Mosquitto: bad input, persistent sessions, shared subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiomqtt
+import pytest
+from dcpue.collector.gateway_mqtt import publish_readings
+from dcpue.collector.service import Collector
+from dcpue.config import ConfigError
+from dcpue.core.store import Store
+
+from tests.collector.conftest import wait_until
+from tests.collector.helpers import as_map, collector_site, once, stored, stream
+
+
+async def publish_raw(port: int, messages: list[tuple[str, bytes]]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+def malformed_stream() -> tuple[list[tuple[str, bytes]], dict, dict[str, int]]:
+    """100 messages, 10 of them bad: what to publish, the valid readings, dead letters by reason."""
+    good = stream(0, 90)
+    messages: list[tuple[str, bytes]] = []
+    for i in range(90):  # one batch message per minute, four readings each
+        batch = [{"meter": r.meter, "value": r.value, "ts": r.ts_ms} for r in good[4 * i: 4 * i + 4]]
+        messages.append(("dcpue/test-site/batch", json.dumps(batch).encode()))
+    bad = [
+        ("dcpue/test-site/batch", b'[{"meter": "it", "value": 1,'),  # truncated JSON
+        ("dcpue/test-site/batch", b"\x00\x01binary"),
+        ("dcpue/test-site/batch", b'[{"meter": "ghost", "value": 1}]'),
+        ("dcpue/test-site/batch", b'{"ts": 1704067200, "unknown-meter": 3}'),
+        ("dcpue/test-site/batch", b'[{"meter": "it", "value": NaN, "ts": 1704067200}]'),
+        ("dcpue/test-site/batch", b'[{"meter": "oat", "value": Infinity}]'),
+        ("dcpue/test-site/batch", b'[{"meter": "it", "value": "12.5"}]'),
+        ("dcpue/test-site/batch", b'[{"meter": "it", "value": true}]'),
+        ("dcpue/test-site/batch", json.dumps([{"meter": "it", "value": 1.0}] * 200).encode()),
+        ("dcpue/test-site/batch", b" " * 5000),
+    ]
+    for k, message in enumerate(bad):  # spread through the stream
+        messages.insert(10 * k + 5, message)
+    reasons = {"bad_json": 2, "unknown_meter": 2, "nan": 2, "bad_type": 2, "oversized": 2}
+    return messages, as_map(good), reasons
+
+
+async def test_ten_percent_malformed_loses_no_valid_reading_and_keeps_every_bad_one(mosquitto):
+    messages, expected, reasons = malformed_stream()
+    site = collector_site(mosquitto.port, max_payload_bytes=4096)
+    store = Store()
+    async with Collector(site, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await publish_raw(mosquitto.port, messages)
+        await wait_until(lambda: collector.stats().mqtt_messages == 100, "all messages")
+    assert {k: v[0] for k, v in stored(store).items()} == expected
+    assert store.count() == len(expected) == 360
+    assert store.dead_letter_counts() == reasons
+    assert collector.stats().dead_letters == reasons
+    letters = store.dead_letters(limit=100)
+    assert {d.origin for d in letters} == {"dcpue/test-site/batch"}
+    raw = {d.raw for d in letters}
+    assert b"\x00\x01binary" in raw and b'{"meter":"ghost","value":1}' in raw
+    assert b" " * 4096 in raw  # oversized payloads keep their first 4 KiB
+
+
+def test_gateway_paths_must_name_site_meters():
+    with pytest.raises(ConfigError, match="unknown meters ghost"):
+        Collector(collector_site(1, subscriptions=[
+            {"topic": "gw", "format": "gateway", "paths": {"ghost": "$.x"}}
+        ]), Store())
+
+
+async def test_messages_for_a_dropped_subscription_are_dead_lettered_as_unrouted(mosquitto):
+    """A persistent session remembers old subscriptions; their messages are kept, not lost."""
+    store = Store()
+    old = collector_site(mosquitto.port, subscriptions=[{"topic": "old/#"}])
+    async with Collector(old, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+    await publish_raw(mosquitto.port, [("old/x", b'{"it": 1}')])
+    async with Collector(collector_site(mosquitto.port), store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_messages == 1, "queued message")
+    assert [(d.reason, d.origin, d.raw) for d in store.dead_letters()] == [
+        ("unrouted", "old/x", b'{"it": 1}')
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_readings_published_while_down_arrive_after_reconnect(mosquitto, protocol):
+    site = collector_site(mosquitto.port, protocol=protocol)
+    before, offline, after_restart = stream(0, 10), stream(10, 60), stream(60, 70)
+    store = Store()
+    async with Collector(site, store) as collector:  # creates the persistent session
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await publish_readings(site, [before], "127.0.0.1", mosquitto.port)
+        await wait_until(lambda: store.count() == len(before), "online readings")
+    await publish_readings(site, [offline], "127.0.0.1", mosquitto.port, batch_size=20)
+    await asyncio.to_thread(mosquitto.restart)  # the queue survives a broker restart too
+    await publish_readings(site, [after_restart], "127.0.0.1", mosquitto.port)
+    async with Collector(site, store):
+        await wait_until(lambda: store.count() == 280, "queued readings")
+    assert stored(store) == once(before + offline + after_restart)
+
+
+async def test_shared_subscription_splits_messages_between_collectors(mosquitto):
+    readings = stream(0, 100)
+    sites = [
+        collector_site(mosquitto.port, client_id=f"member-{n}", shared_group="g") for n in (1, 2)
+    ]
+    stores = [Store(), Store()]
+    async with Collector(sites[0], stores[0]) as one, Collector(sites[1], stores[1]) as two:
+        await wait_until(
+            lambda: one.stats().mqtt_connected and two.stats().mqtt_connected, "both subscribed"
+        )
+        await publish_readings(sites[0], [readings], "127.0.0.1", mosquitto.port, batch_size=8)
+        await wait_until(lambda: stores[0].count() + stores[1].count() == 400, "all readings")
+    parts = [stored(s) for s in stores]
+    assert parts[0] and parts[1]  # both members took a share
+    assert not set(parts[0]) & set(parts[1])  # no reading went to both
+    assert parts[0] | parts[1] == once(readings)
