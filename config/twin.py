@@ -49,16 +49,18 @@ class PlantDesign(Section):
     crah_unit_airflow_m3_s: float = Field(default=10.0, gt=0)
     crah_fan_kw: float = Field(default=9.0, gt=0)
     #: Per running unit, independent of speed (controls, drives, humidifier standby).
-    crah_unit_fixed_kw: float = Field(default=1.0, ge=0)
+    crah_unit_fixed_kw: float = Field(default=2.0, ge=0)
     #: Air temperature rise across the servers at design.
     server_delta_t_k: float = Field(default=12.0, gt=0)
     #: Hot-spot mixing at the hottest rack inlet when airflow just matches demand.
     mixing_k: float = Field(default=2.0, ge=0)
     #: Supply air cannot be colder than chilled water + this coil approach.
     coil_approach_k: float = Field(default=5.0, ge=0)
+    #: Chilled-water return = chilled water + this fraction x (return air - chilled water).
+    coil_water_fraction: float = Field(default=0.35, gt=0, lt=1)
     #: Cooling plant capacity / nominal IT.
     cooling_capacity_factor: float = Field(default=1.3, gt=1)
-    #: Chilled-water temperature rise at design capacity (constant primary flow).
+    #: Chilled-water temperature rise at design capacity (defines the design flow).
     chw_delta_t_k: float = Field(default=6.0, gt=0)
     #: Cooling-tower approach to wet bulb at design heat rejection and full condenser flow.
     tower_approach_k: float = Field(default=3.5, gt=0)

@@ -14,13 +14,16 @@ Model (each step is a named function below; sources and constants in docs/twin.m
   r = airflow / airflow needed to carry the IT heat at the server dT (hot-aisle recirculation),
   and supply air is at least chilled water + coil approach.
 * Heat load on the chilled water = IT + UPS loss + lighting + CRAH fan heat.
+* Chilled-water return = chilled water + coil fraction x (return air - chilled water), return
+  air = supply air + IT heat / (air heat capacity x airflow): warmer supply air, warmer return
+  water, less chilled-water flow (variable primary pumping) and more economizer hours.
 * Condenser water leaves the tower at wet bulb + approach; the approach grows with heat
   rejection and as the condenser pump slows (less flow); the condenser range grows as 1/flow.
 * Water-side economizer: a plate heat exchanger pre-cools the chilled-water return to
   condenser water + HX approach; the fraction of the chilled-water dT it covers is free cooling.
 * Chiller COP = Carnot fraction x T_evap / (T_cond - T_evap) (kelvin) with evaporator at
   chilled water - 1.5 K and condenser at leaving condenser water + 1.5 K; a part-load overhead.
-* Pumps: constant chilled-water flow + condenser pump x (f / 50 Hz)^3 (pump affinity law).
+* Pumps (affinity law): chilled-water pumps x (flow / design)^3 + condenser pumps x (f / 50 Hz)^3.
 * Tower fans ~ (heat rejected / design)^3; make-up water = evaporation x C / (C - 1), with
   evaporation = heat rejected / latent heat of vaporisation of water.
 """
@@ -51,6 +54,9 @@ EVAP_APPROACH_K = 1.5
 COND_APPROACH_K = 1.5
 #: Upper bound of any chiller COP (-).
 MAX_COP = 15.0
+#: Lowest chilled-water flow (fraction of design) and temperature rise (K) of the coils.
+MIN_CHW_FLOW = 0.3
+MIN_CHW_RISE_K = 1.0
 
 Number = float | np.ndarray
 
@@ -152,6 +158,7 @@ class PlantParams:
     server_delta_t_k: float
     mixing_k: float
     coil_approach_k: float
+    coil_water_fraction: float
     cooling_capacity_kw: float
     chw_delta_t_k: float
     tower_approach_k: float
@@ -190,6 +197,7 @@ class PlantParams:
             server_delta_t_k=d.server_delta_t_k,
             mixing_k=d.mixing_k,
             coil_approach_k=d.coil_approach_k,
+            coil_water_fraction=d.coil_water_fraction,
             cooling_capacity_kw=capacity,
             chw_delta_t_k=d.chw_delta_t_k,
             tower_approach_k=d.tower_approach_k,
@@ -270,9 +278,31 @@ def chiller_cop(chilled_water_c: Number, condenser_leaving_c: Number, params: Pl
     return np.minimum(params.chiller_carnot_fraction * t_evap / lift, MAX_COP)
 
 
-def pump_power_kw(pump_frequency_hz: Number, params: PlantParams) -> Number:
-    """Pumps, kW: constant chilled-water pumps + condenser pumps x (f / 50 Hz)^3."""
-    return params.chw_pump_kw + params.cw_pump_kw * (np.asarray(pump_frequency_hz) / FULL_SPEED_HZ) ** 3
+def pump_power_kw(pump_frequency_hz: Number, chw_flow_ratio: Number, params: PlantParams) -> Number:
+    """Pumps, kW, by the pump affinity law (power ~ flow^3 ~ speed^3).
+
+    Chilled-water pumps x max(flow / design flow, 0.3)^3 (variable primary flow, minimum 30 %)
+    + condenser pumps x (f / 50 Hz)^3.
+    """
+    chw = params.chw_pump_kw * np.maximum(np.asarray(chw_flow_ratio), MIN_CHW_FLOW) ** 3
+    return chw + params.cw_pump_kw * (np.asarray(pump_frequency_hz) / FULL_SPEED_HZ) ** 3
+
+
+def chilled_water_return_c(
+    chilled_water_c: Number, supply_air_c: Number, units: Number, speed_pct: Number,
+    it_kw: Number, params: PlantParams,
+) -> Number:
+    """Chilled-water return, degC: the coil's water leaves part-way to the return-air temperature.
+
+    Return air = supply air + IT heat / (air heat capacity x airflow) (bypass air lowers it);
+    return water = chilled water + coil water fraction x (return air - chilled water). A warmer
+    supply air thus warms the return water: less chilled-water flow and more economizer hours.
+    """
+    s = np.maximum(np.asarray(speed_pct) / 100.0, MIN_FAN_FRACTION)
+    airflow = units * params.crah_unit_airflow_m3_s * s
+    return_air = supply_air_c + np.asarray(it_kw) / (AIR_RHO_CP * airflow)
+    chw = np.asarray(chilled_water_c)
+    return chw + np.maximum(params.coil_water_fraction * (return_air - chw), MIN_CHW_RISE_K)
 
 
 def evaluate(
@@ -303,10 +333,11 @@ def evaluate(
 
     heat = it + ups + lighting + crah
     load_ratio = heat / params.cooling_capacity_kw
+    chw_return = chilled_water_return_c(chw, supply, units, speed, it, params)
+    chw_flow = (heat / (chw_return - chw)) / (params.cooling_capacity_kw / params.chw_delta_t_k)
     flow = pump_hz / FULL_SPEED_HZ
     approach = params.tower_approach_k * np.sqrt(np.maximum(load_ratio, 0.2) / flow)
     tower_out = wb + approach
-    chw_return = chw + params.chw_delta_t_k * load_ratio
     free = np.clip(
         (chw_return - (tower_out + params.economizer_approach_k)) / (chw_return - chw), 0.0, 1.0
     )
@@ -320,7 +351,7 @@ def evaluate(
         / (cop * (1.0 + params.chiller_part_load_k))
         * (1.0 + np.asarray(chiller_degradation, dtype=float))
     )
-    pump = pump_power_kw(pump_hz, params)
+    pump = pump_power_kw(pump_hz, chw_flow, params)
     rejected = heat + chiller
     tower = params.tower_fan_kw * np.clip(rejected / (1.25 * params.cooling_capacity_kw), 0.1, 1.0) ** 3
     makeup = (
