@@ -60,6 +60,8 @@ def parse_timestamp(raw: object) -> int:
 
     Naive ISO strings are rejected: a device clock without a zone cannot be placed in UTC.
     """
+    if type(raw) is int and raw >= _MS_THRESHOLD:  # fast path: integer epoch ms
+        return raw
     if isinstance(raw, bool):
         raise Rejected("bad_timestamp", f"boolean timestamp {raw!r}")
     if isinstance(raw, int | float):
@@ -100,7 +102,10 @@ def normalise(
     spec = index.specs.get(meter) if isinstance(meter, str) else None
     if spec is None:
         raise Rejected("unknown_meter", f"meter {meter!r} is not in site {index.site_id!r}")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)  # exact-type checks first: this runs once per reading
+    if kind is not float and kind is not int and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
         raise Rejected("bad_type", f"value {value!r} for {meter} is not a number")
     number = float(value)
     if not math.isfinite(number):
