@@ -191,25 +191,11 @@ class PlantParams:
             ups_loss_coefficients=(d.ups_no_load, d.ups_proportional, d.ups_square),
             lighting_kw=0.01 * nominal if d.lighting_kw is None else d.lighting_kw,
             crah_units=units,
-            crah_unit_airflow_m3_s=d.crah_unit_airflow_m3_s,
-            crah_fan_kw=d.crah_fan_kw,
-            crah_unit_fixed_kw=d.crah_unit_fixed_kw,
-            server_delta_t_k=d.server_delta_t_k,
-            mixing_k=d.mixing_k,
-            coil_approach_k=d.coil_approach_k,
-            coil_water_fraction=d.coil_water_fraction,
+            **{name: getattr(d, name) for name in _DESIGN_FIELDS},
             cooling_capacity_kw=capacity,
-            chw_delta_t_k=d.chw_delta_t_k,
-            tower_approach_k=d.tower_approach_k,
-            condenser_range_k=d.condenser_range_k,
-            economizer_approach_k=d.economizer_approach_k,
-            chiller_carnot_fraction=d.chiller_carnot_fraction,
-            chiller_min_lift_k=d.chiller_min_lift_k,
-            chiller_part_load_k=d.chiller_part_load_k,
             chw_pump_kw=d.chw_pump_fraction * capacity,
             cw_pump_kw=d.cw_pump_fraction * capacity,
             tower_fan_kw=d.tower_fan_fraction * capacity,
-            cycles_of_concentration=d.cycles_of_concentration,
             default_setpoints=Setpoints(
                 supply_air_c=sp.supply_air_c,
                 chilled_water_c=sp.chilled_water_c,
@@ -225,6 +211,15 @@ class PlantParams:
                 "running_units": (1.0, float(units)),
             },
         )
+
+
+#: PlantParams fields taken unchanged from :class:`dcpue.config.twin.PlantDesign`.
+_DESIGN_FIELDS = (
+    "crah_unit_airflow_m3_s", "crah_fan_kw", "crah_unit_fixed_kw", "server_delta_t_k", "mixing_k",
+    "coil_approach_k", "coil_water_fraction", "chw_delta_t_k", "tower_approach_k",
+    "condenser_range_k", "economizer_approach_k", "chiller_carnot_fraction", "chiller_min_lift_k",
+    "chiller_part_load_k", "cycles_of_concentration",
+)
 
 
 def _take(value: Number | None, index: slice | int | np.ndarray) -> Number | None:
