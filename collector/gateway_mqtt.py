@@ -64,6 +64,7 @@ async def publish_readings(
     client_id: str | None = None,
     username: str | None = None,
     password: str | None = None,
+    tls: aiomqtt.TLSParameters | None = None,
 ) -> int:
     """Publish every reading of ``chunks`` with QoS 1; returns the number of readings sent.
 
@@ -73,7 +74,7 @@ async def publish_readings(
     sent = 0
     window: list[asyncio.Future[None]] = []
     async with aiomqtt.Client(
-        host, port, identifier=client_id, username=username, password=password
+        host, port, identifier=client_id, username=username, password=password, tls_params=tls
     ) as client:
         for payload, count in batch_payloads(chunks, batch_size):
             window.append(asyncio.ensure_future(client.publish(topic, payload, qos=1)))

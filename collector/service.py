@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dcpue.collector.backoff import Backoff
 from dcpue.collector.mqtt import MqttSource
@@ -21,6 +22,9 @@ from dcpue.collector.pipeline import Pipeline
 from dcpue.collector.remote import Forwarder
 from dcpue.config import Site
 from dcpue.core.store import Store
+
+if TYPE_CHECKING:
+    from dcpue.collector.modbus import DeviceStatus, ModbusPoller
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ class CollectorStats:
     backlog: int | None
     remote_written: int
     remote_errors: int
-    sources: tuple[str, ...] = ()
+    sources: tuple[str, ...]
+    #: Per Modbus device: state, failures, backoff (empty without Modbus devices).
+    modbus: tuple[DeviceStatus, ...]
 
 
 class Collector:
@@ -70,9 +76,9 @@ class Collector:
         )
         index = MeterIndex(site)
         self.mqtt = MqttSource(site, self.pipeline, index) if settings.mqtt.subscriptions else None
-        self.modbus = None
-        if getattr(settings.modbus, "devices", None):
-            from dcpue.collector.modbus import ModbusPoller  # the Modbus source is optional
+        self.modbus: ModbusPoller | None = None
+        if settings.modbus.active_devices:
+            from dcpue.collector.modbus import ModbusPoller  # pymodbus only when polling
 
             self.modbus = ModbusPoller(site, self.pipeline)
         self._sources: list[asyncio.Task[None]] = []
@@ -133,6 +139,7 @@ class Collector:
             remote_written=f.written if f else 0,
             remote_errors=f.errors if f else 0,
             sources=self.source_names,
+            modbus=tuple(self.modbus.status()) if self.modbus else (),
         )
 
 
