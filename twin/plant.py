@@ -249,6 +249,11 @@ def crah_power_kw(units: Number, speed_pct: Number, params: PlantParams) -> Numb
     return units * (params.crah_unit_fixed_kw + params.crah_fan_kw * s**3)
 
 
+def airflow_m3_s(units: Number, speed_pct: Number, params: PlantParams) -> Number:
+    """CRAH airflow, m3/s = units x unit airflow x speed fraction (fan affinity law)."""
+    return units * params.crah_unit_airflow_m3_s * np.maximum(np.asarray(speed_pct) / 100.0, MIN_FAN_FRACTION)
+
+
 def rack_inlet_max_c(
     supply_air_c: Number, units: Number, speed_pct: Number, it_kw: Number, params: PlantParams
 ) -> Number:
@@ -256,8 +261,7 @@ def rack_inlet_max_c(
 
     r = delivered airflow / airflow the IT heat needs at the design server dT (both m3/s).
     """
-    s = np.maximum(np.asarray(speed_pct) / 100.0, MIN_FAN_FRACTION)
-    airflow = units * params.crah_unit_airflow_m3_s * s
+    airflow = airflow_m3_s(units, speed_pct, params)
     needed = np.maximum(np.asarray(it_kw), 1e-6) / (AIR_RHO_CP * params.server_delta_t_k)
     r = airflow / needed
     return supply_air_c + params.mixing_k / r + params.server_delta_t_k * np.maximum(0.0, 1.0 - r)
@@ -293,9 +297,7 @@ def chilled_water_return_c(
     return water = chilled water + coil water fraction x (return air - chilled water). A warmer
     supply air thus warms the return water: less chilled-water flow and more economizer hours.
     """
-    s = np.maximum(np.asarray(speed_pct) / 100.0, MIN_FAN_FRACTION)
-    airflow = units * params.crah_unit_airflow_m3_s * s
-    return_air = supply_air_c + np.asarray(it_kw) / (AIR_RHO_CP * airflow)
+    return_air = supply_air_c + np.asarray(it_kw) / (AIR_RHO_CP * airflow_m3_s(units, speed_pct, params))
     chw = np.asarray(chilled_water_c)
     return chw + np.maximum(params.coil_water_fraction * (return_air - chw), MIN_CHW_RISE_K)
 
