@@ -30,6 +30,7 @@ from dcpue.metrics.balance import (
     balance_from_energies,
     canonical_values,
     meter_intervals,
+    read_meter,
 )
 from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts
 from dcpue.metrics.indicators import indicators
@@ -196,14 +197,16 @@ class RollingCalculator:
         calc = cls(site, store)
         span = max(w.length_ms for w in calc._windows) + DAY_MS + int(calc._max_gap_ms)
         for mid, meter in calc.topology.meters.items():
-            cols = store.read([mid], now_ms - span, now_ms + 1, meter.quantity)
-            calc.update_series(mid, cols.ts_ms, canonical_values(cols.value, cols.unit,
-                                                                  meter.quantity))
+            calc.update_series(mid, *read_meter(store, meter, now_ms - span, now_ms + 1))
         return calc
 
     # -- reading ----------------------------------------------------------------------------
     def balance(self, window: str, now_ms: int | None = None) -> EnergyBalance:
-        """Energy balance of one configured window ending at ``now_ms`` (default: newest data)."""
+        """Energy balance of one configured window at ``now_ms`` (default: the newest reading).
+
+        The window ends at the last complete minute (hour for windows over a day) before
+        ``now_ms`` held back to the slowest meter's newest reading, by at most ``max_gap_s``.
+        """
         w = next((w for w in self._windows if w.name == window), None)
         if w is None:
             raise KeyError(f"window {window!r} is not configured ({', '.join(self.windows)})")
@@ -249,9 +252,13 @@ class RollingCalculator:
         return self.store.append(rows)
 
     def _now(self, now_ms: int | None) -> int:
-        if now_ms is not None:
+        """The instant windows end at: ``now_ms`` held back to the slowest meter's newest
+        reading (so collection latency does not read as missing data), but never by more
+        than ``max_gap_s`` (so a silent meter does show as lost coverage)."""
+        reported = self._last_ts[self._last_ts != _NEVER]
+        if len(reported) == 0:
+            if now_ms is None:
+                raise ValueError("no readings yet: give now_ms")
             return int(now_ms)
-        latest = self.latest_ms
-        if latest is None:
-            raise ValueError("no readings yet: give now_ms")
-        return latest
+        now = int(reported.max()) if now_ms is None else int(now_ms)
+        return max(min(now, int(reported.min())), now - int(self._max_gap_ms))

@@ -143,3 +143,19 @@ def test_annual_pue_equals_first_and_last_counter_values():
     fig = calc.snapshot(int(ts[-1]))["pue.12mo"]
     assert fig.coverage == 1.0
     assert fig.value == pytest.approx(facility / direct["ups-out"], rel=1e-9, abs=0)
+
+
+def test_windows_wait_for_a_lagging_meter_but_not_beyond_the_gap_limit():
+    site = microgrid_site(windows=["15m"])  # max_gap_s 300
+    cols = counters(MICROGRID_KW, T0, 60)
+    late = (cols.meter == "pv-roof") & (cols.ts_ms == T0 + 60 * MINUTE)
+    calc = RollingCalculator(site)
+    calc.update(ReadingColumns(*(getattr(cols, f)[~late] for f in ReadingColumns.__slots__)))
+    # 30 s after the minute, PV's last reading still in transit: the window ends at 00:59
+    fig = calc.snapshot(T0 + 60 * MINUTE + 30_000)["pue.15m"]
+    assert (fig.end_ms, fig.coverage, fig.value) == (T0 + 59 * MINUTE, 1.0, pytest.approx(1.4125))
+    # ten minutes later PV is still silent: held back only 5 min, PV measured 9 of 15 minutes
+    fig = calc.snapshot(T0 + 70 * MINUTE)["pue.15m"]
+    assert fig.end_ms == T0 + 65 * MINUTE
+    assert fig.coverage == pytest.approx(9 / 15)
+    assert fig.value is None
