@@ -5,7 +5,12 @@ Readings are sent as JSON batches, QoS 1, on ``<prefix>/<site id>/readings``::
     {"readings": [{"meter": "ups-out", "value": 1234.5, "unit": "kWh", "ts": 1700000000000}, ...]}
 
 which the collector reads with a ``batch`` subscription on ``<prefix>/<site id>/#``.
-Values are JSON numbers in Python's shortest round-trip repr, so they arrive digit-exact.
+
+Like a meter register, a published value has finite resolution: it is rounded to
+``significant_digits`` (default 10, finer than a 32-bit meter register or a float32's 7
+digits). Every sink then holds it to the last digit: DuckDB and InfluxDB keep float64 as is,
+and VictoriaMetrics, which stores values as decimals, was measured exact up to 11
+significant digits but not at 12 or more (docs/collector.md).
 """
 
 from __future__ import annotations
@@ -27,24 +32,33 @@ def readings_topic(site: Site, prefix: str = "dcpue") -> str:
     return f"{prefix}/{site.id}/readings"
 
 
-def _rows(chunk: ReadingColumns | Sequence[Reading]) -> Iterator[dict[str, object]]:
+def round_significant(value: float, digits: int | None) -> float:
+    """``value`` rounded to ``digits`` significant decimal digits (None: unchanged)."""
+    return value if digits is None else float(f"{value:.{digits}g}")
+
+
+def _rows(
+    chunk: ReadingColumns | Sequence[Reading], digits: int | None
+) -> Iterator[dict[str, object]]:
     if isinstance(chunk, ReadingColumns):
-        for ts, meter, value, unit in zip(
+        rows = zip(
             chunk.ts_ms.tolist(), chunk.meter, chunk.value.tolist(), chunk.unit, strict=True
-        ):
-            yield {"meter": meter, "value": value, "unit": unit, "ts": ts}
+        )
     else:
-        for r in chunk:
-            yield {"meter": r.meter, "value": r.value, "unit": r.unit, "ts": r.ts_ms}
+        rows = ((r.ts_ms, r.meter, r.value, r.unit) for r in chunk)
+    for ts, meter, value, unit in rows:
+        yield {"meter": meter, "value": round_significant(value, digits), "unit": unit, "ts": ts}
 
 
 def batch_payloads(
-    chunks: Iterable[ReadingColumns | Sequence[Reading]], batch_size: int
+    chunks: Iterable[ReadingColumns | Sequence[Reading]],
+    batch_size: int,
+    significant_digits: int | None = 10,
 ) -> Iterator[tuple[bytes, int]]:
     """JSON batch payloads of at most ``batch_size`` readings, with their reading counts."""
     batch: list[dict[str, object]] = []
     for chunk in chunks:
-        for row in _rows(chunk):
+        for row in _rows(chunk, significant_digits):
             batch.append(row)
             if len(batch) >= batch_size:
                 yield json.dumps({"readings": batch}, separators=(",", ":")).encode(), len(batch)
@@ -61,6 +75,7 @@ async def publish_readings(
     *,
     prefix: str = "dcpue",
     batch_size: int = 500,
+    significant_digits: int | None = 10,
     client_id: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -68,7 +83,8 @@ async def publish_readings(
 ) -> int:
     """Publish every reading of ``chunks`` with QoS 1; returns the number of readings sent.
 
-    Returns once the broker has acknowledged every message (PUBACK).
+    Values are rounded to ``significant_digits`` (None: full float64). Returns once the broker
+    has acknowledged every message (PUBACK).
     """
     topic = readings_topic(site, prefix)
     sent = 0
@@ -76,7 +92,7 @@ async def publish_readings(
     async with aiomqtt.Client(
         host, port, identifier=client_id, username=username, password=password, tls_params=tls
     ) as client:
-        for payload, count in batch_payloads(chunks, batch_size):
+        for payload, count in batch_payloads(chunks, batch_size, significant_digits):
             window.append(asyncio.ensure_future(client.publish(topic, payload, qos=1)))
             sent += count
             if len(window) >= _WINDOW:
