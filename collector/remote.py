@@ -37,7 +37,7 @@ from influxdb_client.rest import ApiException
 log = logging.getLogger(__name__)
 
 #: HTTP statuses meaning "this batch can never be accepted": it is skipped, not retried.
-_POISON_STATUSES = frozenset({400, 413, 422})
+_POISON_STATUSES = frozenset({400, 422})
 
 
 def _escape(text: str) -> str:
