@@ -10,7 +10,7 @@ import logging
 import signal
 
 from dcpue.collector.service import Collector
-from dcpue.config import load_site
+from dcpue.config import Site, load_site
 
 log = logging.getLogger("dcpue.collector")
 
@@ -43,7 +43,7 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(site, args: argparse.Namespace) -> dict[str, object]:
+async def _run(site: Site, args: argparse.Namespace) -> dict[str, object]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

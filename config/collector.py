@@ -15,6 +15,11 @@ from dcpue.config.modbus import ModbusSettings
 from pydantic import Field, field_validator, model_validator
 
 
+def _check_bounds(name: str, low_s: float, high_s: float) -> None:
+    if low_s > high_s:
+        raise ValueError(f"{name}_min_s ({low_s} s) exceeds {name}_max_s ({high_s} s)")
+
+
 class PayloadFormat(StrEnum):
     """How the JSON payloads of one subscription are laid out.
 
@@ -107,6 +112,11 @@ class MqttSettings(Section):
     reconnect_max_s: float = Field(default=60.0, gt=0)
     subscriptions: list[Subscription] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> MqttSettings:
+        _check_bounds("reconnect", self.reconnect_min_s, self.reconnect_max_s)
+        return self
+
     def password(self) -> str | None:
         """The password from ``password_env`` (None if unset)."""
         return os.environ.get(self.password_env) if self.password_env else None
@@ -144,6 +154,11 @@ class RemoteSettings(Section):
     retry_max_s: float = Field(default=60.0, gt=0)
     #: Cursor name in the store (one per remote, so two remotes advance independently).
     cursor: str = "remote"
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> RemoteSettings:
+        _check_bounds("retry", self.retry_min_s, self.retry_max_s)
+        return self
 
     def token(self) -> str | None:
         return os.environ.get(self.token_env) if self.token_env else None

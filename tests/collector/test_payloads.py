@@ -154,3 +154,10 @@ def test_gateway_config_is_checked():
         Subscription(topic="t", format="gateway", paths={"it": "$.a"}, units={"oat": "degF"})
     with pytest.raises(ConfigError, match=r"mqtt\.subscriptions\[0\]\.topic"):
         make_site({"mqtt": {"subscriptions": [{"topic": "$share/g/t"}]}})
+
+
+def test_backoff_bounds_are_checked():
+    with pytest.raises(ConfigError, match=r"reconnect_min_s \(5.0 s\) exceeds reconnect_max_s"):
+        make_site({"mqtt": {"reconnect_min_s": 5, "reconnect_max_s": 1}})
+    with pytest.raises(ConfigError, match="retry_min_s"):
+        make_site({"remote": {"retry_min_s": 5, "retry_max_s": 1}})
