@@ -32,7 +32,7 @@ from dcpue.metrics.balance import (
     meter_intervals,
     read_meter,
 )
-from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts
+from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts, clean_series
 from dcpue.metrics.indicators import indicators
 
 MINUTE_MS = 60_000
@@ -169,10 +169,12 @@ class RollingCalculator:
         return used
 
     def update_series(self, meter_id: str, ts_ms: np.ndarray, values: np.ndarray) -> int:
-        """Add one meter's samples (canonical unit: kWh, kW or m3); returns how many were used."""
+        """Add one meter's samples (canonical unit: kWh, kW or m3); returns how many were used.
+
+        Samples may come in any order; non-finite values and repeated timestamps are dropped.
+        """
         row = self._row[meter_id]
-        ts = np.asarray(ts_ms, dtype=np.int64)
-        vs = np.asarray(values, dtype=np.float64)
+        ts, vs = clean_series(ts_ms, values)
         fresh = ts > self._last_ts[row]
         n_fresh = int(np.count_nonzero(fresh))
         self.ignored_stale += len(ts) - n_fresh

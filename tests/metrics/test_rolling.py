@@ -190,3 +190,15 @@ def test_power_meter_integrated_in_rolling_and_direct_balance():
         assert b.grid_import_kwh == pytest.approx(1300.0 - gap_kwh)
         assert b.coverage == pytest.approx(50 / 60)
     assert calc.snapshot(T0 + HOUR)["pue.1h"].value is None
+
+
+def test_unsorted_batch_with_nan_keeps_the_newest_sample_as_state():
+    site = microgrid_site(windows=["15m"])
+    calc = RollingCalculator(site)
+    ts = T0 + MINUTE * np.array([2, 0, 1, 3], dtype=np.int64)
+    values = np.array([2.0, 0.0, 1.0, np.nan])  # 60 kW; the 00:03 reading is garbage
+    calc.update(ReadingColumns.series("ups-out", "energy", "kWh", ts, values))
+    assert calc.latest_ms == T0 + 2 * MINUTE
+    calc.update(ReadingColumns.series("ups-out", "energy", "kWh", ts[3:], np.array([3.0])))
+    assert calc.balance("15m", T0 + 15 * MINUTE).it_kwh == pytest.approx(3.0)
+    assert calc.ignored_stale == 0
