@@ -152,6 +152,10 @@ class ScheduleSettings(Section):
     proposals_every_min: int = Field(default=15, ge=1)
     retrain_at_hour: int = Field(default=3, ge=0, le=23)
     report_day_of_month: int = Field(default=1, ge=1, le=28)
+    #: Days of history the daily retraining fits the plant model on.
+    retrain_days: float = Field(default=28.0, gt=0)
+    #: Retrain at start-up when no model exists and this many days of data are stored.
+    first_train_after_days: float = Field(default=3.0, gt=0)
 
 
 class ServiceSettings(Section):
@@ -166,6 +170,8 @@ class ServiceSettings(Section):
     bearer_token: str | None = None
     bearer_token_env: str | None = None
     public_url: str = ""
+    #: Rolling figure the dashboard and ``/api/pue`` show as the current PUE.
+    current_figure: str = "pue.1h"
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: AlertSettings = AlertSettings()
     notifiers: list[NotifierTarget] = Field(default_factory=list)

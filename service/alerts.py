@@ -210,12 +210,17 @@ class AlertEngine:
             return cfg.sigma
         return max(cfg.min_sigma, math.sqrt(st.m2 / (st.n - 1)))
 
+    def drift_due(self, now_ms: int) -> bool:
+        """Whether an evaluation at ``now_ms`` takes a drift sample (so needs expected PUE)."""
+        cfg, last = self.settings.drift, self.drift.last_sample_ms
+        return cfg.enabled and (
+            last is None or now_ms - last >= cfg.sample_every_min * MINUTE_MS
+        )
+
     def _drift(self, obs: Observation, changes: list[Alert]) -> None:
         cfg, st = self.settings.drift, self.drift
         actual = obs.figures.get(cfg.figure)
-        period = cfg.sample_every_min * MINUTE_MS
-        due = st.last_sample_ms is None or obs.now_ms - st.last_sample_ms >= period
-        if actual is None or obs.expected_pue is None or not due:
+        if actual is None or obs.expected_pue is None or not self.drift_due(obs.now_ms):
             return
         residual = actual - obs.expected_pue
         st.last_sample_ms, st.last_residual = obs.now_ms, residual

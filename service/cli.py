@@ -1,9 +1,99 @@
-"""Sub-commands of dcpue.service (filled in by that component)."""
+"""``dcpue run``: the long-running daemon (collector, calculator, jobs, alerts, HTTP API)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dcpue.config import example_path, load_site
+from dcpue.config.site import ConfigError, Site
+from dcpue.core.readings import ms_to_datetime
+from dcpue.core.store import Store
+from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this component's sub-commands to the ``dcpue`` parser."""
+    """Add ``dcpue run`` to the ``dcpue`` parser."""
+    p = sub.add_parser(
+        "run", help="run the daemon (without --config: the demo site through the digital twin)",
+        description="Run the daemon until SIGTERM/SIGINT. Without --config the bundled "
+        "single-hall site runs through the digital twin, its store in ./var/.",
+    )
+    p.add_argument("--config", type=Path, help="site TOML file")
+    p.add_argument("--twin", action="store_true",
+                   help="feed the site's meters from the digital twin (implied without --config)")
+    p.add_argument("--mqtt", metavar="HOST:PORT",
+                   help="twin: publish over this MQTT broker and collect from it")
+    p.add_argument("--fast-forward", type=float, metavar="DAYS",
+                   help="twin: simulate DAYS as fast as possible, then exit (or --serve)")
+    p.add_argument("--serve", action="store_true",
+                   help="after --fast-forward keep serving the API until SIGTERM")
+    p.add_argument("--chiller-degradation", type=float, default=0.0, metavar="FRACTION",
+                   help="twin fault: chiller power +FRACTION (0.15 = 15 %%) from --fault-day")
+    p.add_argument("--fault-day", type=float, default=0.0, metavar="DAYS",
+                   help="twin: days after the twin's start when the fault begins")
+    p.add_argument("--port", type=int, help="HTTP port (default: [service] port)")
+    p.add_argument("--store", type=Path, help="override the store path")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=_run)
+
+
+def _site(args: argparse.Namespace) -> Site:
+    if args.config is None:
+        site = load_site(example_path("single_hall"))
+        site.store.path = Path("var") / f"{site.id}.duckdb"
+    else:
+        site = load_site(args.config)
+    if args.store is not None:
+        site.store.path = args.store
+    if args.port is not None:
+        site.service.port = args.port
+    return site
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    site = _site(args)
+    twin = args.twin or args.config is None
+    if not twin and (args.mqtt or args.fast_forward or args.chiller_degradation):
+        raise ConfigError("--mqtt, --fast-forward and --chiller-degradation need the twin (--twin)")
+    return asyncio.run(_main(site, args, twin))
+
+
+async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    with Store(site.store.path) as store:
+        if not twin:
+            await serve_realtime(site, store, stop)
+            return 0
+        from dcpue.service.demo import Fault, run_with_twin, subscribe_to_twin
+
+        # The twin replaces the field sources: collect only what it sends.
+        site.collector.mqtt.subscriptions = []
+        site.collector.modbus = type(site.collector.modbus)()
+        if args.mqtt:
+            host, _, port = args.mqtt.rpartition(":")
+            subscribe_to_twin(site, host or "127.0.0.1", int(port))
+        start = None if args.fast_forward else datetime.fromtimestamp(
+            wall_clock_ms() // 60_000 * 60, tz=UTC)
+        twin_start = start or site.twin.start
+        fault = None
+        if args.chiller_degradation:
+            at = int(twin_start.timestamp() * 1000) + round(args.fault_day * DAY_MS)
+            fault = Fault(args.chiller_degradation, at)
+        runtime = await run_with_twin(
+            site, store, stop, days=args.fast_forward, via_mqtt=bool(args.mqtt), fault=fault,
+            start=start, serve_after=args.serve,
+        )
+        now = runtime.clock()
+        current = runtime.figures(now).get(site.service.current_figure)
+        value = "n/a" if current is None or current.value is None else f"{current.value:.4f}"
+        print(f"{site.id}: stopped at {ms_to_datetime(now).isoformat()}, "
+              f"{site.service.current_figure} = {value}, "
+              f"{len(runtime.engine.active)} alert(s) firing")
+    return 0

@@ -1,0 +1,207 @@
+"""The daemon with the digital twin as the site's meters (demo, fast-forward and fault tests).
+
+The twin's readings reach the collector either over MQTT (published by the collector's MQTT
+gateway to a broker the collector subscribes to, like field hardware) or, without a broker,
+straight into the collector's pipeline. The simulated clock follows the twin: after each chunk
+of readings is durable, :class:`~dcpue.service.daemon.SimScheduler` runs the jobs that fell due.
+In real time the same loop paces the twin by the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
+from dcpue.collector.service import Collector
+from dcpue.config.collector import Subscription
+from dcpue.config.site import Site
+from dcpue.core.readings import ReadingColumns, ms_to_datetime
+from dcpue.core.store import Store
+from dcpue.service.daemon import (
+    DAY_MS,
+    Runtime,
+    SimScheduler,
+    http_server,
+    job_triggers,
+    load_schedule,
+    save_schedule,
+    wall_clock_ms,
+)
+from dcpue.twin.simulator import Twin
+
+log = logging.getLogger(__name__)
+STATE_TWIN = "service.twin_next_ms"
+STATE_TWIN_START = "service.twin_start_ms"
+#: Twin steps delivered per chunk in fast-forward (one hour of 1-minute steps).
+CHUNK_STEPS = 60
+#: Longest wait for the collector to store a published chunk, in seconds.
+INGEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Chiller efficiency loss injected in the twin from ``at_ms`` on (0.15 = 15 % more power)."""
+
+    chiller_degradation: float
+    at_ms: int
+
+
+class TwinFeed:
+    """The twin, resumed at the position stored by a previous run (counters stay continuous)."""
+
+    def __init__(self, site: Site, store: Store, fault: Fault | None = None,
+                 start: datetime | None = None) -> None:
+        saved_start = store.get_state(STATE_TWIN_START)
+        if saved_start is not None:
+            start = ms_to_datetime(int(saved_start))
+        self.twin = Twin(site, start=start)
+        self.store, self.fault = store, fault
+        self.step_ms = self.twin.step_s * 1000
+        saved = store.get_state(STATE_TWIN)
+        if saved is not None:
+            self._skip_to(int(saved))
+
+    @property
+    def now_ms(self) -> int:
+        """Time of the next step (UTC ms)."""
+        return self.twin.now_ms
+
+    def _steps_before_fault(self, n: int) -> int:
+        """How many of the next ``n`` steps run with the current fault state."""
+        f = self.fault
+        if f is None:
+            return n
+        faulty = self.now_ms >= f.at_ms
+        self.twin.chiller_degradation = f.chiller_degradation if faulty else 0.0
+        return n if faulty else max(1, min(n, -(-(f.at_ms - self.now_ms) // self.step_ms)))
+
+    def _skip_to(self, target_ms: int) -> None:
+        """Advance silently (no readings) so counters and battery match an uninterrupted run."""
+        while (n := (target_ms - self.now_ms) // self.step_ms) > 0:
+            self.twin.simulate(self._steps_before_fault(n))
+
+    def next(self, n: int) -> ReadingColumns:
+        """Readings of the next ``n`` steps."""
+        parts = []
+        while n > 0:
+            k = self._steps_before_fault(n)
+            parts += list(self.twin.run(k * self.twin.step_s / 86400, chunk_days=k))
+            n -= k
+        return ReadingColumns.concat(parts)
+
+    def save(self) -> None:
+        self.store.set_state(STATE_TWIN_START, str(self.twin.start_ms))
+        self.store.set_state(STATE_TWIN, str(self.now_ms))
+
+
+def subscribe_to_twin(site: Site, host: str, port: int) -> None:
+    """Point the collector at ``host:port`` with a batch subscription to the twin's topic."""
+    mqtt = site.collector.mqtt
+    mqtt.host, mqtt.port = host, port
+    topic = readings_topic(site).rsplit("/", 1)[0] + "/#"
+    if not any(s.topic == topic for s in mqtt.subscriptions):
+        mqtt.subscriptions.append(Subscription(topic=topic))
+
+
+async def deliver(site: Site, collector: Collector, cols: ReadingColumns, via_mqtt: bool) -> None:
+    """Hand a chunk to the collector and return once it is in the store."""
+    pipeline = collector.pipeline
+    if not via_mqtt:
+        pipeline.submit(cols.to_readings())
+        await pipeline.commit()
+        return
+    mqtt = site.collector.mqtt
+    await publish_readings(site, [cols], mqtt.host, mqtt.port, client_id=f"{site.id}-twin")
+    last = int(cols.ts_ms.max())
+    meters = set(cols.meter.tolist())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + INGEST_TIMEOUT_S
+    while True:
+        await pipeline.commit()
+        seen = pipeline.stats.last_ts_ms
+        if all(seen.get(m, -1) >= last for m in meters):
+            return
+        if loop.time() > deadline:
+            log.warning("collector did not store the twin chunk ending %s within %.0f s",
+                        ms_to_datetime(last).isoformat(), INGEST_TIMEOUT_S)
+            return
+        await asyncio.sleep(0.02)
+
+
+class SimClock:
+    """The daemon's clock in fast-forward: set by the loop, read by jobs and the API."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.now = now_ms
+
+    def __call__(self) -> int:
+        return self.now
+
+
+async def run_with_twin(
+    site: Site, store: Store, stop: asyncio.Event, *, days: float | None,
+    via_mqtt: bool, fault: Fault | None = None, start: datetime | None = None,
+    serve_after: bool = False, port: int | None = None,
+) -> Runtime:
+    """Run the daemon fed by the twin.
+
+    ``days``: fast-forward that many simulated days as fast as possible (then keep serving
+    the API on the frozen clock until ``stop`` if ``serve_after``); None: real time, the twin
+    paced by the wall clock, until ``stop``. Returns the runtime after a clean shutdown.
+    """
+    realtime = days is None
+    feed = TwinFeed(site, store, fault, start)
+    clock = SimClock(feed.now_ms - feed.step_ms)
+    collector = Collector(site, store)
+    await collector.start()
+    runtime = Runtime(site, store, wall_clock_ms if realtime else clock, collector)
+    runtime.flush_each_write_back = realtime
+
+    async def run_job(name: str, fire_ms: int) -> None:
+        clock.now = fire_ms
+        await runtime.run_job(name, fire_ms)
+
+    scheduler = SimScheduler(job_triggers(site), run_job, clock.now, load_schedule(store))
+    server = http_server(runtime, port)
+    api = asyncio.create_task(server.serve(), name="http")
+    end_ms = None if realtime else feed.now_ms + round(days * DAY_MS)
+    try:
+        while not stop.is_set():
+            if end_ms is not None:
+                n = min(CHUNK_STEPS, (end_ms - feed.now_ms) // feed.step_ms)
+                if n <= 0:
+                    break
+            else:
+                n = min(CHUNK_STEPS, (wall_clock_ms() - feed.now_ms) // feed.step_ms + 1)
+                if n <= 0:
+                    wait_s = (feed.now_ms - wall_clock_ms()) / 1000
+                    if not await _stopped(stop, wait_s):
+                        continue
+                    break
+            cols = feed.next(n)
+            await deliver(site, collector, cols, via_mqtt)
+            feed.save()
+            clock.now = int(cols.ts_ms.max())
+            await scheduler.advance(clock.now)
+            runtime.write_buffer.flush()
+            save_schedule(store, scheduler)
+        if serve_after:
+            await stop.wait()
+    finally:
+        server.should_exit = True
+        await api
+        await collector.stop()
+        runtime.finish(clock.now if not realtime else wall_clock_ms())
+        save_schedule(store, scheduler)
+    return runtime
+
+
+async def _stopped(stop: asyncio.Event, timeout_s: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), max(0.0, timeout_s))
+    except TimeoutError:
+        return False
+    return True
