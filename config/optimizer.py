@@ -116,7 +116,7 @@ class OptimizerSettings(Section):
     model_kind: Literal["gbr", "ridge"] = "gbr"
     cv_splits: int = Field(default=5, ge=2, le=20)
     trust_tolerance: float = Field(default=0.05, ge=0, le=1)
-    explore_hold_s: int = Field(default=7200, ge=60)
+    explore_hold_s: int = Field(default=1800, ge=60)
     model_path: Path | None = None
     setpoints: SetpointSettings = SetpointSettings()
     mqtt: MqttBroker = MqttBroker()

@@ -1,9 +1,221 @@
-"""Sub-commands of dcpue.optimizer (filled in by that component)."""
+"""``dcpue optimize ...``: train, propose, list, apply, override, M&V and twin evaluation."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from dcpue.config import SetpointName, Site, load_site
+from dcpue.core.readings import datetime_to_ms
+from dcpue.core.store import Store
+from dcpue.optimizer.frames import FrameError, build_frame
+from dcpue.optimizer.models import ModelError, load_model, save_model, train
+from dcpue.optimizer.mv import measure_savings, record_savings
+from dcpue.optimizer.propose import (
+    ProposalLog,
+    current_state,
+    describe,
+    model_path,
+    propose,
+    publish_proposal,
+    setpoint_bounds,
+)
+from dcpue.optimizer.writeback import Overrides, WritebackRefused, apply_proposal
+
+
+def _moment(text: str) -> datetime:
+    """ISO date or date-time; naive values are UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _site_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="site TOML file")
+    p.add_argument("--store", default=None, help="DuckDB store (default: [store] path)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this component's sub-commands to the ``dcpue`` parser."""
+    """Add ``dcpue optimize`` and its sub-commands."""
+    top = sub.add_parser("optimize", help="cooling optimizer: models, proposals, M&V, evaluation")
+    cmds = top.add_subparsers(dest="optimize_command", required=True, metavar="ACTION")
+
+    p = cmds.add_parser("train", help="train the plant model from the store")
+    _site_args(p)
+    p.add_argument("--start", type=_moment, help="first instant (ISO; default: store start)")
+    p.add_argument("--end", type=_moment, help="end instant, exclusive (default: store end)")
+    p.add_argument("--kind", choices=("gbr", "ridge"), help="default: [optimizer] model_kind")
+    p.add_argument("--out", help="model file (default: beside the store)")
+    p.set_defaults(func=_train)
+
+    p = cmds.add_parser("propose", help="propose setpoints for the current plant state")
+    _site_args(p)
+    p.add_argument("--model", help="model file (default: beside the store)")
+    p.add_argument("--publish", action="store_true", help="publish on [optimizer.mqtt]")
+    p.set_defaults(func=_propose)
+
+    p = cmds.add_parser("proposals", help="list stored proposals, newest first")
+    _site_args(p)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--status", help="only proposals with this status")
+    p.add_argument("--json", action="store_true", help="full JSON, one proposal per line")
+    p.set_defaults(func=_proposals)
+
+    p = cmds.add_parser("apply", help="accept a proposal and write back enabled setpoints")
+    _site_args(p)
+    p.add_argument("--id", help="proposal id (default: the newest)")
+    p.set_defaults(func=_apply)
+
+    p = cmds.add_parser("override", help="operator override of a setpoint (always wins)")
+    _site_args(p)
+    p.add_argument("setpoint", nargs="?", choices=[n.value for n in SetpointName])
+    p.add_argument("value", nargs="?", help="a value to hold, 'hold' (keep as is) or 'clear'")
+    p.add_argument("--note", default="", help="why (kept with the override)")
+    p.set_defaults(func=_override)
+
+    p = cmds.add_parser("mv", help="M&V: avoided energy of a measure (ASHRAE Guideline 14)")
+    _site_args(p)
+    p.add_argument("--measure", required=True, help="name of the measure")
+    p.add_argument("--pre", nargs=2, type=_moment, required=True, metavar=("START", "END"))
+    p.add_argument("--post", nargs=2, type=_moment, required=True, metavar=("START", "END"))
+    p.set_defaults(func=_mv)
+
+    p = cmds.add_parser("evaluate", help="twin evaluation: fixed vs loop vs oracle")
+    p.add_argument("--config", required=True, help="site TOML file")
+    p.add_argument("--days", type=float, required=True)
+    p.add_argument("--start", type=_moment, help="default: [twin] start")
+    p.add_argument("--explore-days", type=float, default=14.0)
+    p.set_defaults(func=_evaluate)
+
+
+def _open(args: argparse.Namespace) -> tuple[Site, Store]:
+    site = load_site(args.config)
+    return site, Store(args.store or site.store.path)
+
+
+def _train(args: argparse.Namespace) -> int:
+    site, store = _open(args)
+    with store:
+        span = store.time_range()
+        if span is None:
+            print("dcpue optimize train: the store holds no readings")
+            return 1
+        start = datetime_to_ms(args.start) if args.start else span[0]
+        end = datetime_to_ms(args.end) if args.end else span[1] + 1
+        frame = build_frame(store, site, start, end)
+    cfg = site.optimizer
+    model = train(frame, args.kind or cfg.model_kind, cfg.target, cfg.cv_splits)
+    path = save_model(model, args.out or model_path(site))
+    print(json.dumps({"model": str(path), "dropped_rows": frame.dropped_rows,
+                      "total_rows": frame.total_rows, **model.summary()}, indent=2))
+    return 0
+
+
+def _propose(args: argparse.Namespace) -> int:
+    site, store = _open(args)
+    try:
+        model = load_model(args.model or model_path(site))
+    except ModelError as exc:
+        print(f"dcpue optimize propose: {exc}")
+        return 1
+    with store:
+        try:
+            state = current_state(store, site)
+        except FrameError as exc:
+            print(f"dcpue optimize propose: {exc}")
+            return 1
+        fixed = Overrides(store).fixed_values(state.setpoints)
+        proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
+        ProposalLog(store).save(proposal)
+    if args.publish:
+        mqtt = site.optimizer.mqtt
+        asyncio.run(publish_proposal(mqtt.host, mqtt.proposal_topic, proposal, port=mqtt.port,
+                                     qos=mqtt.qos))
+    print(proposal.to_json())
+    return 0
+
+
+def _proposals(args: argparse.Namespace) -> int:
+    _, store = _open(args)
+    with store:
+        rows = ProposalLog(store).list(args.limit, args.status)
+    for p in rows:
+        print(p.to_json() if args.json else json.dumps(describe(p)))
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    site, store = _open(args)
+    with store:
+        log = ProposalLog(store)
+        proposal = log.get(args.id) if args.id else next(iter(log.list(1)), None)
+        if proposal is None:
+            print("dcpue optimize apply: no such proposal")
+            return 1
+        try:
+            writes = asyncio.run(apply_proposal(store, site.optimizer, proposal))
+        except WritebackRefused as exc:
+            print(f"dcpue optimize apply: refused: {exc}")
+            return 1
+    for w in writes:
+        print(f"{w.setpoint.value} = {w.value:g} ({w.source})")
+    print(f"proposal {proposal.id}: {'applied' if writes else 'accepted (no write-back enabled)'}")
+    return 0
+
+
+def _override(args: argparse.Namespace) -> int:
+    site, store = _open(args)
+    with store:
+        overrides = Overrides(store)
+        if args.setpoint is None:
+            for o in overrides.all().values():
+                held = "hold" if o.value is None else f"{o.value:g}"
+                print(f"{o.setpoint.value} = {held} {o.note}".rstrip())
+            return 0
+        name = SetpointName(args.setpoint)
+        if args.value in (None, "clear"):
+            print(f"{name.value}: override {'cleared' if overrides.clear(name) else 'not set'}")
+            return 0
+        try:
+            value = None if args.value == "hold" else float(args.value)
+            overrides.set(name, value, setpoint_bounds(site.optimizer)[name.value], args.note)
+        except (ValueError, WritebackRefused) as exc:
+            print(f"dcpue optimize override: {exc}")
+            return 1
+    print(f"{name.value}: override {args.value}")
+    return 0
+
+
+def _mv(args: argparse.Namespace) -> int:
+    site, store = _open(args)
+    cfg = site.optimizer.mv
+    with store:
+        pre, post = (
+            build_frame(store, site, datetime_to_ms(a), datetime_to_ms(b), step_s=cfg.step_s)
+            for a, b in (args.pre, args.post)
+        )
+        result = measure_savings(pre, post, args.measure, target=cfg.target,
+                                 confidence=cfg.confidence)
+        record_savings(store, result)
+    print(json.dumps({
+        "measure": result.measure, "savings_kwh": round(result.savings_kwh, 1),
+        "uncertainty_kwh": round(result.uncertainty_kwh, 1),
+        "confidence": result.confidence, "baseline_kwh": round(result.baseline_kwh, 1),
+        "actual_kwh": round(result.actual_kwh, 1), "cvrmse_pct": round(result.cvrmse_pct, 3),
+        "nmbe_pct": round(result.nmbe_pct, 4), "baseline_rows": result.n,
+        "post_rows": result.m, "dropped_rows": pre.dropped_rows + post.dropped_rows,
+    }, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dcpue.optimizer.evaluate import run_evaluation  # the twin is only needed here
+
+    site = load_site(args.config)
+    result = run_evaluation(
+        site, args.days, args.start, explore_days=args.explore_days,
+        progress=lambda msg: print(f"... {msg}", flush=True),
+    )
+    print(result.report())
+    return 0

@@ -85,18 +85,19 @@ class TrustRegion:
             {c: float(data[c].min()) for c in columns}, {c: float(data[c].max()) for c in columns}
         )
 
-    def outside(
-        self, x: Mapping[str, float], columns: tuple[str, ...], tolerance: float = 0.0
-    ) -> list[str]:
-        """Descriptions of the ``columns`` of one row that leave the region widened by
-        ``tolerance`` times each feature's trained span on both sides."""
-        out = []
-        for c in columns:
-            lo, hi = self.lo[c], self.hi[c]
-            pad = tolerance * (hi - lo)
-            if not lo - pad <= x[c] <= hi + pad:
-                out.append(f"{c}={x[c]:.4g} outside trained range [{lo:.4g}, {hi:.4g}]")
-        return out
+    def widened(self, tolerance: float) -> TrustRegion:
+        """The region grown by ``tolerance`` times each feature's trained span on both sides."""
+        pad = {c: tolerance * (self.hi[c] - self.lo[c]) for c in self.lo}
+        return TrustRegion(
+            {c: v - pad[c] for c, v in self.lo.items()}, {c: v + pad[c] for c, v in self.hi.items()}
+        )
+
+    def outside(self, x: Mapping[str, float], columns: tuple[str, ...]) -> list[str]:
+        """Descriptions of the ``columns`` of one row that leave the region."""
+        return [
+            f"{c}={x[c]:.4g} outside trained range [{self.lo[c]:.4g}, {self.hi[c]:.4g}]"
+            for c in columns if not self.lo[c] <= x[c] <= self.hi[c]
+        ]
 
 
 def design_matrix(x: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -117,7 +118,25 @@ def design_matrix(x: Mapping[str, np.ndarray]) -> np.ndarray:
     lift = wb - chw
     raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
     per_kw = airflow / it * 1000.0
+    # Chilled-water rise across the coils: return air (supply + IT heat / airflow) pulls the
+    # water up from chilled-water temperature; the flow (and pump power, ~ flow^3) goes with
+    # heat / rise.
+    # Typical values stand in for the unknown plant constants: 5 K coil approach, coil water
+    # leaving a third of the way to return air, 5 K from wet bulb to economizer water.
+    return_air = np.maximum(sa, chw + 5.0) + 80.0 / np.maximum(per_kw, 1e-6)
+    rise = np.maximum((return_air - chw) / 3.0, 0.5)
+    flow = it / rise / 100.0
+    econ = np.clip((chw + rise - wb - 5.0) / rise, 0.0, 1.0)
+    mech_lift = (1.0 - econ) * np.maximum(wb + 5.0 - chw, 8.0)
     extra = [
+        np.maximum(chw + 5.0 - sa, 0.0),
+        rise,
+        flow,
+        np.maximum(flow, 0.3) ** 3 * 100.0 / it,
+        econ,
+        mech_lift,
+        mech_lift / pump,
+        mech_lift / (chw + 271.65) * 100.0,
         units * fan**3 / it * 1000.0,
         units / it * 1000.0,
         50.0 / np.asarray(x["pump_frequency_hz"], float),
@@ -191,12 +210,18 @@ class PlantModel:
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
+    def error_metrics(self) -> dict[str, float]:
+        """Scores of the situation closest to use (a model fitted on the past, scoring the
+        later tail): ``holdout`` if there is one, else ``cv``."""
+        return self.metrics.get("holdout", self.metrics["cv"])
+
+    @property
     def power_rmse_kw(self) -> float:
-        return float(self.metrics["cv"]["power_rmse_kw"])
+        return float(self.error_metrics["power_rmse_kw"])
 
     @property
     def inlet_rmse_c(self) -> float:
-        return float(self.metrics["cv"]["inlet_rmse_c"])
+        return float(self.error_metrics["inlet_rmse_c"])
 
     def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
         """Predict for feature columns (arrays, or scalars broadcast to a common length)."""

@@ -9,7 +9,7 @@ coefficients) and the Guideline 14 fractional savings uncertainty
 (:func:`dcpue.optimizer.stats.savings_uncertainty_kwh`) come with every result.
 
 Results go to the DuckDB table ``mv_savings(measure, start_ms, end_ms, savings_kwh,
-uncertainty_kwh, cvrmse, nmbe)`` (CV(RMSE) and NMBE in %), which the carbon calculator reads for
+uncertainty_kwh, cvrmse, nmbe)`` (CV(RMSE) and NMBE as fractions, 0.05 = 5 %), which the carbon calculator reads for
 avoided emissions.
 """
 
@@ -41,7 +41,7 @@ class MvResult:
     """Avoided energy over ``[start_ms, end_ms)`` with its Guideline 14 statistics.
 
     Energies in kWh; ``uncertainty_kwh`` is the half-width at ``confidence``; ``cvrmse`` and
-    ``nmbe`` (%) describe the baseline fit; ``n`` baseline and ``m`` post-period rows; ``rho``
+    ``nmbe`` (%) describe the baseline fit (stored as fractions); ``n`` baseline and ``m`` post-period rows; ``rho``
     the lag-1 autocorrelation of baseline residuals.
     """
 
@@ -50,8 +50,8 @@ class MvResult:
     end_ms: int
     savings_kwh: float
     uncertainty_kwh: float
-    cvrmse: float
-    nmbe: float
+    cvrmse_pct: float
+    nmbe_pct: float
     baseline_kwh: float
     actual_kwh: float
     n: int
@@ -112,8 +112,8 @@ def measure_savings(
         uncertainty_kwh=savings_uncertainty_kwh(
             cv / 100.0, len(pre), len(post), rho, baseline_kwh, confidence, p
         ),
-        cvrmse=cv,
-        nmbe=nmbe_pct(y_pre, fitted, p),
+        cvrmse_pct=cv,
+        nmbe_pct=nmbe_pct(y_pre, fitted, p),
         baseline_kwh=baseline_kwh,
         actual_kwh=actual_kwh,
         n=len(pre),
@@ -133,7 +133,7 @@ def record_savings(store: Store, result: MvResult) -> None:
     store.execute(
         "INSERT INTO mv_savings VALUES (?, ?, ?, ?, ?, ?, ?)",
         [result.measure, result.start_ms, result.end_ms, result.savings_kwh,
-         result.uncertainty_kwh, result.cvrmse, result.nmbe],
+         result.uncertainty_kwh, result.cvrmse_pct / 100.0, result.nmbe_pct / 100.0],
     )
 
 

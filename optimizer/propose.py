@@ -20,14 +20,21 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from math import erf, sqrt
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import numpy as np
-from dcpue.config import SetpointName
+from dcpue.config import SetpointName, Site
 from dcpue.config.optimizer import OptimizerSettings, SetpointBounds
 from dcpue.core.store import Store
-from dcpue.optimizer.frames import CONDITION_COLUMNS, SETPOINT_COLUMNS, SETPOINTS
+from dcpue.optimizer.frames import (
+    CONDITION_COLUMNS,
+    FEATURE_COLUMNS,
+    SETPOINTS,
+    FrameError,
+    build_frame,
+)
 from dcpue.optimizer.models import PlantPredictor
 
 #: Proposal status values: ``proposed`` (a change), ``keep`` (no change), ``accepted`` and
@@ -88,6 +95,35 @@ class Proposal:
         data = json.loads(text)
         data["binding"] = tuple(data.get("binding", ()))
         return cls(**data)
+
+
+def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantState:
+    """Conditions and setpoints of the last complete frame row before ``end_ms`` (default: the
+    store's newest reading); :class:`FrameError` when the recent data is too thin."""
+    cfg = site.optimizer
+    if end_ms is None:
+        span = store.time_range()
+        if span is None:
+            raise FrameError("the store holds no readings")
+        end_ms = span[1] + 1
+    step_ms = cfg.step_s * 1000
+    end_ms = end_ms // step_ms * step_ms
+    frame = build_frame(store, site, end_ms - 4 * step_ms, end_ms)
+    if not len(frame):
+        raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
+    row = frame.data.iloc[-1]
+    return PlantState(
+        int(frame.data.index[-1]) + step_ms,
+        {c: float(row[c]) for c in CONDITION_COLUMNS},
+        {name: float(row[column]) for name, column in SETPOINTS.items()},
+    )
+
+
+def model_path(site: Site) -> Path:
+    """Where the site's model lives: ``[optimizer] model_path`` (relative to the store's
+    folder) or ``<store folder>/<site id>-optimizer.joblib``."""
+    folder = site.store.path.parent
+    return folder / (site.optimizer.model_path or f"{site.id}-optimizer.joblib")
 
 
 def enforce_bounds(values: Mapping[str, float], bounds: Mapping[str, SetpointBounds]) -> dict[
@@ -182,9 +218,12 @@ class _Search:
             return self.finite & (self.inlet <= self.limit)
 
     def best(self) -> int | None:
+        """Lowest power among feasible candidates (ties go to the smallest move from the
+        current point, candidate 0), else the coolest finite one, else None."""
         feasible = self.feasible
         if feasible.any():
-            return int(np.argmin(np.where(feasible, self.power, np.inf)))
+            move = np.abs(self.points - self.points[0]).sum(axis=1)
+            return int(np.lexsort((move, np.where(feasible, np.round(self.power, 6), np.inf)))[0])
         if self.finite.any():
             return int(np.argmin(np.where(self.finite, self.inlet, np.inf)))
         return None
@@ -216,11 +255,10 @@ def propose(
     )
     notes = [f"{k} {current[k]:g} outside hard bounds, clamped" for k in names
              if base[k] != current[k] and SetpointName(k) not in fixed]
-    trust = predictor.trust
+    trust = None if predictor.trust is None else predictor.trust.widened(cfg.trust_tolerance)
     if trust is not None:
         at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
-        outside = trust.outside(state.conditions, CONDITION_COLUMNS, cfg.trust_tolerance)
-        outside += trust.outside(at_base, SETPOINT_COLUMNS)
+        outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
         if outside:
             return replace(proposal, reason="keep current: " + "; ".join(outside + notes))
     windows = [

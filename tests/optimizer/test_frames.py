@@ -1,0 +1,95 @@
+"""Training frames from hand-made readings: counter powers, rollover, coverage, psychrometrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dcpue.core.readings import ReadingColumns
+from dcpue.core.store import Store
+from dcpue.optimizer.frames import FRAME_COLUMNS, FrameError, build_frame
+from dcpue.optimizer.propose import current_state
+
+from tests.optimizer.helpers import SETPOINT_METERS, small_site
+
+T0 = 1_688_169_600_000  # 2023-07-01T00:00Z
+MIN = 60_000
+STEP = 15 * MIN
+
+
+def _counter(meter: str, kw: float, ts: np.ndarray, start: float = 0.0, rollover=None):
+    value = start + kw * (ts - ts[0]) / 3_600_000.0
+    if rollover:
+        value = np.mod(value, rollover)
+    return ReadingColumns.series(meter, "energy", "kWh", ts, value)
+
+
+def _state(meter: str, quantity: str, unit: str, ts: np.ndarray, value) -> ReadingColumns:
+    return ReadingColumns.series(meter, quantity, unit, ts, np.broadcast_to(value, ts.shape))
+
+
+def _readings() -> ReadingColumns:
+    """Two hours of 1-minute readings at constant plant powers (kW):
+    IT 600, chiller 100, CRAH 30, pump 10, tower 5, UPS loss 20, lighting 5."""
+    ts = T0 + np.arange(120, dtype=np.int64) * MIN
+    parts = [
+        _counter("it", 600.0, ts, start=900.0, rollover=1000.0),  # wraps every 100 min
+        _counter("ch", 100.0, ts), _counter("pump", 10.0, ts), _counter("tower", 5.0, ts),
+        _counter("ups", 20.0, ts), _counter("light", 5.0, ts),
+        _state("crah", "power", "kW", ts, 30.0),
+        _state("orh", "humidity", "%", ts, 50.0),
+        _state("inlet-a", "temperature", "degC", ts, 22.0),
+        # inlet-b spikes to 25.5 degC once, in the bucket starting at 45 min
+        _state("inlet-b", "temperature", "degC", ts, np.where(ts == T0 + 50 * MIN, 25.5, 21.0)),
+    ]
+    # outdoor temperature: only 2 of 15 samples in the bucket starting at 75 min
+    thin = (ts < T0 + 77 * MIN) | (ts >= T0 + 90 * MIN)
+    parts.append(_state("oat", "temperature", "degC", ts[thin], 30.0))
+    values = {"sp-sa": 22.0, "sp-chw": 12.0, "sp-fan": 70.0, "sp-pump": 45.0, "sp-units": 6.0}
+    for mid, (_name, unit) in SETPOINT_METERS.items():
+        quantity = {"degC": "temperature", "%": "speed", "Hz": "frequency", "1": "count"}[unit]
+        parts.append(_state(mid, quantity, unit, ts, values[mid]))
+    return ReadingColumns.concat(parts)
+
+
+def test_frame_powers_coverage_and_psychrometrics() -> None:
+    site = small_site()
+    with Store() as store:
+        store.append(_readings())
+        frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
+    data = frame.data
+    assert list(data.columns) == list(FRAME_COLUMNS)
+    # 8 buckets: the first has no counter baseline, the one at 75 min lacks outdoor air
+    assert (frame.total_rows, frame.dropped_rows, len(frame)) == (8, 2, 6)
+    assert T0 not in data.index and T0 + 75 * MIN not in data.index
+    # IT across the rollover (900 + 600 kWh/h wraps at 1000) still reads 600 kW
+    assert data["it_kw"].to_numpy() == pytest.approx(600.0)
+    assert data["cooling_kw"].to_numpy() == pytest.approx(100 + 30 + 10 + 5)
+    assert data["facility_kw"].to_numpy() == pytest.approx(600 + 145 + 20 + 5)
+    assert data["pue"].to_numpy() == pytest.approx(770 / 600)
+    # hottest of two sensors, bucket maximum
+    assert data.loc[T0 + 45 * MIN, "rack_inlet_max_c"] == 25.5
+    assert data.loc[T0 + 30 * MIN, "rack_inlet_max_c"] == 22.0
+    # ASHRAE psychrometric chart at sea level: 30 degC, 50 % -> wet bulb 22.0, dew point 18.4
+    assert data["wet_bulb_c"].to_numpy() == pytest.approx(22.0, abs=0.05)
+    assert data["dew_point_c"].to_numpy() == pytest.approx(18.45, abs=0.05)
+    assert data["running_units"].to_numpy() == pytest.approx(6.0)
+
+
+def test_current_state_is_the_last_complete_row() -> None:
+    site = small_site()
+    with Store() as store:
+        store.append(_readings())
+        state = current_state(store, site)
+    # newest reading at 119 min: the bucket [105, 120) is still open, [90, 105) is the last
+    assert state.ts_ms == T0 + 105 * MIN
+    assert state.conditions["it_kw"] == pytest.approx(600.0)
+    assert state.setpoints["chilled_water_temperature"] == 12.0
+
+
+def test_missing_meters_are_named() -> None:
+    site = small_site()
+    site.meters = [m for m in site.meters if m.id != "sp-pump"]
+    with Store() as store, pytest.raises(FrameError, match="pump_frequency"):
+        build_frame(store, site, T0, T0 + STEP)
+    with Store() as store, pytest.raises(FrameError, match="no readings"):
+        current_state(store, small_site())

@@ -1,0 +1,166 @@
+"""The proposal search on hand-made models, including deliberately wrong ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from dcpue.config import SetpointName
+from dcpue.config.optimizer import OptimizerSettings
+from dcpue.core.store import Store
+from dcpue.optimizer.models import Prediction, TrustRegion
+from dcpue.optimizer.propose import PlantState, Proposal, ProposalLog, describe, propose
+
+SA, CHW, FAN, PUMP, UNITS = (
+    SetpointName.SUPPLY_AIR_TEMPERATURE, SetpointName.CHILLED_WATER_TEMPERATURE,
+    SetpointName.CRAH_FAN_SPEED, SetpointName.PUMP_FREQUENCY, SetpointName.RUNNING_UNITS,
+)
+CONDITIONS = {"it_kw": 800.0, "dry_bulb_c": 25.0, "relative_humidity_pct": 60.0,
+              "wet_bulb_c": 19.6, "dew_point_c": 16.7}
+CURRENT = {SA: 20.0, CHW: 10.0, FAN: 80.0, PUMP: 50.0, UNITS: 8.0}
+# Default hard bounds: supply 18-27 (step 1), chw 7-20 (1), fan 30-100 (10), pump 25-50 (5),
+# units 1-8 (1); limit 27 - margin 1 = 26 degC with no model-error allowance.
+CFG = OptimizerSettings(inlet_sigmas=0.0)
+
+
+@dataclass
+class Model:
+    """A predictor from two formulas over the feature columns."""
+
+    power: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+    inlet: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+    trust: TrustRegion | None = None
+    target: str = "facility"
+    power_rmse_kw: float = 1.0
+    inlet_rmse_c: float = 0.2
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        return Prediction(self.power(x) + 0.0 * x["it_kw"], self.inlet(x) + 0.0 * x["it_kw"])
+
+
+# Saves 10 kW per degC of chilled water and 2 kW per degC of supply air; inlet = supply + 2.
+LINEAR = Model(lambda x: 1000.0 - 10.0 * x["chilled_water_c"] - 2.0 * x["supply_air_c"],
+               lambda x: x["supply_air_c"] + 2.0)
+
+
+def _state(**setpoints: float) -> PlantState:
+    return PlantState(0, dict(CONDITIONS), CURRENT | {SetpointName(k): v for k, v in
+                                                      setpoints.items()})
+
+
+def test_moves_by_at_most_the_maximum_step() -> None:
+    p = propose(LINEAR, _state(), CFG)
+    assert p.status == "proposed"
+    assert p.proposed["supply_air_temperature"] == 21.0
+    assert p.proposed["chilled_water_temperature"] == 11.0
+    # levers the model is indifferent to stay where they are
+    assert (p.proposed["crah_fan_speed"], p.proposed["pump_frequency"],
+            p.proposed["running_units"]) == (80.0, 50.0, 8.0)
+    assert p.saving_kw == pytest.approx(12.0)
+    assert p.saving_pct == pytest.approx(100 * 12.0 / (1000 - 100 - 40))
+    assert {"max_step:supply_air_temperature", "max_step:chilled_water_temperature"} <= set(
+        p.binding)
+    # Phi(12 / (sqrt(2) * 1 kW)) ~ 1
+    assert p.confidence > 0.999
+
+
+def test_inlet_limit_binds() -> None:
+    p = propose(LINEAR, _state(supply_air_temperature=23.6), CFG)
+    assert 23.6 < p.proposed["supply_air_temperature"] <= 24.0  # inlet 26 degC at 24
+    assert p.predicted_inlet_c <= 26.0
+    assert p.binding[0] == "inlet_limit"
+    # the model's inlet error widens the margin: 2 sigma x 0.2 degC -> supply <= 23.6
+    cautious = propose(LINEAR, _state(supply_air_temperature=23.0), OptimizerSettings())
+    assert cautious.inlet_limit_c == pytest.approx(25.6)
+    assert cautious.proposed["supply_air_temperature"] <= 23.6
+
+
+def test_too_hot_now_proposes_cooling() -> None:
+    # inlet 26.5 > 26: the best feasible point within one step is supply 24 degC
+    p = propose(LINEAR, _state(supply_air_temperature=24.5), CFG)
+    assert p.proposed["supply_air_temperature"] == 24.0
+    assert "predicted inlet 26.50 degC above 26.00" in p.reason
+    # nothing within one step is feasible: the coolest candidate, at the cost of power
+    p = propose(LINEAR, _state(supply_air_temperature=26.5), CFG)
+    assert p.proposed["supply_air_temperature"] == 25.5
+    assert "proposing the coolest" in p.reason
+
+
+GREEDY_UP = Model(lambda x: -1e6 * sum(x[c] for c in x), lambda x: 0.0 * x["it_kw"])
+GREEDY_DOWN = Model(lambda x: 1e6 * sum(x[c] for c in x), lambda x: -50.0 + 0.0 * x["it_kw"])
+
+
+@pytest.mark.parametrize("model", [GREEDY_UP, GREEDY_DOWN], ids=["up", "down"])
+def test_wrong_models_never_leave_the_hard_bounds(model: Model) -> None:
+    """A model that rewards ever larger (or smaller) setpoints and sees no inlet risk."""
+    rng = np.random.default_rng(5)
+    bounds = {n.value: getattr(CFG.setpoints, n.value) for n in SetpointName}
+    for _ in range(40):
+        # current values anywhere, including outside the bounds (a manual change at the plant)
+        current = {n: float(rng.uniform(b.min - 10, b.max + 10)) for n, b in
+                   ((SetpointName(k), b) for k, b in bounds.items())}
+        p = propose(model, PlantState(0, dict(CONDITIONS), current), CFG)
+        for name, value in p.proposed.items():
+            b = bounds[name]
+            assert b.min <= value <= b.max, (name, value)
+            inside = min(max(current[SetpointName(name)], b.min), b.max)
+            inside = round(inside) if b.integer else inside
+            assert abs(value - inside) <= b.max_step + 1e-9
+        assert float(p.proposed["running_units"]).is_integer()
+
+
+def test_non_finite_predictions_keep_current() -> None:
+    nan = Model(lambda x: np.full(len(x["it_kw"]), np.nan), lambda x: 0.0 * x["it_kw"])
+    p = propose(nan, _state(), CFG)
+    assert p.status == "keep"
+    assert p.proposed == {k.value: v for k, v in CURRENT.items()}
+    assert "no finite prediction" in p.reason
+
+
+def test_outside_the_trained_region_keeps_current() -> None:
+    columns = {**CONDITIONS, "supply_air_c": 20.0, "chilled_water_c": 10.0,
+               "crah_fan_speed_pct": 80.0, "pump_frequency_hz": 50.0, "running_units": 8.0}
+    lo = {c: v - 5.0 for c, v in columns.items()}
+    hi = {c: v + 5.0 for c, v in columns.items()} | {"wet_bulb_c": 19.5}
+    trusted = Model(LINEAR.power, LINEAR.inlet, trust=TrustRegion(lo, hi))
+    # wet bulb 19.6 is inside [14.6, 19.5] widened by 5 % of its 4.9 K span (19.745)
+    assert propose(trusted, _state(), CFG).status == "proposed"
+    strict = OptimizerSettings(inlet_sigmas=0.0, trust_tolerance=0.0)
+    p = propose(trusted, _state(), strict)
+    assert p.status == "keep" and "wet_bulb_c=19.6 outside trained range" in p.reason
+    # the search never leaves the trained range: chilled water trained up to 10.5 degC only
+    narrow = Model(LINEAR.power, LINEAR.inlet,
+                   trust=TrustRegion(lo, hi | {"wet_bulb_c": 25.0, "chilled_water_c": 10.5}))
+    p = propose(narrow, _state(), strict)
+    assert p.proposed["chilled_water_temperature"] == 10.5
+    assert "trust:chilled_water_temperature" in p.binding
+
+
+def test_override_fixes_a_setpoint() -> None:
+    p = propose(LINEAR, _state(), CFG, fixed={CHW: 8.0})
+    assert p.proposed["chilled_water_temperature"] == 8.0
+    assert "override:chilled_water_temperature" in p.binding
+
+
+def test_small_savings_keep_current() -> None:
+    flat = Model(lambda x: 1000.0 - 0.001 * x["chilled_water_c"], LINEAR.inlet)
+    p = propose(flat, _state(), CFG)
+    assert p.status == "keep" and "below" in p.reason
+
+
+def test_proposals_are_stored_and_listed() -> None:
+    first = propose(LINEAR, _state(), CFG, site="t")
+    second = propose(LINEAR, PlantState(1000, dict(CONDITIONS), dict(CURRENT)), CFG, site="t")
+    assert Proposal.from_json(first.to_json()) == first
+    with Store() as store:
+        log = ProposalLog(store)
+        log.save(first)
+        log.save(second)
+        assert [p.id for p in log.list()] == [second.id, first.id]
+        accepted = log.set_status(first, "accepted")
+        assert log.get(first.id) == accepted
+        assert [p.id for p in log.list(status="accepted")] == [first.id]
+    view = describe(first)
+    assert view["changes"]["chilled_water_temperature"] == "10 -> 11"
