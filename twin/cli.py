@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dcpue.collector.gateway_modbus import ModbusGateway
+from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
 from dcpue.config import Site, example_path, load_site
 from dcpue.core.readings import datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
-from dcpue.twin.runner import RunSummary, realtime, recent_steps, simulate_into
+from dcpue.twin.runner import RunSummary, fast_forward, realtime, recent_steps, simulate_into
 from dcpue.twin.simulator import Twin, TwinStep
 
 DEMO_STORE = Path("var/demo.duckdb")
@@ -33,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-days", type=float, default=30.0,
                    help="fast-forward chunk length in simulated days (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--mqtt", type=_host_port, default=None, metavar="HOST:PORT",
+                   help="publish the readings to this MQTT broker like a gateway (QoS 1 JSON "
+                   "batches on dcpue/<site>/readings) instead of writing the store")
+    p.add_argument("--modbus-port", type=int, default=None, metavar="N",
+                   help="serve the latest readings as Modbus TCP registers on 127.0.0.1:N "
+                   "(paced in wall time; prints the [collector.modbus] block that polls it)")
     p.set_defaults(func=_simulate)
 
     d = sub.add_parser(
@@ -63,6 +73,13 @@ def _iso(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def _fmt(ts_ms: int) -> str:
     return ms_to_datetime(ts_ms).strftime("%Y-%m-%d %H:%M")
 
@@ -75,6 +92,18 @@ def _simulate(args: argparse.Namespace) -> int:
         step_ms = site.twin.step_s * 1000
         start = ms_to_datetime(now - now % step_ms)
     twin = Twin(site, seed=args.seed, start=start)
+    if args.modbus_port is not None or (args.mqtt and args.realtime):
+        asyncio.run(_serve_live(twin, args))
+        return 0
+    if args.mqtt:
+        host, port = args.mqtt
+        chunks = fast_forward(
+            twin, args.days, chunk_days=args.chunk_days, progress=not args.no_progress
+        )
+        sent = asyncio.run(publish_readings(site, chunks, host, port))
+        print(f"{site.id}: published {sent:,} readings to {host}:{port} "
+              f"on {readings_topic(site)}")
+        return 0
     path = Path(args.store) if args.store else site.store.path
     with Store(path) as store:
         if args.realtime:
@@ -87,17 +116,49 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _paced(twin: Twin, store: Store, days: float, speedup: float) -> None:
-    def show(step: TwinStep) -> None:
-        store.append(step.readings)
-        r = step.result
-        print(
-            f"{_fmt(step.ts_ms)}  IT {r.it_kw:9.1f} kW  facility {r.facility_kw:9.1f} kW  "
-            f"PUE {r.facility_kw / r.it_kw:.3f}  PV {step.pv_kw:8.1f} kW",
-            flush=True,
-        )
+def _show(step: TwinStep) -> None:
+    r = step.result
+    print(
+        f"{_fmt(step.ts_ms)}  IT {r.it_kw:9.1f} kW  facility {r.facility_kw:9.1f} kW  "
+        f"PUE {r.facility_kw / r.it_kw:.3f}  PV {step.pv_kw:8.1f} kW",
+        flush=True,
+    )
 
-    realtime(twin, days, show, speedup=speedup)
+
+def _paced(twin: Twin, store: Store, days: float, speedup: float) -> None:
+    def on_step(step: TwinStep) -> None:
+        store.append(step.readings)
+        _show(step)
+
+    realtime(twin, days, on_step, speedup=speedup)
+
+
+async def _serve_live(twin: Twin, args: argparse.Namespace) -> None:
+    """Step the twin in wall time and act as field hardware: Modbus registers and/or MQTT."""
+    site = twin.site
+    gateway = None
+    if args.modbus_port is not None:
+        gateway = ModbusGateway(site, port=args.modbus_port)
+        print(f"# serving Modbus TCP on 127.0.0.1:{gateway.port}; poll it with:", file=sys.stderr)
+        print(gateway.snippet(), file=sys.stderr)
+    steps = round(args.days * 86400 / twin.step_s)
+    period = twin.step_s / args.speedup
+    loop = asyncio.get_running_loop()
+    deadline = loop.time()
+    try:
+        for _ in range(steps):
+            step = twin.step()
+            if gateway is not None:
+                gateway.update(step.readings)
+                await gateway.start()
+            if args.mqtt:
+                await publish_readings(site, [step.readings], *args.mqtt)
+            _show(step)
+            deadline += period
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+    finally:
+        if gateway is not None:
+            await gateway.stop()
 
 
 def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:
