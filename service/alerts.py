@@ -201,6 +201,15 @@ class AlertEngine:
         stat = self.drift.s_hi - self.drift.s_lo
         return (abs(stat) if cfg.two_sided else stat), ewma_limit(cfg.ewma_lambda, cfg.ewma_l)
 
+    def drift_suspected(self) -> bool:
+        """Drift firing, pending, or its statistic above the clear level (retraining now would
+        teach the model the fault)."""
+        cfg = self.settings.drift
+        stat = self.drift_statistic()
+        return self.drift.gate.active or (
+            stat is not None and stat[0] >= cfg.clear_ratio * stat[1]
+        )
+
     def _sigma(self) -> float | None:
         """Residual standard deviation (PUE units), None while the baseline is being learned."""
         cfg, st = self.settings.drift, self.drift

@@ -31,6 +31,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOUR_MS = 3_600_000
+#: Meter-id prefix under which the rolling calculator writes its figures back to the store.
+METRIC_PREFIX = "metric."
 #: Upper bound on points per series returned by one query (keeps responses small).
 MAX_POINTS = 5000
 STATIC_DIR = resources.files("dcpue.service") / "static"
@@ -132,7 +134,8 @@ def grafana_targets(site: Site, store: Store, figure_names: list[str]) -> list[d
     out = [{"label": f"meter {m.id} ({m.role})", "value": f"meter:{m.id}"} for m in site.meters]
     roles = dict.fromkeys(m.role for m in site.meters)
     out += [{"label": f"role {r} (sum)", "value": f"role:{r}"} for r in roles]
-    out += [{"label": f"metric {n}", "value": f"metric:{n}"} for n in figure_names if n in present]
+    out += [{"label": f"metric {n}", "value": f"metric:{n}"} for n in figure_names
+            if f"{METRIC_PREFIX}{n}" in present]
     return out
 
 
@@ -163,7 +166,8 @@ def query_series(
     ``meter:<id>``: that meter (counters default to ``delta``, kWh per bucket; others to
     ``mean``). ``role:<role>``: the role's meters aggregated per meter, then summed per bucket
     for energy roles (kWh or kW) and averaged for state roles (°C, %). ``metric:<name>``: a
-    series the daemon stored under that name (e.g. the rolling ``pue.1h``), ``mean`` by default.
+    series the calculator wrote back (meter ``metric.<name>``, e.g. ``pue.1h``), ``mean`` by
+    default.
     """
     kind, _, name = target.partition(":")
     if agg is not None and agg not in AGGREGATIONS:
@@ -185,8 +189,9 @@ def query_series(
         ]
         return _combine([p for p in parts if p is not None], role in ENERGY_ROLES)
     if kind == "metric":
-        got = store.bucketed([name], start_ms, end_ms, step_ms, agg or "mean")
-        return got.get(name) or _combine([], True)
+        stored = f"{METRIC_PREFIX}{name}"
+        got = store.bucketed([stored], start_ms, end_ms, step_ms, agg or "mean")
+        return got.get(stored) or _combine([], True)
     raise BadRequest(f"target {target!r} must start with meter:, role: or metric:")
 
 

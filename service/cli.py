@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt", metavar="HOST:PORT",
                    help="twin: publish over this MQTT broker and collect from it")
     p.add_argument("--fast-forward", type=float, metavar="DAYS",
-                   help="twin: simulate DAYS as fast as possible, then exit (or --serve)")
+                   help="twin: simulate as fast as possible until DAYS after the twin's start "
+                   "(a restart continues to the same end), then exit (or --serve)")
     p.add_argument("--serve", action="store_true",
                    help="after --fast-forward keep serving the API until SIGTERM")
     p.add_argument("--chiller-degradation", type=float, default=0.0, metavar="FRACTION",

@@ -262,7 +262,11 @@ class Runtime:
         )
 
     def _enough_history(self, now_ms: int) -> bool:
-        """At least ``first_train_after_days`` of readings are stored."""
+        """At least ``first_train_after_days`` of readings are stored, and no PUE drift is
+        suspected (a model retrained on faulty data would hide the fault)."""
+        if self.engine.drift_suspected():
+            log.warning("retraining postponed: PUE drift suspected")
+            return False
         span = self.store.time_range()
         need = self.site.service.schedule.first_train_after_days * DAY_MS
         return span is not None and now_ms - span[0] >= need

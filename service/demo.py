@@ -148,9 +148,10 @@ async def run_with_twin(
 ) -> Runtime:
     """Run the daemon fed by the twin.
 
-    ``days``: fast-forward that many simulated days as fast as possible (then keep serving
-    the API on the frozen clock until ``stop`` if ``serve_after``); None: real time, the twin
-    paced by the wall clock, until ``stop``. Returns the runtime after a clean shutdown.
+    ``days``: fast-forward as fast as possible until the twin is ``days`` after its start (a
+    restarted run continues to the same end), then keep serving the API on the frozen clock
+    until ``stop`` if ``serve_after``; None: real time, the twin paced by the wall clock, until
+    ``stop``. Returns the runtime after a clean shutdown.
     """
     realtime = days is None
     feed = TwinFeed(site, store, fault, start)
@@ -167,7 +168,7 @@ async def run_with_twin(
     scheduler = SimScheduler(job_triggers(site), run_job, clock.now, load_schedule(store))
     server = http_server(runtime, port)
     api = asyncio.create_task(server.serve(), name="http")
-    end_ms = None if realtime else feed.now_ms + round(days * DAY_MS)
+    end_ms = None if realtime else feed.twin.start_ms + round(days * DAY_MS)
     try:
         while not stop.is_set():
             if end_ms is not None:

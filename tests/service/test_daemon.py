@@ -1,0 +1,283 @@
+"""`dcpue run` end to end: the twin over real Mosquitto, SIGTERM and restart, a chiller fault
+raising a PUE-drift alert at a real Alertmanager; then API, /metrics and Grafana queries on the
+resulting store. One fast-forward run is shared by the module (test budget)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from dcpue.config import example_path, load_site
+from dcpue.config.site import Site
+from dcpue.core.store import Store
+from dcpue.service.daemon import Runtime, SimScheduler, job_triggers
+from dcpue.service.demo import SimClock
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.servers import Mosquitto, free_port, wait_for
+from tests.service.conftest import Alertmanager
+
+DAY_MS = 86_400_000
+START_MS = 1_688_169_600_000  # 2023-07-01T00:00Z, the twin's start in this test
+DAYS = 6.0
+FAULT_DAY = 4.5
+STOP_AFTER_MS = START_MS + 2 * DAY_MS  # SIGTERM once the twin has passed day 2
+
+
+def site_text(store: Path, am_url: str, http_port: int) -> str:
+    """The bundled single-hall site with its store moved and test-sized service settings."""
+    text = example_path("single_hall").read_text()
+    text = text.split("\n[service]")[0]  # drop the example's own service block
+    text = re.sub(r'(?m)^path = "var/hall-a.duckdb"$', f"path = {json.dumps(str(store))}", text)
+    # Summer, when the chillers carry the load (in January the economizer does).
+    text = re.sub(r"(?m)^start = 2023-01-01T00:00:00Z$", "start = 2023-07-01T00:00:00Z", text)
+    return text + f"""
+[service]
+port = {http_port}
+
+[service.schedule]
+write_back_every_s = 900
+proposals_every_min = 720
+first_train_after_days = 2.0
+retrain_days = 3.0
+
+[service.alerts]
+evaluate_every_s = 900
+
+[service.alerts.drift]
+baseline_samples = 24
+for_min = 60
+clear_for_min = 60
+
+[service.alerts.stale]
+factor = 30
+
+[[service.notifiers]]
+kind = "alertmanager"
+url = "{am_url}"
+"""
+
+
+@dataclass
+class Run:
+    site: Site
+    config: Path
+    alertmanager: list[dict]
+    first_exit: int
+    second_exit: int
+    stopped_at_ms: int
+
+
+def dcpue(config: Path, mqtt_port: int, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dcpue", "run", "--config", str(config), "--twin",
+         "--mqtt", f"127.0.0.1:{mqtt_port}", "--fast-forward", str(DAYS),
+         "--chiller-degradation", "0.15", "--fault-day", str(FAULT_DAY), "--log-level", "WARNING"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def twin_position(store_path: Path) -> int:
+    """Where the daemon's twin is, read through DuckDB's read-only mode (no lock conflict)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(store_path), read_only=True)
+    except duckdb.Error:
+        return 0
+    try:
+        row = con.execute("SELECT value FROM state WHERE key = 'service.twin_next_ms'").fetchone()
+    finally:
+        con.close()
+    return 0 if row is None else int(row[0])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    tmp = tmp_path_factory.mktemp("daemon")
+    with Mosquitto(tmp / "mq") as broker, Alertmanager(tmp / "am") as am:
+        http_port = free_port()
+        store = tmp / "var" / "hall-a.duckdb"
+        config = tmp / "site.toml"
+        config.write_text(site_text(store, am.url, http_port))
+        site = load_site(config)
+        first = dcpue(config, broker.port, tmp)
+        # The store is locked by the daemon; its HTTP API tells how far the twin got.
+        wait_for(lambda: _api_now(http_port) >= STOP_AFTER_MS, "twin past day 2", 120)
+        first.send_signal(signal.SIGTERM)
+        first_out = first.communicate(timeout=60)[0]
+        stopped_at = twin_position(store)
+        second = dcpue(config, broker.port, tmp)
+        second_out = second.communicate(timeout=300)[0]
+        assert "Traceback" not in first_out + second_out, first_out + second_out
+        alerts = am.alerts()
+    return Run(site, config, alerts, first.returncode, second.returncode, stopped_at)
+
+
+def _api_now(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/pue", timeout=2) as resp:
+            return int(json.loads(resp.read())["now_ms"])
+    except OSError:
+        return 0
+
+
+def test_sigterm_exits_cleanly_and_restart_resumes(run):
+    assert run.first_exit == 0 and run.second_exit == 0
+    assert START_MS + 2 * DAY_MS <= run.stopped_at_ms < START_MS + DAYS * DAY_MS
+
+
+def test_no_reading_lost_or_duplicated_across_the_restart(run):
+    steps = int(DAYS * 1440)
+    with Store(run.site.store.path) as store:
+        rows = store.execute(
+            "SELECT meter, count(*), count(DISTINCT ts), min(ts), max(ts) FROM readings "
+            "WHERE meter NOT LIKE 'metric.%' GROUP BY meter"
+        ).fetchall()
+        assert len(rows) == len(run.site.meters)
+        for meter, n, distinct, lo, hi in rows:
+            assert (n, distinct, lo, hi) == (steps, steps, START_MS, START_MS + (steps - 1) * 60_000), meter
+        # The counter keeps counting through the restart: every 1-minute increase is an
+        # 800-kW-class IT load (tens of kWh per minute at most), none negative or doubled.
+        ups = store.series("ups-out")
+        inc = np.diff(ups.value)
+        assert inc.min() > 0 and inc.max() < 1000 / 60 * 1.5
+        # Write-back every 15 min: the stored rolling PUE has every quarter hour exactly once.
+        pue = store.series("metric.pue.1h")
+        assert len(np.unique(pue.ts_ms)) == len(pue)
+        assert set(np.diff(pue.ts_ms).tolist()) == {900_000}
+
+
+def test_chiller_fault_raises_pue_drift_at_alertmanager(run):
+    drift = [a for a in run.alertmanager if a["labels"]["alertname"] == "PueDrift"]
+    assert len(drift) == 1, run.alertmanager
+    alert = drift[0]
+    assert alert["status"]["state"] == "active"
+    assert alert["labels"]["site"] == "hall-a" and alert["labels"]["direction"] == "up"
+    fault_ms = START_MS + FAULT_DAY * DAY_MS
+    started = _parse_ms(alert["startsAt"])
+    # Detection after the fault and within 12 h: hourly samples, CUSUM h = 8 σ, for = 60 min.
+    assert fault_ms < started <= fault_ms + 12 * 3_600_000
+    assert "above what the model expects" in alert["annotations"]["summary"]
+
+
+def test_no_alert_fired_before_the_fault(run):
+    with Store(run.site.store.path) as store:
+        state = json.loads(store.get_state("service.alerts"))
+    fault_ms = START_MS + FAULT_DAY * DAY_MS
+    every = state["active"] + state["history"]
+    assert [a for a in every if a["starts_ms"] < fault_ms] == []
+
+
+@pytest.fixture
+def api(run):
+    """The API of a daemon restarted on the finished store, its clock at the end of the run."""
+    with Store(run.site.store.path) as store:
+        end = START_MS + int(DAYS * DAY_MS) - 60_000
+        runtime = Runtime(run.site, store, SimClock(end))
+        from dcpue.service.api import create_app
+
+        transport = httpx.ASGITransport(app=create_app(runtime.api_sources()))
+        yield runtime, httpx.AsyncClient(transport=transport, base_url="http://dcpue")
+
+
+async def test_api_dashboard_numbers_match_the_stored_series(api):
+    runtime, client = api
+    body = (await client.get("/api/pue")).json()
+    current = body["current"]
+    assert current["name"] == "pue" and current["unit"] == "1"
+    # The API's current PUE is the calculator's snapshot at "now" ...
+    snap = runtime.calculator.snapshot(runtime.clock())["pue.1h"]
+    assert current["value"] == pytest.approx(snap.value, rel=1e-12)
+    # ... and the stored rolling series written back at the last quarter hour agrees with the
+    # API's history endpoint, point for point.
+    hist = (await client.get("/api/pue/history", params={"hours": 6, "step_s": 900})).json()
+    stored = runtime.store.series("metric.pue.1h", start_ms=runtime.clock() - 6 * 3_600_000)
+    got = {t: v for t, v in hist["points"]}
+    assert len(got) >= 23
+    for t, v in zip(stored.ts_ms.tolist(), stored.value.tolist(), strict=True):
+        bucket = t - (t - (runtime.clock() - 6 * 3_600_000)) % 900_000
+        assert got[bucket] == pytest.approx(v)
+    # A write-back at the last quarter hour equals the snapshot at that time.
+    last_t = int(stored.ts_ms[-1])
+    assert runtime.calculator.snapshot(last_t)["pue.1h"].value == pytest.approx(stored.value[-1])
+
+
+async def test_metrics_parse_with_prometheus_parser(api):
+    runtime, client = api
+    await client.get("/api/pue")
+    resp = await client.get("/metrics")
+    assert resp.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(resp.text)}
+    ages = {s.labels["meter"]: s.value for s in families["dcpue_meter_last_reading_age_seconds"].samples}
+    assert set(ages) == {m.id for m in runtime.site.meters}
+    assert ages["ups-out"] == 0.0  # clock = the newest reading's time
+    firing = {s.labels["severity"]: s.value for s in families["dcpue_alerts_firing"].samples}
+    assert firing["warning"] == 1.0  # the PUE-drift alert
+    figure = families["dcpue_figure"].samples[0]
+    assert figure.labels == {"name": "pue.1h", "unit": "1"}
+    assert "dcpue_job_duration_seconds" in families
+    assert "dcpue_dead_letters" in families
+
+
+async def test_grafana_query_sums_role_energy(api):
+    runtime, client = api
+    end = runtime.clock() + 60_000
+    start = end - 3_600_000
+    iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))  # noqa: E731
+    assert (await client.get("/grafana/")).status_code == 200
+    targets = (await client.post("/grafana/search", json={"target": ""})).json()
+    assert {"meter:ups-out", "role:chiller", "metric:pue.1h"} <= set(targets)
+    resp = await client.post("/grafana/query", json={
+        "range": {"from": iso(start), "to": iso(end)}, "intervalMs": 3_600_000,
+        "maxDataPoints": 100,
+        "targets": [{"target": "role:it_load", "refId": "A"},
+                    {"target": "meter:ups-out", "refId": "B", "payload": {"agg": "count"}}],
+    })
+    it, count = resp.json()
+    # One bucket: 60 one-minute readings; kWh increase = last - first reading of the bucket
+    # (the first sample is its own baseline), matching the raw counter.
+    assert count["datapoints"] == [[60.0, start]]
+    raw = runtime.store.series("ups-out", start_ms=start, end_ms=end)
+    assert it["datapoints"][0][0] == pytest.approx(raw.value[-1] - raw.value[0])
+    bad = await client.post("/grafana/query", json={
+        "range": {"from": iso(start), "to": iso(end)}, "targets": [{"target": "meter:nope"}]})
+    assert bad.status_code == 400 and "unknown meter" in bad.json()["error"]
+
+
+def test_simulated_scheduler_follows_apscheduler_triggers(run):
+    fired: list[tuple[str, int]] = []
+
+    async def record(name: str, ms: int) -> None:
+        fired.append((name, ms))
+
+    import asyncio
+
+    sched = SimScheduler(job_triggers(run.site), record, START_MS - 1)
+    asyncio.run(sched.advance(START_MS + 2 * DAY_MS))
+    by_job: dict[str, list[int]] = {}
+    for name, ms in fired:
+        by_job.setdefault(name, []).append(ms)
+    assert by_job["write_back"][:2] == [START_MS, START_MS + 900_000]
+    assert len(by_job["write_back"]) == 2 * 96 + 1
+    # retrain daily at 03:00 America/New_York = 07:00 UTC in July (EDT)
+    assert by_job["retrain"] == [START_MS + 7 * 3_600_000, START_MS + 31 * 3_600_000]
+    assert by_job["report"] == [START_MS + 4 * 3_600_000 + 1_800_000]  # 1st, 00:30 local
+    assert [ms for _, ms in fired] == sorted(ms for _, ms in fired)
+
+
+def _parse_ms(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
