@@ -164,13 +164,15 @@ def explore_and_train(site: Site, start: datetime, days: float, seed: int = 0) -
 def _control(
     predictor: PlantPredictor, site: Site, decisions: np.ndarray,
     observed: list[dict[str, float]], start_sp: Mapping[SetpointName, float],
+    measure: Callable[[dict[str, float], Mapping[SetpointName, float]], float],
 ) -> tuple[dict[SetpointName, np.ndarray], int]:
-    """Setpoints per control interval chosen by ``propose`` with ``predictor``; changes count."""
+    """Setpoints per control interval chosen by ``propose`` with ``predictor``; changes count.
+    ``measure`` gives the rack inlet the sensors show at a decision (degC)."""
     current = dict(start_sp)
     chosen = {name: np.empty(len(decisions)) for name in SETPOINTS}
     changes = 0
     for i, ts in enumerate(decisions):
-        state = PlantState(int(ts), observed[i], current)
+        state = PlantState(int(ts), observed[i], current, measure(observed[i], current))
         proposal = propose(predictor, state, site.optimizer, site=site.id, levels=3)
         changes += proposal.status == "proposed"
         current = {SetpointName(k): v for k, v in proposal.proposed.items()}
@@ -230,10 +232,15 @@ def run_evaluation(
     observed = _observed(twin, decisions, site_pressure_pa(site))
     runs = {"fixed": ({k: np.full(intervals, v) for k, v in conventional.items()}, 0)}
     say("running the loop")
-    runs["loop"] = _control(model, site, decisions, observed, conventional)
-    say("running the oracle")
     oracle = TwinPredictor(params, site_pressure_pa(site), target=cfg.target)
-    runs["oracle"] = _control(oracle, site, decisions, observed, conventional)
+
+    def measure(conditions: dict[str, float], sp: Mapping[SetpointName, float]) -> float:
+        x = conditions | {column: sp[name] for name, column in SETPOINTS.items()}
+        return float(oracle.predict({k: np.array([v]) for k, v in x.items()}).rack_inlet_c[0])
+
+    runs["loop"] = _control(model, site, decisions, observed, conventional, measure)
+    say("running the oracle")
+    runs["oracle"] = _control(oracle, site, decisions, observed, conventional, measure)
     scenarios = {
         name: _simulate(site, name, start, sp, intervals, cfg.interval_s, cfg.inlet_limit_c,
                         changes, seed)

@@ -19,7 +19,8 @@ setpoints (see SETPOINTS)   various setpoint meters, bucket mean
 
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
-A bucket is kept only when every required meter delivered at least ``min_coverage`` of its usual
+Counter powers of the first bucket use the last reading before the window as baseline. A bucket
+is kept only when every required meter delivered at least ``min_coverage`` of its usual
 number of samples per bucket (the median over the window) and every value is finite.
 """
 
@@ -192,7 +193,8 @@ def build_frame(
     cfg = site.optimizer
     step_s = step_s or cfg.step_s
     min_coverage = cfg.min_coverage if min_coverage is None else min_coverage
-    grid = _Grid(store, int(start_ms), int(end_ms), step_s * 1000)
+    # one extra bucket before the window gives the first bucket's counters their baseline
+    grid = _Grid(store, int(start_ms) - step_s * 1000, int(end_ms), step_s * 1000)
     it_meters = site.meters_with(MeterRole.IT_LOAD)
     sp_meters = setpoint_meters(site)
     missing = [n.value for n in SETPOINTS if n not in sp_meters]
@@ -214,8 +216,8 @@ def build_frame(
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
 
-    frame = pd.DataFrame(cols, index=pd.Index(grid.index, name="ts_ms"))
-    keep = (grid.coverage >= min_coverage) & np.isfinite(frame.to_numpy()).all(axis=1)
+    frame = pd.DataFrame(cols, index=pd.Index(grid.index, name="ts_ms")).iloc[1:]
+    keep = (grid.coverage[1:] >= min_coverage) & np.isfinite(frame.to_numpy()).all(axis=1)
     keep &= frame["it_kw"].to_numpy() > 0
     frame = frame.loc[keep].copy()
     pressure = site_pressure_pa(site)
@@ -224,4 +226,5 @@ def build_frame(
     frame["dew_point_c"] = dew_point_c(db, rh)
     frame["pue"] = frame["facility_kw"] / frame["it_kw"]
     frame = frame[list(FRAME_COLUMNS)]
-    return TrainingFrame(frame, step_s, len(grid.index), int(len(grid.index) - keep.sum()))
+    total = len(grid.index) - 1
+    return TrainingFrame(frame, step_s, total, int(total - keep.sum()))

@@ -7,9 +7,12 @@ grid spacing. It picks the lowest predicted power whose predicted maximum rack i
 below ``inlet_limit_c - inlet_margin_c - inlet_sigmas * inlet_rmse_c``.
 
 Safety, in order: operator overrides fix their setpoints; conditions outside the trained region
-(beyond ``trust_tolerance`` of each feature's span) mean "keep current"; candidates never leave
-the windows; a final :func:`enforce_bounds` clamps every proposed value into its hard bounds, so
-even a deliberately wrong model cannot push a setpoint out of bounds.
+(beyond ``trust_tolerance`` of each feature's span) or a model without finite predictions mean
+"keep current", unless the *measured* maximum inlet is already above ``inlet_limit_c -
+inlet_margin_c``: then, without the model, every lever that lowers rack inlet moves one maximum
+step the cool way (supply air and chilled water down, fan speed and running units up).
+Candidates never leave the windows; a final :func:`enforce_bounds` clamps every proposed value
+into its hard bounds, so even a deliberately wrong model cannot push a setpoint out of bounds.
 """
 
 from __future__ import annotations
@@ -44,11 +47,13 @@ STATUSES = ("proposed", "keep", "accepted", "applied", "rejected")
 
 @dataclass(frozen=True, slots=True)
 class PlantState:
-    """Measured conditions (``CONDITION_COLUMNS``) and current setpoints, keyed by name."""
+    """Measured conditions (``CONDITION_COLUMNS``), current setpoints keyed by name, and the
+    measured maximum rack inlet in degC (None if unknown)."""
 
     ts_ms: int
     conditions: dict[str, float]
     setpoints: dict[SetpointName, float]
+    rack_inlet_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantS
         int(frame.data.index[-1]) + step_ms,
         {c: float(row[c]) for c in CONDITION_COLUMNS},
         {name: float(row[column]) for name, column in SETPOINTS.items()},
+        float(row["rack_inlet_max_c"]),
     )
 
 
@@ -260,7 +266,7 @@ def propose(
         at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
         outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
         if outside:
-            return replace(proposal, reason="keep current: " + "; ".join(outside + notes))
+            return _fallback(proposal, state, cfg, bounds, fixed, "; ".join(outside + notes))
     windows = [
         _window(n, base[n], bounds[n],
                 None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)
@@ -271,11 +277,38 @@ def propose(
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
     if best is None:
-        return replace(proposal, reason="keep current: model gave no finite prediction")
+        return _fallback(proposal, state, cfg, bounds, fixed, "model gave no finite prediction")
     spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
     search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
                       for j, w in enumerate(windows)]))
     return _decide(proposal, search, windows, names, bounds, cfg, predictor, notes)
+
+
+#: Levers that lower rack inlet, and which way (-1: lower the setpoint, +1: raise it).
+_COOLER = {
+    SetpointName.SUPPLY_AIR_TEMPERATURE: -1.0, SetpointName.CHILLED_WATER_TEMPERATURE: -1.0,
+    SetpointName.CRAH_FAN_SPEED: 1.0, SetpointName.RUNNING_UNITS: 1.0,
+}
+
+
+def _fallback(
+    proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
+    bounds: Mapping[str, SetpointBounds], fixed: Mapping[SetpointName, float], why: str,
+) -> Proposal:
+    """No usable model: keep current, or step cooler if the measured inlet is too warm."""
+    limit = cfg.inlet_limit_c - cfg.inlet_margin_c
+    if state.rack_inlet_c is None or state.rack_inlet_c <= limit:
+        return replace(proposal, reason=f"keep current: {why}")
+    cooler = dict(proposal.proposed)
+    for name, sign in _COOLER.items():
+        if name not in fixed:
+            cooler[name.value] += sign * bounds[name.value].max_step
+    cooler = enforce_bounds(cooler, bounds)
+    return replace(
+        proposal, status="proposed" if cooler != proposal.current else "keep", proposed=cooler,
+        reason=f"step cooler without the model: measured inlet {state.rack_inlet_c:.2f} degC "
+               f"above {limit:.2f} and {why}",
+    )
 
 
 def _decide(

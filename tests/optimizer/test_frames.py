@@ -58,7 +58,7 @@ def test_frame_powers_coverage_and_psychrometrics() -> None:
         frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
     data = frame.data
     assert list(data.columns) == list(FRAME_COLUMNS)
-    # 8 buckets: the first has no counter baseline, the one at 75 min lacks outdoor air
+    # 8 buckets: the first has no counter reading before it, the one at 75 min lacks outdoor air
     assert (frame.total_rows, frame.dropped_rows, len(frame)) == (8, 2, 6)
     assert T0 not in data.index and T0 + 75 * MIN not in data.index
     # IT across the rollover (900 + 600 kWh/h wraps at 1000) still reads 600 kW

@@ -164,3 +164,20 @@ def test_proposals_are_stored_and_listed() -> None:
         assert [p.id for p in log.list(status="accepted")] == [first.id]
     view = describe(first)
     assert view["changes"]["chilled_water_temperature"] == "10 -> 11"
+
+
+def test_untrusted_model_steps_cooler_when_measured_inlet_is_high() -> None:
+    columns = {**CONDITIONS, "supply_air_c": 20.0, "chilled_water_c": 10.0,
+               "crah_fan_speed_pct": 80.0, "pump_frequency_hz": 50.0, "running_units": 8.0}
+    lo = {c: v - 5.0 for c, v in columns.items()}
+    hi = {c: v + 5.0 for c, v in columns.items()} | {"it_kw": 700.0}  # IT 800 kW is unseen
+    trusted = Model(LINEAR.power, LINEAR.inlet, trust=TrustRegion(lo, hi))
+    cool = PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=25.0)
+    assert propose(trusted, cool, CFG).status == "keep"
+    hot = PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=26.4)
+    p = propose(trusted, hot, CFG, fixed={CHW: 10.0})
+    assert p.status == "proposed" and "step cooler without the model" in p.reason
+    # supply air down one step, fan up one step, units already at the 8 maximum; the
+    # overridden chilled water and the pump (no effect on inlet) stay
+    assert p.proposed == {"supply_air_temperature": 19.0, "chilled_water_temperature": 10.0,
+                          "crah_fan_speed": 90.0, "pump_frequency": 50.0, "running_units": 8.0}
