@@ -281,3 +281,62 @@ def _parse_ms(iso: str) -> int:
 
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
+
+
+@pytest.fixture
+def live_api(run):
+    """The API served by uvicorn on a free port, protected by a bearer token."""
+    import dataclasses
+    import threading
+
+    import uvicorn
+    from dcpue.service.api import create_app
+
+    with Store(run.site.store.path) as store:
+        runtime = Runtime(run.site, store, SimClock(START_MS + int(DAYS * DAY_MS) - 60_000))
+        sources = dataclasses.replace(runtime.api_sources(), token="s3cret")
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(sources), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, "uvicorn")
+        yield f"http://127.0.0.1:{port}"
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_bearer_token_protects_everything_but_healthz(live_api):
+    assert httpx.get(f"{live_api}/healthz").status_code == 200
+    assert httpx.get(f"{live_api}/api/pue").status_code == 401
+    assert httpx.get(f"{live_api}/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    ok = httpx.get(f"{live_api}/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert httpx.get(f"{live_api}/openapi.json?access_token=s3cret").json()["openapi"] == "3.1.0"
+
+
+def test_dashboard_in_headless_chromium_shows_the_api_pue(live_api):
+    from playwright.sync_api import sync_playwright
+
+    api = httpx.get(f"{live_api}/api/pue", headers={"Authorization": "Bearer s3cret"}).json()
+    expected = f"{api['current']['value']:.3f}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{live_api}/?access_token=s3cret")
+            page.wait_for_selector("body[data-loaded='true']", timeout=20_000)
+            shown = page.text_content("#pue-current")
+            status = page.text_content("#status")
+            alerts = page.locator("#alerts li[data-alert='PueDrift']").count()
+            energy = page.text_content("#energy-split")
+            trend = page.get_attribute("#pue-line", "points")
+        finally:
+            browser.close()
+    assert shown == expected
+    assert status.startswith("updated"), status
+    assert alerts == 1
+    assert "IT" in energy and "Cooling" in energy and "kWh" in energy
+    assert len(trend.split()) >= 24  # 24 h of quarter-hour points, or more
