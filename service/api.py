@@ -31,6 +31,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOUR_MS = 3_600_000
+#: Numeric columns of the optimizer's ``proposals`` table served as ``proposal:<column>``.
+PROPOSAL_SERIES = ("saving_kw",)
 #: Meter-id prefix under which the rolling calculator writes its figures back to the store.
 METRIC_PREFIX = "metric."
 #: Upper bound on points per series returned by one query (keeps responses small).
@@ -129,13 +131,16 @@ class BearerAuth:
 # -- Grafana JSON data source ---------------------------------------------------------------
 
 def grafana_targets(site: Site, store: Store, figure_names: list[str]) -> list[dict[str, str]]:
-    """Queryable series: ``meter:<id>``, ``role:<role>`` and ``metric:<stored figure>``."""
+    """Queryable series: ``meter:<id>``, ``role:<role>``, ``metric:<stored figure>`` and
+    ``proposal:saving_kw``."""
     present = {m for m, _, _ in store.meters()}
     out = [{"label": f"meter {m.id} ({m.role})", "value": f"meter:{m.id}"} for m in site.meters]
     roles = dict.fromkeys(m.role for m in site.meters)
     out += [{"label": f"role {r} (sum)", "value": f"role:{r}"} for r in roles]
     out += [{"label": f"metric {n}", "value": f"metric:{n}"} for n in figure_names
             if f"{METRIC_PREFIX}{n}" in present]
+    out += [{"label": f"proposals {c} (bucket mean)", "value": f"proposal:{c}"}
+            for c in PROPOSAL_SERIES]
     return out
 
 
@@ -192,7 +197,17 @@ def query_series(
         stored = f"{METRIC_PREFIX}{name}"
         got = store.bucketed([stored], start_ms, end_ms, step_ms, agg or "mean")
         return got.get(stored) or _combine([], True)
-    raise BadRequest(f"target {target!r} must start with meter:, role: or metric:")
+    if kind == "proposal":
+        if name not in PROPOSAL_SERIES:
+            raise BadRequest(f"unknown proposal series {name!r}; use {', '.join(PROPOSAL_SERIES)}")
+        rows = store.execute(
+            f"SELECT ts_ms, {name} FROM proposals WHERE ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms",
+            [start_ms, end_ms],
+        ).fetchall()
+        ts = np.array([r[0] for r in rows], dtype=np.int64)
+        values = np.array([r[1] for r in rows], dtype=np.float64)
+        return _combine([Series(start_ms + (ts - start_ms) // step_ms * step_ms, values)], False)
+    raise BadRequest(f"target {target!r} must start with meter:, role:, metric: or proposal:")
 
 
 def _parse_time(raw: Any) -> int:
