@@ -241,7 +241,7 @@ def create_app(sources: ApiSources) -> Starlette:
         current = figs.get(sources.current_figure)
         return _json({
             "site": site.id, "name": site.name, "now": ms_to_datetime(now).isoformat(),
-            "now_ms": now,
+            "now_ms": now, "current_figure": sources.current_figure,
             "current": None if current is None else _figure_json(current, deep=True),
             "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()},
         })

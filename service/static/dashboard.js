@@ -40,11 +40,12 @@ function showPue(data) {
   const el = document.getElementById("pue-current");
   el.textContent = cur ? fmt(cur.value, 3) : "–";
   el.dataset.value = cur && cur.value !== null ? String(cur.value) : "";
-  document.getElementById("pue-window").textContent = cur ? cur.name : "";
+  document.getElementById("pue-window").textContent = data.current_figure;
   document.getElementById("pue-coverage").textContent =
     cur && cur.coverage !== undefined ? "coverage " + fmt(100 * cur.coverage, 1) + " %" : "";
-  document.getElementById("pue-figures").textContent = Object.values(data.figures)
-    .map((f) => f.name + " " + fmt(f.value, 3)).join(" · ");
+  document.getElementById("pue-figures").textContent = Object.entries(data.figures)
+    .filter(([key]) => key.startsWith("pue.")).map(([key, f]) => key + " " + fmt(f.value, 3))
+    .join(" · ");
 }
 
 function showTrend(data) {
@@ -76,7 +77,7 @@ function showEnergy(data) {
 
 function showCarbon(data) {
   rows(document.querySelector("#carbon tbody"), Object.values(data.figures).map(
-    (f) => [f.name.replaceAll("_", " "), fmt(f.value, 2) + " " + f.unit]));
+    (f) => [f.name.replaceAll("_", " "), fmt(f.value, 2) + (f.unit === "1" ? "" : " " + f.unit)]));
 }
 
 function showAlerts(data) {
@@ -100,9 +101,11 @@ function showAlerts(data) {
 function showProposal(data) {
   const el = document.getElementById("proposal");
   const p = data.proposals[0];
-  el.textContent = p ? Object.entries(p).map(([k, v]) =>
-    k + ": " + (typeof v === "number" ? fmt(v, 3) : (typeof v === "object" ? JSON.stringify(v) : v))
-  ).join(" · ") : "none";
+  if (!p) { el.textContent = "none"; return; }
+  const changes = Object.entries(p.changes).map(([k, v]) => k.replaceAll("_", " ") + " " + v);
+  el.textContent = new Date(p.ts_ms).toISOString().slice(0, 16).replace("T", " ") + " UTC · " +
+    p.status + " · saving " + fmt(p.saving_kw, 1) + " kW (" + fmt(p.saving_pct, 2) + " %) · " +
+    (changes.length ? changes.join(", ") : "no change") + " · " + p.reason;
 }
 
 async function refresh() {
