@@ -200,6 +200,10 @@ class Runtime:
         finally:
             self.telemetry.job_seconds.labels(name).observe(time.perf_counter() - started)
 
+    async def run_job_now(self, name: str) -> None:
+        """Run one job at the clock's current time (the wall-clock scheduler's entry point)."""
+        await self.run_job(name, self.clock())
+
     async def job_write_back(self, now_ms: int) -> None:
         self.ingest()
         self.calculator.write_back(now_ms)
@@ -318,7 +322,11 @@ class Runtime:
         for a in self.engine.active.values():
             firing[a.severity] = firing.get(a.severity, 0) + 1
         stats = self.collector.stats() if self.collector is not None else None
-        readings_in = {s: stats.readings_in for s in stats.sources or ("twin",)} if stats else {}
+        last_seen = dict(self.last_seen)
+        for meter, ts in (stats.last_ts_ms.items() if stats else ()):
+            last_seen[meter] = max(ts, last_seen.get(meter, ts))
+        # The collector counts readings over all its sources together.
+        readings_in = {"+".join(stats.sources) or "direct": stats.readings_in} if stats else {}
         name = self.site.service.current_figure
         current = self.calculator.snapshot(now).get(name)
         figures = {} if current is None or current.value is None else {
@@ -332,7 +340,7 @@ class Runtime:
             dead_letters=self.store.dead_letter_counts(),
             backlog={"remote": stats.backlog} if stats and stats.backlog is not None else {},
             pending=stats.pending if stats else 0,
-            last_seen_ms=self.last_seen,
+            last_seen_ms=last_seen,
             alerts_firing=firing,
             notifications=dict(self.dispatcher.outcomes),
             figures=figures,
@@ -414,7 +422,7 @@ async def serve_realtime(site: Site, store: Store, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler(timezone=UTC)
     for name, trigger in job_triggers(site).items():
         scheduler.add_job(
-            lambda n=name: runtime.run_job(n, wall_clock_ms()), trigger, id=name,
+            runtime.run_job_now, trigger, args=[name], id=name,
             coalesce=True, max_instances=1, misfire_grace_time=None,
         )
     scheduler.start()
