@@ -100,13 +100,35 @@ class TrustRegion:
         ]
 
 
-def design_matrix(x: Mapping[str, np.ndarray]) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class Scales:
+    """Site scales taken from the training data so the features are dimensionless:
+    ``it_kw`` the largest IT load (kW), ``airflow`` the largest running units x fan speed
+    fraction per IT kW (a proxy of airflow per kW of heat, in units per kW)."""
+
+    it_kw: float
+    airflow: float
+
+    @classmethod
+    def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
+        it = np.asarray(x["it_kw"], float)
+        airflow = np.asarray(x["running_units"], float) * np.asarray(x["crah_fan_speed_pct"]) / 100
+        return cls(float(it.max()), float((airflow / it).max()))
+
+
+def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     """Feature columns -> model inputs: the raw features plus physically motivated terms.
 
     Fan and pump power follow the affinity laws (P ~ speed^3, times the number of running
     units for fans); chiller power per kW of heat grows with the lift between condenser water
-    (tracking outdoor wet bulb) and chilled water; recirculation at the racks falls with
-    airflow per IT kW. Everything per IT kW is divided by ``it_kw``.
+    (tracking outdoor wet bulb) and chilled water, and falls to the economizer's share when
+    chilled-water return is warm enough; chilled-water flow (pump power ~ flow^3) goes with
+    heat over the coil's water temperature rise; hot-aisle recirculation at the racks grows as
+    airflow per IT kW falls. Loads per IT kW are divided by ``it_kw``. Typical plant values
+    stand in for unknown constants: 5 K coil approach, coil water leaving a third of the way to
+    return air, cooling-tower approach 3.5 K and range 5.5 K at full load and condenser flow,
+    1.5 K economizer and refrigerant approaches, 8 K minimum lift, return air 7 K above supply
+    at the trained maximum airflow per kW.
     """
     it = np.asarray(x["it_kw"], float)
     units = np.asarray(x["running_units"], float)
@@ -114,47 +136,43 @@ def design_matrix(x: Mapping[str, np.ndarray]) -> np.ndarray:
     pump = np.asarray(x["pump_frequency_hz"], float) / 50.0
     wb, db = np.asarray(x["wet_bulb_c"], float), np.asarray(x["dry_bulb_c"], float)
     chw, sa = np.asarray(x["chilled_water_c"], float), np.asarray(x["supply_air_c"], float)
-    airflow = units * fan
-    lift = wb - chw
-    raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
-    per_kw = airflow / it * 1000.0
-    # Chilled-water rise across the coils: return air (supply + IT heat / airflow) pulls the
-    # water up from chilled-water temperature; the flow (and pump power, ~ flow^3) goes with
-    # heat / rise.
-    # Typical values stand in for the unknown plant constants: 5 K coil approach, coil water
-    # leaving a third of the way to return air, 5 K from wet bulb to economizer water.
-    return_air = np.maximum(sa, chw + 5.0) + 80.0 / np.maximum(per_kw, 1e-6)
+    load = it / scales.it_kw
+    air = np.maximum(units * fan / it / scales.airflow, 1e-3)  # 1 = most airflow per kW seen
+    return_air = np.maximum(sa, chw + 5.0) + 7.0 / air
     rise = np.maximum((return_air - chw) / 3.0, 0.5)
-    flow = it / rise / 100.0
-    econ = np.clip((chw + rise - wb - 5.0) / rise, 0.0, 1.0)
-    mech_lift = (1.0 - econ) * np.maximum(wb + 5.0 - chw, 8.0)
+    flow = load * 6.0 / rise
+    tower = wb + 3.5 * np.sqrt(np.maximum(load, 0.2) / pump)
+    econ = np.clip((chw + rise - tower - 1.5) / rise, 0.0, 1.0)
+    lift = np.maximum(tower + 5.5 * load / pump + 3.0 - chw, 8.0)
+    mech_lift = (1.0 - econ) * lift
+    carnot = lift / (chw + 271.65)
+    raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
     extra = [
-        np.maximum(chw + 5.0 - sa, 0.0),
+        load,
+        1.0 / load,
         rise,
         flow,
-        np.maximum(flow, 0.3) ** 3 * 100.0 / it,
+        np.maximum(flow, 0.3) ** 3 / load,
         econ,
         mech_lift,
         mech_lift / pump,
-        mech_lift / (chw + 271.65) * 100.0,
-        units * fan**3 / it * 1000.0,
-        units / it * 1000.0,
-        50.0 / np.asarray(x["pump_frequency_hz"], float),
-        it / np.asarray(x["pump_frequency_hz"], float),
-        pump**3 / it * 1000.0,
-        1000.0 / it,
+        (1.0 - econ) * carnot * 100.0,
+        carnot / load * 100.0,
+        units * fan**3 / load,
+        units / load,
+        pump**3 / load,
+        1.0 / pump,
+        load / pump,
         lift,
-        np.maximum(lift, 0.0) ** 2,
+        wb - chw,
         np.maximum(chw - wb, 0.0),
         db - sa,
-        airflow,
-        per_kw,
-        1.0 / np.maximum(per_kw, 1e-6),
         sa - chw,
-        # Hinges: supply air limited by the coil (chilled water + approach) and recirculation
-        # once airflow per IT kW falls short of demand; knots span the usual ranges.
-        *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 6.0, 8.0)),
-        *(np.maximum(k - per_kw, 0.0) for k in (4.0, 6.0, 8.0, 10.0)),
+        air,
+        1.0 / air,
+        # hinges: supply air held up by the coil, and recirculation once airflow falls short
+        *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 5.0, 6.0, 8.0)),
+        *(np.maximum(k - air, 0.0) for k in (0.35, 0.55, 0.75, 0.9)),
     ]
     return np.column_stack(raw + extra)
 
@@ -167,7 +185,7 @@ def _estimator(kind: ModelKind, seed: int) -> Pipeline | GradientBoostingRegress
     if kind == "ridge":
         return _ridge()
     return GradientBoostingRegressor(
-        init=_ridge(), n_estimators=120, max_depth=3, learning_rate=0.1, subsample=0.8,
+        init=_ridge(), n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8,
         random_state=seed,
     )
 
@@ -200,6 +218,7 @@ class PlantModel:
     power_model: Any
     inlet_model: Any
     trust: TrustRegion
+    scales: Scales
     metrics: dict[str, dict[str, float]]
     train_start_ms: int
     train_end_ms: int
@@ -227,7 +246,7 @@ class PlantModel:
         """Predict for feature columns (arrays, or scalars broadcast to a common length)."""
         n = max(np.size(v) for v in x.values())
         cols = {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
-        design = design_matrix(cols)
+        design = design_matrix(cols, self.scales)
         it = cols["it_kw"]
         power = self.power_model.predict(design) * it
         if self.target == "facility":
@@ -266,18 +285,26 @@ def _scores(
     }
 
 
-def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> tuple[Any, Any]:
-    design = design_matrix(_columns(data))
+@dataclass(frozen=True, slots=True)
+class _Fitted:
+    power: Any
+    inlet: Any
+    scales: Scales
+
+    def targets(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        design = design_matrix(_columns(data), self.scales)
+        return self.power.predict(design), self.inlet.predict(design)
+
+
+def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> _Fitted:
+    columns = _columns(data)
+    scales = Scales.of(columns)
+    design = design_matrix(columns, scales)
     power_y, rise_y = _targets(data, target)
-    return (
-        _estimator(kind, seed).fit(design, power_y),
-        _estimator(kind, seed).fit(design, rise_y),
+    return _Fitted(
+        _estimator(kind, seed).fit(design, power_y), _estimator(kind, seed).fit(design, rise_y),
+        scales,
     )
-
-
-def _predict_targets(models: tuple[Any, Any], data: pd.DataFrame) -> tuple[np.ndarray, ...]:
-    design = design_matrix(_columns(data))
-    return models[0].predict(design), models[1].predict(design)
 
 
 def cross_validate(
@@ -289,8 +316,8 @@ def cross_validate(
     power_hat = np.full(len(data), np.nan)
     rise_hat = np.full(len(data), np.nan)
     for train, test in TimeSeriesSplit(n_splits=splits).split(data):
-        models = _fit(data.iloc[train], kind, target, seed)
-        power_hat[test], rise_hat[test] = _predict_targets(models, data.iloc[test])
+        power_hat[test], rise_hat[test] = _fit(data.iloc[train], kind, target, seed).targets(
+            data.iloc[test])
     scored = np.isfinite(power_hat)
     return _scores(data[scored], target, power_hat[scored], rise_hat[scored])
 
@@ -317,12 +344,13 @@ def train(
     if cut < len(data):
         head, tail = data.iloc[:cut], data.iloc[cut:]
         metrics["holdout"] = _scores(
-            tail, target, *_predict_targets(_fit(head, kind, target, seed), tail)
+            tail, target, *_fit(head, kind, target, seed).targets(tail)
         )
-    power_model, inlet_model = _fit(data, kind, target, seed)
+    fitted = _fit(data, kind, target, seed)
     return PlantModel(
-        kind=kind, target=target, features=FEATURE_COLUMNS, power_model=power_model,
-        inlet_model=inlet_model, trust=TrustRegion.of(data, FEATURE_COLUMNS), metrics=metrics,
+        kind=kind, target=target, features=FEATURE_COLUMNS, power_model=fitted.power,
+        inlet_model=fitted.inlet, trust=TrustRegion.of(data, FEATURE_COLUMNS),
+        scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
     )
