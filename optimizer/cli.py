@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dcpue.config import SetpointName, Site, load_site
 from dcpue.core.readings import datetime_to_ms
@@ -90,8 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Site, Store]:
+    """The site and its store; ``--store`` replaces ``[store] path`` (the default model
+    location follows it)."""
     site = load_site(args.config)
-    return site, Store(args.store or site.store.path)
+    if args.store:
+        site.store.path = Path(args.store)
+    return site, Store(site.store.path)
 
 
 def _train(args: argparse.Namespace) -> int:
