@@ -78,6 +78,12 @@ class SetpointSettings(Section):
         min=1.0, max=8.0, max_step=1.0, integer=True
     )
 
+    @model_validator(mode="after")
+    def _whole_units(self) -> SetpointSettings:
+        if not self.running_units.integer:
+            raise ValueError("running_units needs integer = true (units run or do not)")
+        return self
+
 
 class MqttBroker(Section):
     """Broker for proposals and MQTT write-back commands."""
