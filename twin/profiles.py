@@ -56,7 +56,7 @@ def local_time(ts_ms: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray
     idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(ts_ms, dtype=np.int64), unit="ms", utc=True))
     loc = idx.tz_convert(timezone)
     hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0 + loc.second.to_numpy() / 3600.0
-    return hour, loc.dayofweek.to_numpy()
+    return hour, loc.day_of_week.to_numpy()
 
 
 def it_load_kw(
