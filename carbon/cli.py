@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="site TOML file (reads its store)")
     source.add_argument("--inventory", type=Path, help="fleet inventory TOML file")
+    p.add_argument("--store", type=Path, default=None,
+                   help="store file (default: the site's [store] path)")
     p.add_argument("--from", dest="start", type=_date, help="first day (inclusive)")
     p.add_argument("--to", dest="end", type=_date, help="end day (exclusive)")
     p.add_argument("--format", choices=("md", "csv", "json"), default="md")
@@ -51,9 +53,10 @@ def _build(args: argparse.Namespace) -> Report:
     if args.end <= args.start:
         raise ConfigError(f"--to {args.end} must be after --from {args.start} (--to is exclusive)")
     site = load_site(args.config)
-    if not site.store.path.exists():
-        raise ConfigError(f"{args.config}: store {site.store.path} does not exist")
-    with Store(site.store.path) as store:
+    path = args.store or site.store.path
+    if not path.exists():
+        raise ConfigError(f"{args.config}: store {path} does not exist")
+    with Store(path) as store:
         return site_report(site, store, args.start, args.end, args.monthly, args.config.parent)
 
 
