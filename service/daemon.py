@@ -258,6 +258,9 @@ class Runtime:
         today = ms_to_datetime(now_ms).astimezone(ZoneInfo(self.site.timezone)).date()
         end = today.replace(day=1)
         start = (end - timedelta(days=1)).replace(day=1)
+        span = self.store.time_range()
+        if span is None or span[0] >= _date_ms(end, ZoneInfo(self.site.timezone)):
+            return  # no reading in that month
         report = await asyncio.to_thread(site_report, self.site, self.store, start, end)
         account = report.accounts[0]
         self.store.execute(

@@ -53,8 +53,9 @@ def test_realtime_daemon_collects_serves_and_stops_on_sigterm(mosquitto, tmp_pat
             return 0.0
 
         wait_for(lambda: received() == 5.0, "5 readings received", 30)
-        ages = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'dcpue_meter_last_reading_age_seconds{meter="ups-out"}' in ages
+        # The age appears once the pipeline has committed the batch to the store.
+        wait_for(lambda: 'dcpue_meter_last_reading_age_seconds{meter="ups-out"}'
+                 in httpx.get(f"http://127.0.0.1:{port}/metrics").text, "meter age", 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
