@@ -114,11 +114,14 @@ async def deliver(site: Site, collector: Collector, cols: ReadingColumns, via_mq
         await pipeline.commit()
         return
     mqtt = site.collector.mqtt
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + INGEST_TIMEOUT_S
+    # Until the collector has subscribed, a new broker session would drop what we publish.
+    while not collector.stats().mqtt_connected and loop.time() < deadline:
+        await asyncio.sleep(0.02)
     await publish_readings(site, [cols], mqtt.host, mqtt.port, client_id=f"{site.id}-twin")
     last = int(cols.ts_ms.max())
     meters = set(cols.meter.tolist())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + INGEST_TIMEOUT_S
     while True:
         await pipeline.commit()
         seen = pipeline.stats.last_ts_ms
