@@ -7,27 +7,17 @@ store and returns plain values so the scheduler jobs stay one-liners.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 from dcpue.config import SetpointName, Site
 from dcpue.core.store import Store
-from dcpue.optimizer.frames import CONDITION_COLUMNS, SETPOINTS, FrameError, build_frame
+from dcpue.optimizer.frames import FrameError, build_frame
 from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_model, train
-from dcpue.optimizer.propose import PlantState, Proposal, ProposalLog, propose
+from dcpue.optimizer.propose import Proposal, ProposalLog, current_state, model_path, propose
 from dcpue.optimizer.writeback import Overrides
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
-
-
-def model_path(site: Site) -> Path:
-    """``[optimizer] model_path`` resolved against the store's folder, or the default file."""
-    folder = Path(site.store.path).parent
-    configured = site.optimizer.model_path
-    if configured is None:
-        return folder / f"{site.id}-optimizer.joblib"
-    return configured if configured.is_absolute() else folder / configured
 
 
 def try_load_model(site: Site) -> PlantModel | None:
@@ -79,21 +69,12 @@ def expected_pue(
 def propose_now(
     model: PlantModel, site: Site, store: Store, now_ms: int
 ) -> Proposal | None:
-    """Propose setpoints for the latest complete model step and log it in ``proposals``."""
-    step_ms = model.step_s * 1000
-    end = now_ms // step_ms * step_ms
+    """Propose setpoints for the latest complete step and log it in ``proposals``."""
     try:
-        frame = build_frame(store, site, end - 4 * step_ms, end, step_s=model.step_s)
+        state = current_state(store, site, now_ms)
     except FrameError as exc:
         log.warning("no proposal: %s", exc)
         return None
-    if len(frame.data) == 0:
-        return None
-    ts, row = frame.data.index[-1], frame.data.iloc[-1]
-    state = PlantState(
-        int(ts), {c: float(row[c]) for c in CONDITION_COLUMNS},
-        {name: float(row[col]) for name, col in SETPOINTS.items()},
-    )
     fixed: dict[SetpointName, float] = Overrides(store).fixed_values(state.setpoints)
     proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
     ProposalLog(store).save(proposal)
