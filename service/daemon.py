@@ -347,6 +347,7 @@ class Runtime:
             alerts_firing=firing,
             notifications=dict(self.dispatcher.outcomes),
             figures=figures,
+            modbus=stats.modbus if stats else (),
         )
 
     def api_sources(self) -> ApiSources:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # pymodbus is imported only when a site polls Modbus
+    from dcpue.collector.modbus import DeviceStatus
 
 #: Histogram buckets for scheduled job durations, in seconds.
 JOB_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
@@ -33,6 +37,7 @@ class HealthSnapshot:
     alerts_firing: Mapping[str, int] = field(default_factory=dict)
     notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
     figures: Mapping[str, tuple[float, str]] = field(default_factory=dict)
+    modbus: tuple[DeviceStatus, ...] = ()
 
 
 class _SnapshotCollector(Collector):
@@ -91,6 +96,26 @@ class _SnapshotCollector(Collector):
         for name, (value, unit) in sorted(s.figures.items()):
             figures.add_metric([name, unit], value)
         yield figures
+        yield from _modbus_families(s.modbus)
+
+
+def _modbus_families(devices: tuple[DeviceStatus, ...]) -> Iterator[Metric]:
+    """Per-device Modbus health: up, consecutive failures, polls by outcome."""
+    up = GaugeMetricFamily("dcpue_modbus_device_up",
+                           "1 while the device answers its polls, 0 while failing.",
+                           labels=["device"])
+    failures = GaugeMetricFamily("dcpue_modbus_consecutive_failures",
+                                 "Failed polls in a row (drives the backoff).", labels=["device"])
+    polls = CounterMetricFamily("dcpue_modbus_polls", "Poll-group reads by outcome.",
+                                labels=["device", "outcome"])
+    for d in devices:
+        up.add_metric([d.name], 1.0 if d.state == "ok" else 0.0)
+        failures.add_metric([d.name], d.consecutive_failures)
+        polls.add_metric([d.name, "ok"], d.polls_ok)
+        polls.add_metric([d.name, "failed"], d.polls_failed)
+    yield up
+    yield failures
+    yield polls
 
 
 class Telemetry:
