@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NUL
 """
 
 
+class StoreBusy(RuntimeError):
+    """The store file is held by another process (DuckDB allows one writer process)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A rejected payload or reading, kept verbatim with the reason it was refused.
@@ -80,7 +84,16 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(".", 1)[0]
+            raise StoreBusy(
+                f"store {self.path} is in use by another process ({holder.strip()}); "
+                "stop it, or read the running daemon's HTTP API (/api/pue, /grafana/query)"
+            ) from None
         self._lock = threading.RLock()
         with self._lock:
             self._con.execute(_SCHEMA)

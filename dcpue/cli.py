@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from dcpue import __version__
 from dcpue.config import ConfigError
+from dcpue.core.store import StoreBusy
 
 #: Modules that contribute sub-commands through ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; each sets ``func(args) -> exit code`` via ``set_defaults``.
 
-    A configuration error prints one line to stderr and exits with status 2.
+    A configuration error prints one line to stderr and exits with status 2; a store held by
+    another process (e.g. the running daemon) prints one line and exits with status 1.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -44,5 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dcpue: config error: {exc}", file=sys.stderr)
         return 2
+    except StoreBusy as exc:
+        print(f"dcpue: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

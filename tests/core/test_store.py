@@ -1,9 +1,13 @@
 """Embedded DuckDB store: idempotent appends, buckets, cursors, dead letters."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from dcpue.config import example_path
 from dcpue.core.readings import Reading, ReadingColumns
-from dcpue.core.store import DeadLetter, Store
+from dcpue.core.store import DeadLetter, Store, StoreBusy
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 MIN = 60_000
@@ -92,3 +96,25 @@ def test_state_persists_across_reopen(tmp_path):
         assert s.get_cursor("c") == 42
         assert s.count() == 3
         assert s.time_range("m") == (T0, T0 + 2 * MIN)
+
+
+def test_a_store_held_by_another_process_is_a_clear_error(tmp_path):
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"from dcpue.core.store import Store; s = Store({str(path)!r}); print('ready', flush=True); input()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreBusy, match=f"store {path} is in use by another process"):
+            Store(path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dcpue", "pue", "--config",
+             str(example_path("single_hall")), "--store", str(path)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1 and "in use by another process" in proc.stderr
+    finally:
+        holder.communicate("\n", timeout=30)
