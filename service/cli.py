@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="twin fault: chiller power +FRACTION (0.15 = 15 %%) from --fault-day")
     p.add_argument("--fault-day", type=float, default=0.0, metavar="DAYS",
                    help="twin: days after the twin's start when the fault begins")
+    p.add_argument("--commission-days", type=float, default=None, metavar="DAYS",
+                   help="twin: sweep the cooling setpoints within their hard bounds for the "
+                   "first DAYS (a commissioning sweep the optimizer learns from); default "
+                   "[service.schedule] first_train_after_days without --config, else 0")
     p.add_argument("--port", type=int, help="HTTP port (default: [service] port)")
     p.add_argument("--store", type=Path, help="override the store path")
     p.add_argument("--log-level", default="INFO")
@@ -87,9 +91,12 @@ async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
         if args.chiller_degradation:
             at = int(twin_start.timestamp() * 1000) + round(args.fault_day * DAY_MS)
             fault = Fault(args.chiller_degradation, at)
+        commission = args.commission_days
+        if commission is None:
+            commission = site.service.schedule.first_train_after_days if args.config is None else 0.0
         runtime = await run_with_twin(
             site, store, stop, days=args.fast_forward, via_mqtt=bool(args.mqtt), fault=fault,
-            start=start, serve_after=args.serve,
+            start=start, serve_after=args.serve, commission_days=commission,
         )
         now = runtime.clock()
         current = runtime.figures(now).get(site.service.current_figure)

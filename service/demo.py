@@ -14,12 +14,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
 from dcpue.collector.service import Collector
 from dcpue.config.collector import Subscription
 from dcpue.config.site import Site
 from dcpue.core.readings import ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
+from dcpue.optimizer.explore import exploration_schedule
 from dcpue.service.daemon import (
     DAY_MS,
     Runtime,
@@ -30,6 +32,7 @@ from dcpue.service.daemon import (
     save_schedule,
     wall_clock_ms,
 )
+from dcpue.twin.plant import Setpoints
 from dcpue.twin.simulator import Twin
 
 log = logging.getLogger(__name__)
@@ -50,16 +53,26 @@ class Fault:
 
 
 class TwinFeed:
-    """The twin, resumed at the position stored by a previous run (counters stay continuous)."""
+    """The twin, resumed at the position stored by a previous run (counters stay continuous).
+
+    For its first ``commission_days`` the twin follows a commissioning sweep (the optimizer's
+    exploration schedule: every setpoint drawn within its hard bounds and held a while), as a
+    real site does before its optimizer is trusted; afterwards it runs at its configured
+    setpoints, so proposals show what the learned model would save.
+    """
 
     def __init__(self, site: Site, store: Store, fault: Fault | None = None,
-                 start: datetime | None = None) -> None:
+                 start: datetime | None = None, commission_days: float = 0.0) -> None:
         saved_start = store.get_state(STATE_TWIN_START)
         if saved_start is not None:
             start = ms_to_datetime(int(saved_start))
         self.twin = Twin(site, start=start)
         self.store, self.fault = store, fault
         self.step_ms = self.twin.step_s * 1000
+        sweep_steps = round(commission_days * DAY_MS / self.step_ms)
+        ts = self.twin.start_ms + np.arange(sweep_steps, dtype=np.int64) * self.step_ms
+        self.sweep = exploration_schedule(ts, site.optimizer, seed=self.twin.seed)
+        self.sweep_steps = sweep_steps
         saved = store.get_state(STATE_TWIN)
         if saved is not None:
             self._skip_to(int(saved))
@@ -69,26 +82,35 @@ class TwinFeed:
         """Time of the next step (UTC ms)."""
         return self.twin.now_ms
 
-    def _steps_before_fault(self, n: int) -> int:
-        """How many of the next ``n`` steps run with the current fault state."""
-        f = self.fault
-        if f is None:
-            return n
-        faulty = self.now_ms >= f.at_ms
-        self.twin.chiller_degradation = f.chiller_degradation if faulty else 0.0
-        return n if faulty else max(1, min(n, -(-(f.at_ms - self.now_ms) // self.step_ms)))
+    def _phase(self, n: int) -> tuple[int, Setpoints | None]:
+        """How many of the next ``n`` steps share one fault state and setpoint regime (at least
+        one), with the fault state applied, and their setpoints (None: the twin's own)."""
+        k, f = n, self.fault
+        if f is not None:
+            faulty = self.now_ms >= f.at_ms
+            self.twin.chiller_degradation = f.chiller_degradation if faulty else 0.0
+            if not faulty:
+                k = min(k, -(-(f.at_ms - self.now_ms) // self.step_ms))
+        i = self.twin.next_step
+        if i >= self.sweep_steps:
+            return max(1, k), None
+        k = max(1, min(k, self.sweep_steps - i))
+        return k, Setpoints(**{c: v[i : i + k] for c, v in self.sweep.items()})
 
     def _skip_to(self, target_ms: int) -> None:
         """Advance silently (no readings) so counters and battery match an uninterrupted run."""
         while (n := (target_ms - self.now_ms) // self.step_ms) > 0:
-            self.twin.simulate(self._steps_before_fault(n))
+            k, setpoints = self._phase(n)
+            self.twin.simulate(k, setpoints)
 
     def next(self, n: int) -> ReadingColumns:
         """Readings of the next ``n`` steps."""
         parts = []
         while n > 0:
-            k = self._steps_before_fault(n)
-            parts += list(self.twin.run(k * self.twin.step_s / 86400, chunk_days=k))
+            k, setpoints = self._phase(n)
+            parts += list(
+                self.twin.run(k * self.twin.step_s / 86400, setpoints=setpoints, chunk_days=k)
+            )
             n -= k
         return ReadingColumns.concat(parts)
 
@@ -147,7 +169,7 @@ class SimClock:
 async def run_with_twin(
     site: Site, store: Store, stop: asyncio.Event, *, days: float | None,
     via_mqtt: bool, fault: Fault | None = None, start: datetime | None = None,
-    serve_after: bool = False, port: int | None = None,
+    serve_after: bool = False, port: int | None = None, commission_days: float = 0.0,
 ) -> Runtime:
     """Run the daemon fed by the twin.
 
@@ -157,7 +179,7 @@ async def run_with_twin(
     ``stop``. Returns the runtime after a clean shutdown.
     """
     realtime = days is None
-    feed = TwinFeed(site, store, fault, start)
+    feed = TwinFeed(site, store, fault, start, commission_days)
     clock = SimClock(feed.now_ms - feed.step_ms)
     collector = Collector(site, store)
     await collector.start()
