@@ -9,6 +9,16 @@ const PV_PARTS = [["pv_generation", "PV generated"], ["pv_self_consumed", "PV se
                   ["grid_export", "Exported"], ["battery_charge", "Battery charged"],
                   ["battery_discharge", "Battery discharged"]];
 
+const CARBON_LABELS = {
+  total_energy: "Total energy", electricity: "Electricity used",
+  grid_electricity: "Grid electricity", renewable_electricity: "Renewable electricity",
+  purchased_green: "Purchased green power", onsite_pv: "On-site PV",
+  renewable_share: "Renewable share", pue: "PUE",
+  scope2_location: "Scope 2, location-based", scope2_market: "Scope 2, market-based",
+  avoided_renewables: "Avoided: all renewables", avoided_purchased_green: "Avoided: green power",
+  avoided_onsite_pv: "Avoided: on-site PV",
+};
+
 async function api(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const resp = await fetch(path, { headers });
@@ -17,7 +27,10 @@ async function api(path) {
 }
 
 function fmt(value, digits) {
-  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+  if (value === null || value === undefined) return "–";
+  const v = Number(value);
+  return (Math.abs(v) < 0.5 * 10 ** -digits ? 0 : v).toLocaleString("en-US",
+    { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
 function rows(tbody, items) {
@@ -77,7 +90,8 @@ function showEnergy(data) {
 
 function showCarbon(data) {
   rows(document.querySelector("#carbon tbody"), Object.values(data.figures).map(
-    (f) => [f.name.replaceAll("_", " "), fmt(f.value, 2) + (f.unit === "1" ? "" : " " + f.unit)]));
+    (f) => [CARBON_LABELS[f.name] || f.name.replaceAll("_", " "),
+            fmt(f.value, f.unit === "1" ? 3 : 1) + (f.unit === "1" ? "" : " " + f.unit)]));
 }
 
 function showAlerts(data) {
