@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from dcpue.carbon.periods import date_ms, overlap_share
 from dcpue.config.carbon import Instrument
+from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 
 T_PER_MWH = "tCO2/MWh"
@@ -301,3 +302,13 @@ def total(name: str, unit: str, parts: Sequence[Figure]) -> Figure:
         name, value, unit, formula=" + ".join(p.name for p in parts),
         start_ms=parts[0].start_ms, end_ms=parts[0].end_ms, inputs=tuple(parts),
     )
+
+
+def purchased_green_kwh(site: Site, start_ms: int, end_ms: int, grid_import_kwh: float) -> float:
+    """kWh of renewable instruments applied to ``[start_ms, end_ms)`` (for REF, ISO/IEC 30134-3).
+
+    Same rules as the report: quality criteria met, prorated by time, capped at grid import.
+    """
+    claims = instrument_claims(site.carbon.instruments, start_ms, end_ms,
+                               ZoneInfo(site.timezone), site.carbon.max_vintage_gap_years)
+    return allocate(claims, grid_import_kwh / 1000.0).renewable_mwh * 1000.0

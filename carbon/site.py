@@ -13,12 +13,9 @@ A figure whose coverage is below ``calculator.min_coverage`` is "insufficient da
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 import numpy as np
 from dcpue.carbon.accounting import PeriodEnergy
 from dcpue.carbon.periods import Window
-from dcpue.carbon.scope2 import allocate, instrument_claims
 from dcpue.config.carbon import Scope2Method
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
@@ -46,16 +43,6 @@ def _mwh(fig: Figure, name: str, min_coverage: float) -> Figure:
         coverage=fig.coverage, inputs=(fig,),
         note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
     )
-
-
-def purchased_green_kwh(site: Site, start_ms: int, end_ms: int, grid_import_kwh: float) -> float:
-    """kWh of renewable instruments applied to ``[start_ms, end_ms)`` (for REF, ISO/IEC 30134-3).
-
-    Same rules as the report: quality criteria met, prorated by time, capped at grid import.
-    """
-    claims = instrument_claims(site.carbon.instruments, start_ms, end_ms,
-                               ZoneInfo(site.timezone), site.carbon.max_vintage_gap_years)
-    return allocate(claims, grid_import_kwh / 1000.0).renewable_mwh * 1000.0
 
 
 def site_energy(

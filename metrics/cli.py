@@ -12,7 +12,7 @@ from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.metrics.balance import BalanceTopology, energy_balance
-from dcpue.metrics.indicators import indicators
+from dcpue.metrics.indicators import site_indicators
 
 #: Energy flows shown under the indicators.
 SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed")
@@ -43,8 +43,7 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
         return None
     end = max(ends)
     b = energy_balance(site, store, end - length, end)
-    figures = indicators(b, site.calculator.min_coverage, site.grid.emission_factor_t_per_mwh,
-                         site.grid.source)
+    figures = site_indicators(site, b)
     flows = b.figures()
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
     return figures

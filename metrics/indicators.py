@@ -18,6 +18,8 @@ used. A figure's coverage is the lowest coverage of the meters it rests on; belo
 
 from __future__ import annotations
 
+from dcpue.carbon.scope2 import purchased_green_kwh
+from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.metrics.balance import FACILITY_GROUPS, EnergyBalance
 
@@ -138,3 +140,16 @@ def indicators(
         wue(b, min_coverage),
     ]
     return {fig.name: fig for fig in figures if fig is not None}
+
+
+def site_indicators(site: Site, b: EnergyBalance) -> dict[str, Figure]:
+    """:func:`indicators` with the site's coverage threshold and grid factor, REF counting the
+    renewable instruments applied to the window as the carbon report does (ISO/IEC 30134-3).
+
+    Instruments cover at most the grid electricity used inside the boundary, min(grid import,
+    facility - PV self-consumption), so REF never exceeds 1.
+    """
+    grid_inside_kwh = min(b.grid_import_kwh, max(b.facility_kwh - b.pv_self_consumed_kwh, 0.0))
+    green = purchased_green_kwh(site, b.start_ms, b.end_ms, grid_inside_kwh)
+    return indicators(b, site.calculator.min_coverage, site.grid.emission_factor_t_per_mwh,
+                      site.grid.source, green)

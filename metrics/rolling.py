@@ -33,7 +33,7 @@ from dcpue.metrics.balance import (
     read_meter,
 )
 from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts, clean_series
-from dcpue.metrics.indicators import indicators
+from dcpue.metrics.indicators import site_indicators
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -228,12 +228,8 @@ class RollingCalculator:
     def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
         """Every metric over every window, keyed ``<metric>.<window>`` (e.g. ``pue.1h``)."""
         out: dict[str, Figure] = {}
-        grid = self.site.grid
         for w in self._windows:
-            figures = indicators(
-                self.balance(w.name, now_ms), self.settings.min_coverage,
-                grid.emission_factor_t_per_mwh, grid.source,
-            )
+            figures = site_indicators(self.site, self.balance(w.name, now_ms))
             out.update({f"{name}.{w.name}": fig for name, fig in figures.items()})
         return out
 

@@ -202,3 +202,22 @@ def test_unsorted_batch_with_nan_keeps_the_newest_sample_as_state():
     calc.update(ReadingColumns.series("ups-out", "energy", "kWh", ts[3:], np.array([3.0])))
     assert calc.balance("15m", T0 + 15 * MINUTE).it_kwh == pytest.approx(3.0)
     assert calc.ignored_stale == 0
+
+
+def test_ref_counts_purchased_green_power_and_never_exceeds_one():
+    # The microgrid example holds a 10,000 MWh green tariff over 2023 (local time).
+    site = microgrid_site()
+    june = T0 + 151 * DAY  # 2023-06-01T00:00Z
+    calc = RollingCalculator(site)
+    calc.update(counters(MICROGRID_KW, june, 150))
+    snap = calc.snapshot(june + 150 * MINUTE)
+    # facility 1130 kWh/h, PV self-consumed 250: the tariff's 10,000 MWh / 8,760 h = 1,141.6
+    # kWh/h is capped at the 880 kWh of grid electricity used inside the boundary
+    assert snap["ref.1h"].value == pytest.approx(1.0)
+    lean = microgrid_site()
+    lean.carbon.instruments[0].mwh = 2190.0  # 250 kWh per hour of 2023
+    calc = RollingCalculator(lean)
+    calc.update(counters(MICROGRID_KW, june, 150))
+    ref = calc.snapshot(june + 150 * MINUTE)["ref.1h"]
+    assert ref.value == pytest.approx((250.0 + 250.0) / 1130.0)
+    assert {i["name"] for i in ref.explain()["inputs"]} >= {"pv_self_consumed", "purchased_green"}
