@@ -86,11 +86,16 @@ class SetpointSettings(Section):
 
 
 class MqttBroker(Section):
-    """Broker for proposals and MQTT write-back commands."""
+    """Broker for proposals and MQTT write-back commands.
+
+    ``publish_proposals``: the daemon publishes every proposal (retained JSON) on
+    ``proposal_topic``; off by default so a site without a broker logs no errors.
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     proposal_topic: str = "dcpue/optimizer/proposal"
+    publish_proposals: bool = False
     qos: int = Field(default=1, ge=0, le=2)
 
 

@@ -244,6 +244,7 @@ class Runtime:
                                            self.store, now_ms)
         if proposal is not None:
             log.info("proposal %s: %s", proposal.status, proposal.reason)
+            await plant.announce(self.site, proposal)
 
     async def job_retrain(self, now_ms: int) -> None:
         if not self._enough_history(now_ms):

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import logging
 
+import aiomqtt
 import numpy as np
 from dcpue.config import SetpointName, Site
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import FrameError, build_frame
 from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_model, train
-from dcpue.optimizer.propose import Proposal, ProposalLog, current_state, model_path, propose
+from dcpue.optimizer.propose import (
+    Proposal,
+    ProposalLog,
+    current_state,
+    model_path,
+    propose,
+    publish_proposal,
+)
 from dcpue.optimizer.writeback import Overrides
 
 log = logging.getLogger(__name__)
@@ -79,3 +87,18 @@ def propose_now(
     proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
     ProposalLog(store).save(proposal)
     return proposal
+
+
+async def announce(site: Site, proposal: Proposal) -> bool:
+    """Publish ``proposal`` on ``[optimizer.mqtt] proposal_topic`` when ``publish_proposals``
+    is on; a broker that cannot be reached is logged, never raised. Returns True if sent."""
+    broker = site.optimizer.mqtt
+    if not broker.publish_proposals:
+        return False
+    try:
+        await publish_proposal(broker.host, broker.proposal_topic, proposal, port=broker.port,
+                               qos=broker.qos)
+    except (aiomqtt.MqttError, OSError) as exc:
+        log.warning("proposal not published on %s:%d: %s", broker.host, broker.port, exc)
+        return False
+    return True
