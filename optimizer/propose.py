@@ -267,6 +267,10 @@ def propose(
         outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
         if outside:
             return _fallback(proposal, state, cfg, bounds, fixed, "; ".join(outside + notes))
+        if all(trust.lo[c] == trust.hi[c] for n, c in SETPOINTS.items() if n not in fixed):
+            return replace(proposal, reason=(
+                "keep current: the model was trained at fixed setpoints and cannot tell what a "
+                "change would do; run a commissioning sweep (docs/optimizer.md) and retrain"))
     windows = [
         _window(n, base[n], bounds[n],
                 None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)

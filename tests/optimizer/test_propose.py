@@ -138,6 +138,20 @@ def test_outside_the_trained_region_keeps_current() -> None:
     assert "trust:chilled_water_temperature" in p.binding
 
 
+def test_a_model_trained_at_fixed_setpoints_says_it_cannot_judge_a_change() -> None:
+    setpoints = {"supply_air_c": 20.0, "chilled_water_c": 10.0, "crah_fan_speed_pct": 80.0,
+                 "pump_frequency_hz": 50.0, "running_units": 8.0}
+    lo = {c: v - 5.0 for c, v in CONDITIONS.items()} | setpoints
+    hi = {c: v + 5.0 for c, v in CONDITIONS.items()} | setpoints
+    p = propose(Model(LINEAR.power, LINEAR.inlet, trust=TrustRegion(lo, hi)), _state(), CFG)
+    assert p.status == "keep" and p.proposed == p.current
+    assert "trained at fixed setpoints" in p.reason and "commissioning sweep" in p.reason
+    # one lever seen moving is enough to search along it
+    wider = hi | {"chilled_water_c": 14.0}
+    p = propose(Model(LINEAR.power, LINEAR.inlet, trust=TrustRegion(lo, wider)), _state(), CFG)
+    assert p.status == "proposed" and p.proposed["chilled_water_temperature"] == 11.0
+
+
 def test_override_fixes_a_setpoint() -> None:
     p = propose(LINEAR, _state(), CFG, fixed={CHW: 8.0})
     assert p.proposed["chilled_water_temperature"] == 8.0
