@@ -59,13 +59,6 @@ class MvResult:
     rho: float
     confidence: float
 
-    @property
-    def fractional_savings(self) -> float:
-        return self.savings_kwh / self.baseline_kwh if self.baseline_kwh else 0.0
-
-    @property
-    def savings_mwh(self) -> float:
-        return self.savings_kwh / 1000.0
 
 
 def baseline_design(frame: TrainingFrame) -> np.ndarray:

@@ -85,10 +85,6 @@ class Proposal:
     confidence: float = 0.0
     binding: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def changed(self) -> bool:
-        return any(self.proposed[k] != self.current.get(k) for k in self.proposed)
-
     def to_json(self) -> str:
         """The proposal as one JSON object (pure; what MQTT carries and the table stores)."""
         data = asdict(self)

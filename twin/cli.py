@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dcpue.collector.gateway_modbus import ModbusGateway
+from dcpue.collector.gateway_modbus import ModbusGateway, serve_modbus
 from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
 from dcpue.config import Site, example_path, load_site
-from dcpue.core.readings import datetime_to_ms, ms_to_datetime
+from dcpue.core.readings import Reading, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
 from dcpue.twin.runner import RunSummary, fast_forward, realtime, recent_steps, simulate_into
@@ -136,29 +137,29 @@ def _paced(twin: Twin, store: Store, days: float, speedup: float) -> None:
 async def _serve_live(twin: Twin, args: argparse.Namespace) -> None:
     """Step the twin in wall time and act as field hardware: Modbus registers and/or MQTT."""
     site = twin.site
-    gateway = None
-    if args.modbus_port is not None:
-        gateway = ModbusGateway(site, port=args.modbus_port)
-        print(f"# serving Modbus TCP on 127.0.0.1:{gateway.port}; poll it with:", file=sys.stderr)
-        print(gateway.snippet(), file=sys.stderr)
     steps = round(args.days * 86400 / twin.step_s)
     period = twin.step_s / args.speedup
-    loop = asyncio.get_running_loop()
-    deadline = loop.time()
-    try:
+
+    async def paced() -> AsyncIterator[list[Reading]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
         for _ in range(steps):
             step = twin.step()
-            if gateway is not None:
-                gateway.update(step.readings)
-                await gateway.start()
             if args.mqtt:
                 await publish_readings(site, [step.readings], *args.mqtt)
             _show(step)
+            yield step.readings
             deadline += period
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-    finally:
-        if gateway is not None:
-            await gateway.stop()
+
+    if args.modbus_port is None:
+        async for _ in paced():
+            pass
+        return
+    snippet = ModbusGateway(site, port=args.modbus_port).snippet()
+    print(f"# serving Modbus TCP on 127.0.0.1:{args.modbus_port}; poll it with:", file=sys.stderr)
+    print(snippet, file=sys.stderr)
+    await serve_modbus(site, args.modbus_port, paced())
 
 
 def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:

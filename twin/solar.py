@@ -18,19 +18,14 @@ from dcpue.twin.weather import HOURS_PER_YEAR, MS_PER_HOUR, Weather, hour_of_yea
 
 @dataclass(frozen=True)
 class PVProfile:
-    """Hourly AC power (kW) and plane-of-array irradiance (W/m2) at the weather's hours."""
+    """Hourly AC power (kW) at the weather's hours."""
 
     hour: np.ndarray
     ac_kw: np.ndarray
-    poa_w_m2: np.ndarray
 
     def ac_at(self, ts_ms: np.ndarray) -> np.ndarray:
         """AC output in kW at UTC epoch ms (interpolated; 0 at night)."""
         return np.interp(hour_of_year(ts_ms), self.hour, self.ac_kw, period=HOURS_PER_YEAR)
-
-    def poa_at(self, ts_ms: np.ndarray) -> np.ndarray:
-        """Plane-of-array irradiance in W/m2 at UTC epoch ms."""
-        return np.interp(hour_of_year(ts_ms), self.hour, self.poa_w_m2, period=HOURS_PER_YEAR)
 
 
 def pv_profile(
@@ -53,4 +48,4 @@ def pv_profile(
     dc = np.asarray(dc, dtype=float) * (1.0 - pv.losses_pct / 100.0)
     ac_rating = pv.ac_kw or pv.dc_kw / 1.2
     ac = pvlib.inverter.pvwatts(dc, ac_rating / 0.96) if pv.dc_kw > 0 else np.zeros_like(dc)
-    return PVProfile(weather.hour, np.clip(np.asarray(ac, dtype=float), 0.0, None), poa_global)
+    return PVProfile(weather.hour, np.clip(np.asarray(ac, dtype=float), 0.0, None))
