@@ -49,8 +49,15 @@ class DriftSettings(Section):
     severity: Severity = "warning"
 
 
+#: Threshold figures with this prefix name a meter: its latest value is compared.
+METER_FIGURE = "meter:"
+
+
 class ThresholdRule(Section):
     """A static threshold: ``figure`` above ``above`` (or below ``below``) for ``for_min``.
+
+    ``figure`` is a rolling figure key (``pue.1h``, ``cue.1d``, ...) or ``meter:<id>`` for the
+    latest reading of a meter in its canonical unit (e.g. ``meter:rack-inlet-max`` in degC).
 
     The alert clears once the value is back past the threshold by ``clear_margin`` (same unit
     as the figure), so a value hovering at the threshold does not flap.

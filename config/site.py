@@ -14,10 +14,10 @@ from dcpue.config.calculator import CalculatorSettings
 from dcpue.config.carbon import CarbonSettings, GridFactor
 from dcpue.config.collector import CollectorSettings
 from dcpue.config.optimizer import OptimizerSettings
-from dcpue.config.service import ServiceSettings
+from dcpue.config.service import METER_FIGURE, ServiceSettings
 from dcpue.config.topology import Meter, MeterRole
 from dcpue.config.twin import TwinSettings
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -79,6 +79,17 @@ class Site(Section):
         if not any(m.role is MeterRole.IT_LOAD for m in meters):
             raise ValueError("no meter with role it_load: PUE needs IT energy")
         return meters
+
+    @model_validator(mode="after")
+    def _threshold_meters(self) -> Site:
+        ids = {m.id for m in self.meters}
+        for i, rule in enumerate(self.service.alerts.thresholds):
+            meter = rule.figure.removeprefix(METER_FIGURE)
+            if rule.figure.startswith(METER_FIGURE) and meter not in ids:
+                raise ValueError(
+                    f"service.alerts.thresholds[{i}].figure names unknown meter {meter!r}"
+                )
+        return self
 
     @cached_property
     def meter_by_id(self) -> dict[str, Meter]:

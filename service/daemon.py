@@ -32,6 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dcpue.carbon.report import site_report
 from dcpue.collector.service import Collector
+from dcpue.config.service import METER_FIGURE
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import Reading, ms_to_datetime
@@ -221,13 +222,23 @@ class Runtime:
                     self.model, self.site, self.store, int(drift_fig.start_ms or 0),
                     int(drift_fig.end_ms or 0),
                 )
-        obs = Observation(now_ms, {k: f.value for k, f in snapshot.items()}, self.expected,
-                          self.last_seen)
+        figures = {k: f.value for k, f in snapshot.items()} | self.meter_values()
+        obs = Observation(now_ms, figures, self.expected, self.last_seen)
         changes = self.engine.evaluate(obs)
         for alert in changes:
             log.warning("alert %s %s: %s", alert.status, alert.name, alert.summary)
         self.save_alerts()
         await self.dispatcher.dispatch(changes, list(self.engine.active.values()))
+
+    def meter_values(self) -> dict[str, float | None]:
+        """Latest value of each meter a threshold rule names as ``meter:<id>`` (e.g. the
+        hottest rack inlet), keyed like the rule's figure."""
+        out: dict[str, float | None] = {}
+        for rule in self.site.service.alerts.thresholds:
+            if rule.figure.startswith(METER_FIGURE):
+                latest = self.store.latest(rule.figure.removeprefix(METER_FIGURE))
+                out[rule.figure] = None if latest is None else latest.value
+        return out
 
     def save_alerts(self) -> None:
         """Persist the alert engine's state when it changed since the last save."""
