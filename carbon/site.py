@@ -20,13 +20,7 @@ from dcpue.config.carbon import Scope2Method
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.core.store import Store
-from dcpue.metrics.balance import (
-    BalanceTopology,
-    EnergyBalance,
-    balance_from_energies,
-    canonical_values,
-    meter_intervals,
-)
+from dcpue.metrics.balance import EnergyBalance, balance_from_energies, stored_intervals
 from dcpue.metrics.energy import MeterEnergy, bucket_amounts
 from dcpue.metrics.indicators import pue
 
@@ -75,17 +69,9 @@ def hourly_basis(
     The basis is grid import (``ghg_protocol``) or facility electricity
     (``location_minus_avoided``); each hour is one energy balance of the meters' readings.
     """
-    topology = BalanceTopology.from_site(site)
-    max_gap_ms = site.calculator.max_gap_s * 1000.0
-    pad = int(max_gap_ms)
+    topology, intervals = stored_intervals(site, store, start_ms, end_ms)
     n = -(-(end_ms - start_ms) // HOUR_MS)
-    amounts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for mid, meter in topology.meters.items():
-        cols = store.read([mid], start_ms - pad, end_ms + pad + 1, meter.quantity)
-        values = canonical_values(cols.value, cols.unit, meter.quantity)
-        amounts[mid] = bucket_amounts(
-            meter_intervals(meter, cols.ts_ms, values, max_gap_ms), start_ms, HOUR_MS, n
-        )
+    amounts = {mid: bucket_amounts(iv, start_ms, HOUR_MS, n) for mid, iv in intervals.items()}
     hours = start_ms + HOUR_MS * np.arange(n, dtype=np.int64)
     attr = "grid_import_kwh" if method is Scope2Method.GHG_PROTOCOL else "facility_kwh"
     kwh = np.array([

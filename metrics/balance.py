@@ -319,18 +319,27 @@ def read_meter(
     return ts, canonical_values(values, np.asarray(got["unit"], dtype=object), meter.quantity)
 
 
-def energy_balance(site: Site, store: Store, start_ms: int, end_ms: int) -> EnergyBalance:
-    """Balance of ``[start_ms, end_ms)`` from the readings in ``store``.
-
-    Samples up to ``calculator.max_gap_s`` outside the window are read too, so counters and
-    power are interpolated to the window's edges.
-    """
+def stored_intervals(
+    site: Site, store: Store, start_ms: int, end_ms: int
+) -> tuple[BalanceTopology, dict[str, Intervals]]:
+    """The balance meters and each one's intervals from the readings covering
+    ``[start_ms, end_ms)``; samples up to ``calculator.max_gap_s`` outside are read too, so
+    counters and power are interpolated to the window's edges."""
     topology = BalanceTopology.from_site(site)
     max_gap_ms = site.calculator.max_gap_s * 1000.0
     pad = int(max_gap_ms)
-    energies = {}
-    for mid, meter in topology.meters.items():
-        ts, values = read_meter(store, meter, start_ms - pad, end_ms + pad + 1)
-        energies[mid] = window_energy(mid, meter_intervals(meter, ts, values, max_gap_ms),
-                                      start_ms, end_ms)
+    return topology, {
+        mid: meter_intervals(
+            meter, *read_meter(store, meter, start_ms - pad, end_ms + pad + 1), max_gap_ms
+        )
+        for mid, meter in topology.meters.items()
+    }
+
+
+def energy_balance(site: Site, store: Store, start_ms: int, end_ms: int) -> EnergyBalance:
+    """Balance of ``[start_ms, end_ms)`` from the readings in ``store``."""
+    topology, intervals = stored_intervals(site, store, start_ms, end_ms)
+    energies = {
+        mid: window_energy(mid, iv, start_ms, end_ms) for mid, iv in intervals.items()
+    }
     return balance_from_energies(topology, energies, start_ms, end_ms)
