@@ -15,7 +15,7 @@ from dcpue.config import Site, example_path, load_site
 from dcpue.core.readings import Reading, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
-from dcpue.twin.runner import RunSummary, fast_forward, realtime, recent_steps, simulate_into
+from dcpue.twin.runner import RunSummary, fast_forward, paced, recent_steps, simulate_into
 from dcpue.twin.simulator import Twin, TwinStep
 
 DEMO_STORE = Path("var/demo.duckdb")
@@ -94,7 +94,7 @@ def _simulate(args: argparse.Namespace) -> int:
         start = ms_to_datetime(now - now % step_ms)
     twin = Twin(site, seed=args.seed, start=start)
     if args.modbus_port is not None or (args.mqtt and args.realtime):
-        asyncio.run(_serve_live(twin, args))
+        asyncio.run(_live(twin, args, None))
         return 0
     if args.mqtt:
         host, port = args.mqtt
@@ -108,7 +108,7 @@ def _simulate(args: argparse.Namespace) -> int:
     path = Path(args.store) if args.store else site.store.path
     with Store(path) as store:
         if args.realtime:
-            _paced(twin, store, args.days, args.speedup)
+            asyncio.run(_live(twin, args, store))
             return 0
         summary = simulate_into(
             twin, store, args.days, chunk_days=args.chunk_days, progress=not args.no_progress
@@ -126,40 +126,27 @@ def _show(step: TwinStep) -> None:
     )
 
 
-def _paced(twin: Twin, store: Store, days: float, speedup: float) -> None:
-    def on_step(step: TwinStep) -> None:
-        store.append(step.readings)
-        _show(step)
-
-    realtime(twin, days, on_step, speedup=speedup)
-
-
-async def _serve_live(twin: Twin, args: argparse.Namespace) -> None:
-    """Step the twin in wall time and act as field hardware: Modbus registers and/or MQTT."""
+async def _live(twin: Twin, args: argparse.Namespace, store: Store | None) -> None:
+    """Step the twin in wall time into ``store`` or, as field hardware, to MQTT and/or Modbus."""
     site = twin.site
-    steps = round(args.days * 86400 / twin.step_s)
-    period = twin.step_s / args.speedup
 
-    async def paced() -> AsyncIterator[list[Reading]]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time()
-        for _ in range(steps):
-            step = twin.step()
+    async def steps() -> AsyncIterator[list[Reading]]:
+        async for step in paced(twin, args.days, speedup=args.speedup):
+            if store is not None:
+                store.append(step.readings)
             if args.mqtt:
                 await publish_readings(site, [step.readings], *args.mqtt)
             _show(step)
             yield step.readings
-            deadline += period
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     if args.modbus_port is None:
-        async for _ in paced():
+        async for _ in steps():
             pass
         return
     snippet = ModbusGateway(site, port=args.modbus_port).snippet()
     print(f"# serving Modbus TCP on 127.0.0.1:{args.modbus_port}; poll it with:", file=sys.stderr)
     print(snippet, file=sys.stderr)
-    await serve_modbus(site, args.modbus_port, paced())
+    await serve_modbus(site, args.modbus_port, steps())
 
 
 def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:

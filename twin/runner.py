@@ -1,14 +1,15 @@
 """Driving a :class:`~dcpue.twin.simulator.Twin`: fast-forward into a store, real-time pacing,
 and reading the results back from the store (thin adapters around the pure twin).
 
-Other front-ends (MQTT / Modbus publishers) reuse :func:`fast_forward` and :func:`realtime`.
+Other front-ends (MQTT / Modbus publishers) reuse :func:`fast_forward` and :func:`paced`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from dcpue.config import MeterRole, Site
@@ -68,27 +69,25 @@ def simulate_into(
     return RunSummary(generated, added, first, twin.now_ms - twin.step_s * 1000)
 
 
-def realtime(
+async def paced(
     twin: Twin,
     days: float,
-    on_step: Callable[[TwinStep], object],
     *,
     speedup: float = 1.0,
-    sleep: Callable[[float], object] = time.sleep,
-) -> int:
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> AsyncIterator[TwinStep]:
     """Step the twin in wall time (one step every ``step_s / speedup`` s) for ``days``.
 
-    ``on_step`` receives each :class:`TwinStep` (e.g. to store or publish its readings).
-    Returns the number of steps taken.
+    Each :class:`TwinStep` is yielded as soon as it is taken (e.g. to store or publish its
+    readings); the wait for the next step's deadline follows.
     """
     steps = round(days * 86400 / twin.step_s)
     period = twin.step_s / speedup
     deadline = time.monotonic()
     for _ in range(steps):
-        on_step(twin.step())
+        yield twin.step()
         deadline += period
-        sleep(max(0.0, deadline - time.monotonic()))
-    return steps
+        await sleep(max(0.0, deadline - time.monotonic()))
 
 
 def recent_steps(site: Site, store: Store, step_s: int, n: int) -> list[StepSummary]:

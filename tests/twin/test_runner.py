@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 from dcpue.core.store import Store
-from dcpue.twin.runner import realtime, recent_steps, simulate_into
+from dcpue.twin.runner import paced, recent_steps, simulate_into
 from dcpue.twin.simulator import Twin
 
 
-def test_realtime_paces_each_step_and_feeds_the_callback(hall):
+async def test_paced_steps_each_step_in_wall_time(hall):
     twin = Twin(hall)
-    steps, pauses = [], []
-    taken = realtime(twin, 5 * 60 / 86400, steps.append, speedup=600.0, sleep=pauses.append)
-    assert taken == 5 and len(steps) == 5 and len(pauses) == 5
+    pauses = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    steps = [s async for s in paced(twin, 5 * 60 / 86400, speedup=600.0, sleep=sleep)]
+    assert len(steps) == 5 and len(pauses) == 5
     assert [s.ts_ms for s in steps] == [twin.start_ms + k * 60_000 for k in range(5)]
     # the fake sleep returns at once, so step k waits for its deadline (k + 1) x 0.1 s
     assert all(0.0 <= p <= 0.1 * (k + 1) for k, p in enumerate(pauses))
