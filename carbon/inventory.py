@@ -14,7 +14,6 @@ factor it implies and the difference from the single-factor derivation.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,9 +21,9 @@ from dcpue.carbon.accounting import PeriodEnergy, location_basis
 from dcpue.carbon.periods import date_ms, period_label
 from dcpue.config.base import Section
 from dcpue.config.carbon import CarbonSettings, GridFactor, Period
-from dcpue.config.site import ConfigError, _location, known_zone
+from dcpue.config.site import known_zone, read_toml, validated
 from dcpue.core.figures import Figure
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 
 class Declared(Section):
@@ -93,19 +92,7 @@ class FleetInventory(Section):
 def load_inventory(path: str | Path) -> FleetInventory:
     """Read and validate an inventory TOML; :class:`ConfigError` with a one-line message."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    try:
-        inventory = FleetInventory.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        reason = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{path}: {_location(err['loc'])}: {reason}") from None
-    return inventory
+    return validated(FleetInventory, read_toml(path), str(path))
 
 
 def _declared(name: str, value: float, unit: str, source: str, window: dict) -> Figure:

@@ -7,6 +7,7 @@ from collections import Counter
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dcpue.config.base import Section
@@ -17,7 +18,9 @@ from dcpue.config.optimizer import OptimizerSettings
 from dcpue.config.service import METER_FIGURE, ServiceSettings
 from dcpue.config.topology import Meter, MeterRole
 from dcpue.config.twin import TwinSettings
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -108,16 +111,34 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out or "(file)"
 
 
-def parse_site(data: dict, source: str = "<memory>", base_dir: Path | None = None) -> Site:
-    """Validate a site document; relative store paths are resolved against ``base_dir``."""
+def validated(model: type[M], data: dict, source: str) -> M:
+    """``model`` validated from ``data``; :class:`ConfigError` names source, field and reason
+    of the first error in one line."""
     try:
-        site = Site.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _location(err["loc"])
         reason = err["msg"].removeprefix("Value error, ")
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{source}: {where}: {reason}{more}") from None
+
+
+def read_toml(path: Path) -> dict:
+    """A TOML file as a dict; :class:`ConfigError` in one line if unreadable or invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def parse_site(data: dict, source: str = "<memory>", base_dir: Path | None = None) -> Site:
+    """Validate a site document; relative store paths are resolved against ``base_dir``."""
+    site = validated(Site, data, source)
     if base_dir is not None and not site.store.path.is_absolute():
         site.store.path = base_dir / site.store.path
     return site
@@ -126,15 +147,7 @@ def parse_site(data: dict, source: str = "<memory>", base_dir: Path | None = Non
 def load_site(path: str | Path) -> Site:
     """Read and validate a TOML site file; raise :class:`ConfigError` with a one-line message."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_site(data, str(path), path.parent)
+    return parse_site(read_toml(path), str(path), path.parent)
 
 
 def example_path(name: str = "single_hall") -> Path:
