@@ -160,6 +160,26 @@ class Store:
                 self._con.unregister("_incoming")
         return int(added[0]) if added else 0
 
+    def replace_rows(
+        self, table: str, where: str, params: Sequence[object], frame: pd.DataFrame
+    ) -> None:
+        """In one transaction, delete the rows of ``table`` matching ``where`` and insert
+        ``frame`` (columns in table order): how derived tables overwrite a recomputed range."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                self._con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
+                if len(frame):
+                    self._con.register("_replacement", frame)
+                    try:
+                        self._con.execute(f"INSERT INTO {table} SELECT * FROM _replacement")
+                    finally:
+                        self._con.unregister("_replacement")
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         rows = [(d.received_ms, d.source, d.origin, d.reason, d.detail, d.raw) for d in letters]
         if rows:
