@@ -213,9 +213,12 @@ class EnergyBalance:
     def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
+            cause = self.quality(*groups)
             return Figure(
-                name, value, unit_, formula, self.start_ms, self.end_ms,
+                name, None if cause else value, unit_, formula, self.start_ms, self.end_ms,
                 self.group_coverage(*groups), self.group_meters(*groups), inputs,
+                note=cause, extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause
+                else {},
             )
 
         out: dict[str, Figure] = {}
@@ -242,6 +245,11 @@ class EnergyBalance:
             "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS, PV_INSIDE_FORMULA,
             (out["pv_self_consumed"], out["facility"], out["outside_boundary"],
              out["battery_charge"]),
+        )
+        out["grid_inside"] = fig(
+            "grid_inside", self.grid_inside_kwh, FACILITY_GROUPS,
+            "min(grid_import, facility - pv_inside)",
+            (out["grid_import"], out["facility"], out["pv_inside"]),
         )
         parts = ("it", "cooling", "power_loss", "lighting")
         out["other"] = fig(

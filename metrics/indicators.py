@@ -15,9 +15,8 @@ error"`` with the cause: never a confident wrong number.
 - CUE = grid factor x grid electricity used by the data center / IT energy, kgCO2/kWh
   (ISO/IEC 30134-8, location-based); the grid-sourced share is facility energy minus the
   on-site PV consumed inside the boundary (:func:`dcpue.metrics.balance.pv_inside`), which
-  emits nothing at use. Battery discharge is grid- or PV-sourced energy stored earlier: it is
-  counted where it is consumed, at the factor of the hour it is consumed in, so CUE over any
-  window holds only energy that entered the boundary in it (no double counting of the charge).
+  emits nothing at use. The battery is on the site bus: its charge is not facility energy and
+  its discharge is, so a window is charged for stored energy when it is used, not when stored.
 - REF = (on-site PV consumed inside the boundary + purchased green power) / facility energy
   (ISO/IEC 30134-3); the instruments are capped at the grid electricity used inside the
   boundary, so REF <= 1.
