@@ -20,14 +20,11 @@ from tests.metrics.synth import MINUTE, T0
 
 SITE = """
 id = "messy"
-latitude = 0
-longitude = 0
-timezone = "UTC"
-[grid]
-emission_factor_t_per_mwh = 0.5
-source = "test grid average"
-[store]
-path = "messy.duckdb"
+timezone = "Europe/Berlin"
+latitude = 52.5
+longitude = 13.4
+store = { path = "messy.duckdb" }
+grid = { emission_factor_t_per_mwh = 0.4, source = "test factor" }
 [[meters]]
 id = "grid-main"
 role = "grid_import"
