@@ -476,9 +476,14 @@ def fill_unknown(counter: Intervals, power: Intervals) -> Intervals:
              for f in ("rollover", "reset", "jitter")]
     order = np.argsort(t0, kind="stable")
     rate = amount / dt
+    filled = {(int(p[0][0]), int(p[1][-1])) for p in pieces if (p[3] >= p[1] - p[0]).all()}
+    events = tuple(
+        replace(e, kind=f"{e.kind}_filled_by_power")
+        if e.error and (e.start_ms, e.ts_ms) in filled else e for e in counter.events
+    )
     return Intervals(t0[order], t1[order], amount[order], rate[order], rate[order],
                      full[order], flags[0][order], flags[1][order], known[order],
-                     flags[2][order], counter.events + power.events, counter.hold,
+                     flags[2][order], events + power.events, counter.hold,
                      counter.ceiling_kw)
 
 
