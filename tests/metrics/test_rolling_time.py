@@ -50,7 +50,7 @@ def test_late_readings_and_a_backfill_update_the_windows_without_restart():
     calc = RollingCalculator(site, store)
     calc.update(take(cols, ~held_back))
     now = T0 + 120 * MINUTE
-    assert calc.snapshot(now)["pue.1h"].value is None  # grid-main has a 70-minute gap... 
+    assert calc.snapshot(now)["pue.1h"].value is None  # grid-main has a 70-minute gap...
     # ...which its counter bridges in energy but not in coverage; the backfill arrives late
     store.append(take(cols, held_back))
     calc.update(take(cols, held_back))
