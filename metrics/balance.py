@@ -284,6 +284,8 @@ class EnergyBalance:
                       self.start_ms, self.end_ms, e.coverage, (mid,), extra=extra)
 
 
+#: How far outside a window :func:`stored_intervals` reads samples (ms).
+LOOKAROUND_MS = 6 * 3_600_000
 #: Figure status (``extra["status"]``) of a figure built on implausible data.
 DATA_QUALITY_ERROR = "data-quality error"
 PV_INSIDE_FORMULA = (
@@ -519,10 +521,11 @@ def stored_intervals(
     site: Site, store: Store, start_ms: int, end_ms: int
 ) -> tuple[BalanceTopology, dict[str, Intervals]]:
     """The balance meters and each one's intervals from the readings covering
-    ``[start_ms, end_ms)``; samples up to ``calculator.max_gap_s`` outside are read too, so
-    counters and power are interpolated to the window's edges."""
+    ``[start_ms, end_ms)``; samples up to ``max(calculator.max_gap_s, 6 h)`` outside are read
+    too, so counters and power are interpolated to the window's edges (and a counter's long
+    gap across an edge keeps its share, as in the rolling calculator)."""
     topology = BalanceTopology.from_site(site)
-    pad = int(site.calculator.max_gap_s * 1000.0)
+    pad = int(max(site.calculator.max_gap_s * 1000.0, LOOKAROUND_MS))
     return topology, {
         mid: stored_meter_intervals(site, store, meter, start_ms - pad, end_ms + pad + 1)
         for mid, meter in topology.meters.items()
