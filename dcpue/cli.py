@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "dcpue.twin.cli",
     "dcpue.collector.cli",
     "dcpue.metrics.cli",
+    "dcpue.metrics.meter_cli",
     "dcpue.carbon.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
