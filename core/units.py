@@ -126,6 +126,14 @@ def canonical_unit(quantity: str) -> str:
 
 
 def to_canonical(value: float, symbol: str, quantity: str) -> float:
-    """Convert ``value`` in unit ``symbol`` to the canonical unit of ``quantity``."""
+    """Convert ``value`` in unit ``symbol`` to the canonical unit of ``quantity``.
+
+    A sub-unit divides by its exact power of ten (-410 var -> -0.41 kvar, the float nearest;
+    multiplying by 0.001 would give -0.41000000000000003).
+    """
     u = check_unit(symbol, quantity)
+    if u.scale < 1.0:
+        divisor = 1.0 / u.scale
+        if divisor.is_integer():
+            return value / divisor + u.offset
     return value * u.scale + u.offset

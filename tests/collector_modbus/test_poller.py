@@ -64,7 +64,7 @@ async def test_word_swapped_float32_and_scale_factor_read_correctly(sink: ListSi
                        "grid-main": (1234.56, "kWh")}
         letter = sink.letters[0]
         assert (letter.source, letter.origin, letter.reason) == (
-            "modbus", f"pm@127.0.0.1:{server.port}/1", "bad_scale_factor")
+            "modbus", f"pm@127.0.0.1:{server.port}/1", "not_implemented")
         assert letter.raw == struct.pack(">H", 500)
         assert server.reads == 2 * poller.status()[0].polls_ok  # one read per table per poll
 
