@@ -125,15 +125,19 @@ def canonical_unit(quantity: str) -> str:
     return QUANTITIES[quantity][1]
 
 
-def to_canonical(value: float, symbol: str, quantity: str) -> float:
-    """Convert ``value`` in unit ``symbol`` to the canonical unit of ``quantity``.
+def conversion(symbol: str, quantity: str) -> tuple[float, float, float]:
+    """``(multiplier, divisor, offset)`` with ``canonical = value * multiplier / divisor + offset``.
 
     A sub-unit divides by its exact power of ten (-410 var -> -0.41 kvar, the float nearest;
-    multiplying by 0.001 would give -0.41000000000000003).
+    multiplying by 0.001 would give -0.41000000000000003). Raises :class:`UnitError`.
     """
     u = check_unit(symbol, quantity)
-    if u.scale < 1.0:
-        divisor = 1.0 / u.scale
-        if divisor.is_integer():
-            return value / divisor + u.offset
-    return value * u.scale + u.offset
+    if u.scale < 1.0 and (1.0 / u.scale).is_integer():
+        return 1.0, 1.0 / u.scale, u.offset
+    return u.scale, 1.0, u.offset
+
+
+def to_canonical(value: float, symbol: str, quantity: str) -> float:
+    """Convert ``value`` in unit ``symbol`` to the canonical unit of ``quantity``."""
+    multiplier, divisor, offset = conversion(symbol, quantity)
+    return value * multiplier / divisor + offset
