@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from itertools import repeat
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 from dcpue.config import MeterKind, Site
 from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.units import SANITY_RANGES, UnitError, canonical_unit, conversion, to_canonical
@@ -122,7 +122,7 @@ class _SpecColumns:
     """Per-meter arrays for :func:`normalise_columns`; ``ids`` are the interned meter ids."""
 
     def __init__(self, specs: dict[str, MeterSpec]) -> None:
-        self.lookup = pd.Index(list(specs), dtype=object)
+        self.code = {meter: k for k, meter in enumerate(specs)}
         self.ids = np.array(list(specs), dtype=object)
         rows = list(specs.values())
         self.quantity = np.array([s.quantity for s in rows], dtype=object)
@@ -325,26 +325,29 @@ def normalise_columns(
         now_ms: receive time, the centre of the validation window.
     """
     cols = index.columns
-    code = cols.lookup.get_indexer(meter)
+    code = np.fromiter(map(cols.code.get, meter, repeat(-1)), np.int64, len(meter))
     known = code >= 0
     safe = np.where(known, code, 0)
     value = np.asarray(value, dtype=np.float64)
     multiplier, divisor, offset = cols.default[:, safe]
     unit_ok = known
     if unit is not None:
-        given = np.asarray(unit, dtype=object)
-        missing = pd.isna(given) | (given == "")
-        if not missing.all():
-            symbols = np.where(missing, cols.unit[safe], given)
-            ucode, usymbols = pd.factorize(symbols)
-            keys, inverse = np.unique(cols.qcode[safe] * len(usymbols) + ucode, return_inverse=True)
-            table = np.empty((4, len(keys)))
-            for k, key in enumerate(keys.tolist()):
-                found = cols.conversion(
-                    cols.quantities[key // len(usymbols)], usymbols[key % len(usymbols)])
-                table[:, k] = (1.0, 1.0, 0.0, 0.0) if found is None else (*found, 1.0)
-            multiplier, divisor, offset, fits = table[:, np.asarray(inverse).reshape(-1)]
-            unit_ok = known & (fits == 1.0)
+        given = [u for u in set(unit) if u is not None and u != ""]
+        if given:
+            symbols = {u: k for k, u in enumerate(given)}
+            ucode = np.fromiter(map(symbols.get, unit, repeat(-1)), np.int64, len(unit))
+            # (quantity, unit) table; column -1 (no unit given) keeps the meter's own unit
+            table = np.ones((4, len(cols.quantities), len(given) + 1))
+            for q, quantity in enumerate(cols.quantities):
+                for k, symbol in enumerate(given):
+                    found = cols.conversion(quantity, symbol)
+                    table[:, q, k] = (1.0, 1.0, 0.0, 0.0) if found is None else (*found, 1.0)
+            picked = table[:, cols.qcode[safe], ucode]
+            use = ucode >= 0
+            multiplier = np.where(use, picked[0], multiplier)
+            divisor = np.where(use, picked[1], divisor)
+            offset = np.where(use, picked[2], offset)
+            unit_ok = known & (~use | (picked[3] == 1.0))
     with np.errstate(over="ignore", invalid="ignore"):
         number = value * multiplier / divisor + offset
         ok = (
