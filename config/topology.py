@@ -34,6 +34,13 @@ class MeterRole(StrEnum):
     IRRADIANCE = "irradiance"
     RACK_INLET_TEMPERATURE = "rack_inlet_temperature"
     SETPOINT = "setpoint"
+    # electrical state of a supply or feeder (e.g. an SDM630's per-phase registers)
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+    POWER_FACTOR = "power_factor"
+    APPARENT_POWER = "apparent_power"
+    REACTIVE_POWER = "reactive_power"
+    FREQUENCY = "frequency"
 
 
 class MeterKind(StrEnum):
@@ -82,6 +89,10 @@ _STATE_QUANTITY = {
     MeterRole.OUTDOOR_HUMIDITY: "humidity",
     MeterRole.BATTERY_SOC: "humidity",  # state of charge in % shares the percent dimension
     MeterRole.IRRADIANCE: "irradiance",
+    **{r: r.value for r in (
+        MeterRole.VOLTAGE, MeterRole.CURRENT, MeterRole.POWER_FACTOR, MeterRole.APPARENT_POWER,
+        MeterRole.REACTIVE_POWER, MeterRole.FREQUENCY,
+    )},
 }
 _SETPOINT_QUANTITY = {
     SetpointName.SUPPLY_AIR_TEMPERATURE: "temperature",

@@ -239,7 +239,7 @@ class Store:
         return bool(self._con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'readings' "
             "AND table_type = 'VIEW'"
-        ).fetchone()[0])
+        ).fetchall()[0][0])  # fetchall: DuckDB 2 keeps a fetchone() result open
 
     def _refresh_view(self) -> None:
         union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._ordered()) or _EMPTY

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "dcpue.config.cli",
     "dcpue.twin.cli",
     "dcpue.collector.cli",
+    "dcpue.collector.import_cli",
     "dcpue.metrics.cli",
     "dcpue.metrics.meter_cli",
     "dcpue.carbon.cli",
