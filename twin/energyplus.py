@@ -425,7 +425,9 @@ class EnergyPlusPlant:
                 sum(x.get_meter_value(s, h) for h in hs) if v < 0 else x.get_variable_value(s, v)
                 for hs, v in zip(handles.meters, handles.variables, strict=True)
             ]
-            clock = (x.month(s), x.day_of_month(s), round(x.current_time(s) * 3600))
+            # hour (0-23) and zone timestep number: current_time() is off after HVAC substeps
+            clock = (x.month(s), x.day_of_month(s),
+                     x.hour(s) * 3600 + x.zone_time_step_number(s) * self.step_s)
             self._out.put(_Raw(clock, values))
             command = self._cmd.get()
             if command is None:
