@@ -142,6 +142,9 @@ class HallDesign(Section):
     fan_pressure_pa: float = Field(default=600.0, gt=0)
     supply_air_c: float = 18.0
     chilled_water_c: float = 10.0
+    #: Air-side economizer (differential enthalpy, up to 100 % outdoor air below this dry bulb).
+    economizer: bool = True
+    economizer_max_c: float = 24.0
     cooling_capacity_factor: float = Field(default=1.3, ge=1)
     chw_delta_t_k: float = Field(default=6.0, gt=0)
     chiller_cop: float = Field(default=5.5, gt=0)

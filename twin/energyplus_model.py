@@ -2,8 +2,8 @@
 
 One adiabatic-floored box zone (lit at ``lighting_fraction`` of nominal IT) holds air-cooled IT equipment (``ElectricEquipment:ITE:AirCooled``:
 CPU power and server airflow rise with inlet temperature, UPS losses metered as ``ITE-UPS``). A
-constant-volume CRAH air loop (blow-through fan, chilled-water coil held at the supply-air
-setpoint) feeds it through one terminal; the ITE inlet is the supply air plus a recirculated
+constant-volume CRAH air loop (air-side economizer, blow-through fan, chilled-water coil held
+at the supply-air setpoint) feeds it through one terminal; the ITE inlet is the supply air plus a recirculated
 share of the room air. A chilled-water loop (variable-speed pump, water-cooled EIR chiller held
 at the chilled-water setpoint) serves the coil and a condenser loop (constant-speed pump, single-
 speed tower holding wet bulb + approach) serves the chiller. Every size is fixed from
@@ -190,7 +190,7 @@ def _ite(m: dict, it_w: float, hall: HallDesign, swing: float) -> float:
 
 
 def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: float) -> None:
-    """Constant-volume CRAH: return -> fan -> chilled-water coil -> supply -> terminal -> zone."""
+    """Constant-volume CRAH: return -> [economizer] -> fan -> chilled-water coil -> supply -> terminal -> zone."""
     m["Fan:ConstantVolume"] = {"CRAH Fan": {
         "availability_schedule_name": _ALWAYS, "fan_total_efficiency": 0.6,
         "pressure_rise": hall.fan_pressure_pa, "maximum_flow_rate": airflow,
@@ -217,7 +217,16 @@ def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: f
         "controller_1_object_type": "Controller:WaterCoil",
         "controller_1_name": "CRAH Coil Controller",
     }}
+    components = []
+    if hall.economizer:
+        _economizer(m, airflow, hall)
+        components.append({
+            "component_object_type": "AirLoopHVAC:OutdoorAirSystem",
+            "component_name": "CRAH OA System", "component_inlet_node_name": "CRAH Return",
+            "component_outlet_node_name": "CRAH Fan Inlet",
+        })
     m["Branch"]["CRAH Supply Branch"] = {"components": [
+        *components,
         {"component_object_type": "Fan:ConstantVolume", "component_name": "CRAH Fan",
          "component_inlet_node_name": "CRAH Fan Inlet",
          "component_outlet_node_name": "CRAH Fan Outlet"},
@@ -227,7 +236,8 @@ def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: f
     m["BranchList"]["CRAH Branches"] = {"branches": [{"branch_name": "CRAH Supply Branch"}]}
     m["AirLoopHVAC"] = {"CRAH": {
         "controller_list_name": "CRAH Controllers", "design_supply_air_flow_rate": airflow,
-        "branch_list_name": "CRAH Branches", "supply_side_inlet_node_name": "CRAH Fan Inlet",
+        "branch_list_name": "CRAH Branches",
+        "supply_side_inlet_node_name": "CRAH Return" if hall.economizer else "CRAH Fan Inlet",
         "demand_side_outlet_node_name": "Hall Return Outlet",
         "demand_side_inlet_node_names": "Hall Supply Inlet",
         "supply_side_outlet_node_names": "Supply Air",
@@ -268,6 +278,41 @@ def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: f
         "zone_air_inlet_node_or_nodelist_name": "Hall Supply Node",
         "zone_air_node_name": "Hall Air Node",
         "zone_return_air_node_or_nodelist_name": "Hall Return Node",
+    }}
+
+
+def _economizer(m: dict, airflow: float, hall: HallDesign) -> None:
+    """Air-side economizer ahead of the fan: outdoor air up to the whole supply flow when its
+    enthalpy is below the return air's and its dry bulb below ``economizer_max_c``, modulated
+    to hold the mixed air at the supply-air setpoint less the fan's heat; the coil trims."""
+    m["OutdoorAir:Node"] = {"Outside Air Inlet": {}}
+    m["OutdoorAir:Mixer"] = {"CRAH OA Mixer": {
+        "mixed_air_node_name": "CRAH Fan Inlet", "outdoor_air_stream_node_name": "Outside Air Inlet",
+        "relief_air_stream_node_name": "Relief Air", "return_air_stream_node_name": "CRAH Return",
+    }}
+    m["Controller:OutdoorAir"] = {"CRAH Economizer": {
+        "relief_air_outlet_node_name": "Relief Air", "return_air_node_name": "CRAH Return",
+        "mixed_air_node_name": "CRAH Fan Inlet", "actuator_node_name": "Outside Air Inlet",
+        "minimum_outdoor_air_flow_rate": 0.0, "maximum_outdoor_air_flow_rate": airflow,
+        "economizer_control_type": "DifferentialEnthalpy",
+        "economizer_control_action_type": "ModulateFlow",
+        "economizer_maximum_limit_dry_bulb_temperature": hall.economizer_max_c,
+        "economizer_minimum_limit_dry_bulb_temperature": -30.0,
+        "lockout_type": "NoLockout", "minimum_limit_type": "FixedMinimum",
+    }}
+    m["AirLoopHVAC:ControllerList"]["CRAH OA Controllers"] = {
+        "controller_1_object_type": "Controller:OutdoorAir", "controller_1_name": "CRAH Economizer",
+    }
+    m["AirLoopHVAC:OutdoorAirSystem:EquipmentList"] = {"CRAH OA Equipment": {
+        "component_1_object_type": "OutdoorAir:Mixer", "component_1_name": "CRAH OA Mixer",
+    }}
+    m["AirLoopHVAC:OutdoorAirSystem"] = {"CRAH OA System": {
+        "controller_list_name": "CRAH OA Controllers",
+        "outdoor_air_equipment_list_name": "CRAH OA Equipment",
+    }}
+    m["SetpointManager:MixedAir"] = {"Mixed Air Manager": {
+        "reference_setpoint_node_name": "Supply Air", "fan_inlet_node_name": "CRAH Fan Inlet",
+        "fan_outlet_node_name": "CRAH Fan Outlet", "setpoint_node_or_nodelist_name": "CRAH Fan Inlet",
     }}
 
 
