@@ -478,7 +478,8 @@ class EnergyPlusPlant:
 
     # -- advancing --------------------------------------------------------------------------
     def step(self, setpoints: Mapping[SetpointName, float] | None = None) -> EnergyPlusStep:
-        """Advance one timestep with ``setpoints`` (others unchanged); its readings."""
+        """Advance one timestep with ``setpoints`` (others unchanged); its readings (the first
+        step's start with the counters' readings at the start instant)."""
         if setpoints:
             self._check_levers(setpoints)
         if self.next_step >= self.total_steps:
@@ -501,9 +502,12 @@ class EnergyPlusPlant:
             raise EnergyPlusError(f"EnergyPlus reached (month, day, s) {raw.clock}, dcpue "
                                   f"expected {expected}")
         self.next_step += 1
-        return self._readings(ts_ms, raw)
+        first = self._initial_readings()
+        step = self._readings(ts_ms, raw)
+        step.readings[:0] = first
+        return step
 
-    def initial_readings(self) -> list[Reading]:
+    def _initial_readings(self) -> list[Reading]:
         """Counter readings at the start instant (0 in each counter's unit), once."""
         if self._started_counters:
             return []
@@ -558,8 +562,7 @@ class EnergyPlusPlant:
             progress: Callable[[int], object] | None = None) -> Iterator[ReadingColumns]:
         """Fast-forward ``days``, yielding readings chunk by chunk (``chunk_days`` each).
 
-        ``setpoints`` values may be arrays with one value per step of the run. The first chunk
-        starts with the counters' readings at the start instant.
+        ``setpoints`` values may be arrays with one value per step of the run.
         """
         total = round(days * 86400 / self.step_s)
         per_chunk = max(1, round(chunk_days * 86400 / self.step_s))
@@ -568,7 +571,7 @@ class EnergyPlusPlant:
         done = 0
         while done < total:
             n = min(per_chunk, total - done)
-            rows = self.initial_readings()
+            rows: list[Reading] = []
             for i in range(done, done + n):
                 rows += self.step({k: float(a[i]) for k, a in arrays.items()}).readings
             done += n
