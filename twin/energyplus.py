@@ -33,6 +33,7 @@ import numpy as np
 from dcpue.config import ConfigError, Meter, MeterKind, MeterRole, SetpointName, Site
 from dcpue.config.twin import EnergyPlusActuator, EnergyPlusSource
 from dcpue.core.readings import Reading, ReadingColumns, datetime_to_ms, ms_to_datetime
+from dcpue.core.store import Store
 from dcpue.core.units import unit
 from dcpue.twin.energyplus_model import (
     CHW_SCHEDULE,
@@ -626,3 +627,44 @@ def make_plant(site: Site, *, seed: int | None = None, start: datetime | None = 
     if site.twin.engine == "energyplus":
         return EnergyPlusPlant(site, days=days, start=start)
     return Twin(site, seed=seed, start=start)
+
+
+class EnergyPlusFeed:
+    """The EnergyPlus plant as the daemon's twin feed (the interface of
+    :class:`dcpue.service.demo.TwinFeed`: ``twin.start_ms``, ``step_ms``, ``now_ms``,
+    ``next(n)``, ``save()``), resumed at the position a previous run stored: EnergyPlus replays
+    the run silently up to it, so counters continue. Commissioning sweeps and faults are the
+    native twin's only."""
+
+    STATE_START = "service.energyplus_start_ms"
+    STATE_NEXT = "service.energyplus_next_ms"
+
+    def __init__(self, site: Site, store: Store, *, days: float,
+                 start: datetime | None = None) -> None:
+        saved_start = store.get_state(self.STATE_START)
+        if saved_start is not None:
+            start = ms_to_datetime(int(saved_start))
+        self.twin = EnergyPlusPlant(site, days=days, start=start)
+        self.store = store
+        self.step_ms = self.twin.step_s * 1000
+        saved = store.get_state(self.STATE_NEXT)
+        while saved is not None and self.twin.now_ms < int(saved):
+            self.twin.step()
+
+    @property
+    def now_ms(self) -> int:
+        """Time of the next reading (UTC ms)."""
+        return self.twin.now_ms
+
+    def next(self, n: int) -> ReadingColumns:
+        """Readings of the next ``n`` timesteps."""
+        return ReadingColumns.from_readings(
+            [r for _ in range(n) for r in self.twin.step().readings]
+        )
+
+    def save(self) -> None:
+        self.store.set_state(self.STATE_START, str(self.twin.start_ms))
+        self.store.set_state(self.STATE_NEXT, str(self.now_ms))
+
+    def close(self) -> None:
+        self.twin.close()
