@@ -339,7 +339,7 @@ class EnergyPlusPlant:
         except OSError as exc:
             raise ConfigError(f"twin.energyplus.model: cannot read {model}: {exc}") from None
         lines = [re.sub(r"!.*", "", line) for line in text.splitlines()]
-        body = re.sub(r"(?is)(^|;)\s*(RunPeriod|Timestep|Output:SQLite)\s*,[^;]*;", r"\1",
+        body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite)\s*,[^;]*;", "\n",
                       "\n".join(lines))
         r = rp["dcpue"]
         extra = [
@@ -411,6 +411,16 @@ class EnergyPlusPlant:
                     return False
             return True
 
+        def guarded(callback: Callable[[object], None]) -> Callable[[object], None]:
+            """EnergyPlus cannot take a Python exception: keep it for the caller and stop."""
+            def run(s) -> None:
+                try:
+                    callback(s)
+                except BaseException as exc:
+                    failed.append(exc)
+                    api.runtime.stop_simulation(s)
+            return run
+
         def actuate(s) -> None:
             if ready("actuators", resolve_actuators):
                 for name, h in handles.actuators.items():
@@ -436,8 +446,8 @@ class EnergyPlusPlant:
             else:
                 self.setpoints.update(command)
 
-        api.runtime.callback_begin_system_timestep_before_predictor(state, actuate)
-        api.runtime.callback_end_zone_timestep_after_zone_reporting(state, report)
+        api.runtime.callback_begin_system_timestep_before_predictor(state, guarded(actuate))
+        api.runtime.callback_end_zone_timestep_after_zone_reporting(state, guarded(report))
         args = ["-w", str(self.weather), "-d", str(self.output_dir), str(self.model_path)]
 
         def work() -> None:
@@ -613,10 +623,11 @@ def energyplus_totals(sql_path: Path) -> dict[str, float]:
     import sqlite3
 
     with sqlite3.connect(f"file:{sql_path}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT d.Name, SUM(r.Value) FROM ReportData r JOIN ReportDataDictionary d "
+        rows = db.execute(  # a meter the model also requests is reported twice: once here
+            "SELECT Name, SUM(Value) FROM (SELECT DISTINCT d.Name, r.TimeIndex, r.Value "
+            "FROM ReportData r JOIN ReportDataDictionary d "
             "ON r.ReportDataDictionaryIndex = d.ReportDataDictionaryIndex "
-            "WHERE d.ReportingFrequency = 'Run Period' GROUP BY d.Name"
+            "WHERE d.ReportingFrequency = 'Run Period') GROUP BY Name"
         ).fetchall()
     return {name: float(total) for name, total in rows}
 

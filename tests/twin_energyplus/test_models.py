@@ -96,3 +96,32 @@ def test_a_setpoint_without_actuator_is_refused(hall):
         ConfigError, match=r"\['pump_frequency'\] have no EnergyPlus actuator"
     ):
         plant.step({SetpointName.PUMP_FREQUENCY: 40.0})
+
+
+def test_a_reference_model_with_autosizing_through_the_idf_path(tmp_path):
+    """The ASHRAE 90.1-2019 small office shipped in the wheel (an IDF with design-day sizing,
+    three RunPeriods and its own Timestep), Denver TMY3, its interior equipment standing in for
+    IT: dcpue's 'PUE' from the stored counters equals EnergyPlus's own totals to 1e-9."""
+    from dcpue.core.store import Store
+    from dcpue.metrics.balance import energy_balance
+    from dcpue.twin.energyplus import energyplus_totals, shipped_weather_dir
+    from dcpue.twin.runner import simulate_into
+
+    model = shipped_weather_dir().parent / "model" / "ASHRAE901_OfficeSmall_STD2019_Denver.idf"
+    site = hall_site(
+        {"timezone": "America/Denver"}, model=str(model),
+        weather="USA_CO_Denver-Aurora-Buckley.AFB.724695_TMY3.epw",
+        meters={"grid-main": {"meter": "Electricity:Facility"},
+                "it": {"meter": "InteriorEquipment:Electricity"},
+                "lights": {"meter": "InteriorLights:Electricity"},
+                "crah": {"meter": "Fans:Electricity"},
+                "outdoor-temp": {"variable": "Site Outdoor Air Drybulb Temperature",
+                                 "key": "Environment"}},
+    )
+    with EnergyPlusPlant(site, days=2, workdir=tmp_path) as plant, Store() as store:
+        summary = simulate_into(plant, store, 2, progress=False)
+        b = energy_balance(site, store, summary.first_ms, summary.last_ms)
+    ep = energyplus_totals(tmp_path / "eplusout.sql")
+    assert abs(b.facility_kwh * 3.6e6 / ep["Electricity:Facility"] - 1) < 1e-9
+    assert abs((b.facility_kwh / b.it_kwh) / (
+        ep["Electricity:Facility"] / ep["InteriorEquipment:Electricity"]) - 1) < 1e-9
