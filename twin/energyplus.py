@@ -190,6 +190,16 @@ class _Handles:
     resolved: set[str] = field(default_factory=set)
 
 
+def _no_templates(model: Path, text: str) -> None:
+    """HVACTemplate objects need ExpandObjects and Energy+.idd, which the wheel lacks."""
+    if re.search(r"(?i)^\s*HVACTemplate:", text, re.M):
+        raise ConfigError(
+            f"twin.energyplus.model: {model} uses HVACTemplate objects; pyenergyplus-lbnl "
+            "cannot expand them (no Energy+.idd): give the expanded model (expanded.idf from "
+            "a full EnergyPlus install's ExpandObjects)"
+        )
+
+
 def _resource(meter: str) -> str:
     """The resource of an EnergyPlus meter name (e.g. ``Fans:Electricity`` -> Electricity)."""
     parts = {p.lower() for p in meter.split(":")}
@@ -316,6 +326,7 @@ class EnergyPlusPlant:
                 doc = json.loads(cfg.model.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"twin.energyplus.model: cannot read {cfg.model}: {exc}") from None
+            _no_templates(cfg.model, "\n".join(doc))
             doc["RunPeriod"] = rp
             doc["Timestep"] = {"Timestep 1": {"number_of_timesteps_per_hour": cfg.timesteps_per_hour}}
             doc["Output:SQLite"] = {"Output:SQLite 1": {"option_type": "Simple"}}
@@ -339,6 +350,7 @@ class EnergyPlusPlant:
         except OSError as exc:
             raise ConfigError(f"twin.energyplus.model: cannot read {model}: {exc}") from None
         lines = [re.sub(r"!.*", "", line) for line in text.splitlines()]
+        _no_templates(model, "\n".join(lines))
         body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite)\s*,[^;]*;", "\n",
                       "\n".join(lines))
         r = rp["dcpue"]

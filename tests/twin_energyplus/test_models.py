@@ -125,3 +125,10 @@ def test_a_reference_model_with_autosizing_through_the_idf_path(tmp_path):
     assert abs(b.facility_kwh * 3.6e6 / ep["Electricity:Facility"] - 1) < 1e-9
     assert abs((b.facility_kwh / b.it_kwh) / (
         ep["Electricity:Facility"] / ep["InteriorEquipment:Electricity"]) - 1) < 1e-9
+
+
+def test_hvac_templates_are_refused_with_the_reason(tmp_path):
+    path = tmp_path / "templated.idf"
+    path.write_text("Version,25.2;\n  HVACTemplate:Thermostat,T1,,20,,27;\n")
+    with pytest.raises(ConfigError, match="uses HVACTemplate objects; pyenergyplus-lbnl cannot"):
+        EnergyPlusPlant(hall_site(model=str(path)), days=1)
