@@ -16,6 +16,7 @@ standard time of the weather file (its LOCATION offset), mapped to UTC.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import queue
@@ -25,7 +26,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -250,6 +251,15 @@ class EnergyPlusPlant:
         self.offset = timedelta(hours=self.location.time_zone_h)
         self.first_day = (begin + self.offset).date()
         self.days = max(1, math.ceil(days - 1e-9))
+        last_day = self.first_day + timedelta(days=self.days - 1)
+        leap = [y for y in range(self.first_day.year, last_day.year + 1) if calendar.isleap(y)
+                and self.first_day <= date(y, 2, 29) <= last_day]
+        if leap:
+            raise ConfigError(
+                f"twin.energyplus: the run {self.first_day} .. {last_day} covers 29 February "
+                f"{leap[0]}, which EnergyPlus skips with a typical-year weather file: start "
+                "after it or end before it"
+            )
         local0 = datetime(self.first_day.year, self.first_day.month, self.first_day.day, tzinfo=UTC)
         self.start_ms = datetime_to_ms(local0 - self.offset)
         self.total_steps = self.days * 86400 // self.step_s

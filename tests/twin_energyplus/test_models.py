@@ -91,6 +91,14 @@ def test_site_errors_before_any_run(top, energyplus, message):
         EnergyPlusPlant(hall_site(top, **energyplus), days=1)
 
 
+def test_a_run_over_29_february_is_refused():
+    """TMY weather has no 29 February and EnergyPlus skips the day: dcpue's clock would slip."""
+    from datetime import UTC, datetime
+
+    with pytest.raises(ConfigError, match="covers 29 February 2024"):
+        EnergyPlusPlant(hall_site(), days=4, start=datetime(2024, 2, 27, 6, tzinfo=UTC))
+
+
 def test_a_setpoint_without_actuator_is_refused(hall):
     with EnergyPlusPlant(hall, days=1) as plant, pytest.raises(
         ConfigError, match=r"\['pump_frequency'\] have no EnergyPlus actuator"
