@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,9 +47,10 @@ class Alertmanager(_Server):
 
 
 class WebhookSink:
-    """A tiny HTTP server that stores every POSTed JSON body (``status`` sets the reply code)."""
+    """A tiny HTTP server that stores every POSTed JSON body (``status`` sets the reply code);
+    with ``tls`` (a server context) it serves HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.bodies: list[dict] = []
         self.status = 200
         sink = self
@@ -65,7 +68,11 @@ class WebhookSink:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
 
@@ -102,3 +109,37 @@ def smtp_sink():
     controller.start()
     yield handler, controller.port
     controller.stop()
+
+
+class SelfSigned:
+    """A throw-away CA-less certificate for 127.0.0.1 (openssl CLI): ``cert`` doubles as the
+    CA file a client must be given to trust it."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cert, self.key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(self.key), "-out", str(self.cert), "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory) -> SelfSigned:
+    return SelfSigned(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def https_sink(self_signed):
+    sink = WebhookSink(self_signed.server_context())
+    sink.thread.start()
+    yield sink
+    sink.server.shutdown()
+    sink.server.server_close()
