@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "dcpue.carbon.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
+    "dcpue.service.export",
 )
 
 

@@ -22,9 +22,13 @@ from dcpue.config.topology import ENERGY_ROLES, MeterKind, MeterRole
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import AGGREGATIONS, Series, Store
+from dcpue.service import views
 from dcpue.service.actions import AlertActions
 from dcpue.service.alerts import Alert
 from dcpue.service.auth import BodyLimit, TokenAuth, grants
+from dcpue.service.export import COLUMNS as EXPORT_COLUMNS
+from dcpue.service.export import csv_text
+from dcpue.service.export import page as readings_page
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
@@ -64,6 +68,8 @@ class ApiSources:
     energy: Callable[[int, int], Mapping[str, Figure]]
     proposals: Callable[[int], list[dict[str, Any]]]
     current_figure: str = "pue.1h"
+    #: Counter rollovers/resets and data-quality events by kind (metrics engine), if known.
+    counter_events: Callable[[], Mapping[str, int]] = dict
     #: Operator token for every site (``[service] bearer_token``); ``[service] tokens`` add more.
     token: str | None = None
 
@@ -250,6 +256,46 @@ class SilenceBody(BaseModel):
     minutes: float = Field(default=60.0, ge=0, le=7 * 1440, allow_inf_nan=False)
 
 
+def best_figure(figs: Mapping[str, Figure], current: str) -> str | None:
+    """The figure to show: ``current`` if it has a value, else the PUE window closest in
+    length to it that has one (shorter first)."""
+    from dcpue.config.calculator import window_ms
+
+    if (f := figs.get(current)) is not None and f.value is not None:
+        return current
+    base, _, window = current.rpartition(".")
+    try:
+        want = window_ms(window)
+    except ValueError:
+        return None
+    have = []
+    for key, fig in figs.items():
+        name, _, w = key.rpartition(".")
+        if name == base and fig.value is not None:
+            length = window_ms(w)
+            have.append((abs(length - want), length > want, key))
+    return min(have)[2] if have else None
+
+
+def warming_up(site: Site, store: Store, name: str, current: Figure | None,
+               now_ms: int) -> dict[str, Any] | None:
+    """None once ``name`` has a value; else how long until its window holds
+    ``min_coverage`` of data, from the oldest reading (``ready_in_s``, None if no data)."""
+    from dcpue.config.calculator import window_ms
+
+    if current is not None and current.value is not None:
+        return None
+    try:
+        need = window_ms(name.rpartition(".")[2]) * site.calculator.min_coverage
+    except ValueError:
+        return None
+    span = store.time_range()
+    if span is None:
+        return {"figure": name, "ready_in_s": None}
+    have = max(0, min(now_ms, span[1]) - span[0])
+    return {"figure": name, "ready_in_s": max(0.0, (need - have) / 1000)}
+
+
 def alert_groups(active: list[Alert]) -> list[dict[str, Any]]:
     """Firing alerts grouped by cause (alert name) and device (meter or device label), worst
     severity first, so one outage reads as one line per cause."""
@@ -328,30 +374,106 @@ def create_app(sources: ApiSources) -> Starlette:
         now = sources.now_ms()
         figs = sources.figures(now)
         current = figs.get(sources.current_figure)
+        best = best_figure(figs, sources.current_figure)
         return _json({
-            "site": site.id, "name": site.name, "now": ms_to_datetime(now).isoformat(),
-            "now_ms": now, "current_figure": sources.current_figure,
+            "site": site.id, "name": site.name, "timezone": site.timezone,
+            "now": ms_to_datetime(now).isoformat(), "now_ms": now,
+            "current_figure": sources.current_figure,
             "current": None if current is None else _figure_json(current, deep=True),
+            "best_figure": best,
+            "warming_up": warming_up(site, store, sources.current_figure, current, now),
             "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()},
         })
 
     async def pue_history(request: Request) -> Response:
-        now = sources.now_ms()
+        start, end = time_range(request)
         name = request.query_params.get("figure", sources.current_figure)
-        hours = _int_param(request, "hours", 24, 1, 24 * 366)
-        step_s = _int_param(request, "step_s", max(60, hours * 3600 // 288), 1, 86400)
-        start = now - hours * HOUR_MS
-        series = query_series(site, store, f"metric:{name}", start, now + 1, step_s * 1000, None)
-        return _json({"figure": name, "step_s": step_s,
+        span_s = (end - start) // 1000
+        step_s = _int_param(request, "step_s", max(60, span_s // 288), max(1, span_s // 5000),
+                            86400 * 31)
+        series = await asyncio.to_thread(query_series, site, store, f"metric:{name}", start,
+                                         end + 1, step_s * 1000, None)
+        return _json({**range_json(start, end), "figure": name, "step_s": step_s, "unit": "1",
                       "points": [[int(t), float(v)] for t, v in zip(series.ts_ms, series.value,
                                                                      strict=True)]})
 
-    async def energy(request: Request) -> Response:
+    def time_range(request: Request, default_hours: int = 24) -> tuple[int, int]:
+        """``from``/``to`` (ISO 8601 in site time without offset, or epoch ms), else the last
+        ``hours`` before now; at most ``limits.max_range_days`` long."""
+        q = request.query_params
         now = sources.now_ms()
-        hours = _int_param(request, "hours", 24, 1, 24 * 366)
-        figs = sources.energy(now - hours * HOUR_MS, now)
-        return _json({"hours": hours, "figures": {k: _figure_json(f, deep=False)
-                                                  for k, f in figs.items()}})
+        if "from" in q or "to" in q:
+            start = parse_time(q.get("from", ""), site.timezone)
+            end = parse_time(q["to"], site.timezone) if "to" in q else now
+        else:
+            end = now
+            start = end - _int_param(request, "hours", default_hours, 1, 24 * 3660) * HOUR_MS
+        if end <= start:
+            raise BadRequest("to must be after from")
+        if end - start > limits.max_range_days * 86_400_000:
+            raise BadRequest(f"range longer than {limits.max_range_days:g} days")
+        return start, end
+
+    def range_json(start: int, end: int) -> dict[str, Any]:
+        return {"from_ms": start, "to_ms": end, "from": ms_to_datetime(start).isoformat(),
+                "to": ms_to_datetime(end).isoformat()}
+
+    async def energy(request: Request) -> Response:
+        start, end = time_range(request)
+        figs = await asyncio.to_thread(sources.energy, start, end)
+        return _json({**range_json(start, end), "hours": (end - start) / HOUR_MS,
+                      "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()}})
+
+    async def readings(request: Request) -> Response:
+        start, end = time_range(request)
+        meters = request.query_params.getlist("meter") or None
+        for m in meters or ():
+            if m not in site.meter_by_id and not m.startswith(METRIC_PREFIX):
+                raise BadRequest(f"unknown meter {m!r}")
+        limit = _int_param(request, "limit", 10_000, 100, limits.max_export_rows)
+        got = await asyncio.to_thread(readings_page, store, meters, start, end, limit)
+        if request.query_params.get("format", "json") == "csv":
+            headers = {} if got.next_from is None else {"X-Next-From": str(got.next_from)}
+            return Response(csv_text(got.rows), media_type="text/csv", headers=headers)
+        return _json({**range_json(start, end), "columns": list(EXPORT_COLUMNS),
+                      "rows": got.rows, "next_from": got.next_from})
+
+    async def balance(request: Request) -> Response:
+        start, end = time_range(request, 24 * 30)
+        step = request.query_params.get("step", "day")
+        if step not in ("hour", "day", "month"):
+            raise BadRequest("step must be hour, day or month")
+        edges = views.bucket_edges(start, end, step, site.timezone)  # type: ignore[arg-type]
+        if len(edges) > views.MAX_BUCKETS + 1:
+            raise BadRequest(f"more than {views.MAX_BUCKETS} {step}s; choose a longer step")
+        buckets = await asyncio.to_thread(views.balance_buckets, site, store, edges)
+        return _json({**range_json(start, end), "step": step, "unit": "kWh",
+                      "buckets": buckets})
+
+    async def weather(request: Request) -> Response:
+        start, end = time_range(request, 24 * 7)
+        points = await asyncio.to_thread(views.pue_vs_wet_bulb, site, store, start, end)
+        return _json({**range_json(start, end), "x": "wet bulb (degC)", "y": "PUE (hourly)",
+                      "points": points})
+
+    async def quality(request: Request) -> Response:
+        start, end = time_range(request)
+        stale = site.service.alerts.stale
+        out = await asyncio.to_thread(
+            views.data_quality, site, store, start, end, sources.now_ms(),
+            int(stale.expected_interval_s * stale.factor * 1000))
+        return _json({**range_json(start, end), **out,
+                      "counter_events": sources.counter_events()})
+
+    async def site_info(request: Request) -> Response:
+        from dcpue.config.topology import SetpointName
+
+        writable = [n.value for n in SetpointName
+                    if getattr(site.optimizer.setpoints, n.value).writeback.enabled]
+        return _json({"site": site.id, "name": site.name, "timezone": site.timezone,
+                      "current_figure": sources.current_figure,
+                      "windows": site.calculator.windows, "write_back": writable,
+                      "min_coverage": site.calculator.min_coverage})
 
     async def carbon(request: Request) -> Response:
         figs = sources.carbon(sources.now_ms())
@@ -359,7 +481,34 @@ def create_app(sources: ApiSources) -> Starlette:
 
     async def proposals(request: Request) -> Response:
         limit = _int_param(request, "limit", 10, 1, 1000)
-        return _json({"proposals": sources.proposals(limit)})
+        from dcpue.optimizer.propose import ProposalLog
+
+        texts = {p.id: (views.plain_words(p), p.predicted_inlet_c, p.inlet_limit_c)
+                 for p in ProposalLog(store).list(limit)}
+        out = []
+        for p in sources.proposals(limit):
+            text, inlet, limit_c = texts.get(p["id"], (p.get("reason", ""), None, None))
+            out.append(p | {"text": text, "predicted_inlet_c": inlet, "inlet_limit_c": limit_c})
+        return _json({"proposals": out})
+
+    async def proposal_decide(request: Request) -> Response:
+        from dcpue.optimizer.propose import ProposalLog
+        from dcpue.optimizer.writeback import WritebackRefused, apply_proposal
+
+        log = ProposalLog(store)
+        proposal = log.get(request.path_params["proposal_id"])
+        if proposal is None:
+            return _json({"error": "no such proposal"}, 404)
+        if request.path_params["decision"] == "reject":
+            log.set_status(proposal, "rejected")
+            return _json({"id": proposal.id, "status": "rejected", "writes": []})
+        try:
+            writes = await apply_proposal(store, site.optimizer, proposal)
+        except WritebackRefused as exc:
+            raise BadRequest(f"refused: {exc}") from None
+        return _json({"id": proposal.id, "status": "applied" if writes else "accepted",
+                      "writes": [{"setpoint": w.setpoint.value, "value": w.value,
+                                  "source": w.source} for w in writes]})
 
     actions = AlertActions(store)
 
@@ -435,6 +584,12 @@ def create_app(sources: ApiSources) -> Starlette:
         Route("/api/pue", pue),
         Route("/api/pue/history", pue_history),
         Route("/api/energy", energy),
+        Route("/api/readings", readings),
+        Route("/api/balance", balance),
+        Route("/api/pue/weather", weather),
+        Route("/api/quality", quality),
+        Route("/api/site", site_info),
+        Route("/api/proposals/{proposal_id}/{decision:str}", proposal_decide, methods=["POST"]),
         Route("/api/carbon", carbon),
         Route("/api/proposals", proposals),
         Route("/api/alerts", alerts),
