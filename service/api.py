@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -426,8 +426,8 @@ def create_app(sources: ApiSources) -> Starlette:
 
     async def readings(request: Request) -> Response:
         start, end = time_range(request)
-        meters = request.query_params.getlist("meter") or None
-        for m in meters or ():
+        meters = request.query_params.getlist("meter") or [m.id for m in site.meters]
+        for m in meters:
             if m not in site.meter_by_id and not m.startswith(METRIC_PREFIX):
                 raise BadRequest(f"unknown meter {m!r}")
         limit = _int_param(request, "limit", 10_000, 100, limits.max_export_rows)
@@ -476,8 +476,25 @@ def create_app(sources: ApiSources) -> Starlette:
                       "min_coverage": site.calculator.min_coverage})
 
     async def carbon(request: Request) -> Response:
-        figs = sources.carbon(sources.now_ms())
-        return _json({"figures": {k: _figure_json(f, deep=True) for k, f in figs.items()}})
+        """Month to date by default; ``from``/``to`` (whole site-local days) for a range."""
+        if "from" not in request.query_params:
+            figs = sources.carbon(sources.now_ms())
+            return _json({"figures": {k: _figure_json(f, deep=True) for k, f in figs.items()}})
+        from zoneinfo import ZoneInfo
+
+        from dcpue.carbon.report import site_report
+
+        start, end = time_range(request)
+        zone = ZoneInfo(site.timezone)
+        # The whole site-local days inside the range; at least the day before ``to``'s day.
+        begin = ms_to_datetime(start).astimezone(zone)
+        first = begin.date() + timedelta(days=0 if begin.time() == datetime.min.time() else 1)
+        stop = ms_to_datetime(end).astimezone(zone).date()
+        first = min(first, stop - timedelta(days=1))
+        report = await asyncio.to_thread(site_report, site, store, first, stop)
+        figs = report.accounts[0].figures
+        return _json({"from": first.isoformat(), "to": stop.isoformat(),
+                      "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()}})
 
     async def proposals(request: Request) -> Response:
         limit = _int_param(request, "limit", 10, 1, 1000)
@@ -578,6 +595,7 @@ def create_app(sources: ApiSources) -> Starlette:
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),

@@ -139,7 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, required=True, help="site TOML file")
     p.add_argument("--from", dest="start", required=True, help="start (ISO date/time or ms)")
     p.add_argument("--to", dest="end", required=True, help="end, exclusive")
-    p.add_argument("--meter", action="append", help="meter id (repeatable; default: all)")
+    p.add_argument("--meter", action="append",
+                   help="meter id, or metric.<figure> (repeatable; default: every site meter)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument("--output", "-o", type=Path, help="file (default: stdout; parquet needs it)")
     p.add_argument("--store", type=Path, help="override the store path")
@@ -166,11 +167,12 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--meter: unknown meter {', '.join(map(repr, unknown))}")
     if args.format == "parquet" and args.output is None:
         raise ConfigError("--format parquet needs --output FILE")
+    meters = args.meter or [m.id for m in site.meters]  # raw readings: not metric.* series
     try:
         with Store(site.store.path) as store:
-            return _write(args, (b for _, b in _local_pages(store, args.meter, start, end)))
+            return _write(args, (b for _, b in _local_pages(store, meters, start, end)))
     except StoreBusy:
-        return _write(args, _remote_pages(site, args.meter, start, end))
+        return _write(args, _remote_pages(site, meters, start, end))
 
 
 def _local_pages(store: Store, meters, start: int, end: int):

@@ -39,7 +39,13 @@ SUPPLY = ("grid_import", "grid_export", "pv_generation", "pv_self_consumed", "ba
 
 def bucket_edges(start_ms: int, end_ms: int, step: Step, zone: str) -> list[int]:
     """Edges (UTC ms) of the buckets covering ``[start_ms, end_ms)``: whole UTC hours, or
-    site-local days and calendar months (so DST days are 23 or 25 h long)."""
+    site-local days and calendar months (so DST days are 23 or 25 h long); the last bucket
+    ends at ``end_ms`` (a day or month to date)."""
+    edges = _edges(start_ms, end_ms, step, zone)
+    return [*edges[:-1], min(edges[-1], end_ms)] if len(edges) > 1 else edges
+
+
+def _edges(start_ms: int, end_ms: int, step: Step, zone: str) -> list[int]:
     if step == "hour":
         first = start_ms // HOUR_MS * HOUR_MS
         n = min(-(-(end_ms - first) // HOUR_MS), MAX_BUCKETS + 1)  # one more: "too many"
