@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -333,6 +334,14 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _site_selected(chosen: str, site_id: str) -> bool:
+    """Whether a Grafana ``$site`` value (one id, ``{a,b}``, ``a|b``, All or unset) includes
+    this daemon's site."""
+    if chosen in ("", "$site", "$__all", "All", "*", ".*"):
+        return True
+    return site_id in re.split(r"[{},|\s]+", chosen)
+
+
 def grafana_plan(query: GrafanaQuery, max_points: int, max_range_days: float,
                  max_targets: int) -> tuple[int, int, int, list[_GrafanaTarget]]:
     """(start, end, step in ms, visible targets) of a Grafana query within the limits: at
@@ -579,6 +588,9 @@ def create_app(sources: ApiSources) -> Starlette:
         for t in targets:
             payload = t.payload or t.data or {}
             assert t.target is not None
+            if not _site_selected(str(payload.get("site", "")), site.id):
+                out.append({"target": t.target, "refId": t.refId, "datapoints": []})
+                continue
             series = query_series(site, store, t.target, start, end, step, payload.get("agg"))
             out.append({"target": t.target, "refId": t.refId, "datapoints": [
                 [float(v), int(ts)] for ts, v in zip(series.ts_ms, series.value, strict=True)

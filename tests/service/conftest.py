@@ -171,6 +171,7 @@ class ScrapingVictoria(_Server):
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dcpue\n"
             f"    bearer_token: {DAEMON_TOKEN}\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{self.scrape_port}']\n"
+            "        labels:\n          site: hall-a\n"
         )
         return [
             binary("victoria-metrics", "/usr/bin/victoria-metrics"),
