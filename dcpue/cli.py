@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dcpue.carbon.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
+    "dcpue.service.export",
 )
 
 
