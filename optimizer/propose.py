@@ -99,16 +99,16 @@ class Proposal:
 
 
 def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantState:
-    """Conditions and setpoints of the last complete frame row before ``end_ms`` (default: the
-    store's newest reading); :class:`FrameError` when the recent data is too thin."""
+    """Conditions and setpoints of the newest complete frame row: the ``step_s`` ending at
+    ``end_ms`` (default: the store's newest reading), or the newest complete one of the three
+    steps before it; :class:`FrameError` when the recent data is too thin."""
     cfg = site.optimizer
     if end_ms is None:
         span = store.time_range()
         if span is None:
             raise FrameError("the store holds no readings")
-        end_ms = span[1] + 1
+        end_ms = span[1]
     step_ms = cfg.step_s * 1000
-    end_ms = end_ms // step_ms * step_ms
     frame = build_frame(store, site, end_ms - 4 * step_ms, end_ms)
     if not len(frame):
         raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
