@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,9 +86,21 @@ def test_mv_writes_the_table(store_path: str, capsys) -> None:
     assert rows[0][3] == pytest.approx(result["savings_kwh"], abs=0.1)
 
 
+def test_evaluate_refuses_a_site_without_a_twin(tmp_path, capsys) -> None:
+    """Issue 14: a site with no [twin] used to be evaluated on dcpue's default 800 kW twin."""
+    text = Path(CONFIG).read_text(encoding="utf-8")
+    start = text.index("[twin]")
+    end = text.index("[calculator]")
+    path = tmp_path / "no-twin.toml"
+    path.write_text(text[:start] + text[end:])
+    code, out = _run(capsys, "evaluate", "--config", str(path), "--days", "1")
+    assert code == 1 and "no [twin] section" in out
+
+
 def test_evaluate_prints_the_three_runs(capsys) -> None:
     code, out = _run(capsys, "evaluate", "--config", CONFIG, "--days", "1",
                      "--start", "2023-07-01", "--explore-days", "3")
     assert code == 0
-    for word in ("fixed", "loop", "oracle", "of the oracle's cooling-energy saving"):
+    for word in ("fixed", "loop", "oracle", "of the oracle's total facility",
+                 "model on the evaluation period"):
         assert word in out
