@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "dcpue.collector.cli",
     "dcpue.metrics.cli",
     "dcpue.carbon.cli",
+    "dcpue.fleet.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
 )
