@@ -104,10 +104,11 @@ class MqttSettings(Section):
     #: Payloads larger than this many bytes are dead-lettered unparsed.
     max_payload_bytes: int = Field(default=1_048_576, ge=64)
     #: Messages are acknowledged only after their readings are in DuckDB; at most this many
-    #: wait for one commit (keep below the broker's max_inflight_messages, Mosquitto: 20).
-    ack_batch: int = Field(default=16, ge=1)
+    #: wait for one commit (MQTT 5: the broker may send 4x this unacknowledged; MQTT 3.1.1:
+    #: the broker's max_inflight_messages caps it, Mosquitto default 20).
+    ack_batch: int = Field(default=2000, ge=1)
     #: Longest a received message waits for its commit and acknowledgement, in s.
-    ack_interval_s: float = Field(default=0.25, gt=0)
+    ack_interval_s: float = Field(default=0.05, gt=0)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     subscriptions: list[Subscription] = Field(default_factory=list)
