@@ -32,13 +32,15 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
+import pandas as pd
 from dcpue.collector.remote import encode_rows, write_lines
 from dcpue.config.site import Site
 from dcpue.core.store import Store
 from dcpue.fleet.config import PublishSettings, RemoteKind
 from dcpue.fleet.query import RemoteError
-from dcpue.fleet.terms import FIELDS, HOUR_MS, HourlyTerms, hour_floor, hourly_terms
-from dcpue.metrics.balance import BalanceTopology, stored_intervals
+from dcpue.fleet.terms import FIELDS, HOUR_MS, HourlyTerms, hour_floor, terms_from_balances
+from dcpue.metrics import rollups
+from dcpue.metrics.balance import BalanceTopology
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +119,11 @@ def _changed(old: np.ndarray, new: np.ndarray) -> bool:
     return bool(np.any(np.abs(old - new) > CHANGE_TOLERANCE * np.maximum(scale, 1e-300)))
 
 
-def _upsert(store: Store, terms: HourlyTerms, chunk: int = 500) -> None:
-    """Insert or replace ``terms`` in the ledger, as not yet sent."""
-    cols = ", ".join(f'"{f}"' for f in FIELDS)
-    row_marks = "(" + ", ".join("?" for _ in range(len(FIELDS) + 2)) + ")"
-    rows = [
-        [int(h), *(float(terms.values[f][k]) for f in FIELDS), False]
-        for k, h in enumerate(terms.hour_ms.tolist())
-    ]
-    for first in range(0, len(rows), chunk):
-        part = rows[first:first + chunk]
-        store.execute(
-            f"INSERT OR REPLACE INTO {LEDGER} (hour_ms, {cols}, sent) VALUES "
-            + ", ".join(row_marks for _ in part),
-            [v for row in part for v in row],
-        )
+def _upsert(store: Store, terms: HourlyTerms) -> None:
+    """Replace the ledger rows of ``terms``' hours (one transaction), as not yet sent."""
+    frame = pd.DataFrame({"hour_ms": terms.hour_ms, **terms.values, "sent": False})
+    hours = terms.hour_ms.tolist()
+    store.replace_rows(LEDGER, f"hour_ms IN ({', '.join('?' * len(hours))})", hours, frame)
 
 
 def ledger_terms(store: Store, unsent_only: bool = False) -> HourlyTerms:
@@ -189,8 +181,8 @@ def recompute(
     still_pending = final  # hours from ``final`` on wait for their readings
     computed = changed = 0
     if end > first:
-        _, intervals = stored_intervals(site, store, first, end)
-        terms = hourly_terms(topology, intervals, first, (end - first) // HOUR_MS)
+        rollups.refresh(site, store, first, end)
+        terms = terms_from_balances(rollups.hourly_balances(site, store, first, end))
         computed = len(terms)
         old = _ledger(store, first, end)
         keep = np.array([

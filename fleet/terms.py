@@ -1,11 +1,10 @@
 """Hourly finalized energies of a site's boundary terms (pure; the one metrics engine underneath).
 
-Each hour ``[h, h + 1 h)`` (UTC, hour-aligned) is one :func:`dcpue.metrics.balance.
-balance_from_energies` over the meters' amounts in that hour, as
-:func:`dcpue.metrics.energy.bucket_amounts` gives them from the intervals of
-:func:`dcpue.metrics.balance.stored_intervals`. Because the amount in a window is
-``A(end) - A(start)`` of one accumulated curve, the hours of a period add up to the energy a
-window report over that period computes (up to float rounding).
+Each hour ``[h, h + 1 h)`` (UTC, hour-aligned) is one :class:`dcpue.metrics.balance.
+EnergyBalance`, as :func:`dcpue.metrics.rollups.hourly_balances` gives it from the store's
+hourly rollups (meters' amounts per hour from the one energy engine). Because the amount in a
+window is ``A(end) - A(start)`` of one accumulated curve, the hours of a period add up to the
+energy a window report over that period computes (up to float rounding).
 
 Terms (kWh unless noted), as the balance defines them (ISO/IEC 30134-2):
 
@@ -20,11 +19,11 @@ Terms (kWh unless noted), as the balance defines them (ISO/IEC 30134-2):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from dcpue.metrics.balance import FACILITY_GROUPS, BalanceTopology, balance_from_energies
-from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts
+from dcpue.metrics.balance import FACILITY_GROUPS, EnergyBalance
 
 HOUR_MS = 3_600_000
 
@@ -72,22 +71,11 @@ def hour_floor(ms: int) -> int:
     return ms - ms % HOUR_MS
 
 
-def hourly_terms(
-    topology: BalanceTopology, intervals: dict[str, Intervals], first_hour_ms: int, n_hours: int
-) -> HourlyTerms:
-    """The terms of ``n_hours`` hours from ``first_hour_ms`` (must be hour-aligned)."""
-    if first_hour_ms % HOUR_MS:
-        raise ValueError(f"first_hour_ms {first_hour_ms} is not an hour start")
-    amounts = {
-        mid: bucket_amounts(iv, first_hour_ms, HOUR_MS, n_hours) for mid, iv in intervals.items()
-    }
-    hours = first_hour_ms + HOUR_MS * np.arange(n_hours, dtype=np.int64)
-    values = {f: np.empty(n_hours) for f in FIELDS}
-    for k, h in enumerate(hours.tolist()):
-        balance = balance_from_energies(topology, {
-            mid: MeterEnergy(mid, float(a[k]), float(m[k]) / HOUR_MS)
-            for mid, (a, m) in amounts.items()
-        }, h, h + HOUR_MS)
+def terms_from_balances(balances: Sequence[EnergyBalance]) -> HourlyTerms:
+    """The published fields of consecutive hourly balances (hour starts from each balance)."""
+    hours = np.array([b.start_ms for b in balances], dtype=np.int64)
+    values = {f: np.empty(len(balances)) for f in FIELDS}
+    for k, balance in enumerate(balances):
         for term, (attr, groups, _) in TERMS.items():
             values[field_name(term)][k] = getattr(balance, attr)
             values[f"{term}_coverage"][k] = balance.group_coverage(*groups)

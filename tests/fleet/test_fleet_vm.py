@@ -17,14 +17,16 @@ import pytest
 from dcpue.carbon.periods import date_ms
 from dcpue.carbon.report import site_report
 from dcpue.config.site import load_site
+from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
 from dcpue.fleet.publish import publish_site
 from dcpue.fleet.query import RemoteError
 from dcpue.fleet.report import fleet_report
 from dcpue.metrics.balance import energy_balance
+from dcpue.twin.simulator import Twin
 
 from dcpue.cli import main
-from tests.fleet.conftest import END, START, DedupVictoriaMetrics, fleet_for
+from tests.fleet.conftest import DAYS, END, START, DedupVictoriaMetrics, fleet_for
 
 REL = 1e-9
 
@@ -94,6 +96,11 @@ def test_cli_shows_the_young_site_marked_excluded_and_names_the_residual_mix(sim
         site_input["formula"])
 
 
+def _take(cols: ReadingColumns, mask) -> ReadingColumns:
+    return ReadingColumns(cols.ts_ms[mask], cols.meter[mask], cols.quantity[mask],
+                          cols.value[mask], cols.unit[mask])
+
+
 def _example():
     from dcpue.config import example_path
     return example_path("fleet_sim")
@@ -112,27 +119,37 @@ def test_kill_during_publishing_and_backfill_give_the_clean_figures(sim):
         site.store.path = root / "pristine" / f"{site.id}.duckdb"
     start_ms = date_ms(START, _zone(sites[1]))
     gap = (start_ms + 20 * 3_600_000, start_ms + 26 * 3_600_000)
-    with Store(sites[1].store.path) as store:
-        missing = store.read(None, *gap)
-        store.execute("DELETE FROM readings WHERE ts >= ? AND ts < ?", list(gap))
+    sites[1].store.path.unlink()
+    missing = []
+    # The gapped site's store stays open from the first append to the backfill.
+    gapped = Store(sites[1].store.path)
+    for cols in Twin(sites[1]).run(DAYS):  # the same twin run, 6 hours held back
+        inside = (cols.ts_ms >= gap[0]) & (cols.ts_ms < gap[1])
+        gapped.append(_take(cols, ~inside))
+        missing.append(_take(cols, inside))
+
+    def publish(site, **kwargs):
+        if site is sites[1]:
+            return publish_site(site, gapped, fleet.remote, **kwargs)
+        with Store(site.store.path) as store:
+            return publish_site(site, store, fleet.remote, **kwargs)
+
     with DedupVictoriaMetrics(root / "vm-kill") as vm:
         fleet = fleet_for(vm.url)
         for site in sites[:2]:
-            with Store(site.store.path) as store:
-                assert publish_site(site, store, fleet.remote).written > 0
+            assert publish(site).written > 0
         vm.kill()
-        with Store(sites[2].store.path) as store, pytest.raises(RemoteError):
-            publish_site(sites[2], store, fleet.remote)
+        with pytest.raises(RemoteError):
+            publish(sites[2])
         vm.start()
         for site in sites:
-            with Store(site.store.path) as store:
-                publish_site(site, store, fleet.remote, republish=True)
-        with Store(sites[1].store.path) as store:
-            assert store.append(missing) == len(missing)
-            result = publish_site(sites[1], store, fleet.remote)
+            publish(site, republish=True)
+        assert sum(gapped.append(cols) for cols in missing) == sum(map(len, missing)) > 0
+        result = publish(sites[1])
         assert result.changed >= 6 and result.rewrote_all
         vm.flush()
         after = fleet_report(fleet, START, END)
+    gapped.close()
     for key, fig in clean.figures.items():
         assert after.figures[key].value == pytest.approx(fig.value, rel=1e-12), key
     for a, b in zip(clean.sites, after.sites, strict=True):
