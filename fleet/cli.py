@@ -48,7 +48,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     pub.add_argument("--republish", action="store_true",
                      help="rewrite every published hour (after the remote lost data)")
     pub.set_defaults(func=_publish)
+
+    srv = fleet_sub.add_parser(
+        "serve", help="fleet-mode daemon: the fleet report on an HTTP API",
+        description="Serve GET /api/fleet/report?from=D&to=D[&format=json|md|csv] and "
+        "/api/fleet/sites, read from the fleet's remote store on each request.",
+    )
+    srv.add_argument("--fleet", required=True, type=Path, help="fleet TOML file")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8081)
+    srv.set_defaults(func=_serve)
     _extend_simulate(sub)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from dcpue.fleet.jobs import api_routes
+    from starlette.applications import Starlette
+
+    fleet = load_fleet(args.fleet)
+    uvicorn.run(Starlette(routes=api_routes(fleet)), host=args.host, port=args.port,
+                log_level="info")
+    return 0
 
 
 def _extend_simulate(sub: argparse._SubParsersAction) -> None:

@@ -96,6 +96,54 @@ def test_cli_shows_the_young_site_marked_excluded_and_names_the_residual_mix(sim
         site_input["formula"])
 
 
+def test_fleet_mode_api_serves_the_same_figures(sim):
+    """``dcpue fleet serve``'s app under uvicorn on a free port, queried over HTTP."""
+    import threading
+
+    import httpx
+    import uvicorn
+    from dcpue.fleet.jobs import api_routes
+    from starlette.applications import Starlette
+
+    from tests.servers import free_port, wait_for
+
+    expected = json.loads(fleet_report(sim["fleet"], START, END).to_json())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=api_routes(sim["fleet"])),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, "uvicorn")
+        url = f"http://127.0.0.1:{port}"
+        got = httpx.get(f"{url}/api/fleet/report", params={"from": str(START), "to": str(END)},
+                        timeout=60)
+        assert got.status_code == 200
+        assert got.json()["rows"] == expected["rows"]
+        assert got.json()["sites"] == expected["sites"]
+        bad = httpx.get(f"{url}/api/fleet/report", params={"from": "2023-01-03",
+                                                            "to": "2023-01-01"})
+        assert bad.status_code == 400 and "after" in bad.json()["error"]
+        assert [s["site"] for s in httpx.get(f"{url}/api/fleet/sites").json()][-1] == "dc-young"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_publish_job_uses_the_sites_remote_sink(sim, tmp_path):
+    """The daemon hook: a site whose [collector.remote] points at the store publishes there;
+    without a URL it does nothing."""
+    from dcpue.fleet.jobs import publish_job
+
+    s = sim["sites"][2]
+    site = load_site(s.config_path)
+    with Store(s.site.store.path) as store:
+        assert publish_job(site, store) is None
+        site.collector.remote.url = sim["vm"].url
+        result = publish_job(site, store)
+    assert result is not None and result.written == 0  # everything was published already
+
+
 def _take(cols: ReadingColumns, mask) -> ReadingColumns:
     return ReadingColumns(cols.ts_ms[mask], cols.meter[mask], cols.quantity[mask],
                           cols.value[mask], cols.unit[mask])
