@@ -45,6 +45,9 @@ class PublishSettings(RemoteSettings):
     #: An hour is final once every balance meter has a reading at or after its end, or once
     #: the slowest meter lags the newest reading by more than this (a dead meter), in s.
     grace_s: float = Field(default=7200.0, ge=0)
+    #: VictoriaMetrics that takes ``delete_series`` when ``url`` is a vmagent in front of it
+    #: (empty: ``url`` itself).
+    admin_url: str = ""
 
 
 class Region(Section):

@@ -150,7 +150,7 @@ def delete_site_series(settings: PublishSettings, site_id: str) -> None:
     the last second or so; ``/internal/force_flush`` first makes them visible, so a rewrite
     right after a write (a backfill shortly after a pass) deletes what that write created.
     """
-    base = settings.url.rstrip("/")
+    base = (settings.admin_url or settings.url).rstrip("/")
     httpx.get(f"{base}/internal/force_flush", timeout=settings.timeout_s).raise_for_status()
     match = f'{{__name__=~"{settings.measurement}_.*",site="{site_id}"}}'
     url = f"{base}/api/v1/admin/tsdb/delete_series?" + urllib.parse.urlencode({"match[]": match})

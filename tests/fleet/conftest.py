@@ -13,7 +13,7 @@ from dcpue.fleet.config import parse_fleet
 from dcpue.fleet.publish import publish_site
 from dcpue.fleet.simulate import simulate_fleet
 
-from tests.servers import VictoriaMetrics
+from tests.servers import VictoriaMetrics, _Server, binary
 
 START, END = date(2023, 1, 1), date(2023, 1, 3)
 #: Two days plus three hours, so every hour of the 2-day period is final (grace 2 h).
@@ -34,6 +34,25 @@ class DedupVictoriaMetrics(VictoriaMetrics):
         self.proc = None
 
 
+class VmAgent(_Server):
+    """vmagent (Debian package) accepting line protocol and forwarding to ``target``, with an
+    on-disk buffer for while the target is down."""
+
+    def __init__(self, workdir, target: str) -> None:
+        super().__init__(workdir)
+        self.target = target
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [binary("vmagent", "/usr/bin/vmagent"), f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-remoteWrite.url={self.target}/api/v1/write",
+                f"-remoteWrite.tmpDataPath={self.workdir / 'buffer'}",
+                "-remoteWrite.flushInterval=100ms"]
+
+
 def fleet_for(url: str):
     path = example_path("fleet_sim")
     return parse_fleet({**read_toml(path), "remote": {"url": url}}, str(path), path.parent)
@@ -46,6 +65,7 @@ def sim(tmp_path_factory):
     fleet = fleet_for("http://127.0.0.1:1")
     sites = simulate_fleet(fleet, DAYS, root / "out", publish=False, progress=False)
     shutil.copytree(root / "out", root / "pristine")
+    shutil.copytree(root / "out", root / "pristine-agent")
     with DedupVictoriaMetrics(root / "vm") as vm:
         fleet = fleet_for(vm.url)
         for s in sites:

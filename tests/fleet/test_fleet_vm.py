@@ -26,7 +26,8 @@ from dcpue.metrics.balance import energy_balance
 from dcpue.twin.simulator import Twin
 
 from dcpue.cli import main
-from tests.fleet.conftest import DAYS, END, START, DedupVictoriaMetrics, fleet_for
+from tests.fleet.conftest import DAYS, END, START, DedupVictoriaMetrics, VmAgent, fleet_for
+from tests.servers import wait_for
 
 REL = 1e-9
 
@@ -142,6 +143,35 @@ def test_publish_job_uses_the_sites_remote_sink(sim, tmp_path):
         site.collector.remote.url = sim["vm"].url
         result = publish_job(site, store)
     assert result is not None and result.written == 0  # everything was published already
+
+
+def test_vmagent_in_front_buffers_while_victoriametrics_is_down(sim):
+    """Sites publish to a vmagent that forwards to VictoriaMetrics; VictoriaMetrics is down
+    while they publish (vmagent accepts and buffers on disk), comes back, receives the backlog,
+    and the report equals the clean run's."""
+    root = sim["root"]
+    clean = fleet_report(sim["fleet"], START, END)
+    sites = [load_site(root / "pristine-agent" / f"{s.site.id}.toml") for s in sim["sites"]]
+    with DedupVictoriaMetrics(root / "vm-agent") as vm, VmAgent(root / "agent", vm.url) as agent:
+        vm.kill()
+        settings = fleet_for(agent.url).remote.model_copy(update={"admin_url": vm.url})
+        for site in sites:
+            site.store.path = root / "pristine-agent" / f"{site.id}.duckdb"
+            with Store(site.store.path) as store:
+                assert publish_site(site, store, settings).written > 0
+        vm.start()
+        fleet = fleet_for(vm.url)
+
+        def arrived() -> bool:
+            vm.flush()
+            got = fleet_report(fleet, START, END, hourly_matching=False)
+            return all(got.figures[k].value == pytest.approx(clean.figures[k].value, rel=1e-12)
+                       for k in ("fleet_pue", "electricity", "scope2_market"))
+
+        wait_for(arrived, "vmagent's backlog in VictoriaMetrics", 60)
+        after = fleet_report(fleet, START, END)
+    for key, fig in clean.figures.items():
+        assert after.figures[key].value == pytest.approx(fig.value, rel=1e-12), key
 
 
 def _take(cols: ReadingColumns, mask) -> ReadingColumns:
