@@ -95,3 +95,34 @@ def test_delivery_csv_errors_are_one_line(tmp_path):
     path.write_text("time,mwh\n")
     with pytest.raises(ConfigError, match="header must be"):
         load_profile(path)
+
+
+def test_region_hourly_factors_give_the_hand_location_based_totals(tmp_path):
+    """Same case with the region's hourly factors (0.6 in hours 0-5, 0.4 otherwise). GHG
+    location-based on grid import (0 in hours 10-14 where PV covers the load, 10 MWh else):
+    per day 6 x 10 x 0.6 + 13 x 10 x 0.4 = 88, two days 176 tCO2e. Identity basis (all
+    electricity, 10 MWh every hour): per day 36 + 18 x 10 x 0.4 = 108, two days 216."""
+    from dcpue.carbon.scope2 import HourlyFactors
+
+    fleet = parse_fleet({
+        "id": "f", "remote": {"url": "http://127.0.0.1:1"},
+        "regions": [{"id": "r", "emission_factor_t_per_mwh": 0.5, "source": "flat"}],
+        "sites": [{"id": "s", "commissioned": date(2020, 1, 1), "region": "r"}],
+    }, "test", tmp_path)
+    grid = LOAD - np.minimum(PV, LOAD)
+    hourly = {"facility_kwh": {"s": LOAD * 1000}, "pv_generation_kwh": {"s": PV * 1000},
+              "grid_import_kwh": {"s": grid * 1000}}
+    sums = {"facility_kwh": 480e3, "it_kwh": 400e3, "pv_generation_kwh": 150e3,
+            "grid_export_kwh": 50e3, "grid_import_kwh": grid.sum() * 1000}
+    sums |= {f"{t}_coverage": 48.0 for t in ("it", "facility", "grid_import", "grid_export",
+                                              "pv_generation", "battery_charge",
+                                              "battery_discharge", "outside_boundary",
+                                              "reused_heat", "water")}
+    hours = 1672531200000 + 3_600_000 * np.arange(48, dtype=np.int64)
+    factors = {"r": HourlyFactors(hours, FACTOR, "test hourly factors")}
+    report = compute(fleet, date(2023, 1, 1), date(2023, 1, 3), {"s": SiteSums("s", sums, 48)},
+                     hourly, factors)
+    assert report.figures["scope2_location"].value == pytest.approx(176.0, rel=1e-12)
+    assert report.figures["scope2_location_identity"].value == pytest.approx(216.0, rel=1e-12)
+    # no PPA here: the unmatched hours are exactly the grid-import hours, at the same factors
+    assert report.figures["cfe_unmatched_emissions"].value == pytest.approx(176.0, rel=1e-12)
