@@ -60,3 +60,46 @@ def test_cli_config_error_exits_2(tmp_path, capsys):
 ])
 def test_months_in_operation(commissioned, at, months):
     assert months_in_operation(commissioned, at) == months
+
+
+def test_simulate_fleet_cli_writes_site_files_and_stores(tmp_path, capsys):
+    assert main(["simulate", "--fleet", str(example_path("fleet_sim")), "--days", "0.05",
+                 "--out", str(tmp_path), "--no-publish", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("new rows into") == 4
+    site = tmp_path / "dc-young.toml"
+    assert main(["check-config", str(site)]) == 0
+    assert (tmp_path / "dc-young.duckdb").exists()
+
+
+def test_simulate_needs_a_site_or_a_fleet(capsys):
+    assert main(["simulate", "--days", "1"]) == 2
+    assert "--config SITE or --fleet FLEET" in capsys.readouterr().err
+
+
+def test_declared_sites_count_and_are_marked_declared(tmp_path):
+    """A site not metered by dcpue with declared period totals (typed here): it enters fleet
+    PUE and the energy totals as declared inputs. Metered site: 1,000 MWh facility / 800 MWh
+    IT (as its hourly sums); declared: 500 / 450. Fleet PUE = 1,500 / 1,250 = 1.2."""
+    from dcpue.fleet.query import SiteSums
+    from dcpue.fleet.report import compute
+
+    fleet = parse_fleet({**BASE, "sites": [
+        {"id": "a", "commissioned": date(2020, 1, 1), "region": "r"},
+        {"id": "b", "commissioned": date(2020, 1, 1), "region": "r", "declared": {
+            "facility_mwh": 500.0, "it_mwh": 450.0, "grid_import_mwh": 500.0,
+            "start": date(2023, 1, 1), "end": date(2023, 1, 2), "source": "operator EMS"}},
+    ]}, "fleet.toml")
+    cov = {f"{t}_coverage": 24.0 for t in ("it", "facility", "grid_import", "grid_export",
+                                            "pv_generation", "battery_charge",
+                                            "battery_discharge", "outside_boundary",
+                                            "reused_heat", "water")}
+    sums = {"a": SiteSums("a", {"facility_kwh": 1e6, "it_kwh": 8e5, "grid_import_kwh": 1e6,
+                                **cov}, 24)}
+    report = compute(fleet, date(2023, 1, 1), date(2023, 1, 2), sums)
+    assert report.figures["fleet_pue"].value == pytest.approx(1.2, rel=1e-12)
+    assert report.figures["electricity"].value == pytest.approx(1500.0, rel=1e-12)
+    assert report.figures["scope2_location"].value == pytest.approx(1500.0 * 0.5, rel=1e-12)
+    row = next(r for r in report.sites if r.site.id == "b")
+    assert row.source == "declared" and row.figures["it"].note == "declared: operator EMS"
+    assert "| b | r | 2020-01-01 |" in report.to_markdown()
