@@ -103,3 +103,13 @@ def test_declared_sites_count_and_are_marked_declared(tmp_path):
     row = next(r for r in report.sites if r.site.id == "b")
     assert row.source == "declared" and row.figures["it"].note == "declared: operator EMS"
     assert "| b | r | 2020-01-01 |" in report.to_markdown()
+
+
+def test_site_daemon_publishes_hourly_only_with_a_remote_sink():
+    from dcpue.config import load_site
+    from dcpue.service.daemon import job_triggers
+
+    site = load_site(example_path("single_hall"))
+    assert "fleet_publish" not in job_triggers(site)
+    site.collector.remote.url = "http://127.0.0.1:8428"
+    assert "fleet_publish" in job_triggers(site)
