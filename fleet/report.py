@@ -424,7 +424,10 @@ def compute(
         rest = next((i for i in market.inputs if i.name == "scope2_market_residual"), None)
         if rest is not None:
             residual_mix[region.id] = f"{rest.factor:g} tCO2/MWh ({rest.factor_source})"
-        if hourly_terms is not None and len(metered) == len(members):
+        if hourly_terms is not None and len(metered) != len(members):
+            warnings.append(f"region {region.id}: declared sites have no hourly energy; the "
+                            "region is not in 24/7 matching")
+        elif hourly_terms is not None:
             load = sum(hourly_terms["facility_kwh"][r.site.id] for r in metered) / 1000.0
             clean = sum(hourly_terms["pv_generation_kwh"][r.site.id] for r in metered) / 1000.0
             for inst in instruments:
