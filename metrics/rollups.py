@@ -131,15 +131,20 @@ def hourly(
         [int(start_ms), int(end_ms), *meters],
     ).fetchnumpy()
     names = np.asarray(got["meter"], dtype=object)
-    out: dict[str, HourlyMeter] = {}
-    for mid in meters:
-        sel = names == mid
-        out[mid] = HourlyMeter(
-            np.asarray(got["hour_ms"][sel], np.int64), np.asarray(got["amount"][sel], float),
-            np.asarray(got["measured_ms"][sel], float),
-            np.asarray(got["rollovers"][sel], np.int64), np.asarray(got["resets"][sel], np.int64),
+    bounds = np.flatnonzero(names[1:] != names[:-1]) + 1 if len(names) else np.empty(0, int)
+    starts = np.concatenate(([0], bounds)).astype(int) if len(names) else np.empty(0, int)
+    ends = np.concatenate((bounds, [len(names)])).astype(int) if len(names) else starts
+    runs = {str(names[a]): slice(a, b) for a, b in zip(starts, ends, strict=True)}
+    empty = slice(0, 0)
+    return {
+        mid: HourlyMeter(
+            np.asarray(got["hour_ms"][r], np.int64), np.asarray(got["amount"][r], float),
+            np.asarray(got["measured_ms"][r], float),
+            np.asarray(got["rollovers"][r], np.int64), np.asarray(got["resets"][r], np.int64),
         )
-    return out
+        for mid in meters
+        for r in (runs.get(mid, empty),)
+    }
 
 
 def _check_aligned(start_ms: int, end_ms: int) -> None:
@@ -152,13 +157,21 @@ def window_energies(
 ) -> dict[str, MeterEnergy]:
     """Each balance meter's amount and coverage over the whole hours ``[start_ms, end_ms)``."""
     _check_aligned(start_ms, end_ms)
+    ensure_table(store)
+    meters = topology.all_meters
+    rows = store.execute(
+        "SELECT meter, sum(amount), sum(measured_ms), sum(rollovers), sum(resets) "
+        "FROM energy_hourly WHERE hour_ms >= ? AND hour_ms < ? "
+        f"AND meter IN ({', '.join('?' * len(meters))}) GROUP BY meter",
+        [int(start_ms), int(end_ms), *meters],
+    ).fetchall()
     span = float(end_ms - start_ms)
+    got = {str(r[0]): r for r in rows}
     return {
-        mid: MeterEnergy(
-            mid, float(h.amount.sum()), float(h.measured_ms.sum()) / span,
-            int(h.rollovers.sum()), int(h.resets.sum()),
-        )
-        for mid, h in hourly(store, topology.all_meters, start_ms, end_ms).items()
+        mid: MeterEnergy(mid, float(r[1]), float(r[2]) / span, int(r[3]), int(r[4]))
+        if r is not None else MeterEnergy(mid, 0.0, 0.0)
+        for mid in meters
+        for r in (got.get(mid),)
     }
 
 
