@@ -26,7 +26,6 @@ in a crash.
 
 from __future__ import annotations
 
-import logging
 import urllib.parse
 from dataclasses import dataclass
 
@@ -41,8 +40,6 @@ from dcpue.fleet.query import RemoteError
 from dcpue.fleet.terms import FIELDS, HOUR_MS, HourlyTerms, hour_floor, terms_from_balances
 from dcpue.metrics import rollups
 from dcpue.metrics.balance import BalanceTopology
-
-log = logging.getLogger(__name__)
 
 LEDGER = "fleet_hourly"
 _COLUMNS = ", ".join(f'"{f}" DOUBLE' for f in FIELDS)
@@ -218,14 +215,13 @@ def send(
     try:
         if rewrite:
             delete_site_series(settings, site.id)
-        if len(terms) == 0:
-            return 0, rewrite
         written = write_lines(settings, hourly_lines(site.id, category, settings.measurement,
-                                                     terms))
+                                                     terms)) if len(terms) else 0
     except Exception as exc:  # the client's many error types: unreachable, refused, HTTP
         raise RemoteError(f"{settings.url}: {type(exc).__name__}: {exc}"[:500]) from exc
-    store.execute(f"UPDATE {LEDGER} SET sent = true WHERE hour_ms <= ?",
-                  [int(terms.hour_ms[-1])])
+    if len(terms):
+        store.execute(f"UPDATE {LEDGER} SET sent = true WHERE hour_ms <= ?",
+                      [int(terms.hour_ms[-1])])
     if rewrite:
         store.execute("DELETE FROM state WHERE key = ?", [_DIRTY])
     return written, rewrite
