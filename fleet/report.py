@@ -243,7 +243,7 @@ def _metered_figures(
         out[term] = Figure(
             f"{site.id}:{term}", None if short else raw / (1.0 if unit == "m3" else 1000.0),
             "m3" if unit == "m3" else "MWh",
-            formula=f"sum over the period's hours of {series}_{fname}"
+            formula=f"sum over {sums.hours} published hours (of {n_hours}) of {series}_{fname}"
             + ("" if unit == "m3" else " [kWh] / 1000"),
             start_ms=start_ms, end_ms=end_ms, coverage=coverage,
             note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
