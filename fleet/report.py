@@ -37,6 +37,7 @@ from dcpue.carbon.periods import date_ms, period_label
 from dcpue.carbon.report import ROWS, _tree_lines
 from dcpue.carbon.scope2 import HourlyFactors
 from dcpue.config.carbon import CarbonSettings, GridFactor, Scope2Method
+from dcpue.config.site import ConfigError
 from dcpue.core.figures import Figure
 from dcpue.fleet.cfe import CfeResult, match_hourly
 from dcpue.fleet.config import Fleet, FleetSite
@@ -489,6 +490,9 @@ def fleet_report(fleet: Fleet, start: date, end: date, hourly_matching: bool = T
     hourly export, i.e. 24/7 CFE and hourly factors)."""
     zone = fleet.zone
     start_ms, end_ms = date_ms(start, zone), date_ms(end, zone)
+    if start_ms % HOUR_MS or end_ms % HOUR_MS:
+        raise ConfigError(f"fleet {fleet.id}: time zone {fleet.timezone} does not start days on "
+                          "a whole UTC hour; the published terms are UTC hours")
     metered = [s.id for s in fleet.sites if s.declared is None and s.commissioned < end]
     fields = [field_name(t) for t in ENERGY_TERMS] + [f"{t}_coverage" for t in ENERGY_TERMS]
     assert set(fields) <= set(FIELDS)

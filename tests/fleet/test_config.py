@@ -113,3 +113,11 @@ def test_site_daemon_publishes_hourly_only_with_a_remote_sink():
     assert "fleet_publish" not in job_triggers(site)
     site.collector.remote.url = "http://127.0.0.1:8428"
     assert "fleet_publish" in job_triggers(site)
+
+
+def test_a_fleet_time_zone_off_the_whole_hour_is_refused(capsys):
+    from dcpue.fleet.report import fleet_report
+
+    fleet = parse_fleet({**BASE, "timezone": "Asia/Kolkata"}, "fleet.toml")
+    with pytest.raises(ConfigError, match="whole UTC hour"):
+        fleet_report(fleet, date(2023, 1, 1), date(2023, 2, 1))
