@@ -5,18 +5,19 @@ Period totals are summed **in the store**: one instant query per field,
 period end, i.e. over the hour starts ``start <= h < end`` (samples sit at hour starts and the
 lookbehind window is ``(t - d, t]``), so a year of 50 sites is one response of 50 numbers per
 field. ``count_over_time`` of ``it_kwh`` gives the hours present. Hourly values (24/7 matching,
-hourly factors) are read raw with ``/api/v1/export``: no lookback filling of missing hours.
+hourly factors) are read raw with ``/api/v1/export/csv``: no lookback filling of missing hours.
 Queries pass ``nocache=1`` so backfilled hours are never hidden by the rollup cache.
 """
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
+import pandas as pd
 from dcpue.config.site import ConfigError
 from dcpue.fleet.config import PublishSettings
 from dcpue.fleet.terms import HOUR_MS
@@ -35,9 +36,13 @@ class SiteSums:
     hours: int
 
 
+def _sites_regex(sites: Sequence[str]) -> str:
+    """``a|b|c`` with regex dots escaped, as a PromQL string literal's content."""
+    return "|".join(s.replace(".", "\\\\.") for s in sites)
+
+
 def _selector(settings: PublishSettings, field: str, sites: Sequence[str]) -> str:
-    alternatives = "|".join(s.replace(".", "\\\\.") for s in sites)
-    return f'{settings.measurement}_{field}{{site=~"{alternatives}"}}'
+    return f'{settings.measurement}_{field}{{site=~"{_sites_regex(sites)}"}}'
 
 
 def _get(settings: PublishSettings, path: str, params: dict, client: httpx.Client) -> httpx.Response:
@@ -87,26 +92,32 @@ def period_sums(
 
 
 def hourly(
-    settings: PublishSettings, sites: Sequence[str], field: str, start_ms: int, end_ms: int
-) -> dict[str, np.ndarray]:
-    """Each site's raw hourly ``field`` over ``[start_ms, end_ms)`` as an array per hour of the
-    period (hour k starts at ``start_ms + k h``; missing hours are 0)."""
+    settings: PublishSettings, sites: Sequence[str], fields: Sequence[str],
+    start_ms: int, end_ms: int,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each site's raw hourly ``fields`` over ``[start_ms, end_ms)``: field -> site -> array per
+    hour of the period (hour k starts at ``start_ms + k h``; missing hours are 0). One CSV
+    export (``/api/v1/export/csv``) for all fields, parsed with pandas."""
     n = -(-(end_ms - start_ms) // HOUR_MS)
-    out = {s: np.zeros(n) for s in sites}
+    out = {f: {s: np.zeros(n) for s in sites} for f in fields}
+    names = "|".join(f"{settings.measurement}_{f}" for f in fields)
     with httpx.Client() as client:
-        resp = _get(settings, "/api/v1/export", {
-            "match[]": _selector(settings, field, sites),
+        resp = _get(settings, "/api/v1/export/csv", {
+            "format": "__name__,site,__timestamp__:unix_ms,__value__",
+            "match[]": f'{{__name__=~"{names}",site=~"{_sites_regex(sites)}"}}',
             "start": f"{start_ms / 1000:.3f}", "end": f"{(end_ms - 1) / 1000:.3f}",
         }, client)
-    for line in resp.text.splitlines():
-        if not line.strip():
+    if not resp.text.strip():
+        return out
+    frame = pd.read_csv(io.StringIO(resp.text), header=None, names=["name", "site", "ts", "v"],
+                        dtype={"name": str, "site": str, "ts": np.int64, "v": np.float64})
+    prefix = len(settings.measurement) + 1
+    for (name, site), group in frame.groupby(["name", "site"], sort=False):
+        field = str(name)[prefix:]
+        if field not in out or site not in out[field]:
             continue
-        row = json.loads(line)
-        site = row["metric"].get("site")
-        if site not in out:
-            continue
-        ts = np.asarray(row["timestamps"], dtype=np.int64)
-        k = (ts - start_ms) // HOUR_MS
-        ok = (k >= 0) & (k < n) & ((ts - start_ms) % HOUR_MS == 0)
-        out[site][k[ok]] = np.asarray(row["values"], dtype=np.float64)[ok]
+        offset = group["ts"].to_numpy() - start_ms
+        k = offset // HOUR_MS
+        ok = (k >= 0) & (k < n) & (offset % HOUR_MS == 0)
+        out[field][str(site)][k[ok]] = group["v"].to_numpy()[ok]
     return out

@@ -499,8 +499,7 @@ def fleet_report(fleet: Fleet, start: date, end: date, hourly_matching: bool = T
     sums = period_sums(fleet.remote, metered, fields, start_ms, end_ms) if metered else {}
     hourly_terms = None
     if hourly_matching and metered:
-        hourly_terms = {f: hourly(fleet.remote, metered, f, start_ms, end_ms)
-                        for f in HOURLY_FIELDS}
+        hourly_terms = hourly(fleet.remote, metered, HOURLY_FIELDS, start_ms, end_ms)
     factors = {
         r.id: load_hourly_factors(r.hourly_factors_csv, r.hourly_factors_source)
         for r in fleet.regions if r.hourly_factors_csv is not None
