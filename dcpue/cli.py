@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "dcpue.metrics.cli",
     "dcpue.metrics.meter_cli",
     "dcpue.carbon.cli",
+    "dcpue.fleet.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
     "dcpue.service.export",
