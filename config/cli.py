@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from dcpue.config.site import load_site
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-config", help="validate a site configuration file")
@@ -14,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dcpue.config.site import load_site
+
     site = load_site(args.file)
     roles = sorted({m.role.value for m in site.meters})
     print(f"{args.file}: ok: site {site.id!r}, {len(site.meters)} meters ({', '.join(roles)})")

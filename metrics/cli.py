@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config.calculator import window_ms
-from dcpue.config.site import Site, load_site
-from dcpue.core.figures import Figure
-from dcpue.core.readings import ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import BalanceTopology, energy_balance
-from dcpue.metrics.indicators import site_indicators
+if TYPE_CHECKING:  # loaded by the command, not by ``dcpue --help``
+    from dcpue.config.site import Site
+    from dcpue.core.figures import Figure
+    from dcpue.core.store import Store
 
 #: Energy flows shown under the indicators.
 SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed")
@@ -36,6 +34,10 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
 
     None when the store holds no reading of the balance's meters.
     """
+    from dcpue.config.calculator import window_ms
+    from dcpue.metrics.balance import BalanceTopology, energy_balance
+    from dcpue.metrics.indicators import site_indicators
+
     length = window_ms(window)
     ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
     ends = [r[1] for r in ranges if r is not None]
@@ -50,6 +52,11 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
 
 
 def _pue(args: argparse.Namespace) -> int:
+    from dcpue.config.calculator import window_ms
+    from dcpue.config.site import load_site
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+
     site = load_site(args.config)
     try:
         window_ms(args.window)

@@ -7,12 +7,10 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config import example_path, load_site
-from dcpue.config.site import ConfigError, Site
-from dcpue.core.readings import ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
+if TYPE_CHECKING:  # the daemon's modules load when it runs, not for ``dcpue --help``
+    from dcpue.config.site import Site
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _site(args: argparse.Namespace) -> Site:
+    from dcpue.config import example_path, load_site
+
     if args.config is None:
         site = load_site(example_path("single_hall"))
         site.store.path = Path("var") / f"{site.id}.duckdb"
@@ -62,6 +62,8 @@ def _site(args: argparse.Namespace) -> Site:
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dcpue.config.site import ConfigError
+
     site = _site(args)
     twin = args.twin or args.config is None
     if not twin and (args.mqtt or args.fast_forward or args.chiller_degradation):
@@ -70,6 +72,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
+
     stop = asyncio.Event()
     install_stop_handlers(stop)
     with Store(site.store.path) as store:

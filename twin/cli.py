@@ -8,15 +8,14 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.collector.gateway_modbus import ModbusGateway, serve_modbus
-from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
-from dcpue.config import Site, example_path, load_site
-from dcpue.core.readings import Reading, datetime_to_ms, ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import energy_balance
-from dcpue.twin.runner import RunSummary, fast_forward, paced, recent_steps, simulate_into
-from dcpue.twin.simulator import Twin, TwinStep
+if TYPE_CHECKING:  # the twin, the store and the gateways load inside the commands
+    from dcpue.config import Site
+    from dcpue.core.readings import Reading
+    from dcpue.core.store import Store
+    from dcpue.twin.runner import RunSummary
+    from dcpue.twin.simulator import Twin, TwinStep
 
 DEMO_STORE = Path("var/demo.duckdb")
 
@@ -82,10 +81,19 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _fmt(ts_ms: int) -> str:
+    from dcpue.core.readings import ms_to_datetime
+
     return ms_to_datetime(ts_ms).strftime("%Y-%m-%d %H:%M")
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
+    from dcpue.config import load_site
+    from dcpue.core.readings import datetime_to_ms, ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.twin.runner import fast_forward, simulate_into
+    from dcpue.twin.simulator import Twin
+
     site = load_site(args.config)
     start = args.start
     if args.realtime and start is None:
@@ -128,6 +136,10 @@ def _show(step: TwinStep) -> None:
 
 async def _live(twin: Twin, args: argparse.Namespace, store: Store | None) -> None:
     """Step the twin in wall time into ``store`` or, as field hardware, to MQTT and/or Modbus."""
+    from dcpue.collector.gateway_modbus import ModbusGateway, serve_modbus
+    from dcpue.collector.gateway_mqtt import publish_readings
+    from dcpue.twin.runner import paced
+
     site = twin.site
 
     async def steps() -> AsyncIterator[list[Reading]]:
@@ -150,6 +162,8 @@ async def _live(twin: Twin, args: argparse.Namespace, store: Store | None) -> No
 
 
 def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:
+    from dcpue.metrics.balance import energy_balance
+
     print(
         f"{site.id}: wrote {summary.added:,} new rows ({summary.generated:,} generated) into "
         f"{path}; store holds {store.count():,} rows"
@@ -165,6 +179,11 @@ def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from dcpue.config import example_path, load_site
+    from dcpue.core.store import Store
+    from dcpue.twin.runner import recent_steps, simulate_into
+    from dcpue.twin.simulator import Twin
+
     site = load_site(args.config or example_path("single_hall"))
     twin = Twin(site)
     path = Path(args.store)
