@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -61,6 +61,10 @@ class ApiSources:
     proposals: Callable[[int], list[dict[str, Any]]]
     current_figure: str = "pue.1h"
     token: str | None = None
+    #: ``/healthz`` body beyond the site id (e.g. ``{"status": "degraded", "reasons": [...]}``).
+    status: Callable[[], Mapping[str, Any]] | None = None
+    #: Further routes mounted by the daemon (e.g. ``/api/cli``, :mod:`dcpue.service.remote_cli`).
+    routes: Sequence[BaseRoute] = ()
 
 
 def _finite(value: Any) -> Any:
@@ -224,7 +228,7 @@ def create_app(sources: ApiSources) -> Starlette:
     site, store = sources.site, sources.store
 
     async def healthz(request: Request) -> Response:
-        return _json({"status": "ok", "site": site.id})
+        return _json({"status": "ok", "site": site.id, **(sources.status() if sources.status else {})})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(sources.registry), media_type=CONTENT_TYPE_LATEST)
@@ -335,6 +339,7 @@ def create_app(sources: ApiSources) -> Starlette:
         Route("/grafana/metric-payload-options", grafana_payload_options, methods=["POST"]),
         Route("/grafana/query", grafana_query, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        *sources.routes,
     ]
     app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
     if sources.token:

@@ -202,4 +202,18 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{_fmt(s.ts_ms):16}  {s.it_kw:9.1f}  {s.facility_kw:11.1f}  {s.pue:6.3f}  "
                 f"{s.pv_kw:8.1f}"
             )
+    print(f"\nnext: run the daemon on the bundled site, `{_dcpue()} run`, and open "
+          f"http://127.0.0.1:{site.service.port}/ in a browser: it simulates a few days of "
+          "history first (so every card has data within a couple of minutes), then runs live "
+          "(Ctrl-C stops it)")
     return 0
+
+
+def _dcpue() -> str:
+    """How this shell reaches ``dcpue`` (the venv's script when it is not on PATH)."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if script.name == "dcpue" and shutil.which("dcpue") != str(script.resolve()):
+        return str(script)
+    return "dcpue"
