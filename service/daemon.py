@@ -7,8 +7,9 @@ either by APScheduler's ``AsyncIOScheduler`` on the wall clock, or, in fast-forw
 simulated clock, so both modes run the same schedule.
 
 Restart safety: readings are only acknowledged (MQTT) after they are durable; the calculator
-is rebuilt from the store; alert state, next fire times and the twin position are kept in the
-store's state table; write-back and report rows are idempotent.
+state (with the store cursor it includes), alert state, next fire times and the twin position
+are kept in the store's state table, so a restart restores the calculator and feeds it only
+the readings stored since; write-back and report rows are idempotent.
 
 The event loop only routes: every job's store and model work runs in a worker thread
 (:meth:`Runtime.run_job`), the live state it shares with the API (calculator, alert engine) is
@@ -19,7 +20,9 @@ answers while a job or a fast-forward chunk is running.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import logging
 import signal
@@ -65,6 +68,9 @@ INGEST_BATCH = 200_000
 CARBON_TTL_MS = 15 * 60_000
 STATE_ALERTS = "service.alerts"
 STATE_SCHEDULE = "service.schedule"
+STATE_CALCULATOR = "service.calculator"
+#: Least wall time between two saves of the calculator state in real time (s).
+CALCULATOR_SAVE_S = 900.0
 #: With ``hold_future``, readings up to this far past the clock are fed at once: one
 #: calculator update per simulated hour. It must stay below the slack of the calculator's
 #: 1-minute ring (one hour beyond its longest minute window) so no window ending at the clock
@@ -192,6 +198,40 @@ class MemoCalculator(RollingCalculator):
         return out
 
 
+    # -- persistence (start-up without a rebuild from raw history) -------------------------
+    def _layout(self) -> dict[str, object]:
+        return {"meters": list(self._ids), "windows": [[w.name, w.length_ms] for w in self._windows],
+                "rings": [[r.step_ms, r.size] for r in (self._minutes, self._hours)],
+                "max_gap_ms": self._max_gap_ms}
+
+    def dump(self, cursor: int) -> str:
+        """The buckets, last samples and the store cursor they include, as one state value."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, last_ts=self._last_ts, last_value=self._last_value,
+            **{f"{n}_{k}": getattr(r, k) for n, r in (("m", self._minutes), ("h", self._hours))
+               for k in ("amount", "measured")},
+        )
+        return json.dumps({"layout": self._layout(), "cursor": cursor,
+                           "heads": [self._minutes.head, self._hours.head],
+                           "arrays": base64.b64encode(buf.getvalue()).decode()})
+
+    def load(self, text: str) -> int | None:
+        """Restore a :meth:`dump`; returns its store cursor, or None (nothing restored) when
+        the site's meters, windows or calculator settings changed since."""
+        data = json.loads(text)
+        if data["layout"] != json.loads(json.dumps(self._layout())):
+            return None
+        arrays = np.load(io.BytesIO(base64.b64decode(data["arrays"])))
+        self._last_ts[:], self._last_value[:] = arrays["last_ts"], arrays["last_value"]
+        for n, ring, head in (("m", self._minutes, data["heads"][0]),
+                              ("h", self._hours, data["heads"][1])):
+            ring.amount[:], ring.measured[:], ring.head = (arrays[f"{n}_amount"],
+                                                           arrays[f"{n}_measured"], head)
+        self.version += 1
+        return int(data["cursor"])
+
+
 def _take(cols: ReadingColumns, mask: np.ndarray) -> ReadingColumns:
     return ReadingColumns(*(getattr(cols, f)[mask] for f in ReadingColumns.__slots__))
 
@@ -216,8 +256,9 @@ class Runtime:
         self.lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         now = clock()
-        self.calculator = MemoCalculator.from_store(site, store, now)
-        self.cursor = int(store.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
+        self.calculator, self.cursor = self._restore(site, store, now)
+        self._fed_cursor = self.cursor  # every reading up to here is in the calculator
+        self._calculator_saved_at = time.monotonic()
         self.last_seen: dict[str, int] = {}
         self.last_value: dict[str, float] = {}
         for meter, ts, value in store.execute(
@@ -259,6 +300,30 @@ class Runtime:
         self.save_each_job = True
         self.calculator.store = self.write_buffer  # type: ignore[assignment]
 
+    @staticmethod
+    def _restore(site: Site, store: Store, now_ms: int) -> tuple[MemoCalculator, int]:
+        """The calculator as saved by the last run plus the readings stored since (no rebuild
+        from raw history), or rebuilt from the store when there is no usable saved state."""
+        saved = store.get_state(STATE_CALCULATOR)
+        if saved is not None:
+            calc = MemoCalculator(site, store)
+            cursor = calc.load(saved)
+            if cursor is not None:
+                log.info("calculator state restored from the store (readings after #%d follow)",
+                         cursor)
+                return calc, cursor
+            log.info("calculator settings or meters changed: rebuilding from the readings")
+        calc = MemoCalculator.from_store(site, store, now_ms)
+        return calc, int(store.execute(
+            "SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
+
+    def save_calculator(self) -> None:
+        """Persist the calculator with the cursor of the readings it holds."""
+        with self.lock:
+            state = self.calculator.dump(self._fed_cursor)
+        self.store.set_state(STATE_CALCULATOR, state)
+        self._calculator_saved_at = time.monotonic()
+
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self) -> int:
         """Feed readings stored since the last call to the calculator (with ``hold_future``
@@ -282,6 +347,8 @@ class Runtime:
             with self.lock:
                 self.calculator.update(cols)
                 self._note_latest(cols)
+            if len(self._held) == 0:
+                self._fed_cursor = self.cursor
             return len(cols)
 
     def _read_new(self) -> None:
@@ -291,6 +358,8 @@ class Runtime:
                 return
             self._stored_seen = stored
         parts = [self._held]
+        if len(self._held) == 0:
+            self._fed_cursor = self.cursor
         while True:
             cols, last = self.store.read_since(self.cursor, INGEST_BATCH)
             if len(cols) == 0:
@@ -356,6 +425,8 @@ class Runtime:
             self._dead_letters_at = time.monotonic()
         if self.save_each_job:
             self.write_buffer.flush()
+            if time.monotonic() - self._calculator_saved_at > CALCULATOR_SAVE_S:
+                self.save_calculator()
 
     def job_alerts(self, now_ms: int) -> Awaitable[None] | None:
         self.ingest()
@@ -615,6 +686,7 @@ class Runtime:
             self.calculator.write_back(now_ms)
         self.write_buffer.flush()
         self.save_alerts()
+        self.save_calculator()
 
 
 class WriteBuffer:

@@ -140,7 +140,7 @@ async def deliver(site: Site, collector: Collector, cols: ReadingColumns, via_mq
     """Hand a chunk to the collector and return once it is in the store."""
     pipeline = collector.pipeline
     if not via_mqtt:
-        pipeline.submit(cols.to_readings())
+        pipeline.submit(await asyncio.to_thread(cols.to_readings))
         await pipeline.commit()
         return
     mqtt = site.collector.mqtt
@@ -241,7 +241,7 @@ async def run_with_twin(
                     if not await _stopped(stop, wait_s):
                         continue
                     break
-            cols = feed.next(n)
+            cols = await asyncio.to_thread(feed.next, n)  # the twin off the event loop
             await deliver(site, collector, cols, via_mqtt)
             for follow_up in await asyncio.to_thread(run_chunk, int(cols.ts_ms.max())):
                 await runtime.follow(follow_up)
@@ -263,6 +263,7 @@ def _save_chunk(runtime: Runtime, feed: TwinFeed, scheduler: SimScheduler) -> No
     runtime.ingest()
     runtime.write_buffer.flush()
     runtime.save_alerts()
+    runtime.save_calculator()
     feed.save()
     save_schedule(runtime.store, scheduler)
 
