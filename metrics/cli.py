@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config.calculator import window_ms
-from dcpue.config.site import Site, load_site
-from dcpue.core.figures import Figure
-from dcpue.core.readings import ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, BalanceTopology, energy_balance
-from dcpue.metrics.indicators import site_indicators
+if TYPE_CHECKING:  # loaded by the command, not by ``dcpue --help``
+    from dcpue.config.site import Site
+    from dcpue.core.figures import Figure
+    from dcpue.core.store import Store
 
 #: Energy flows shown under the indicators.
 SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed",
@@ -37,6 +35,8 @@ def latest_end(site: Site, store: Store) -> int | None:
     newest reading), held back by at most ``max_gap_s`` from the newest reading of any, so a
     lagging meter does not read as missing data while a silent one shows as lost coverage.
     None when the store holds no reading of the balance's meters."""
+    from dcpue.metrics.balance import BalanceTopology
+
     ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
     ends = [r[1] for r in ranges if r is not None]
     if not ends:
@@ -49,6 +49,10 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
 
     None when the store holds no reading of the balance's meters.
     """
+    from dcpue.config.calculator import window_ms
+    from dcpue.metrics.balance import energy_balance
+    from dcpue.metrics.indicators import site_indicators
+
     length = window_ms(window)
     end = latest_end(site, store)
     if end is None:
@@ -61,6 +65,12 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
 
 
 def _pue(args: argparse.Namespace) -> int:
+    from dcpue.config.calculator import window_ms
+    from dcpue.config.site import load_site
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.metrics.balance import DATA_QUALITY_ERROR
+
     site = load_site(args.config)
     try:
         window_ms(args.window)
@@ -98,6 +108,8 @@ def _pue(args: argparse.Namespace) -> int:
 
 def status(fig: Figure) -> str:
     """'data-quality error' or 'insufficient' for a figure without a value."""
+    from dcpue.metrics.balance import DATA_QUALITY_ERROR
+
     return "dq-error" if fig.extra.get("status") == DATA_QUALITY_ERROR else "insufficient"
 
 
