@@ -604,8 +604,12 @@ class EnergyPlusPlant:
         """
         total = round(days * 86400 / self.step_s)
         per_chunk = max(1, round(chunk_days * 86400 / self.step_s))
-        arrays = {SetpointName(k): np.broadcast_to(np.asarray(v, float), (total,))
-                  for k, v in (setpoints or {}).items()}
+        arrays = {}
+        for k, v in (setpoints or {}).items():
+            a = np.asarray(v, float)
+            if a.ndim and len(a) != total:
+                raise ValueError(f"setpoints.{k} has {len(a)} values for {total} steps")
+            arrays[SetpointName(k)] = np.broadcast_to(a, (total,))
         done = 0
         while done < total:
             n = min(per_chunk, total - done)

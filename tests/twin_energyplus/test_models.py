@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from dcpue.config import ConfigError, SetpointName
 from dcpue.twin.energyplus import EnergyPlusError, EnergyPlusPlant, load_api
@@ -165,3 +166,13 @@ def test_own_model_levers_start_from_the_site_file_or_the_model(tmp_path):
     assert 20.5 < first["inlet"] < 21.5  # the model's 20 degC supply plus recirculation
     assert {r.meter: r.value for r in third.readings}["sp-sat"] == 24.0
     assert third.values["inlet"] > first["inlet"] + 3.0
+
+
+def test_a_schedule_of_setpoints_runs_open_loop(hall):
+    """run() takes one setpoint per step (an exploration schedule) and refuses a wrong length."""
+    sat = np.repeat([18.0, 24.0], 48)
+    with EnergyPlusPlant(hall, days=1) as plant:
+        with pytest.raises(ValueError, match="has 95 values for 96 steps"):
+            next(plant.run(1, setpoints={SetpointName.SUPPLY_AIR_TEMPERATURE: sat[:-1]}))
+        (cols,) = plant.run(1, setpoints={SetpointName.SUPPLY_AIR_TEMPERATURE: sat})
+    np.testing.assert_array_equal(cols.value[cols.meter == "sp-sat"], sat)
