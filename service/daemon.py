@@ -132,7 +132,7 @@ class Runtime:
     ) -> None:
         self.site, self.store, self.clock, self.collector = site, store, clock, collector
         now = clock()
-        self.calculator = RollingCalculator.from_store(site, store, now, clock)
+        self.calculator = RollingCalculator.from_store(site, store, now)
         self.cursor = int(store.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
         self.last_seen: dict[str, int] = {
             str(m): int(t) for m, t in store.execute(
