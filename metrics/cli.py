@@ -48,9 +48,13 @@ def latest_end(site: Site, store: Store) -> int | None:
     return max(min(ends), max(ends) - int(site.calculator.max_gap_s * 1000))
 
 
-def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
+def latest_figures(
+    site: Site, store: Store, window: str, base_dir: Path | None = None
+) -> dict[str, Figure] | None:
     """Indicators and energy flows over ``window`` ending where :func:`latest_end` says
-    (windows over a day: at the whole hour before, summed from the hourly rollups).
+    (windows over a day: at the whole hour before, summed from the hourly rollups); CUE at the
+    window's hourly factors when ``carbon.hourly_factors_csv`` is configured (a relative path
+    from ``base_dir``).
 
     None when the store holds no reading of the balance's meters.
     """
@@ -69,7 +73,10 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
         b = rollups.rollup_balance(site, store, end - length, end)
     else:
         b = energy_balance(site, store, end - length, end)
-    figures = site_indicators(site, b)
+    from dcpue.carbon.site import hourly_grid_factor  # adapter only: the pure core stays apart
+
+    hourly = hourly_grid_factor(site, store, end - length, end, base_dir)
+    figures = site_indicators(site, b, None if hourly is None else (hourly.value, hourly.source))
     flows = b.figures()
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
     return figures
@@ -93,7 +100,7 @@ def _pue(args: argparse.Namespace) -> int:
         print(f"dcpue pue: no store at {path}")
         return 1
     with Store(path) as store:
-        figures = latest_figures(site, store, args.window)
+        figures = latest_figures(site, store, args.window, Path(args.config).parent)
     if figures is None:
         print(f"dcpue pue: {path} holds no energy readings of site {site.id!r}")
         return 1
