@@ -11,7 +11,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 HOUR_MS = 3_600_000
@@ -73,6 +73,10 @@ class ApiSources:
     counter_events: Callable[[], Mapping[str, int]] = dict
     #: Operator token for every site (``[service] bearer_token``); ``[service] tokens`` add more.
     token: str | None = None
+    #: ``/healthz`` body beyond the site id (e.g. ``{"status": "degraded", "reasons": [...]}``).
+    status: Callable[[], Mapping[str, Any]] | None = None
+    #: Further routes mounted by the daemon (e.g. ``/api/cli``, :mod:`dcpue.service.remote_cli`).
+    routes: Sequence[BaseRoute] = ()
 
 
 def _finite(value: Any) -> Any:
@@ -368,7 +372,7 @@ def create_app(sources: ApiSources) -> Starlette:
     limits = site.service.limits
 
     async def healthz(request: Request) -> Response:
-        return _json({"status": "ok", "site": site.id})
+        return _json({"status": "ok", "site": site.id, **(sources.status() if sources.status else {})})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(sources.registry), media_type=CONTENT_TYPE_LATEST)
@@ -631,6 +635,7 @@ def create_app(sources: ApiSources) -> Starlette:
         Route("/grafana/metric-payload-options", grafana_payload_options, methods=["POST"]),
         Route("/grafana/query", grafana_query, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        *sources.routes,
     ]
     middleware = [Middleware(BodyLimit, max_bytes=limits.max_body_bytes)]
     allowed = grants(site.service, sources.token)
