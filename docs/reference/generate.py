@@ -37,6 +37,12 @@ ROLE_TEXT = {
     "crah": "CRAH/CRAC units and their fans (cooling)",
     "pump": "chilled- and condenser-water pumps (cooling)",
     "cooling_tower": "cooling-tower fans (cooling)",
+    "dx_cooling": "DX coils: compressors and condenser fans (cooling)",
+    "crac": "computer-room air conditioners, self-contained DX units (cooling)",
+    "evaporative_cooler": "evaporative (adiabatic) coolers (cooling)",
+    "economizer": "air-side economizer fans and dampers (cooling)",
+    "dry_cooler": "dry coolers (cooling)",
+    "heat_recovery_chiller": "heat-recovery chillers (cooling)",
     "lighting": "lighting of the data-center space",
     "ups_loss": "UPS losses (power distribution losses)",
     "transformer_loss": "transformer losses (power distribution losses)",
@@ -52,6 +58,12 @@ ROLE_TEXT = {
     "irradiance": "plane-of-array or global horizontal irradiance",
     "rack_inlet_temperature": "rack inlet air temperature (ASHRAE TC 9.9 limit)",
     "setpoint": "a cooling setpoint the optimizer reads and may propose",
+    "voltage": "supply or feeder voltage (electrical state)",
+    "current": "supply or feeder current (electrical state)",
+    "power_factor": "power factor of a supply or feeder (electrical state)",
+    "apparent_power": "apparent power of a supply or feeder (electrical state)",
+    "reactive_power": "reactive power of a supply or feeder (electrical state)",
+    "frequency": "grid frequency (electrical state)",
 }
 
 
@@ -120,7 +132,8 @@ def meters_page() -> str:
                 label = kind.value + (f" (`setpoint = \"{name}\"`)" if name else "")
                 combos.append((label, quantity, _units(quantity), _example(sample)))
         for i, (kind, quantity, units, example) in enumerate(combos):
-            head = (f"`{role}`", ROLE_TEXT[role.value], group) if i == 0 else ("", "", "")
+            head = (f"`{role}`", ROLE_TEXT.get(role.value, role.value.replace("_", " ")),
+                    group) if i == 0 else ("", "", "")
             out.append(f"| {' | '.join(head)} | {kind} | {quantity} | {units} | {example} |")
     out += ["", "IT categories (`it_category`, role `it_load` only): "
             + ", ".join(f"`{c}`" for c in ITCategory)
