@@ -17,6 +17,10 @@ SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "
                "pv_inside")
 
 
+#: Windows longer than this (ms) are read from the hourly rollups.
+LONG_WINDOW_MS = 86_400_000
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``dcpue pue`` to the ``dcpue`` parser."""
     p = sub.add_parser("pue", help="PUE, DCiE, pPUE, CUE, REF, ERF, WUE over the latest window")
@@ -45,11 +49,13 @@ def latest_end(site: Site, store: Store) -> int | None:
 
 
 def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
-    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says.
+    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says
+    (windows over a day: at the whole hour before, summed from the hourly rollups).
 
     None when the store holds no reading of the balance's meters.
     """
     from dcpue.config.calculator import window_ms
+    from dcpue.metrics import rollups
     from dcpue.metrics.balance import energy_balance
     from dcpue.metrics.indicators import site_indicators
 
@@ -57,7 +63,12 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
     end = latest_end(site, store)
     if end is None:
         return None
-    b = energy_balance(site, store, end - length, end)
+    if length > LONG_WINDOW_MS:  # whole hours from the rollups, as the daemon's long windows
+        rollups.catch_up(site, store)
+        end = rollups.floor_hour(end)
+        b = rollups.rollup_balance(site, store, end - length, end)
+    else:
+        b = energy_balance(site, store, end - length, end)
     figures = site_indicators(site, b)
     flows = b.figures()
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
