@@ -69,7 +69,8 @@ class ApiSources:
     energy: Callable[[int, int], Mapping[str, Figure]]
     proposals: Callable[[int], list[dict[str, Any]]]
     current_figure: str = "pue.1h"
-    #: Counter rollovers/resets and data-quality events by kind (metrics engine), if known.
+    #: Further counter/data-quality events by kind the daemon knows of (added to those the
+    #: energy engine finds in the requested range).
     counter_events: Callable[[], Mapping[str, int]] = dict
     #: Operator token for every site (``[service] bearer_token``); ``[service] tokens`` add more.
     token: str | None = None
@@ -475,8 +476,10 @@ def create_app(sources: ApiSources) -> Starlette:
         out = await asyncio.to_thread(
             views.data_quality, site, store, start, end, sources.now_ms(),
             int(stale.expected_interval_s * stale.factor * 1000))
-        return _json({**range_json(start, end), **out,
-                      "counter_events": sources.counter_events()})
+        events = dict(out.pop("counter_events"))
+        for kind, n in sources.counter_events().items():
+            events[kind] = events.get(kind, 0) + n
+        return _json({**range_json(start, end), **out, "counter_events": events})
 
     async def site_info(request: Request) -> Response:
         from dcpue.config.topology import SetpointName
