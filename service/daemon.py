@@ -277,10 +277,7 @@ class Runtime:
         self.lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         now = clock()
-        # In fast-forward readings are fed up to FEED_AHEAD_MS ahead of the simulated clock,
-        # so the calculator's future-skew guard is measured from that horizon.
-        calc_clock = (lambda: clock() + FEED_AHEAD_MS) if hold_future else clock
-        self.calculator, self.cursor = self._restore(site, store, now, calc_clock)
+        self.calculator, self.cursor = self._restore(site, store, now, clock)
         self._fed_cursor = self.cursor  # every reading up to here is in the calculator
         self._calculator_saved_at = time.monotonic()
         self.last_seen: dict[str, int] = {}
