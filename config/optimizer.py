@@ -100,11 +100,24 @@ class MqttBroker(Section):
 
 
 class MvSettings(Section):
-    """Measurement and verification (ASHRAE Guideline 14) settings."""
+    """Measurement and verification (ASHRAE Guideline 14-2014) settings and acceptance gates.
+
+    A saving is reported only when the baseline's CV(RMSE) is at most ``max_cvrmse_pct`` and
+    its |NMBE| at most ``max_nmbe_pct`` (%), the baseline spans at least ``min_baseline_days``
+    with at least ``min_baseline_coverage`` of its buckets usable, and the fractional savings
+    uncertainty at ``confidence`` is below ``max_fsu_pct`` (Guideline 14: 50 % at 68 %; the
+    default 90 % confidence is stricter). CV(RMSE) 20 % is Guideline 14's baseline-model limit
+    for energy; an OLS baseline has no in-sample bias, so NMBE 0.5 % only catches defects.
+    """
 
     step_s: int = Field(default=3600, ge=60)
     target: Literal["facility", "cooling"] = "facility"
     confidence: float = Field(default=0.90, gt=0, lt=1)
+    max_cvrmse_pct: float = Field(default=20.0, gt=0)
+    max_nmbe_pct: float = Field(default=0.5, gt=0)
+    min_baseline_days: float = Field(default=14.0, gt=0)
+    min_baseline_coverage: float = Field(default=0.9, gt=0, le=1)
+    max_fsu_pct: float = Field(default=50.0, gt=0)
 
 
 class OptimizerSettings(Section):

@@ -195,21 +195,31 @@ def _override(args: argparse.Namespace) -> int:
 def _mv(args: argparse.Namespace) -> int:
     site, store = _open(args)
     cfg = site.optimizer.mv
+    try:  # the plant model knows how IT power responds to inlet temperature, if it does
+        response = load_model(model_path(site)).it_response
+    except ModelError:
+        response = None
     with store:
         pre, post = (
-            build_frame(store, site, datetime_to_ms(a), datetime_to_ms(b), step_s=cfg.step_s)
+            build_frame(store, site, datetime_to_ms(a), datetime_to_ms(b), step_s=cfg.step_s,
+                        utility=True)
             for a, b in (args.pre, args.post)
         )
-        result = measure_savings(pre, post, args.measure, target=cfg.target,
-                                 confidence=cfg.confidence)
+        result = measure_savings(pre, post, args.measure, target=cfg.target, settings=cfg,
+                                 it_response=response)
         record_savings(store, result)
     print(json.dumps({
-        "measure": result.measure, "savings_kwh": round(result.savings_kwh, 1),
+        "measure": result.measure, "status": result.status, "reason": result.reason,
+        "savings_kwh": round(result.savings_kwh, 1),
         "uncertainty_kwh": round(result.uncertainty_kwh, 1),
-        "confidence": result.confidence, "baseline_kwh": round(result.baseline_kwh, 1),
+        "confidence": result.confidence, "fsu_pct": round(result.fsu_pct, 1),
+        "basis": result.basis, "ipmvp_option": result.ipmvp_option,
+        "it_reference_inlet_c": result.it_ref_inlet_c,
+        "baseline_kwh": round(result.baseline_kwh, 1),
         "actual_kwh": round(result.actual_kwh, 1), "cvrmse_pct": round(result.cvrmse_pct, 3),
-        "nmbe_pct": round(result.nmbe_pct, 4), "baseline_rows": result.n,
-        "post_rows": result.m, "dropped_rows": pre.dropped_rows + post.dropped_rows,
+        "nmbe_pct": round(result.nmbe_pct, 4), "gates": result.gates,
+        "baseline_rows": result.n, "post_rows": result.m,
+        "dropped_rows": pre.dropped_rows + post.dropped_rows,
     }, indent=2))
     return 0
 
