@@ -108,9 +108,17 @@ def _train(args: argparse.Namespace) -> int:
             return 1
         start = datetime_to_ms(args.start) if args.start else span[0]
         end = datetime_to_ms(args.end) if args.end else span[1] + 1
-        frame = build_frame(store, site, start, end)
+        try:
+            frame = build_frame(store, site, start, end)
+        except FrameError as exc:
+            print(f"dcpue optimize train: {exc}")
+            return 1
     cfg = site.optimizer
-    model = train(frame, args.kind or cfg.model_kind, cfg.target, cfg.cv_splits)
+    try:
+        model = train(frame, args.kind or cfg.model_kind, cfg.target, cfg.cv_splits)
+    except ValueError as exc:
+        print(f"dcpue optimize train: {exc}")
+        return 1
     path = save_model(model, args.out or model_path(site))
     print(json.dumps({"model": str(path), "dropped_rows": frame.dropped_rows,
                       "total_rows": frame.total_rows, **model.summary()}, indent=2))

@@ -278,7 +278,8 @@ def explore_and_train(
     t0 = datetime_to_ms(start - timedelta(days=days))
     steps = round(days * 86400 / plant.step_s)
     ts = t0 + np.arange(steps, dtype=np.int64) * plant.step_s * 1000
-    schedule = exploration_schedule(ts, cfg, seed=seed)
+    schedule = exploration_schedule(
+        ts, cfg, seed=seed, held={SETPOINTS[k]: v for k, v in plant.conventional.items()})
     with Store(":memory:") as store:
         for cols in plant.readings(t0, schedule):
             store.append(cols)

@@ -10,12 +10,16 @@ column                      unit    from
 ``relative_humidity_pct``   %       outdoor humidity, bucket mean
 ``wet_bulb_c``              degC    psychrolib ``GetTWetBulbFromRelHum`` at site pressure
 ``dew_point_c``             degC    psychrolib ``GetTDewPointFromRelHum``
-setpoints (see SETPOINTS)   various setpoint meters, bucket mean
+setpoints (see SETPOINTS)   various setpoint meters, bucket mean (mean over instances)
 ``cooling_kw``              kW      meters of every cooling role (``COOLING_ROLES``)
 ``facility_kw``             kW      IT + cooling + UPS/transformer losses + lighting
 ``rack_inlet_max_c``        degC    maximum over rack-inlet sensors, bucket maximum
 ``pue``                     1       facility_kw / it_kw
 ==========================  ======  =====================================================
+
+Levers: a setpoint type with several meters (one supply-air setpoint per air handler) is their
+mean, and the optimizer proposes one value for all of them; a type the site does not meter is
+held at :func:`unmetered_value`, so training works with any subset of levers.
 
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
@@ -147,13 +151,22 @@ def _one(site: Site, role: MeterRole) -> Meter:
     return found[0]
 
 
-def setpoint_meters(site: Site) -> dict[SetpointName, Meter]:
-    """The site's setpoint meter per setpoint name (first one wins)."""
-    out: dict[SetpointName, Meter] = {}
+def setpoint_meters(site: Site) -> dict[SetpointName, list[Meter]]:
+    """The site's setpoint meters per setpoint name (several instances: e.g. one supply-air
+    setpoint per air handler)."""
+    out: dict[SetpointName, list[Meter]] = {}
     for m in site.meters_with(MeterRole.SETPOINT):
         assert m.setpoint is not None
-        out.setdefault(m.setpoint, m)
+        out.setdefault(m.setpoint, []).append(m)
     return out
+
+
+def unmetered_value(site: Site, name: SetpointName) -> float:
+    """The value a frame carries for a lever the site does not meter: the lever is held (never
+    searched) at its declared value, ``min`` (declare ``min = max`` = what the plant runs at;
+    with a range the midpoint stands in)."""
+    b = getattr(site.optimizer.setpoints, name.value)
+    return float(b.min + b.max) / 2.0
 
 
 class _Grid:
@@ -250,9 +263,6 @@ def build_frame(
     if not it_meters:
         raise FrameError(f"site {site.id} has no it_load meter")
     sp_meters = setpoint_meters(site)
-    missing = [n.value for n in SETPOINTS if n not in sp_meters]
-    if missing:
-        raise FrameError(f"site {site.id} has no setpoint meter for {', '.join(missing)}")
     inlet = site.meters_with(MeterRole.RACK_INLET_TEMPERATURE)
     if not inlet:
         raise FrameError(f"site {site.id} has no rack_inlet_temperature meter")
@@ -261,7 +271,9 @@ def build_frame(
     cols["dry_bulb_c"] = grid.value(_one(site, MeterRole.OUTDOOR_TEMPERATURE).id)
     cols["relative_humidity_pct"] = grid.value(_one(site, MeterRole.OUTDOOR_HUMIDITY).id)
     for name, column in SETPOINTS.items():
-        cols[column] = grid.value(sp_meters[name].id)
+        instances = [grid.value(m.id) for m in sp_meters.get(name, ())]
+        cols[column] = (np.mean(instances, axis=0) if instances
+                        else np.full(len(grid.index), unmetered_value(site, name)))
     cols["cooling_kw"] = grid.power_sum(m for m in site.meters if m.role in COOLING_ROLES)
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
