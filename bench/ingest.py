@@ -1,14 +1,16 @@
-"""Collector throughput: processing on one core, and sustained MQTT ingestion into both sinks.
+"""Collector throughput: processing on one core, and MQTT ingestion beside its peers.
 
-Run from the repository root: ``/work/venv/bin/python bench/ingest.py [--readings N]``.
-Needs the ``mosquitto`` and ``victoria-metrics`` binaries for the MQTT part (same servers as
-the tests, on free 127.0.0.1 ports). Prints a table; nothing here is asserted.
+Run from the repository root: ``.venv/bin/python bench/ingest.py [--readings N]``.
+Needs the ``mosquitto`` binary for the MQTT part (same server as the tests, on a free
+127.0.0.1 port). Prints a table; nothing here is asserted.
 
 * processing: JSON batch payloads (500 readings each) -> PayloadDecoder (parse, validate,
   unit conversion) -> Pipeline -> DuckDB append, all in this process, no network.
-* MQTT: a separate publisher process sends QoS 1 batches to Mosquitto; the collector stores
-  them in DuckDB and forwards them to VictoriaMetrics. Rate = readings / time from the first
-  publish until both sinks hold every reading.
+* MQTT: the messages (one reading each, or 500-reading batches) are published with QoS 1 to
+  one Mosquitto that queues them for three persistent sessions; then each consumer drains its
+  own queue in turn: dcpue's collector (acknowledges after the DuckDB commit), a bare paho
+  subscriber that only counts, and a naive paho + pandas -> DuckDB peer. Rate = readings /
+  time from connecting until the consumer holds every reading.
 * memory: peak RSS of this process (``resource.getrusage``), and the tracemalloc peak of
   Python allocations during a processing run.
 """
@@ -17,20 +19,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import json
 import os
 import resource
 import sys
 import tempfile
 import time
 import tracemalloc
-from multiprocessing.synchronize import Event
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.servers, run from anywhere
 
+import duckdb
 import numpy as np
-from dcpue.collector.gateway_mqtt import batch_payloads, publish_readings
+import paho.mqtt.client as paho
+import pandas as pd
+from dcpue.collector.gateway_mqtt import batch_payloads
 from dcpue.collector.normalise import MeterIndex
 from dcpue.collector.payloads import PayloadDecoder
 from dcpue.collector.pipeline import Pipeline
@@ -40,7 +44,7 @@ from dcpue.config.collector import PipelineSettings, Subscription
 from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
 
-from tests.servers import Mosquitto, VictoriaMetrics
+from tests.servers import Mosquitto
 
 #: Meters of the synthetic site: 40 power meters and 40 energy counters.
 N_METERS = 40
@@ -61,7 +65,8 @@ def bench_site(mqtt_port: int = 1883, remote_url: str = "") -> Site:
         "meters": meters,
         "collector": {
             "mqtt": {"port": mqtt_port, "client_id": "bench-collector",
-                     "subscriptions": [{"topic": "dcpue/bench/#"}]},
+                     "subscriptions": [{"topic": "dcpue/bench/single", "format": "reading"},
+                                       {"topic": "dcpue/bench/batch"}]},
             "pipeline": {"batch_size": 20_000, "max_age_s": 0.2},
             "remote": {"url": remote_url, "batch_size": 20_000, "interval_s": 0.1},
         },
@@ -115,45 +120,136 @@ async def process(site: Site, data: list[bytes], store: Store) -> dict[str, floa
     }
 
 
-def _publisher(port: int, n: int, ready: Event, go: Event) -> None:
-    chunk = columns(n)  # prepared before the clock starts
-    ready.set()
-    go.wait()
-    asyncio.run(publish_readings(bench_site(port), [chunk], "127.0.0.1", port,
-                                 batch_size=BATCH, client_id="bench-publisher"))
+def single_payloads(n: int) -> list[bytes]:
+    """``n`` one-reading messages (what Tasmota and most BMS gateways send)."""
+    cols = columns(n)
+    return [
+        json.dumps({"meter": m, "value": v, "unit": u, "ts": t}, separators=(",", ":")).encode()
+        for t, m, v, u in zip(cols.ts_ms.tolist(), cols.meter, cols.value.tolist(), cols.unit,
+                              strict=True)
+    ]
 
 
-async def mqtt_run(n: int, workdir: Path) -> tuple[float, float]:
-    """Seconds until DuckDB, then VictoriaMetrics, hold all ``n`` readings."""
-    with Mosquitto(workdir / "mqtt") as broker, VictoriaMetrics(workdir / "vm") as vm:
-        site = bench_site(broker.port, vm.url)
-        store = Store(workdir / "bench.duckdb")
-        async with Collector(site, store) as collector:
-            while not collector.stats().mqtt_connected:
-                await asyncio.sleep(0.01)
-            ctx = multiprocessing.get_context("spawn")
-            ready, go = ctx.Event(), ctx.Event()
-            publisher = ctx.Process(target=_publisher, args=(broker.port, n, ready, go))
-            publisher.start()
-            await asyncio.to_thread(ready.wait, 120)
-            t0 = time.perf_counter()
-            go.set()
-            deadline = t0 + 600
-            while collector.stats().readings_stored < n and time.perf_counter() < deadline:
-                await asyncio.sleep(0.01)
-            local = time.perf_counter() - t0
-            while collector.stats().remote_written < n and time.perf_counter() < deadline:
-                await asyncio.sleep(0.01)
-            remote = time.perf_counter() - t0
-            publisher.join(60)
-        store.close()
-    return local, remote
+def _publish(port: int, topic: str, messages: list[bytes]) -> None:
+    """QoS 1 publisher (paho, its own thread); returns when the broker has acknowledged all."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(topic, m, qos=1) for m in messages]
+    for info in infos:
+        info.wait_for_publish(120)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _session(port: int, client_id: str) -> paho.Client:
+    """A paho subscriber on a persistent session (MQTT 3.1.1, clean session off)."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=False)
+    client.connect("127.0.0.1", port)
+    client.subscribe("dcpue/bench/#", qos=1)
+    return client
+
+
+def _drain_paho(port: int, client_id: str, on_payload, done) -> float:
+    """Seconds for a paho subscriber to take its queued session, calling ``on_payload``."""
+    client = _session(port, client_id)
+    client.on_message = lambda _c, _u, m: on_payload(m.payload)
+    t0 = time.perf_counter()
+    client.loop_start()
+    deadline = t0 + 600
+    while not done() and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - t0
+    client.loop_stop()
+    client.disconnect()
+    return elapsed
+
+
+def bare_paho(port: int, n_messages: int) -> float:
+    """A subscriber that only counts messages (paho acknowledges each on receipt)."""
+    got = [0]
+
+    def count(_payload: bytes) -> None:
+        got[0] += 1
+
+    return _drain_paho(port, "bench-bare", count, lambda: got[0] >= n_messages)
+
+
+def naive_peer(port: int, n_readings: int, workdir: Path) -> float:
+    """paho + pandas -> DuckDB as one would write it: JSON rows into a list, a DataFrame
+    inserted every 20,000 rows into a table of strings; acknowledged on receipt (no
+    at-least-once, no validation, no dead letters, no deduplication)."""
+    con = duckdb.connect(str(workdir / f"naive-{n_readings}-{time.monotonic_ns()}.duckdb"))
+    con.execute("CREATE TABLE readings (meter VARCHAR, value DOUBLE, unit VARCHAR, ts BIGINT)")
+    rows: list[dict] = []
+    stored = [0]
+
+    def flush() -> None:
+        con.register("frame", pd.DataFrame(rows, columns=["meter", "value", "unit", "ts"]))
+        con.execute("INSERT INTO readings SELECT * FROM frame")
+        con.unregister("frame")
+        stored[0] += len(rows)
+        rows.clear()
+
+    def on_payload(payload: bytes) -> None:
+        doc = json.loads(payload)
+        rows.extend(doc["readings"] if isinstance(doc, dict) and "readings" in doc else [doc])
+        if len(rows) >= 20_000 or stored[0] + len(rows) >= n_readings:
+            flush()
+
+    elapsed = _drain_paho(port, "bench-naive", on_payload, lambda: stored[0] >= n_readings)
+    con.close()
+    return elapsed
+
+
+async def dcpue_drain(site: Site, n_readings: int, workdir: Path, name: str) -> float:
+    """Seconds for dcpue's collector (at-least-once: acknowledged after the DuckDB commit) to
+    store its queued session."""
+    store = Store(workdir / f"{name}.duckdb")
+    t0 = time.perf_counter()
+    async with Collector(site, store, remote=False) as collector:
+        deadline = t0 + 600
+        while collector.stats().readings_stored < n_readings and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+    store.close()
+    return elapsed
+
+
+def queued_drain(
+    messages: list[bytes], per_message: int, workdir: Path, name: str
+) -> dict[str, float]:
+    """Readings/s of dcpue, a bare paho subscriber and the naive peer, each draining the same
+    ``messages`` from its own persistent session on one Mosquitto (published beforehand)."""
+    n = len(messages) * per_message
+    with Mosquitto(workdir / f"mqtt-{name}") as broker:
+        site = bench_site(broker.port)
+        for client_id in ("bench-bare", "bench-naive"):
+            _session(broker.port, client_id).disconnect()
+
+        async def register() -> None:  # the collector's persistent session, then away
+            async with Collector(site, Store(), remote=False) as collector:
+                while not collector.stats().mqtt_connected:
+                    await asyncio.sleep(0.01)
+
+        asyncio.run(register())
+        topic = "dcpue/bench/single" if per_message == 1 else "dcpue/bench/batch"
+        _publish(broker.port, topic, messages)
+        return {
+            "dcpue": n / asyncio.run(dcpue_drain(site, n, workdir, name)),
+            "bare paho subscriber": n / bare_paho(broker.port, len(messages)),
+            "naive paho + pandas -> DuckDB": n / naive_peer(broker.port, n, workdir),
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--readings", type=int, default=500_000)
-    parser.add_argument("--mqtt-readings", type=int, default=200_000)
+    parser.add_argument("--single-messages", type=int, default=100_000)
+    parser.add_argument("--mqtt-readings", type=int, default=500_000)
     args = parser.parse_args()
     site = bench_site()
     data = payloads(args.readings)
@@ -175,17 +271,20 @@ def main() -> None:
     tracemalloc.stop()
     rows.append((f"tracemalloc peak, {len(sample) * BATCH:,} readings", f"{peak / 2**20:.1f} MiB", ""))
     with tempfile.TemporaryDirectory() as tmp:
-        local, remote = asyncio.run(mqtt_run(args.mqtt_readings, Path(tmp)))
-    m = args.mqtt_readings
-    rows += [
-        (f"MQTT -> DuckDB, {m:,} readings in {BATCH}-reading batches", "",
-         f"{m / local:,.0f} /s wall"),
-        ("MQTT -> DuckDB + VictoriaMetrics (both sinks)", "", f"{m / remote:,.0f} /s wall"),
-        ("peak RSS of the process",
-         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", ""),
-    ]
+        single = queued_drain(single_payloads(args.single_messages), 1, Path(tmp), "single")
+        batched = queued_drain(payloads(args.mqtt_readings), BATCH, Path(tmp), "batched")
+    for title, got in ((f"MQTT, {args.single_messages:,} one-reading messages", single),
+                       (f"MQTT, {args.mqtt_readings:,} readings in {BATCH}-reading messages",
+                        batched)):
+        rows.append((title, "", ""))
+        for who, rate in got.items():
+            rows.append((f"  {who}", f"{rate:,.0f} /s wall", f"{rate / got['dcpue']:.2f}x dcpue"
+                         if who != "dcpue" else ""))
+    rows.append(("peak RSS of the process",
+                 f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", ""))
     width = max(len(k) for k, _, _ in rows)
-    print(f"{n:,} readings processed; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{n:,} readings processed; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for key, first, second in rows:
         print(f"{key:<{width}}  {first:>18}  {second:>18}")
 

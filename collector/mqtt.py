@@ -58,6 +58,9 @@ def make_client(settings: MqttSettings) -> aiomqtt.Client:
     if v5:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = settings.session_expiry_s
+        # Unacknowledged messages the broker may send ahead: room for a few ack batches,
+        # so it keeps sending while one batch is being committed.
+        properties.ReceiveMaximum = min(65_535, max(4 * settings.ack_batch, 64))
     tls = settings.tls
     return aiomqtt.Client(
         settings.host,
@@ -118,7 +121,7 @@ class MqttSource:
                     "topic matches no configured subscription", payload,
                 ))
                 return
-            readings, letters = decoder.decode(payload, topic.value, received_ms)
+            readings, letters = decoder.decode_any(payload, topic.value, received_ms)
         except Exception as exc:  # a decoder bug must not stop ingestion
             log.exception("mqtt: cannot decode message on %s", topic.value)
             self.pipeline.reject(DeadLetter(
@@ -160,14 +163,16 @@ class MqttSource:
             self.stats.connects += 1
             backoff.reset()
             log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-            acker = asyncio.create_task(self._ack_periodically(client._client))
+            due = asyncio.Event()
+            acker = asyncio.create_task(self._ack_loop(client._client, due))
+            batch = self.settings.ack_batch
             try:
                 async for message in client.messages:
                     self.handle(message.topic, message.payload, time.time_ns() // 1_000_000)
                     if message.qos > 0:
                         self._unacked.append(message.mid)
-                        if len(self._unacked) >= self.settings.ack_batch:
-                            await self._commit_and_ack(client._client)
+                        if len(self._unacked) >= batch:
+                            due.set()
             finally:
                 acker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -176,13 +181,18 @@ class MqttSource:
                 with contextlib.suppress(Exception):
                     await self._commit_and_ack(client._client)
 
-    async def _ack_periodically(self, paho_client: paho.Client) -> None:
+    async def _ack_loop(self, paho_client: paho.Client, due: asyncio.Event) -> None:
+        """Commit and acknowledge when ``ack_batch`` messages wait or ``ack_interval_s`` has
+        passed, whichever is first; receiving goes on while a commit runs."""
         while True:
-            await asyncio.sleep(self.settings.ack_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self.settings.ack_interval_s)
+            due.clear()
             try:
                 await self._commit_and_ack(paho_client)
             except Exception:
                 log.exception("mqtt: commit failed; messages stay unacknowledged")
+                await asyncio.sleep(self.settings.ack_interval_s)
 
     async def _commit_and_ack(self, paho_client: paho.Client) -> None:
         mids, self._unacked = self._unacked, []

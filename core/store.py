@@ -1,13 +1,25 @@
 """Embedded time-series store on DuckDB: the durable local history every component reads.
 
-Readings are keyed by (meter, quantity, ts_ms); appends are idempotent (an anti-join against the
-stored keys of the batch's time range, cheaper than a unique index at a year of 1-minute data),
-so replaying a batch never double-counts. Every row gets an increasing ``seq`` so forwarders can read by cursor.
+Layout (measured in ``bench/store.py``): raw readings live in one table per calendar month of
+their timestamp (``raw_YYYYMM``) holding only integers and the value — ``sid`` (a series id
+for (meter, quantity) from the ``series`` dimension table), ``ts`` (UTC ms), ``value``,
+``uid`` (unit id, ``units`` table) and ``seq``. Live appends arrive in time order, so DuckDB's
+zone maps prune by ``ts``; once a newer month exists, :meth:`Store.maintain` rewrites the
+month ordered by (sid, ts), after which zone maps prune by ``sid`` too and one meter's year
+reads a few row groups per month instead of the whole table. Retention drops whole months.
+
+Readings are keyed by (meter, quantity, ts_ms); appends are idempotent (an anti-join against
+the stored keys of the batch's time range), so replaying a batch never double-counts. Every
+row gets an increasing ``seq`` so forwarders can read by cursor. A view ``readings`` (meter,
+quantity, ts, value, unit, seq) keeps ad-hoc SQL working.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +30,28 @@ import numpy as np
 import pandas as pd
 from dcpue.core.readings import Reading, ReadingColumns
 
+log = logging.getLogger(__name__)
+
 Aggregation = Literal["mean", "last", "first", "min", "max", "sum", "delta", "count"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "last", "first", "min", "max", "sum", "delta", "count")
 
+#: Storable timestamps: 1900-01-01 <= ts < 10000-01-01 (UTC ms); month tables are named by year.
+TS_MIN_MS = int(np.datetime64("1900-01-01", "ms").astype(np.int64))
+TS_MAX_MS = int(np.datetime64("10000-01-01", "ms").astype(np.int64))
+DAY_MS = 86_400_000
+#: A sorted month is sorted again once this share of its rows arrived after the last sort.
+RESORT_SHARE = 0.05
+
 _SCHEMA = """
-CREATE SEQUENCE IF NOT EXISTS reading_seq;
-CREATE TABLE IF NOT EXISTS readings (
-    meter VARCHAR NOT NULL,
-    quantity VARCHAR NOT NULL,
-    ts BIGINT NOT NULL,
-    value DOUBLE NOT NULL,
-    unit VARCHAR NOT NULL,
-    seq BIGINT NOT NULL DEFAULT nextval('reading_seq')
+CREATE TABLE IF NOT EXISTS series (
+    sid INTEGER PRIMARY KEY, meter VARCHAR NOT NULL, quantity VARCHAR NOT NULL
 );
+CREATE TABLE IF NOT EXISTS units (uid SMALLINT PRIMARY KEY, unit VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS series_units (sid INTEGER NOT NULL, uid SMALLINT NOT NULL);
+CREATE TABLE IF NOT EXISTS raw_partitions (
+    name VARCHAR PRIMARY KEY, month INTEGER NOT NULL, sorted_seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
 CREATE SEQUENCE IF NOT EXISTS dead_letter_seq;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id BIGINT NOT NULL DEFAULT nextval('dead_letter_seq'),
@@ -39,15 +60,34 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     origin VARCHAR NOT NULL,
     reason VARCHAR NOT NULL,
     detail VARCHAR NOT NULL,
-    raw BLOB
+    raw BLOB,
+    count BIGINT NOT NULL DEFAULT 1
 );
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS count BIGINT DEFAULT 1;
 CREATE TABLE IF NOT EXISTS cursors (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 """
+_PARTITION = (
+    "CREATE TABLE {name} (sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, "
+    "uid SMALLINT NOT NULL, seq BIGINT NOT NULL)"
+)
+_EMPTY = (
+    "SELECT NULL::INTEGER AS sid, NULL::BIGINT AS ts, NULL::DOUBLE AS value, "
+    "NULL::SMALLINT AS uid, NULL::BIGINT AS seq WHERE false"
+)
+#: Errors of the store itself (disk full, closed, I/O), as opposed to a batch it cannot take.
+SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.IOException, duckdb.ConnectionException, duckdb.FatalException,
+    duckdb.OutOfMemoryException, duckdb.TransactionException, OSError, MemoryError,
+)
 
 
 class StoreBusy(RuntimeError):
     """The store file is held by another process (DuckDB allows one writer process)."""
+
+
+class StoreLayoutError(RuntimeError):
+    """The store file has a layout this version cannot read or migrate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +96,8 @@ class DeadLetter:
 
     ``source`` is the adapter (``mqtt``, ``modbus``, ...), ``origin`` the topic or device,
     ``reason`` a short machine-readable code (``bad_json``, ``unknown_meter``, ``nan``, ...).
+    ``count`` > 1 marks an aggregate: that many letters of this (origin, reason) beyond the
+    per-minute cap, of which this one is kept as the example.
     """
 
     received_ms: int
@@ -64,6 +106,7 @@ class DeadLetter:
     reason: str
     detail: str
     raw: bytes | None = None
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +122,58 @@ class Series:
         return len(self.ts_ms)
 
 
-class Store:
-    """DuckDB-backed reading store; safe to share between threads of one process."""
+@dataclass(slots=True)
+class _Partition:
+    name: str
+    month: int  # months since 1970-01
+    row_count: int
+    #: Upper bound of the seq of its rows (seq may have gaps).
+    max_seq: int
+    #: Rows appended since the partition was last sorted by (sid, ts).
+    unsorted: int
+    #: Rows with seq <= this were sorted.
+    sorted_seq: int
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    @property
+    def start_ms(self) -> int:
+        return _month_start_ms(self.month)
+
+    @property
+    def end_ms(self) -> int:
+        return _month_start_ms(self.month + 1)
+
+
+def _month_start_ms(month: int) -> int:
+    return int(np.datetime64(month, "M").astype("datetime64[ms]").astype(np.int64))
+
+
+def _partition_name(month: int) -> str:
+    return f"raw_{1970 + month // 12:04d}{month % 12 + 1:02d}"
+
+
+class Store:
+    """DuckDB-backed reading store; safe to share between threads of one process.
+
+    Args:
+        path: DuckDB file, or ``:memory:``.
+        raw_retention_days: raw readings older than this are dropped by :meth:`maintain`
+            (None: kept forever).
+        dead_letter_retention_days, dead_letter_max_rows: bounds applied to dead letters by
+            :meth:`maintain` (None: unbounded).
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        raw_retention_days: float | None = None,
+        dead_letter_retention_days: float | None = 30.0,
+        dead_letter_max_rows: int | None = 100_000,
+    ) -> None:
         self.path = str(path)
+        self.raw_retention_days = raw_retention_days
+        self.dead_letter_retention_days = dead_letter_retention_days
+        self.dead_letter_max_rows = dead_letter_max_rows
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -91,15 +181,137 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
-            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(".", 1)[0]
+            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(" by user", 1)[0]
             raise StoreBusy(
                 f"store {self.path} is in use by another process ({holder.strip()}); "
                 "stop it, or read the running daemon's HTTP API (/api/pue, /grafana/query)"
             ) from None
         self._lock = threading.RLock()
+        self._maint_lock = threading.Lock()
         with self._lock:
             self._con.execute(_SCHEMA)
+            self._migrate_v0()
+            self._load_catalog()
+            if not self._has_view():
+                self._refresh_view()
 
+    # -- catalog (dimension tables and partitions, cached in memory) -------------------------
+    def _load_catalog(self) -> None:
+        con = self._con
+        self._sid: dict[tuple[str, str], int] = {
+            (m, q): int(s) for s, m, q in con.execute("SELECT sid, meter, quantity FROM series").fetchall()
+        }
+        self._meter_sids: dict[str, list[int]] = {}
+        self._sid_meter: dict[int, tuple[str, str]] = {}
+        for (m, q), s in sorted(self._sid.items(), key=lambda kv: kv[1]):
+            self._meter_sids.setdefault(m, []).append(s)
+            self._sid_meter[s] = (m, q)
+        self._uid: dict[str, int] = {
+            u: int(i) for i, u in con.execute("SELECT uid, unit FROM units").fetchall()
+        }
+        self._units = np.empty(max(self._uid.values(), default=-1) + 1, dtype=object)
+        for u, i in self._uid.items():
+            self._units[i] = u
+        self._pairs: set[tuple[int, int]] = {
+            (int(s), int(u)) for s, u in con.execute("SELECT sid, uid FROM series_units").fetchall()
+        }
+        listed = con.execute(
+            "SELECT name, month, sorted_seq FROM raw_partitions ORDER BY month"
+        ).fetchall()
+        # Row counts and the newest seq come from the tables themselves, so an append needs
+        # no bookkeeping writes beside its INSERT.
+        stats = {} if not listed else {
+            str(r[0]): r[1:] for r in con.execute(" UNION ALL ".join(
+                f"SELECT '{n}', count(*), coalesce(max(seq), 0), count(*) FILTER (WHERE seq > {ss})"
+                f" FROM {n}" for n, _, ss in listed
+            )).fetchall()
+        }
+        self._parts: dict[int, _Partition] = {
+            int(mo): _Partition(n, int(mo), *(int(v) for v in stats[n]), int(ss))
+            for n, mo, ss in listed
+        }
+        row = con.execute("SELECT value FROM store_meta WHERE key = 'next_seq'").fetchone()
+        self._next_seq = max(
+            [int(row[0]) if row else 1, *(p.max_seq + 1 for p in self._parts.values())]
+        )
+
+    def _has_view(self) -> bool:
+        return bool(self._con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'readings' "
+            "AND table_type = 'VIEW'"
+        ).fetchall()[0][0])  # fetchall: DuckDB 2 keeps a fetchone() result open
+
+    def _refresh_view(self) -> None:
+        union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._ordered()) or _EMPTY
+        self._con.execute(
+            "CREATE OR REPLACE VIEW readings AS SELECT s.meter, s.quantity, r.ts, r.value, "
+            f"u.unit, r.seq FROM ({union}) r JOIN series s USING (sid) JOIN units u USING (uid)"
+        )
+
+    def _ordered(self) -> list[_Partition]:
+        return [self._parts[m] for m in sorted(self._parts)]
+
+    def _migrate_v0(self) -> None:
+        """Move a pre-partition ``readings`` table (strings per row) into the month tables."""
+        kind = self._con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = 'readings'"
+        ).fetchone()
+        if kind is None or kind[0] == "VIEW":
+            return
+        con = self._con
+        n = int(con.execute("SELECT count(*) FROM readings").fetchone()[0])
+        started = time.perf_counter()
+        con.execute("BEGIN")
+        try:
+            lo, hi = con.execute("SELECT min(ts), max(ts) FROM readings").fetchone()
+            if n and (lo < TS_MIN_MS or hi >= TS_MAX_MS):
+                raise StoreLayoutError(
+                    f"store {self.path}: old readings table has timestamps outside years "
+                    "1900-9999; remove them with DuckDB (DELETE FROM readings WHERE ...) and reopen"
+                )
+            con.execute(
+                "INSERT INTO series SELECT (row_number() OVER (ORDER BY meter, quantity))::INTEGER"
+                " - 1, meter, quantity FROM (SELECT DISTINCT meter, quantity FROM readings)"
+            )
+            con.execute(
+                "INSERT INTO units SELECT (row_number() OVER (ORDER BY unit))::SMALLINT - 1, unit "
+                "FROM (SELECT DISTINCT unit FROM readings)"
+            )
+            con.execute(
+                "CREATE TEMP TABLE _v0 AS SELECT s.sid, r.ts, r.value, u.uid, r.seq, "
+                "((year(epoch_ms(r.ts)) - 1970) * 12 + month(epoch_ms(r.ts)) - 1)::INTEGER AS mo "
+                "FROM readings r JOIN series s USING (meter, quantity) JOIN units u USING (unit)"
+            )
+            for (month,) in con.execute("SELECT DISTINCT mo FROM _v0 ORDER BY 1").fetchall():
+                name = _partition_name(int(month))
+                con.execute(
+                    f"CREATE TABLE {name} AS SELECT sid, ts, value, uid, seq FROM _v0 "
+                    f"WHERE mo = {int(month)} ORDER BY sid, ts"
+                )
+                con.execute(
+                    f"INSERT INTO raw_partitions SELECT '{name}', {int(month)}, "
+                    f"coalesce(max(seq), 0) FROM {name}"
+                )
+            con.execute("INSERT INTO series_units SELECT DISTINCT sid, uid FROM _v0")
+            moved = int(con.execute("SELECT count(*) FROM _v0").fetchone()[0])
+            if moved != n:
+                raise StoreLayoutError(
+                    f"store {self.path}: migration moved {moved} of {n} readings; file unchanged"
+                )
+            con.execute(
+                "INSERT OR REPLACE INTO store_meta SELECT 'next_seq', coalesce(max(seq), 0) + 1 "
+                "FROM _v0"
+            )
+            con.execute("DROP TABLE _v0")
+            con.execute("DROP TABLE readings")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        log.info("store %s: migrated %d readings to month tables in %.1f s",
+                 self.path, n, time.perf_counter() - started)
+
+    # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
             self._con.close()
@@ -120,73 +332,388 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
     def append(self, readings: ReadingColumns | Iterable[Reading]) -> int:
-        """Insert readings, ignoring any (meter, quantity, ts) already stored.
+        """Insert readings, ignoring any (meter, quantity, ts) already stored; the first of
+        several equal keys in one batch wins.
 
-        Returns the number of rows actually added.
+        Returns the number of rows actually added. Raises ValueError for a batch it cannot
+        store (timestamps outside years 1900-9999, non-numeric values); nothing is written then.
         """
         cols = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(
             readings
         )
-        if len(cols) == 0:
+        n = len(cols)
+        if n == 0:
             return 0
-        frame = pd.DataFrame(
-            {
-                "meter": pd.Categorical(cols.meter),
-                "quantity": pd.Categorical(cols.quantity),
-                "ts": cols.ts_ms.astype(np.int64, copy=False),
-                "value": cols.value.astype(np.float64, copy=False),
-                "unit": pd.Categorical(cols.unit),
-            }
-        )
-        lo, hi = int(cols.ts_ms.min()), int(cols.ts_ms.max())
+        ts = _checked_ts(cols.ts_ms)
+        value = np.asarray(cols.value, dtype=np.float64)
+        mq_codes, mq_keys = _factorize_pairs(cols.meter, cols.quantity)
+        unit_codes, unit_keys = pd.factorize(np.asarray(cols.unit, dtype=object), sort=False)
+        if (mq_codes < 0).any() or (unit_codes < 0).any():
+            raise ValueError("readings need a meter, a quantity and a unit")
+        lo_month, hi_month = (int(m) for m in _months(np.array([ts.min(), ts.max()])))
+        months = None if lo_month == hi_month else _months(ts)
         with self._lock:
-            self._con.register("_incoming", frame)
+            con = self._con
+            new_dims = any(k not in self._sid for k in mq_keys) or any(
+                u not in self._uid for u in unit_keys
+            )
+            # One INSERT commits on its own; dimension rows or several months need a transaction.
+            single = not new_dims and months is None and lo_month in self._parts
+            if not single:
+                con.execute("BEGIN")
             try:
-                # Anti-join against stored keys in the batch's time range (zone maps prune the
-                # rest), then keep one row per key within the batch itself.
-                added = self._con.execute(
-                    "INSERT INTO readings (meter, quantity, ts, value, unit) "
-                    "SELECT meter, quantity, ts, value, unit FROM ("
-                    "  SELECT i.meter::VARCHAR AS meter, i.quantity::VARCHAR AS quantity, i.ts,"
-                    "         i.value, i.unit::VARCHAR AS unit FROM _incoming i"
-                    ") n ANTI JOIN (SELECT meter, quantity, ts FROM readings"
-                    "  WHERE ts BETWEEN ? AND ?) e"
-                    " ON e.meter = n.meter AND e.quantity = n.quantity AND e.ts = n.ts "
-                    "QUALIFY row_number() OVER (PARTITION BY meter, quantity, ts) = 1 "
-                    "ORDER BY ts, meter",
-                    [lo, hi],
-                ).fetchone()
-            finally:
-                self._con.unregister("_incoming")
-        return int(added[0]) if added else 0
+                sid_of = np.array([self._intern_series(m, q) for m, q in mq_keys], dtype=np.int32)
+                uid_of = np.array([self._intern_unit(u) for u in unit_keys], dtype=np.int16)
+                sid, uid = sid_of[mq_codes], uid_of[unit_codes]
+                self._intern_pairs(sid, uid, len(unit_keys))
+                added = 0
+                created = False
+                for month in (lo_month,) if months is None else np.unique(months):
+                    mask = None if months is None else months == month
+                    part, new = self._partition(int(month))
+                    created |= new
+                    added += self._insert(part, *(
+                        a if mask is None else a[mask] for a in (sid, ts, value, uid)
+                    ))
+                if created:
+                    self._refresh_view()
+                if not single:
+                    con.execute("COMMIT")
+            except BaseException:
+                if not single:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    self._load_catalog()
+                raise
+        return added
+
+    def _intern_series(self, meter: object, quantity: object) -> int:
+        key = (str(meter), str(quantity))
+        sid = self._sid.get(key)
+        if sid is None:
+            sid = len(self._sid)
+            self._con.execute("INSERT INTO series VALUES (?, ?, ?)", [sid, *key])
+            self._sid[key] = sid
+            self._meter_sids.setdefault(key[0], []).append(sid)
+            self._sid_meter[sid] = key
+        return sid
+
+    def _intern_unit(self, unit: object) -> int:
+        unit = str(unit)
+        uid = self._uid.get(unit)
+        if uid is None:
+            uid = len(self._uid)
+            if uid > np.iinfo(np.int16).max:
+                raise ValueError("too many distinct units")
+            self._con.execute("INSERT INTO units VALUES (?, ?)", [uid, unit])
+            self._uid[unit] = uid
+            self._units = np.append(self._units, np.array([unit], dtype=object))
+        return uid
+
+    def _intern_pairs(self, sid: np.ndarray, uid: np.ndarray, n_units: int) -> None:
+        if n_units == 1:
+            pairs = {(int(s), int(uid[0])) for s in np.unique(sid)}
+        else:
+            pairs = {(int(k >> 16), int(k & 0xFFFF)) for k in np.unique(
+                (sid.astype(np.int64) << 16) | uid.astype(np.int64)
+            )}
+        for s, u in pairs - self._pairs:
+            self._con.execute("INSERT INTO series_units VALUES (?, ?)", [s, u])
+            self._pairs.add((s, u))
+
+    def _partition(self, month: int) -> tuple[_Partition, bool]:
+        part = self._parts.get(month)
+        if part is not None:
+            return part, False
+        part = _Partition(_partition_name(month), month, 0, 0, 0, 0)
+        self._con.execute(_PARTITION.format(name=part.name))
+        self._con.execute("INSERT INTO raw_partitions VALUES (?, ?, 0)", [part.name, month])
+        self._parts[month] = part
+        return part, True
+
+    def _insert(
+        self, part: _Partition, sid: np.ndarray, ts: np.ndarray, value: np.ndarray,
+        uid: np.ndarray,
+    ) -> int:
+        # Order by (ts, sid) and keep the first of equal keys (a stable sort), in NumPy.
+        order = np.lexsort((sid, ts))
+        sid, ts, value, uid = sid[order], ts[order], value[order], uid[order]
+        if len(ts) > 1:
+            first = np.ones(len(ts), dtype=bool)
+            first[1:] = (ts[1:] != ts[:-1]) | (sid[1:] != sid[:-1])
+            if not first.all():
+                sid, ts, value, uid = sid[first], ts[first], value[first], uid[first]
+        n = len(ts)
+        seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
+        frame = pd.DataFrame({"sid": sid, "ts": ts, "value": value, "uid": uid, "seq": seq})
+        con = self._con
+        con.register("_incoming", frame)
+        try:
+            # Anti-join against the stored keys of the batch's time and series range (zone
+            # maps prune the rest). Rows dropped here leave gaps in seq, which is harmless.
+            added = int(con.execute(
+                f"INSERT INTO {part.name} SELECT n.* FROM _incoming n ANTI JOIN ("
+                f"SELECT sid, ts FROM {part.name} WHERE ts BETWEEN ? AND ? AND sid BETWEEN ? AND ?"
+                ") e ON e.sid = n.sid AND e.ts = n.ts",
+                [int(ts[0]), int(ts[-1]), int(sid.min()), int(sid.max())],
+            ).fetchone()[0])
+        finally:
+            con.unregister("_incoming")
+        self._next_seq += n
+        part.max_seq = self._next_seq - 1
+        part.row_count += added
+        part.unsorted += added
+        return added
+
+    def replace_rows(
+        self, table: str, where: str, params: Sequence[object], frame: pd.DataFrame
+    ) -> None:
+        """In one transaction, delete the rows of ``table`` matching ``where`` and insert
+        ``frame`` (columns in table order): how derived tables overwrite a recomputed range."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                self._con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
+                if len(frame):
+                    self._con.register("_replacement", frame)
+                    try:
+                        self._con.execute(f"INSERT INTO {table} SELECT * FROM _replacement")
+                    finally:
+                        self._con.unregister("_replacement")
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
 
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
-        rows = [(d.received_ms, d.source, d.origin, d.reason, d.detail, d.raw) for d in letters]
-        if rows:
-            with self._lock:
-                self._con.executemany(
-                    "INSERT INTO dead_letters (received_ms, source, origin, reason, detail, raw) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+        """Bulk-insert dead letters (one columnar insert); returns how many rows."""
+        rows = list(letters)
+        if not rows:
+            return 0
+        frame = pd.DataFrame({
+            "received_ms": np.fromiter((d.received_ms for d in rows), np.int64, len(rows)),
+            "source": [d.source for d in rows],
+            "origin": [d.origin for d in rows],
+            "reason": [d.reason for d in rows],
+            "detail": [d.detail for d in rows],
+            "raw": [d.raw for d in rows],
+            "count": np.fromiter((d.count for d in rows), np.int64, len(rows)),
+        })
+        with self._lock:
+            self._con.register("_letters", frame)
+            try:
+                self._con.execute(
+                    "INSERT INTO dead_letters (received_ms, source, origin, reason, detail, raw, "
+                    "count) SELECT received_ms, source, origin, reason, detail, raw::BLOB, count "
+                    "FROM _letters"
                 )
+            finally:
+                self._con.unregister("_letters")
         return len(rows)
 
+    # -- maintenance: sort closed months, retention -----------------------------------------
+    def maintain(self, now_ms: int | None = None) -> dict[str, int]:
+        """Apply retention (raw readings, dead letters) and sort closed months by (sid, ts).
+
+        A month is closed once a newer month holds readings. The sort copies the month
+        without holding the write lock (appends go on meanwhile); only the final swap does.
+        Returns what was done: ``pruned``, ``dead_letters_pruned``, ``sorted`` (rows).
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        done = {"pruned": 0, "dead_letters_pruned": 0, "sorted": 0}
+        with self._maint_lock:
+            if self.raw_retention_days is not None:
+                done["pruned"] = self.prune_raw(now_ms - int(self.raw_retention_days * DAY_MS))
+            done["dead_letters_pruned"] = self.prune_dead_letters(
+                None if self.dead_letter_retention_days is None
+                else now_ms - int(self.dead_letter_retention_days * DAY_MS),
+                self.dead_letter_max_rows,
+            )
+            with self._lock:
+                newest = max(self._parts, default=None)
+                todo = [
+                    p.month for p in self._ordered()
+                    if p.month != newest and p.unsorted > RESORT_SHARE * p.row_count
+                    and (p.unsorted == p.row_count or p.unsorted > 1000)
+                ]
+            for month in todo:
+                done["sorted"] += self._sort_partition(month)
+        return done
+
+    def _sort_partition(self, month: int) -> int:
+        with self._lock:
+            part = self._parts.get(month)
+            if part is None:
+                return 0
+            snap = self._next_seq - 1
+            cursor = self._con.cursor()
+        tmp = f"{part.name}_sorted"
+        try:
+            cursor.execute(
+                f"CREATE OR REPLACE TABLE {tmp} AS SELECT * FROM {part.name} WHERE seq <= {snap} "
+                "ORDER BY sid, ts"
+            )
+        finally:
+            cursor.close()
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                con.execute(f"INSERT INTO {tmp} SELECT * FROM {part.name} WHERE seq > {snap}")
+                tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchone()[0])
+                con.execute(f"DROP TABLE {part.name}")
+                con.execute(f"ALTER TABLE {tmp} RENAME TO {part.name}")
+                con.execute(
+                    "UPDATE raw_partitions SET sorted_seq = ? WHERE name = ?", [snap, part.name]
+                )
+                con.execute(
+                    "INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq]
+                )
+                self._refresh_view()
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    con.execute(f"DROP TABLE IF EXISTS {tmp}")
+                self._load_catalog()
+                raise
+            rows = part.row_count - tail
+            part.unsorted, part.sorted_seq = tail, snap
+        return rows
+
+    def prune_raw(self, before_ms: int) -> int:
+        """Delete raw readings with ``ts < before_ms`` (whole months are dropped); returns rows."""
+        removed = 0
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN")
+            try:
+                for part in self._ordered():
+                    if part.start_ms >= before_ms:
+                        break
+                    if part.end_ms <= before_ms:
+                        con.execute(f"DROP TABLE {part.name}")
+                        con.execute("DELETE FROM raw_partitions WHERE name = ?", [part.name])
+                        removed += part.row_count
+                        continue
+                    removed += int(con.execute(
+                        f"DELETE FROM {part.name} WHERE ts < ?", [int(before_ms)]
+                    ).fetchone()[0])
+                if removed:
+                    # Keep seq increasing even if every row went (cursors of forwarders).
+                    con.execute(
+                        "INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq]
+                    )
+                    con.execute("DELETE FROM series_units")
+                    union = " UNION ALL ".join(
+                        f"SELECT DISTINCT sid, uid FROM {p.name}" for p in self._ordered()
+                        if p.end_ms > before_ms
+                    )
+                    if union:
+                        con.execute(f"INSERT INTO series_units SELECT DISTINCT * FROM ({union})")
+                    self._load_catalog()
+                    self._refresh_view()
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                self._load_catalog()
+                raise
+        return removed
+
+    def prune_dead_letters(self, before_ms: int | None, max_rows: int | None) -> int:
+        """Delete dead letters received before ``before_ms`` and all but the newest
+        ``max_rows``; returns rows deleted."""
+        removed = 0
+        if before_ms is not None:
+            removed += int(self.execute(
+                "DELETE FROM dead_letters WHERE received_ms < ?", [int(before_ms)]
+            ).fetchone()[0])
+        if max_rows is not None:
+            removed += int(self.execute(
+                "DELETE FROM dead_letters WHERE id <= (SELECT coalesce(max(id), 0) - ? "
+                "FROM dead_letters)", [int(max_rows)]
+            ).fetchone()[0])
+        return removed
+
     # -- reads ------------------------------------------------------------------------------
+    def _sids(self, meters: Sequence[str] | None, quantity: str | None) -> list[int] | None:
+        """Series ids of ``meters`` (None: all) and ``quantity``; None means no filter."""
+        if meters is None and quantity is None:
+            return None
+        if meters is None:
+            return [s for (_, q), s in self._sid.items() if q == quantity]
+        out = [s for m in dict.fromkeys(meters) for s in self._meter_sids.get(m, ())]
+        if quantity is not None:
+            out = [s for s in out if self._sid_meter[s][1] == quantity]
+        return out
+
+    def _source(
+        self, sids: list[int] | None, start_ms: int | None, end_ms: int | None,
+        columns: str = "sid, ts, value, uid, seq", min_seq: int | None = None,
+    ) -> tuple[str, list[object]] | None:
+        """``UNION ALL`` of the month tables that can hold matching rows, filtered."""
+        if sids is not None and not sids:
+            return None
+        clauses, params = [], []
+        if sids is not None:
+            if len(sids) == 1:
+                clauses.append(f"sid = {sids[0]}")
+            else:
+                clauses.append(
+                    f"sid BETWEEN {min(sids)} AND {max(sids)} AND sid IN ({', '.join(map(str, sids))})"
+                )
+        if start_ms is not None:
+            clauses.append("ts >= ?")
+            params.append(int(start_ms))
+        if end_ms is not None:
+            clauses.append("ts < ?")
+            params.append(int(end_ms))
+        if min_seq is not None:
+            clauses.append("seq > ?")
+            params.append(int(min_seq))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        parts = [
+            p for p in self._ordered()
+            if (start_ms is None or p.end_ms > start_ms) and (end_ms is None or p.start_ms < end_ms)
+            and (min_seq is None or p.max_seq > min_seq)
+        ]
+        if not parts:
+            return None
+        return (
+            " UNION ALL ".join(f"SELECT {columns} FROM {p.name}{where}" for p in parts),
+            params * len(parts),
+        )
+
+    def _query(self, sql: str, params: list[object]) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor().execute(sql, params)
+
     def count(self, meter: str | None = None) -> int:
-        if meter is None:
-            return int(self.execute("SELECT count(*) FROM readings").fetchone()[0])
-        return int(self.execute("SELECT count(*) FROM readings WHERE meter = ?", [meter]).fetchone()[0])
+        with self._lock:
+            if meter is None:
+                return sum(p.row_count for p in self._parts.values())
+            src = self._source(self._sids([meter], None), None, None, "count(*) AS n")
+            if src is None:
+                return 0
+            return int(self._query(f"SELECT sum(n) FROM ({src[0]})", src[1]).fetchone()[0] or 0)
 
     def meters(self) -> list[tuple[str, str, str]]:
         """Distinct (meter, quantity, unit) present in the store."""
-        return [tuple(r) for r in self.execute(
-            "SELECT DISTINCT meter, quantity, unit FROM readings ORDER BY 1, 2"
-        ).fetchall()]
+        with self._lock:
+            return sorted(
+                (*self._sid_meter[s], str(self._units[u])) for s, u in self._pairs
+            )
 
     def time_range(self, meter: str | None = None) -> tuple[int, int] | None:
         """(first, last) timestamp in ms of one meter or of the whole store; None if empty."""
-        where, params = ("WHERE meter = ?", [meter]) if meter else ("", [])
-        lo, hi = self.execute(f"SELECT min(ts), max(ts) FROM readings {where}", params).fetchone()
+        with self._lock:
+            src = self._source(
+                None if meter is None else self._sids([meter], None), None, None,
+                "min(ts) AS lo, max(ts) AS hi",
+            )
+            if src is None:
+                return None
+            lo, hi = self._query(f"SELECT min(lo), max(hi) FROM ({src[0]})", src[1]).fetchone()
         return None if lo is None else (int(lo), int(hi))
 
     def read(
@@ -197,36 +724,58 @@ class Store:
         quantity: str | None = None,
     ) -> ReadingColumns:
         """Raw readings in [start_ms, end_ms), ordered by meter then time."""
-        sql, params = self._where(meters, start_ms, end_ms, quantity)
-        frame = self.execute(
-            f"SELECT ts, meter, quantity, value, unit FROM readings {sql} ORDER BY meter, ts",
-            params,
-        ).df()
-        return _frame_to_columns(frame)
+        with self._lock:
+            src = self._source(self._sids(meters, quantity), start_ms, end_ms)
+            if src is None:
+                return ReadingColumns.empty()
+            got = self._query(
+                f"SELECT r.ts, sid, r.value, r.uid FROM ({src[0]}) r JOIN series s USING (sid) "
+                "ORDER BY s.meter, r.ts", src[1],
+            ).fetchnumpy()
+            return self._columns(got)
+
+    def _columns(self, got: dict[str, np.ndarray]) -> ReadingColumns:
+        sid = np.asarray(got["sid"], dtype=np.int64)
+        names = np.empty((max(self._sid_meter, default=-1) + 1, 2), dtype=object)
+        for s, mq in self._sid_meter.items():
+            names[s] = mq
+        return ReadingColumns(
+            np.asarray(got["ts"], dtype=np.int64), names[sid, 0], names[sid, 1],
+            np.asarray(got["value"], dtype=np.float64),
+            self._units[np.asarray(got["uid"], dtype=np.int64)],
+        )
 
     def series(
         self, meter: str, quantity: str | None = None,
         start_ms: int | None = None, end_ms: int | None = None,
     ) -> Series:
         """One meter's raw samples in time order, with their units (a narrow query straight
-        into NumPy: a year of 1-minute samples in about a tenth of a second)."""
-        sql, params = self._where([meter], start_ms, end_ms, quantity)
-        got = self.execute(
-            f"SELECT ts, value, unit FROM readings {sql} ORDER BY ts", params
-        ).fetchnumpy()
+        into NumPy; a closed month is sorted by meter, so zone maps skip other meters)."""
+        with self._lock:
+            src = self._source(self._sids([meter], quantity), start_ms, end_ms, "ts, value, uid")
+            if src is None:
+                return Series(np.empty(0, np.int64), np.empty(0), np.empty(0, dtype=object))
+            got = self._query(f"SELECT * FROM ({src[0]}) ORDER BY ts", src[1]).fetchnumpy()
+            units = self._units[np.asarray(got["uid"], dtype=np.int64)]
         return Series(
-            np.asarray(got["ts"], dtype=np.int64),
-            np.asarray(got["value"], dtype=np.float64),
-            np.asarray(got["unit"], dtype=object),
+            np.asarray(got["ts"], dtype=np.int64), np.asarray(got["value"], dtype=np.float64),
+            units,
         )
 
     def latest(self, meter: str, quantity: str | None = None) -> Reading | None:
-        sql, params = self._where([meter], None, None, quantity)
-        row = self.execute(
-            f"SELECT ts, meter, quantity, value, unit FROM readings {sql} ORDER BY ts DESC LIMIT 1",
-            params,
-        ).fetchone()
-        return None if row is None else Reading(int(row[0]), row[1], row[2], float(row[3]), row[4])
+        with self._lock:
+            sids = self._sids([meter], quantity)
+            for part in reversed(self._ordered()):
+                src = self._source(sids, part.start_ms, part.end_ms)
+                if src is None:
+                    return None
+                row = self._query(
+                    f"SELECT ts, sid, value, uid FROM ({src[0]}) ORDER BY ts DESC LIMIT 1", src[1]
+                ).fetchone()
+                if row is not None:
+                    m, q = self._sid_meter[int(row[1])]
+                    return Reading(int(row[0]), m, q, float(row[2]), str(self._units[row[3]]))
+        return None
 
     def bucketed(
         self,
@@ -247,7 +796,6 @@ class Store:
             raise ValueError(f"unknown aggregation {agg!r}; use one of {', '.join(AGGREGATIONS)}")
         if step_ms <= 0:
             raise ValueError("step_ms must be positive")
-        sql, params = self._where(meters, start_ms, end_ms, quantity)
         start_ms, step_ms = int(start_ms), int(step_ms)
         bucket = f"({start_ms} + (ts - {start_ms}) // {step_ms} * {step_ms})"
         expr = {
@@ -255,18 +803,23 @@ class Store:
             "count": "count(*)", "last": "arg_max(value, ts)", "first": "arg_min(value, ts)",
             "delta": "arg_max(value, ts)",
         }[agg]
-        query = (
-            f"SELECT meter, {bucket} AS bucket, {expr} AS v FROM readings {sql} "
-            "GROUP BY meter, bucket ORDER BY meter, bucket"
-        )
-        if agg == "delta":
+        with self._lock:
+            src = self._source(self._sids(meters, quantity), start_ms, end_ms, "sid, ts, value")
+            if src is None:
+                return {}
+            rows = f"(SELECT s.meter, r.ts, r.value FROM ({src[0]}) r JOIN series s USING (sid))"
             query = (
-                "SELECT meter, bucket, v - coalesce(lag(v) OVER (PARTITION BY meter ORDER BY "
-                f"bucket), first_v) AS v FROM (SELECT meter, {bucket} AS bucket, "
-                "arg_max(value, ts) AS v, min_by(value, ts) AS first_v "
-                f"FROM readings {sql} GROUP BY meter, bucket) ORDER BY meter, bucket"
+                f"SELECT meter, {bucket} AS bucket, {expr} AS v FROM {rows} "
+                "GROUP BY meter, bucket ORDER BY meter, bucket"
             )
-        frame = self.execute(query, params).df()
+            if agg == "delta":
+                query = (
+                    "SELECT meter, bucket, v - coalesce(lag(v) OVER (PARTITION BY meter ORDER BY "
+                    f"bucket), first_v) AS v FROM (SELECT meter, {bucket} AS bucket, "
+                    "arg_max(value, ts) AS v, min_by(value, ts) AS first_v "
+                    f"FROM {rows} GROUP BY meter, bucket) ORDER BY meter, bucket"
+                )
+            frame = self._query(query, src[1]).df()
         out: dict[str, Series] = {}
         for meter, group in frame.groupby("meter", sort=False):
             out[str(meter)] = Series(
@@ -275,18 +828,30 @@ class Store:
         return out
 
     # -- cursors and state (store-and-forward, daemon restart) ------------------------------
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest stored row (0 if none was ever stored)."""
+        with self._lock:
+            return self._next_seq - 1
+
     def read_since(self, after_seq: int, limit: int) -> tuple[ReadingColumns, int]:
         """Readings with ``seq > after_seq`` in insertion order; returns them and the last seq."""
-        frame = self.execute(
-            "SELECT ts, meter, quantity, value, unit, seq FROM readings WHERE seq > ? "
-            "ORDER BY seq LIMIT ?",
-            [after_seq, limit],
-        ).df()
-        last = int(frame["seq"].iloc[-1]) if len(frame) else after_seq
-        return _frame_to_columns(frame), last
+        with self._lock:
+            src = self._source(None, None, None, min_seq=after_seq)
+            if src is None:
+                return ReadingColumns.empty(), after_seq
+            got = self._query(
+                f"SELECT * FROM ({src[0]}) ORDER BY seq LIMIT {int(limit)}", src[1]
+            ).fetchnumpy()
+            cols = self._columns(got)
+        seq = np.asarray(got["seq"], dtype=np.int64)
+        return cols, int(seq[-1]) if len(seq) else after_seq
 
     def backlog(self, after_seq: int) -> int:
-        return int(self.execute("SELECT count(*) FROM readings WHERE seq > ?", [after_seq]).fetchone()[0])
+        with self._lock:
+            src = self._source(None, None, None, "count(*) AS n", min_seq=after_seq)
+            if src is None:
+                return 0
+            return int(self._query(f"SELECT sum(n) FROM ({src[0]})", src[1]).fetchone()[0] or 0)
 
     def get_cursor(self, name: str) -> int:
         row = self.execute("SELECT position FROM cursors WHERE name = ?", [name]).fetchone()
@@ -305,44 +870,46 @@ class Store:
         self.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", [key, value])
 
     # -- dead letters -----------------------------------------------------------------------
-    def dead_letter_counts(self) -> dict[str, int]:
-        rows = self.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
+    def dead_letter_counts(self, since_ms: int | None = None) -> dict[str, int]:
+        """Dead letters by reason (aggregates count every letter they stand for), received
+        at or after ``since_ms`` when given (for /metrics rates)."""
+        where, params = ("WHERE received_ms >= ?", [int(since_ms)]) if since_ms is not None else ("", [])
+        rows = self.execute(
+            f"SELECT reason, sum(count) FROM dead_letters {where} GROUP BY reason", params
+        ).fetchall()
         return {str(r): int(n) for r, n in rows}
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self.execute(
-            "SELECT received_ms, source, origin, reason, detail, raw FROM dead_letters "
+            "SELECT received_ms, source, origin, reason, detail, raw, count FROM dead_letters "
             "ORDER BY id DESC LIMIT ?",
             [limit],
         ).fetchall()
-        return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
-
-    @staticmethod
-    def _where(
-        meters: Sequence[str] | None, start_ms: int | None, end_ms: int | None, quantity: str | None
-    ) -> tuple[str, list[object]]:
-        clauses: list[str] = []
-        params: list[object] = []
-        if meters is not None:
-            clauses.append(f"meter IN ({', '.join('?' * len(meters))})" if meters else "FALSE")
-            params.extend(meters)
-        if start_ms is not None:
-            clauses.append("ts >= ?")
-            params.append(int(start_ms))
-        if end_ms is not None:
-            clauses.append("ts < ?")
-            params.append(int(end_ms))
-        if quantity is not None:
-            clauses.append("quantity = ?")
-            params.append(quantity)
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
 
 
-def _frame_to_columns(frame: pd.DataFrame) -> ReadingColumns:
-    return ReadingColumns(
-        frame["ts"].to_numpy(np.int64),
-        frame["meter"].to_numpy(object),
-        frame["quantity"].to_numpy(object),
-        frame["value"].to_numpy(np.float64),
-        frame["unit"].to_numpy(object),
-    )
+def _checked_ts(raw: np.ndarray) -> np.ndarray:
+    ts = np.asarray(raw)
+    if ts.dtype.kind not in "iu":
+        if ts.dtype.kind != "f" or not np.isfinite(ts).all():
+            raise ValueError(f"timestamps must be integer ms, got {ts.dtype}")
+        if (ts != np.round(ts)).any():
+            raise ValueError("timestamps must be whole milliseconds")
+    if ts.min() < TS_MIN_MS or ts.max() >= TS_MAX_MS:
+        raise ValueError("timestamps outside years 1900-9999 cannot be stored")
+    return ts.astype(np.int64, copy=False)
+
+
+def _months(ts: np.ndarray) -> np.ndarray:
+    """Calendar month of each UTC ms timestamp, as months since 1970-01."""
+    return ts.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+
+
+def _factorize_pairs(meter: np.ndarray, quantity: np.ndarray) -> tuple[np.ndarray, list]:
+    """Codes of each row's (meter, quantity) and the distinct pairs, by hashing (no sort)."""
+    m_codes, m_keys = pd.factorize(np.asarray(meter, dtype=object), sort=False)
+    q_codes, q_keys = pd.factorize(np.asarray(quantity, dtype=object), sort=False)
+    if len(q_keys) == 1:
+        return m_codes, [(m, q_keys[0]) for m in m_keys]
+    codes, pairs = pd.factorize(m_codes.astype(np.int64) * len(q_keys) + q_codes, sort=False)
+    return codes, [(m_keys[p // len(q_keys)], q_keys[p % len(q_keys)]) for p in pairs]
