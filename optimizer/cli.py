@@ -102,7 +102,7 @@ def _open(args: argparse.Namespace) -> tuple[Site, Store]:
 
 def _train(args: argparse.Namespace) -> int:
     from dcpue.core.readings import datetime_to_ms
-    from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.frames import FrameError, build_frame
     from dcpue.optimizer.models import save_model, train
     from dcpue.optimizer.propose import model_path
 
@@ -229,7 +229,9 @@ def _override(args: argparse.Namespace) -> int:
 def _mv(args: argparse.Namespace) -> int:
     from dcpue.core.readings import datetime_to_ms
     from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.models import ModelError, load_model
     from dcpue.optimizer.mv import measure_savings, record_savings
+    from dcpue.optimizer.propose import model_path
 
     site, store = _open(args)
     cfg = site.optimizer.mv

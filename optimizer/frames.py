@@ -23,8 +23,9 @@ held at :func:`unmetered_value`, so training works with any subset of levers.
 
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
-Energy meters go through the one counter/energy engine (:func:`dcpue.metrics.balance.meter_intervals`
-and :func:`dcpue.metrics.energy.bucket_amounts`, as PUE and carbon do): a bucket's power is the
+Energy meters go through the one counter/energy engine (:func:`dcpue.metrics.balance.stored_meter_intervals`
+with the site's calculator rules and recorded meter swaps, and
+:func:`dcpue.metrics.energy.bucket_amounts`, as PUE and carbon do): a bucket's power is the
 energy the engine places in ``[ts, ts + step)`` divided by the measured time, its coverage the engine's
 measured share, and a bucket touched by a counter reset gets coverage 0. A bucket is kept only
 when every energy meter covered at least ``min_coverage`` of it, every state meter delivered at
@@ -53,7 +54,13 @@ import psychrolib
 from dcpue.config import Meter, MeterRole, SetpointName, Site
 from dcpue.config.topology import COOLING_ROLES
 from dcpue.core.store import Store
-from dcpue.metrics.balance import FACILITY_GROUPS, BalanceTopology, meter_intervals, read_meter
+from dcpue.metrics.balance import (
+    FACILITY_GROUPS,
+    BalanceTopology,
+    meter_intervals,
+    read_meter,
+    stored_meter_intervals,
+)
 from dcpue.metrics.energy import bucket_amounts
 
 psychrolib.SetUnitSystem(psychrolib.SI)
@@ -174,7 +181,8 @@ class _Grid:
     powers of energy meters (the counter/energy engine), with each bucket's worst coverage."""
 
     def __init__(self, store: Store, site: Site, start_ms: int, end_ms: int, step_ms: int) -> None:
-        self.store, self.start, self.end, self.step = store, start_ms, end_ms, step_ms
+        self.store, self.site = store, site
+        self.start, self.end, self.step = start_ms, end_ms, step_ms
         self.index = np.arange(start_ms, end_ms - step_ms + 1, step_ms, dtype=np.int64)
         self.coverage = np.ones(len(self.index))
         self.max_gap_ms = site.calculator.max_gap_s * 1000.0
@@ -208,8 +216,12 @@ class _Grid:
         share; a bucket touched by a counter reset (its energy is unknown: a torn read, a
         replaced meter) gets coverage 0, so it is dropped and counted, never trained on."""
         pad = int(self.max_gap_ms)
-        ts, vs = read_meter(self.store, meter, self.start - pad, self.end + pad + 1)
-        iv = meter_intervals(meter, ts, vs, self.max_gap_ms)
+        lo, hi = self.start - pad, self.end + pad + 1
+        if isinstance(self.store, Store):  # the engine's store reader: swaps, power fill-in
+            iv = stored_meter_intervals(self.site, self.store, meter, lo, hi)
+        else:  # in-memory recent readings (LiveState): same rules, recorded swaps not applied
+            iv = meter_intervals(meter, *read_meter(self.store, meter, lo, hi), self.max_gap_ms,
+                                 settings=self.site.calculator)
         amount, measured = bucket_amounts(iv, self.start, self.step, len(self.index))
         share = measured / self.step
         if np.any(iv.reset):

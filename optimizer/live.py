@@ -5,7 +5,8 @@ keeps, per meter, the samples of the last ``keep_steps`` frame steps plus the ca
 ``max_gap_s``. :meth:`state` builds the newest complete frame row from those buffers through
 the same :func:`dcpue.optimizer.frames.build_frame` (and so the same counter/energy engine) as
 training: :class:`RecentReadings` answers the two reads frames make of a store (``series`` and
-``bucketed``) from NumPy arrays.
+``bucketed``) from NumPy arrays. Recorded meter swaps (``dcpue meter replace``) are not applied
+on this path; training and M&V read the store and apply them.
 """
 
 from __future__ import annotations
