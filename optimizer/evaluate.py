@@ -183,6 +183,11 @@ def site_plant(site: Site, seed: int | None = None) -> EvaluationPlant:
         raise EvaluationError(
             f"site {site.id} has no [twin] section: there is no plant to evaluate on "
             "(describe the hall in [twin], see docs/twin.md)")
+    if getattr(site.twin, "engine", "native") != "native":
+        raise EvaluationError(
+            f"site {site.id}: [twin] engine = {site.twin.engine!r} has no EvaluationPlant "
+            "adapter yet (optimizer/evaluate.py); evaluating the native twin instead would "
+            "report another plant's figures")
     return TwinPlant(site, site.twin.seed if seed is None else seed)
 
 
