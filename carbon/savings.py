@@ -5,7 +5,8 @@ Two sources:
 - measured savings the optimizer's M&V writes into the store table ``mv_savings`` (one row per
   measure and M&V period, kWh, with the ASHRAE Guideline 14 fit statistics CV(RMSE) and NMBE).
   Rows overlapping the window are prorated by time and summed into one figure; their
-  uncertainties are combined as independent (root sum of squares).
+  uncertainties are combined as independent (root sum of squares). Only rows M&V reported
+  (status ``reported``: Guideline 14 gates passed, saving larger than its uncertainty) count.
 """
 
 from __future__ import annotations
@@ -23,6 +24,23 @@ MV_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS mv_savings (measure VARCHAR, start_ms BIGINT, end_ms BIGINT, "
     "savings_kwh DOUBLE, uncertainty_kwh DOUBLE, cvrmse DOUBLE, nmbe DOUBLE)"
 )
+#: Columns added to ``mv_savings`` by Guideline 14 acceptance (older stores get them on use):
+#: ``status`` (``reported``, ``not_significant``, ``rejected``), ``basis`` (what the energy is
+#: measured at), ``ipmvp_option`` (``B`` or ``C``) and ``reason``.
+MV_COLUMNS = ("status", "basis", "ipmvp_option", "reason")
+#: Rows that count as avoided energy: M&V reported them, or (rows written before acceptance
+#: gates existed) the saving exceeds its uncertainty.
+MV_COUNTED = (
+    "(status = 'reported' OR (status IS NULL AND uncertainty_kwh IS NOT NULL "
+    "AND savings_kwh > uncertainty_kwh))"
+)
+
+
+def ensure_mv_table(store: Store) -> None:
+    """Create ``mv_savings`` or add the acceptance columns to an older one."""
+    store.execute(MV_SCHEMA)
+    for column in MV_COLUMNS:
+        store.execute(f"ALTER TABLE mv_savings ADD COLUMN IF NOT EXISTS {column} VARCHAR")
 
 
 def declared_savings(
@@ -46,12 +64,16 @@ def declared_savings(
 
 
 def measured_savings(store: Store, label: str, start_ms: int, end_ms: int) -> Figure | None:
-    """The optimizer's M&V savings overlapping the window as one MWh figure (None: no rows)."""
-    store.execute(MV_SCHEMA)
+    """The optimizer's M&V savings overlapping the window as one MWh figure (None: no rows).
+
+    Only savings M&V reported count (:data:`MV_COUNTED`): a saving that is not significant
+    (smaller than its uncertainty) or rests on a baseline that failed the Guideline 14 gates
+    never becomes avoided emissions."""
+    ensure_mv_table(store)
     rows = store.execute(
         "SELECT measure, start_ms, end_ms, savings_kwh, uncertainty_kwh, cvrmse, nmbe "
         "FROM mv_savings WHERE start_ms < ? AND end_ms > ? AND end_ms > start_ms "
-        "AND savings_kwh IS NOT NULL "
+        f"AND savings_kwh IS NOT NULL AND {MV_COUNTED} "
         "ORDER BY start_ms, measure",
         [end_ms, start_ms],
     ).fetchall()

@@ -51,19 +51,27 @@ class Writeback(Section):
 class SetpointBounds(Section):
     """Hard bounds of one setpoint and the largest change per control step (``max_step``).
 
-    ``integer`` setpoints (running units) only take whole values.
+    ``integer`` setpoints (running units) only take whole values. A lever the plant lacks or
+    the operator does not hand to the optimizer is declared ``enabled = false`` (held where it
+    is) or ``min = max`` (held at that value); it is never searched.
     """
 
     min: float
     max: float
     max_step: float = Field(gt=0)
     integer: bool = False
+    enabled: bool = True
     writeback: Writeback = Writeback()
+
+    @property
+    def held(self) -> bool:
+        """True when the optimizer may not move this setpoint."""
+        return not self.enabled or self.min == self.max
 
     @model_validator(mode="after")
     def _ordered(self) -> SetpointBounds:
-        if not self.min < self.max:
-            raise ValueError(f"min {self.min} must be below max {self.max}")
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} must not exceed max {self.max}")
         return self
 
 
@@ -100,11 +108,24 @@ class MqttBroker(Section):
 
 
 class MvSettings(Section):
-    """Measurement and verification (ASHRAE Guideline 14) settings."""
+    """Measurement and verification (ASHRAE Guideline 14-2014) settings and acceptance gates.
+
+    A saving is reported only when the baseline's CV(RMSE) is at most ``max_cvrmse_pct`` and
+    its |NMBE| at most ``max_nmbe_pct`` (%), the baseline spans at least ``min_baseline_days``
+    with at least ``min_baseline_coverage`` of its buckets usable, and the fractional savings
+    uncertainty at ``confidence`` is below ``max_fsu_pct`` (Guideline 14: 50 % at 68 %; the
+    default 90 % confidence is stricter). CV(RMSE) 20 % is Guideline 14's baseline-model limit
+    for energy; an OLS baseline has no in-sample bias, so NMBE 0.5 % only catches defects.
+    """
 
     step_s: int = Field(default=3600, ge=60)
     target: Literal["facility", "cooling"] = "facility"
     confidence: float = Field(default=0.90, gt=0, lt=1)
+    max_cvrmse_pct: float = Field(default=20.0, gt=0)
+    max_nmbe_pct: float = Field(default=0.5, gt=0)
+    min_baseline_days: float = Field(default=14.0, gt=0)
+    min_baseline_coverage: float = Field(default=0.9, gt=0, le=1)
+    max_fsu_pct: float = Field(default=50.0, gt=0)
 
 
 class OptimizerSettings(Section):
@@ -114,6 +135,8 @@ class OptimizerSettings(Section):
     proposals keep the predicted maximum inlet at or below ``inlet_limit_c - inlet_margin_c -
     inlet_sigmas * (model inlet RMSE)``. ``model_path`` is resolved against the store's folder
     when relative; unset, the model lives beside the store as ``<site id>-optimizer.joblib``.
+    ``inlet_disagreement_c``: the least gap (degC) between predicted and measured maximum inlet
+    at the current setpoints that makes the model untrusted (the bound is also 3 x its RMSE).
     """
 
     step_s: int = Field(default=900, ge=60)
@@ -127,6 +150,7 @@ class OptimizerSettings(Section):
     model_kind: Literal["gbr", "ridge"] = "gbr"
     cv_splits: int = Field(default=5, ge=2, le=20)
     trust_tolerance: float = Field(default=0.05, ge=0, le=1)
+    inlet_disagreement_c: float = Field(default=1.0, gt=0)
     explore_hold_s: int = Field(default=1800, ge=60)
     model_path: Path | None = None
     setpoints: SetpointSettings = SetpointSettings()

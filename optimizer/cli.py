@@ -101,7 +101,7 @@ def _open(args: argparse.Namespace) -> tuple[Site, Store]:
 
 def _train(args: argparse.Namespace) -> int:
     from dcpue.core.readings import datetime_to_ms
-    from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.frames import FrameError, build_frame
     from dcpue.optimizer.models import save_model, train
     from dcpue.optimizer.propose import model_path
 
@@ -113,9 +113,17 @@ def _train(args: argparse.Namespace) -> int:
             return 1
         start = datetime_to_ms(args.start) if args.start else span[0]
         end = datetime_to_ms(args.end) if args.end else span[1] + 1
-        frame = build_frame(store, site, start, end)
+        try:
+            frame = build_frame(store, site, start, end)
+        except FrameError as exc:
+            print(f"dcpue optimize train: {exc}")
+            return 1
     cfg = site.optimizer
-    model = train(frame, args.kind or cfg.model_kind, cfg.target, cfg.cv_splits)
+    try:
+        model = train(frame, args.kind or cfg.model_kind, cfg.target, cfg.cv_splits)
+    except ValueError as exc:
+        print(f"dcpue optimize train: {exc}")
+        return 1
     path = save_model(model, args.out or model_path(site))
     print(json.dumps({"model": str(path), "dropped_rows": frame.dropped_rows,
                       "total_rows": frame.total_rows, **model.summary()}, indent=2))
@@ -224,25 +232,37 @@ def _override(args: argparse.Namespace) -> int:
 def _mv(args: argparse.Namespace) -> int:
     from dcpue.core.readings import datetime_to_ms
     from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.models import ModelError, load_model
     from dcpue.optimizer.mv import measure_savings, record_savings
+    from dcpue.optimizer.propose import model_path
 
     site, store = _open(args)
     cfg = site.optimizer.mv
+    try:  # the plant model knows how IT power responds to inlet temperature, if it does
+        response = load_model(model_path(site)).it_response
+    except ModelError:
+        response = None
     with store:
         pre, post = (
-            build_frame(store, site, datetime_to_ms(a), datetime_to_ms(b), step_s=cfg.step_s)
+            build_frame(store, site, datetime_to_ms(a), datetime_to_ms(b), step_s=cfg.step_s,
+                        utility=True)
             for a, b in (args.pre, args.post)
         )
-        result = measure_savings(pre, post, args.measure, target=cfg.target,
-                                 confidence=cfg.confidence)
+        result = measure_savings(pre, post, args.measure, target=cfg.target, settings=cfg,
+                                 it_response=response)
         record_savings(store, result)
     print(json.dumps({
-        "measure": result.measure, "savings_kwh": round(result.savings_kwh, 1),
+        "measure": result.measure, "status": result.status, "reason": result.reason,
+        "savings_kwh": round(result.savings_kwh, 1),
         "uncertainty_kwh": round(result.uncertainty_kwh, 1),
-        "confidence": result.confidence, "baseline_kwh": round(result.baseline_kwh, 1),
+        "confidence": result.confidence, "fsu_pct": round(result.fsu_pct, 1),
+        "basis": result.basis, "ipmvp_option": result.ipmvp_option,
+        "it_reference_inlet_c": result.it_ref_inlet_c,
+        "baseline_kwh": round(result.baseline_kwh, 1),
         "actual_kwh": round(result.actual_kwh, 1), "cvrmse_pct": round(result.cvrmse_pct, 3),
-        "nmbe_pct": round(result.nmbe_pct, 4), "baseline_rows": result.n,
-        "post_rows": result.m, "dropped_rows": pre.dropped_rows + post.dropped_rows,
+        "nmbe_pct": round(result.nmbe_pct, 4), "gates": result.gates,
+        "baseline_rows": result.n, "post_rows": result.m,
+        "dropped_rows": pre.dropped_rows + post.dropped_rows,
     }, indent=2))
     return 0
 

@@ -183,6 +183,11 @@ def site_plant(site: Site, seed: int | None = None) -> EvaluationPlant:
         raise EvaluationError(
             f"site {site.id} has no [twin] section: there is no plant to evaluate on "
             "(describe the hall in [twin], see docs/twin.md)")
+    if getattr(site.twin, "engine", "native") != "native":
+        raise EvaluationError(
+            f"site {site.id}: [twin] engine = {site.twin.engine!r} has no EvaluationPlant "
+            "adapter yet (optimizer/evaluate.py); evaluating the native twin instead would "
+            "report another plant's figures")
     return TwinPlant(site, site.twin.seed if seed is None else seed)
 
 
@@ -278,7 +283,8 @@ def explore_and_train(
     t0 = datetime_to_ms(start - timedelta(days=days))
     steps = round(days * 86400 / plant.step_s)
     ts = t0 + np.arange(steps, dtype=np.int64) * plant.step_s * 1000
-    schedule = exploration_schedule(ts, cfg, seed=seed)
+    schedule = exploration_schedule(
+        ts, cfg, seed=seed, held={SETPOINTS[k]: v for k, v in plant.conventional.items()})
     with Store(":memory:") as store:
         for cols in plant.readings(t0, schedule):
             store.append(cols)

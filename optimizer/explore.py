@@ -16,7 +16,8 @@ from dcpue.optimizer.propose import setpoint_bounds
 
 
 def exploration_schedule(
-    ts_ms: np.ndarray, cfg: OptimizerSettings, *, hold_s: int | None = None, seed: int = 0
+    ts_ms: np.ndarray, cfg: OptimizerSettings, *, hold_s: int | None = None, seed: int = 0,
+    held: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Setpoint arrays (keyed by frame column, e.g. ``supply_air_c``) for timestamps ``ts_ms``.
 
@@ -25,7 +26,8 @@ def exploration_schedule(
     uniformly within its hard bounds (integers uniformly among the whole values). The draws
     follow one generator seeded by ``seed`` from the first period of ``ts_ms`` on, so call it
     once for a whole sweep: the same ``(ts_ms, seed)`` always gives the same schedule, but a
-    sweep cut into pieces draws differently.
+    sweep cut into pieces draws differently. Held levers (``enabled = false`` or ``min = max``)
+    stay constant: at ``min = max``, else at ``held[column]`` (the plant's own value).
     """
     hold_ms = (hold_s or cfg.explore_hold_s) * 1000
     # a sample stamped ts describes the time up to ts (end-stamped, as frames read it)
@@ -36,7 +38,10 @@ def exploration_schedule(
     out = {}
     for name, column in SETPOINTS.items():
         b = setpoint_bounds(cfg)[name.value]
-        if b.integer:
+        if b.held:  # not the optimizer's: stays where the plant runs it (min = max: there)
+            value = b.min if b.min == b.max else (held or {}).get(column, (b.min + b.max) / 2)
+            draws = np.full(count, float(value))
+        elif b.integer:
             draws = rng.integers(int(np.ceil(b.min)), int(np.floor(b.max)) + 1, count)
         else:
             draws = rng.uniform(b.min, b.max, count)

@@ -10,17 +10,22 @@ column                      unit    from
 ``relative_humidity_pct``   %       outdoor humidity, bucket mean
 ``wet_bulb_c``              degC    psychrolib ``GetTWetBulbFromRelHum`` at site pressure
 ``dew_point_c``             degC    psychrolib ``GetTDewPointFromRelHum``
-setpoints (see SETPOINTS)   various setpoint meters, bucket mean
+setpoints (see SETPOINTS)   various setpoint meters, bucket mean (mean over instances)
 ``cooling_kw``              kW      meters of every cooling role (``COOLING_ROLES``)
 ``facility_kw``             kW      IT + cooling + UPS/transformer losses + lighting
 ``rack_inlet_max_c``        degC    maximum over rack-inlet sensors, bucket maximum
 ``pue``                     1       facility_kw / it_kw
 ==========================  ======  =====================================================
 
+Levers: a setpoint type with several meters (one supply-air setpoint per air handler) is their
+mean, and the optimizer proposes one value for all of them; a type the site does not meter is
+held at :func:`unmetered_value`, so training works with any subset of levers.
+
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
-Energy meters go through the one counter/energy engine (:func:`dcpue.metrics.balance.meter_intervals`
-and :func:`dcpue.metrics.energy.bucket_amounts`, as PUE and carbon do): a bucket's power is the
+Energy meters go through the one counter/energy engine (:func:`dcpue.metrics.balance.stored_meter_intervals`
+with the site's calculator rules and recorded meter swaps, and
+:func:`dcpue.metrics.energy.bucket_amounts`, as PUE and carbon do): a bucket's power is the
 energy the engine places in ``[ts, ts + step)`` divided by the measured time, its coverage the engine's
 measured share, and a bucket touched by a counter reset gets coverage 0. A bucket is kept only
 when every energy meter covered at least ``min_coverage`` of it, every state meter delivered at
@@ -49,7 +54,13 @@ import psychrolib
 from dcpue.config import Meter, MeterRole, SetpointName, Site
 from dcpue.config.topology import COOLING_ROLES
 from dcpue.core.store import Store
-from dcpue.metrics.balance import FACILITY_GROUPS, BalanceTopology, meter_intervals, read_meter
+from dcpue.metrics.balance import (
+    FACILITY_GROUPS,
+    BalanceTopology,
+    meter_intervals,
+    read_meter,
+    stored_meter_intervals,
+)
 from dcpue.metrics.energy import bucket_amounts
 
 psychrolib.SetUnitSystem(psychrolib.SI)
@@ -147,13 +158,22 @@ def _one(site: Site, role: MeterRole) -> Meter:
     return found[0]
 
 
-def setpoint_meters(site: Site) -> dict[SetpointName, Meter]:
-    """The site's setpoint meter per setpoint name (first one wins)."""
-    out: dict[SetpointName, Meter] = {}
+def setpoint_meters(site: Site) -> dict[SetpointName, list[Meter]]:
+    """The site's setpoint meters per setpoint name (several instances: e.g. one supply-air
+    setpoint per air handler)."""
+    out: dict[SetpointName, list[Meter]] = {}
     for m in site.meters_with(MeterRole.SETPOINT):
         assert m.setpoint is not None
-        out.setdefault(m.setpoint, m)
+        out.setdefault(m.setpoint, []).append(m)
     return out
+
+
+def unmetered_value(site: Site, name: SetpointName) -> float:
+    """The value a frame carries for a lever the site does not meter: the lever is held (never
+    searched) at its declared value, ``min`` (declare ``min = max`` = what the plant runs at;
+    with a range the midpoint stands in)."""
+    b = getattr(site.optimizer.setpoints, name.value)
+    return float(b.min + b.max) / 2.0
 
 
 class _Grid:
@@ -161,7 +181,8 @@ class _Grid:
     powers of energy meters (the counter/energy engine), with each bucket's worst coverage."""
 
     def __init__(self, store: Store, site: Site, start_ms: int, end_ms: int, step_ms: int) -> None:
-        self.store, self.start, self.end, self.step = store, start_ms, end_ms, step_ms
+        self.store, self.site = store, site
+        self.start, self.end, self.step = start_ms, end_ms, step_ms
         self.index = np.arange(start_ms, end_ms - step_ms + 1, step_ms, dtype=np.int64)
         self.coverage = np.ones(len(self.index))
         self.max_gap_ms = site.calculator.max_gap_s * 1000.0
@@ -195,8 +216,12 @@ class _Grid:
         share; a bucket touched by a counter reset (its energy is unknown: a torn read, a
         replaced meter) gets coverage 0, so it is dropped and counted, never trained on."""
         pad = int(self.max_gap_ms)
-        ts, vs = read_meter(self.store, meter, self.start - pad, self.end + pad + 1)
-        iv = meter_intervals(meter, ts, vs, self.max_gap_ms)
+        lo, hi = self.start - pad, self.end + pad + 1
+        if isinstance(self.store, Store):  # the engine's store reader: swaps, power fill-in
+            iv = stored_meter_intervals(self.site, self.store, meter, lo, hi)
+        else:  # in-memory recent readings (LiveState): same rules, recorded swaps not applied
+            iv = meter_intervals(meter, *read_meter(self.store, meter, lo, hi), self.max_gap_ms,
+                                 settings=self.site.calculator)
         amount, measured = bucket_amounts(iv, self.start, self.step, len(self.index))
         share = measured / self.step
         if np.any(iv.reset):
@@ -250,9 +275,6 @@ def build_frame(
     if not it_meters:
         raise FrameError(f"site {site.id} has no it_load meter")
     sp_meters = setpoint_meters(site)
-    missing = [n.value for n in SETPOINTS if n not in sp_meters]
-    if missing:
-        raise FrameError(f"site {site.id} has no setpoint meter for {', '.join(missing)}")
     inlet = site.meters_with(MeterRole.RACK_INLET_TEMPERATURE)
     if not inlet:
         raise FrameError(f"site {site.id} has no rack_inlet_temperature meter")
@@ -261,7 +283,9 @@ def build_frame(
     cols["dry_bulb_c"] = grid.value(_one(site, MeterRole.OUTDOOR_TEMPERATURE).id)
     cols["relative_humidity_pct"] = grid.value(_one(site, MeterRole.OUTDOOR_HUMIDITY).id)
     for name, column in SETPOINTS.items():
-        cols[column] = grid.value(sp_meters[name].id)
+        instances = [grid.value(m.id) for m in sp_meters.get(name, ())]
+        cols[column] = (np.mean(instances, axis=0) if instances
+                        else np.full(len(grid.index), unmetered_value(site, name)))
     cols["cooling_kw"] = grid.power_sum(m for m in site.meters if m.role in COOLING_ROLES)
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead

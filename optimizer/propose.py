@@ -6,7 +6,10 @@ hard bounds and the model's trained range, then refines around the best candidat
 grid spacing. It picks the lowest predicted power whose predicted maximum rack inlet stays at or
 below ``inlet_limit_c - inlet_margin_c - inlet_sigmas * inlet_rmse_c``.
 
-Safety, in order: operator overrides fix their setpoints; conditions outside the trained region
+Safety, in order: operator overrides fix their setpoints; a model whose predicted maximum inlet
+at the current setpoints is more than ``max(3 x inlet RMSE, inlet_disagreement_c)`` from the
+measured one (the plant left the training distribution in a way the feature ranges cannot
+show) and conditions outside the trained region
 (beyond ``trust_tolerance`` of each feature's span) or a model without finite predictions mean
 "keep current", unless the *measured* maximum inlet is already above ``inlet_limit_c -
 inlet_margin_c``: then, without the model, every lever that lowers rack inlet moves one maximum
@@ -135,12 +138,16 @@ def model_path(site: Site) -> Path:
 def enforce_bounds(values: Mapping[str, float], bounds: Mapping[str, SetpointBounds]) -> dict[
     str, float
 ]:
-    """Clamp each setpoint into its hard bounds (integer setpoints rounded inside them)."""
+    """Clamp each setpoint into its hard bounds (integer setpoints rounded inside them); a
+    disabled lever (``enabled = false``) keeps its value, the optimizer does not own it."""
     out = {}
     for name, value in values.items():
         b = bounds[name]
         if not np.isfinite(value):
             raise ValueError(f"setpoint {name} is not a finite number: {value!r}")
+        if not b.enabled:
+            out[name] = float(value)
+            continue
         v = float(np.clip(value, b.min, b.max))
         if b.integer:
             v = float(np.clip(round(v), np.ceil(b.min), np.floor(b.max)))
@@ -178,8 +185,9 @@ class _Window:
 def _window(
     name: str, base: float, b: SetpointBounds, trust: tuple[float, float] | None, fixed: bool
 ) -> _Window:
-    if fixed:
-        return _Window(base, base, f"override:{name}", f"override:{name}", b.integer)
+    if fixed or b.held:
+        why = f"override:{name}" if fixed else f"held:{name}"
+        return _Window(base, base, why, why, b.integer)
     lows = [(b.min, f"bound:{name}"), (base - b.max_step, f"max_step:{name}")]
     highs = [(b.max, f"bound:{name}"), (base + b.max_step, f"max_step:{name}")]
     if trust is not None:
@@ -274,7 +282,8 @@ def propose(
 ) -> Proposal:
     """Search the setpoints for the lowest predicted power under the constraints.
 
-    ``fixed`` setpoints (operator overrides) are held at their given value. Never returns a
+    ``fixed`` setpoints (operator overrides) are held at their given value, and so are levers
+    declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
     proposed value outside the configured hard bounds.
     """
     fixed = dict(fixed or {})
@@ -295,7 +304,8 @@ def propose(
         outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
         if outside:
             return _fallback(proposal, state, cfg, bounds, fixed, "; ".join(outside + notes))
-        if all(trust.lo[c] == trust.hi[c] for n, c in SETPOINTS.items() if n not in fixed):
+        free = [c for n, c in SETPOINTS.items() if n not in fixed and not bounds[n.value].held]
+        if all(trust.lo[c] == trust.hi[c] for c in free):
             return replace(proposal, reason=(
                 "keep current: the model was trained at fixed setpoints and cannot tell what a "
                 "change would do; run a commissioning sweep (docs/optimizer.md) and retrain"))
@@ -306,6 +316,14 @@ def propose(
     ]
     search = _Search(predictor, state, limit, np.array([current[n] for n in names]))
     search.add(np.array([[base[n] for n in names]]))
+    measured = state.rack_inlet_c
+    allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
+    if (measured is not None and base == current and np.isfinite(search.inlet[0])
+            and abs(search.inlet[0] - measured) > allowed):
+        return _fallback(proposal, state, cfg, bounds, fixed, (
+            f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
+            f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
+            "plant is outside what the model learned"))
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
     if best is None:
@@ -333,7 +351,7 @@ def _fallback(
         return replace(proposal, reason=f"keep current: {why}")
     cooler = dict(proposal.proposed)
     for name, sign in _COOLER.items():
-        if name not in fixed:
+        if name not in fixed and not bounds[name.value].held:
             cooler[name.value] += sign * bounds[name.value].max_step
     cooler = enforce_bounds(cooler, bounds)
     return replace(

@@ -80,6 +80,9 @@ def test_mv_writes_the_table(store_path: str, capsys) -> None:
     result = json.loads(out)
     # the store starts on 26 June at 00:00: the counters cover every hour from there
     assert (result["baseline_rows"], result["post_rows"], result["dropped_rows"]) == (72, 48, 0)
+    # three days of baseline fail Guideline 14's minimum (14 days): recorded, never reported
+    assert result["status"] == "rejected" and "baseline 3.0 days" in result["reason"]
+    assert result["ipmvp_option"] == "C" and result["basis"].startswith("utility meter")
     with Store(store_path) as store:
         rows = recorded_savings(store)
     assert [r[0] for r in rows] == ["m1"]

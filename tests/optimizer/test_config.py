@@ -29,7 +29,7 @@ def test_example_blocks() -> None:
 
 @pytest.mark.parametrize(("block", "message"), [
     ({"setpoints": {"pump_frequency": {"min": 50.0, "max": 30.0, "max_step": 5.0}}},
-     "optimizer.setpoints.pump_frequency: min 50.0 must be below max 30.0"),
+     "optimizer.setpoints.pump_frequency: min 50.0 must not exceed max 30.0"),
     ({"setpoints": {"supply_air_temperature": {
         "min": 18.0, "max": 27.0, "max_step": 1.0, "writeback": {"enabled": True}}}},
      "needs a command topic"),

@@ -7,6 +7,7 @@ import pytest
 from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import FRAME_COLUMNS, FrameError, build_frame
+from dcpue.optimizer.live import LiveState
 from dcpue.optimizer.propose import current_state
 
 from tests.optimizer.helpers import SETPOINT_METERS, small_site
@@ -87,13 +88,27 @@ def test_current_state_is_the_last_complete_row() -> None:
     assert state.setpoints["chilled_water_temperature"] == 12.0
 
 
-def test_missing_meters_are_named() -> None:
+def test_any_subset_of_levers_and_several_instances() -> None:
+    """A site without a pump-frequency meter still frames (the lever is held at its declared
+    value: the default bounds' midpoint 37.5 Hz); two supply-air setpoint meters (one per air
+    handler, 22 and 24 degC declared) give their mean, 23 degC."""
     site = small_site()
     site.meters = [m for m in site.meters if m.id != "sp-pump"]
-    with Store() as store, pytest.raises(FrameError, match="pump_frequency"):
-        build_frame(store, site, T0, T0 + STEP)
+    second = next(m for m in site.meters if m.id == "sp-sa").model_copy(update={"id": "sp-sa2"})
+    site.meters.append(second)
+    ts = T0 + np.arange(120, dtype=np.int64) * MIN
+    with Store() as store:
+        store.append(_readings())
+        store.append(_state("sp-sa2", "temperature", "degC", ts, 24.0))
+        frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900)
+    assert len(frame) == 7
+    assert frame.data["pump_frequency_hz"].to_numpy() == pytest.approx(37.5)
+    assert frame.data["supply_air_c"].to_numpy() == pytest.approx(23.0)
     with Store() as store, pytest.raises(FrameError, match="no readings"):
         current_state(store, small_site())
+    site.meters = [m for m in site.meters if m.role.value != "rack_inlet_temperature"]
+    with Store() as store, pytest.raises(FrameError, match="rack_inlet_temperature"):
+        build_frame(store, site, T0, T0 + STEP)
 
 
 def _it_counter(case: str) -> ReadingColumns:
@@ -131,3 +146,24 @@ def test_torn_read_reset_or_swap_never_makes_a_giant_it_row(case: str) -> None:
     if frame.resets or frame.implausible:  # the event's bucket [30, 45) min was dropped
         assert T0 + 30 * MIN not in frame.data.index
         assert frame.resets | frame.implausible == {"it": 1}
+
+
+def test_live_state_from_memory_equals_the_store_state() -> None:
+    """LiveState fed the readings in 10-minute batches (and a replayed batch) gives the same
+    state as current_state on a store holding them all."""
+    site = small_site()
+    cols = _readings()
+    live = LiveState(site)
+    order = np.argsort(cols.ts_ms, kind="stable")
+    batches = np.array_split(order, 12)
+    for idx in [*batches, batches[-1]]:
+        live.add(ReadingColumns(*(getattr(cols, f)[idx] for f in ReadingColumns.__slots__)))
+    with Store() as store:
+        store.append(cols)
+        expected = current_state(store, site)
+    got = live.state()
+    assert got.ts_ms == expected.ts_ms == T0 + 119 * MIN
+    assert got.conditions == pytest.approx(expected.conditions)
+    assert got.setpoints == expected.setpoints and got.rack_inlet_c == expected.rack_inlet_c
+    # memory holds the last 5 steps plus max_gap only
+    assert live.recent.time_range()[0] >= T0 + 119 * MIN - 5 * STEP - 300_000

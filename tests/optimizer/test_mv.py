@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from dcpue.carbon.savings import measured_savings
 from dcpue.config import Site
 from dcpue.core.readings import datetime_to_ms
@@ -46,9 +47,16 @@ def test_mv_recovers_a_known_saving(hall: Site) -> None:
         for cols in twin.run(PRE_DAYS + POST_DAYS, setpoints=schedule):
             store.append(cols)
         t0, t1, t2 = (datetime_to_ms(t) for t in (start, JULY, JULY + timedelta(days=POST_DAYS)))
-        pre_frame = build_frame(store, hall, t0, t1, step_s=3600)
-        post_frame = build_frame(store, hall, t1, t2, step_s=3600)
-        result = measure_savings(pre_frame, post_frame, "chw-reset", confidence=0.90)
+        pre_frame = build_frame(store, hall, t0, t1, step_s=3600, utility=True)
+        post_frame = build_frame(store, hall, t1, t2, step_s=3600, utility=True)
+        result = measure_savings(pre_frame, post_frame, "chw-reset")
+        # no measure at all: the baseline's own last week as the "post-period"
+        nothing = measure_savings(pre_frame, build_frame(
+            store, hall, t1 - 7 * 86_400_000, t1, step_s=3600, utility=True), "nothing")
+        record_savings(store, nothing)
+        short = measure_savings(build_frame(store, hall, t1 - 5 * 86_400_000, t1, step_s=3600,
+                                            utility=True), post_frame, "short-baseline")
+        record_savings(store, short)
         record_savings(store, result)
         record_savings(store, result)  # idempotent per measure and window
         rows = recorded_savings(store)
@@ -60,7 +68,60 @@ def test_mv_recovers_a_known_saving(hall: Site) -> None:
     assert 0.0 < result.uncertainty_kwh < 0.5 * true_kwh
     assert abs(result.savings_kwh - true_kwh) <= result.uncertainty_kwh
     assert result.cvrmse_pct < 5.0 and abs(result.nmbe_pct) < 0.01  # OLS: no in-sample bias
-    assert rows == [("chw-reset", result.start_ms, result.end_ms, result.savings_kwh,
-                     result.uncertainty_kwh, result.cvrmse_pct / 100, result.nmbe_pct / 100)]
+    # the site has a utility meter: whole-facility measure, IPMVP option C, all gates passed
+    assert result.ipmvp_option == "C" and result.basis.startswith("utility meter")
+    assert result.status == "reported" and all(result.gates.values())
+    assert result.fsu_pct < 50.0
+    assert ("chw-reset", result.start_ms, result.end_ms, result.savings_kwh,
+            result.uncertainty_kwh, result.cvrmse_pct / 100, result.nmbe_pct / 100,
+            "reported") in rows
+    assert nothing.status == "not_significant" and "within its uncertainty" in nothing.reason
+    assert abs(nothing.savings_kwh) <= nothing.uncertainty_kwh
+    assert short.status == "rejected" and not short.gates["baseline_length"]
+    assert "baseline 5.0 days, below 14" in short.reason
+    # only the reported saving becomes avoided energy (the rejected one overlaps the window)
     assert carbon is not None
     assert carbon.value == np.float64(result.savings_kwh / 1000.0)
+    assert [p.name for p in carbon.inputs] == ["chw-reset"]
+
+
+def test_a_measure_that_raises_it_power_is_never_credited(hall: Site) -> None:
+    """Issue 14: IT power rising 4 %/K above a 22 degC inlet (``InletSensitiveTwin``, declared),
+    supply air 20 -> 24 and chilled water 10 -> 14 degC for a week after 21 conventional days.
+    The truth, from the plant's own runs of the week with both schedules, is an energy
+    increase: cooling falls but IT rises more. A baseline on metered IT credits a saving (the
+    old M&V); on IT at the reference inlet, M&V reports the increase within its uncertainty."""
+    from tests.optimizer.test_it_inlet import InletSensitiveTwin, TrueResponse
+
+    response = TrueResponse(4.0, 22.0)
+    plant = InletSensitiveTwin(hall, hall.twin.seed, response)
+    start = JULY - timedelta(days=PRE_DAYS)
+    t0, t1 = datetime_to_ms(start), datetime_to_ms(JULY)
+    steps = (PRE_DAYS + POST_DAYS) * 1440
+    post = np.arange(steps) >= PRE_DAYS * 1440
+    conventional = {c: np.full(steps, v) for c, v in (
+        ("supply_air_c", 20.0), ("chilled_water_c", 10.0), ("crah_fan_speed_pct", 80.0),
+        ("pump_frequency_hz", 50.0), ("running_units", 8.0))}
+    measure = conventional | {"supply_air_c": np.where(post, 24.0, 20.0),
+                              "chilled_water_c": np.where(post, 14.0, 10.0)}
+    week = {k: v[post] for k, v in conventional.items()}
+    true_kwh = float(np.sum(plant.run(t1, week).facility_kw
+                            - plant.run(t1, {k: v[post] for k, v in measure.items()}).facility_kw)
+                     / 60.0)
+    with Store() as store:
+        for cols in plant.readings(t0, measure):
+            store.append(cols)
+        pre = build_frame(store, hall, t0, t1, step_s=3600, utility=True)
+        after = build_frame(store, hall, t1, t1 + POST_DAYS * 86_400_000, step_s=3600,
+                            utility=True)
+
+    class Flat:
+        def log_ratio(self, inlet_c, ref_c):
+            return np.zeros(np.shape(inlet_c))
+
+    metered = measure_savings(pre, after, "warm-hall", it_response=Flat())
+    fair = measure_savings(pre, after, "warm-hall", it_response=response)
+    assert true_kwh < 0
+    assert metered.savings_kwh > 0  # the old baseline credits the IT rise as a saving
+    assert fair.savings_kwh < 0 and abs(fair.savings_kwh - true_kwh) <= fair.uncertainty_kwh
+    assert fair.it_ref_inlet_c == pytest.approx(21.9, abs=0.5)

@@ -195,3 +195,28 @@ def test_untrusted_model_steps_cooler_when_measured_inlet_is_high() -> None:
     # overridden chilled water and the pump (no effect on inlet) stay
     assert p.proposed == {"supply_air_temperature": 19.0, "chilled_water_temperature": 10.0,
                           "crah_fan_speed": 90.0, "pump_frequency": 50.0, "running_units": 8.0}
+
+
+def test_held_levers_are_never_searched() -> None:
+    """``enabled = false`` keeps a lever where it is (even outside the bounds: not the
+    optimizer's), ``min = max`` holds it at that value; the free levers still move."""
+    cfg = OptimizerSettings(inlet_sigmas=0.0, setpoints={
+        "chilled_water_temperature": {"min": 7.0, "max": 20.0, "max_step": 1.0,
+                                      "enabled": False},
+        "supply_air_temperature": {"min": 21.0, "max": 21.0, "max_step": 1.0},
+    })
+    p = propose(LINEAR, _state(chilled_water_temperature=6.0), cfg)
+    assert p.proposed["chilled_water_temperature"] == 6.0
+    assert p.proposed["supply_air_temperature"] == 21.0
+    assert {"held:chilled_water_temperature", "held:supply_air_temperature"} <= set(p.binding)
+
+
+def test_a_model_that_disagrees_with_the_sensors_is_not_trusted() -> None:
+    """LINEAR predicts inlet = supply + 2 = 22 degC now; sensors reading 27.5 (a plant the model
+    never saw: 5.5 K off, beyond max(3 x 0.2, 1.0) K) make it step cooler without the model;
+    reading 22.5 (0.5 K off) it is trusted."""
+    p = propose(LINEAR, PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=27.5), CFG)
+    assert "outside what the model learned" in p.reason and "step cooler" in p.reason
+    assert p.proposed["supply_air_temperature"] == 19.0
+    ok = propose(LINEAR, PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=22.5), CFG)
+    assert ok.status == "proposed" and "outside" not in ok.reason
