@@ -15,11 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from dcpue.config import ConfigError, Meter, MeterKind, MeterRole, Site
+from dcpue.config.topology import COOLING_EQUIPMENT
 from dcpue.core.readings import ReadingColumns
 from dcpue.core.units import unit
 
 #: Roles the twin has no model for: their meters get no readings.
-UNMODELLED_ROLES = frozenset({MeterRole.TRANSFORMER_LOSS, MeterRole.REUSED_HEAT})
+UNMODELLED_ROLES = frozenset({
+    MeterRole.TRANSFORMER_LOSS, MeterRole.REUSED_HEAT, *COOLING_EQUIPMENT,
+    MeterRole.VOLTAGE, MeterRole.CURRENT, MeterRole.POWER_FACTOR, MeterRole.APPARENT_POWER,
+    MeterRole.REACTIVE_POWER, MeterRole.FREQUENCY,
+})
 
 
 @dataclass

@@ -186,3 +186,22 @@ def test_annual_pue_plausible_for_each_climate():
         r = twin.simulate(365 * 96).result
         pue = r.facility_kw.sum() / r.it_kw.sum()
         assert lo < pue < hi, (name, pue)
+
+
+def test_meters_the_twin_does_not_model_get_no_readings_and_no_error():
+    """Declared: a CRAC energy meter and a voltage meter beside the example hall's meters.
+    Checked: the twin runs, gives them no readings and names them as unmodelled."""
+    import tomllib
+
+    from dcpue.config import example_path, parse_site
+    from dcpue.twin.simulator import Twin
+
+    data = tomllib.loads(example_path("single_hall").read_text())
+    data["meters"] += [
+        {"id": "crac-1", "role": "crac", "kind": "counter", "unit": "kWh", "max_power_kw": 50},
+        {"id": "l1-volts", "role": "voltage", "kind": "state", "unit": "V"},
+    ]
+    twin = Twin(parse_site(data))
+    cols = next(twin.run(0.01))
+    assert not {"crac-1", "l1-volts"} & set(cols.meter.tolist())
+    assert len(cols) > 0
