@@ -43,7 +43,7 @@ from dcpue.fleet.cfe import CfeResult, match_hourly
 from dcpue.fleet.config import Fleet, FleetSite
 from dcpue.fleet.profiles import load_profile, on_hours
 from dcpue.fleet.query import SiteSums, hourly, period_sums
-from dcpue.fleet.terms import FIELDS, HOUR_MS, TERMS, field_name
+from dcpue.fleet.terms import FIELDS, HOUR_MS, TERMS, field_name, hour_floor
 
 #: Terms the report reads (period sums), with their coverage fields.
 ENERGY_TERMS = ("it", "facility", "grid_import", "grid_export", "pv_generation",
@@ -231,9 +231,11 @@ def months_in_operation(commissioned: date, at: date) -> int:
 
 
 def _metered_figures(
-    site: FleetSite, sums: SiteSums, series: str, start_ms: int, end_ms: int, min_coverage: float
+    site: FleetSite, sums: SiteSums, series: str, start_ms: int, end_ms: int, min_coverage: float,
+    operating_from_ms: int,
 ) -> dict[str, Figure]:
-    n_hours = (end_ms - start_ms) // HOUR_MS
+    """Period sums as MWh figures; coverage over the hours the site was in operation."""
+    n_hours = (end_ms - max(start_ms, operating_from_ms)) // HOUR_MS
     out: dict[str, Figure] = {}
     for term in ENERGY_TERMS:
         fname = field_name(term)
@@ -244,11 +246,11 @@ def _metered_figures(
         out[term] = Figure(
             f"{site.id}:{term}", None if short else raw / (1.0 if unit == "m3" else 1000.0),
             "m3" if unit == "m3" else "MWh",
-            formula=f"sum over {sums.hours} published hours (of {n_hours}) of {series}_{fname}"
+            formula=f"sum over {sums.hours} published hours (of {n_hours} in operation) of {series}_{fname}"
             + ("" if unit == "m3" else " [kWh] / 1000"),
             start_ms=start_ms, end_ms=end_ms, coverage=coverage,
             note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
-            extra={"site": site.id, "hours_published": sums.hours, "hours_in_period": n_hours},
+            extra={"site": site.id, "hours_published": sums.hours, "hours_in_operation": n_hours},
         )
     return out
 
@@ -303,7 +305,8 @@ def site_rows(
         else:
             got = sums.get(site.id, SiteSums(site.id, {}, 0))
             figures = _metered_figures(site, got, fleet.remote.measurement, start_ms, end_ms,
-                                       fleet.inclusion.min_coverage)
+                                       fleet.inclusion.min_coverage,
+                                       hour_floor(date_ms(site.commissioned, zone)))
             pv, export = figures["pv_generation"], figures["grid_export"]
             figures["pv_self_consumed"] = Figure(
                 f"{site.id}:pv_self_consumed",
