@@ -33,7 +33,7 @@ from dcpue.config.site import ConfigError, Site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.metrics.balance import energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 
 #: Table label and display decimals of each fixed figure.
 ROWS: dict[str, tuple[str, int]] = {
@@ -76,7 +76,8 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{a.label}: {w}" for a in self.accounts for w in a.warnings]
+        return [f"{a.label}: {w}" for a in self.accounts for w in a.warnings] + (
+            self.quality_warnings)
 
     def rows(self) -> list[Row]:
         """Fixed rows, then one row per efficiency measure seen in any window."""
@@ -98,6 +99,23 @@ class Report:
             return None
         return float(f"{fig.value:.{row.decimals}f}")
 
+    def status(self, row: Row, acc: PeriodAccount) -> str | None:
+        """Why a cell has no value: "data-quality error" (a figure it rests on is built on
+        implausible data) or "insufficient data"; None when it has a value or no figure."""
+        fig = acc.figures.get(row.key)
+        if fig is None or fig.value is not None:
+            return None
+        return DATA_QUALITY_ERROR if data_quality_cause(fig) else "insufficient data"
+
+    @property
+    def quality_warnings(self) -> list[str]:
+        causes = {
+            f"{a.label}: data-quality error: {cause}"
+            for a in self.accounts for f in a.figures.values()
+            if f.value is None and (cause := data_quality_cause(f))
+        }
+        return sorted(causes)
+
     def basis(self, row: Row) -> str | None:
         """``declared`` / ``computed`` when the figures say (fleet inventories), else None."""
         return next((a.figures[row.key].extra.get("basis") for a in self.accounts
@@ -113,7 +131,7 @@ class Report:
             cells = []
             for acc in self.accounts:
                 value = self.cell(row, acc)
-                missing = "insufficient data" if row.key in acc.figures else "–"
+                missing = self.status(row, acc) or "–"
                 cells.append(missing if value is None else f"{value:,.{row.decimals}f}")
             basis = f" {self.basis(row)} |" if marked else ""
             lines.append(f"| {row.label} | {row.unit} | {' | '.join(cells)} |{basis}")
@@ -160,7 +178,8 @@ class Report:
             ],
             "rows": [
                 {"key": r.key, "indicator": r.label, "unit": r.unit,
-                 "values": [self.cell(r, a) for a in self.accounts]}
+                 "values": [self.cell(r, a) for a in self.accounts],
+                 "status": [self.status(r, a) for a in self.accounts]}
                 for r in self.rows()
             ],
             "warnings": self.warnings,
@@ -173,6 +192,13 @@ class Report:
         if fmt == "json":
             return self.to_json()
         return self.to_csv(explain) if fmt == "csv" else self.to_markdown(explain)
+
+
+def data_quality_cause(fig: Figure) -> str:
+    """The data-quality cause found in ``fig`` or the figures it rests on ('' when none)."""
+    if fig.extra.get("status") == DATA_QUALITY_ERROR:
+        return str(fig.extra.get("cause", ""))
+    return next((c for i in fig.inputs if (c := data_quality_cause(i))), "")
 
 
 def _tree_lines(fig: Figure, depth: int) -> list[str]:

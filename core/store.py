@@ -181,7 +181,7 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
-            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(".", 1)[0]
+            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(" by user", 1)[0]
             raise StoreBusy(
                 f"store {self.path} is in use by another process ({holder.strip()}); "
                 "stop it, or read the running daemon's HTTP API (/api/pue, /grafana/query)"
@@ -239,7 +239,7 @@ class Store:
         return bool(self._con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'readings' "
             "AND table_type = 'VIEW'"
-        ).fetchone()[0])
+        ).fetchall()[0][0])  # fetchall: DuckDB 2 keeps a fetchone() result open
 
     def _refresh_view(self) -> None:
         union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._ordered()) or _EMPTY
