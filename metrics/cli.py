@@ -17,6 +17,10 @@ SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "
                "pv_inside")
 
 
+#: Windows longer than this (ms) are read from the hourly rollups.
+LONG_WINDOW_MS = 86_400_000
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``dcpue pue`` to the ``dcpue`` parser."""
     p = sub.add_parser("pue", help="PUE, DCiE, pPUE, CUE, REF, ERF, WUE over the latest window")
@@ -44,12 +48,18 @@ def latest_end(site: Site, store: Store) -> int | None:
     return max(min(ends), max(ends) - int(site.calculator.max_gap_s * 1000))
 
 
-def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
-    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says.
+def latest_figures(
+    site: Site, store: Store, window: str, base_dir: Path | None = None
+) -> dict[str, Figure] | None:
+    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says
+    (windows over a day: at the whole hour before, summed from the hourly rollups); CUE at the
+    window's hourly factors when ``carbon.hourly_factors_csv`` is configured (a relative path
+    from ``base_dir``).
 
     None when the store holds no reading of the balance's meters.
     """
     from dcpue.config.calculator import window_ms
+    from dcpue.metrics import rollups
     from dcpue.metrics.balance import energy_balance
     from dcpue.metrics.indicators import site_indicators
 
@@ -57,8 +67,16 @@ def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] |
     end = latest_end(site, store)
     if end is None:
         return None
-    b = energy_balance(site, store, end - length, end)
-    figures = site_indicators(site, b)
+    if length > LONG_WINDOW_MS:  # whole hours from the rollups, as the daemon's long windows
+        rollups.catch_up(site, store)
+        end = rollups.floor_hour(end)
+        b = rollups.rollup_balance(site, store, end - length, end)
+    else:
+        b = energy_balance(site, store, end - length, end)
+    from dcpue.carbon.site import hourly_grid_factor  # adapter only: the pure core stays apart
+
+    hourly = hourly_grid_factor(site, store, end - length, end, base_dir)
+    figures = site_indicators(site, b, None if hourly is None else (hourly.value, hourly.source))
     flows = b.figures()
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
     return figures
@@ -82,7 +100,7 @@ def _pue(args: argparse.Namespace) -> int:
         print(f"dcpue pue: no store at {path}")
         return 1
     with Store(path) as store:
-        figures = latest_figures(site, store, args.window)
+        figures = latest_figures(site, store, args.window, Path(args.config).parent)
     if figures is None:
         print(f"dcpue pue: {path} holds no energy readings of site {site.id!r}")
         return 1

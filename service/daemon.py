@@ -49,6 +49,7 @@ from dcpue.core.figures import Figure
 from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
+from dcpue.metrics import rollups
 from dcpue.metrics.balance import energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
@@ -104,6 +105,8 @@ def job_triggers(site: Site) -> dict[str, BaseTrigger]:
         "proposals": IntervalTrigger(minutes=s.proposals_every_min, start_date=EPOCH),
         "retrain": CronTrigger(hour=s.retrain_at_hour, minute=0, timezone=zone),
         "report": CronTrigger(day=s.report_day_of_month, hour=0, minute=30, timezone=zone),
+        # hourly energy rollups (long windows, reports) follow every stored reading
+        "rollups": IntervalTrigger(hours=1, start_date=EPOCH),
         # hourly boundary terms for the fleet report, to the remote sink (docs/fleet.md)
         **({"fleet_publish": IntervalTrigger(hours=1, start_date=EPOCH)}
            if site.collector.remote.url else {}),
@@ -271,7 +274,10 @@ class Runtime:
         self.lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         now = clock()
-        self.calculator, self.cursor = self._restore(site, store, now, clock)
+        # In fast-forward readings are fed up to FEED_AHEAD_MS ahead of the simulated clock,
+        # so the calculator's future-skew guard is measured from that horizon.
+        calc_clock = (lambda: clock() + FEED_AHEAD_MS) if hold_future else clock
+        self.calculator, self.cursor = self._restore(site, store, now, calc_clock)
         self._fed_cursor = self.cursor  # every reading up to here is in the calculator
         self._calculator_saved_at = time.monotonic()
         self.last_seen: dict[str, int] = {}
@@ -444,6 +450,11 @@ class Runtime:
             self.write_buffer.flush()
             if time.monotonic() - self._calculator_saved_at > CALCULATOR_SAVE_S:
                 self.save_calculator()
+
+    def job_rollups(self, now_ms: int) -> None:
+        """Refresh the hourly rollups for the readings stored since the last pass
+        (:func:`dcpue.metrics.rollups.catch_up`: late and backfilled hours re-finalized)."""
+        rollups.catch_up(self.site, self.store)
 
     def job_alerts(self, now_ms: int) -> Awaitable[None] | None:
         self.ingest()
