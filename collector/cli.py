@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -37,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dcpue.config import load_site
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -47,6 +48,8 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 async def _run(site: Site, args: argparse.Namespace) -> dict[str, object]:
+    import asyncio
+
     from dcpue.collector.service import Collector
 
     stop = asyncio.Event()

@@ -104,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     :func:`operator_error` recognises, print one line and exit with status 1.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # answered before the sub-command parsers are built
+        print(f"dcpue {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +123,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _propose(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dcpue.optimizer.frames import FrameError
     from dcpue.optimizer.models import ModelError, load_model
     from dcpue.optimizer.propose import (
@@ -170,6 +171,8 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dcpue.optimizer.propose import ProposalLog
     from dcpue.optimizer.writeback import WritebackRefused, apply_proposal
 

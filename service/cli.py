@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -103,6 +102,8 @@ def _site(args: argparse.Namespace, twin: bool) -> Site:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     setup_logging(args.log_level, args.log_format)
     from dcpue.config.site import ConfigError
 
@@ -114,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
+    import asyncio
+
     from dcpue.core.readings import ms_to_datetime
     from dcpue.core.store import Store
     from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms

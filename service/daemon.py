@@ -29,7 +29,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -167,9 +167,10 @@ class _CarbonCache:
 class MemoCalculator(RollingCalculator):
     """The rolling calculator with its snapshot memoised for the daemon's jobs and API.
 
-    A window's figures are recomputed only when its (start, end) moved or, while some balance
-    meter has not yet reported past the window's end, when new readings were fed; so the 7 d,
-    30 d and 12-month figures are computed once an hour, not once a minute.
+    A window's figures are recomputed only when its (start, end) moved, late readings made the
+    calculator recompute a meter, or, while some balance meter has not yet reported past the
+    window's end, when new readings were fed; so the 7 d, 30 d and 12-month figures are
+    computed once an hour, not once a minute.
     """
 
     def __init__(
@@ -178,10 +179,12 @@ class MemoCalculator(RollingCalculator):
         super().__init__(site, store, clock)
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
-        self._final: dict[str, tuple[tuple[int, int], dict[str, Figure]]] = {}
+        self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
 
-    def update(self, readings: list[Reading] | ReadingColumns) -> int:
-        used = super().update(readings)
+    def update(
+        self, readings: Sequence[Reading] | ReadingColumns, now_ms: int | None = None
+    ) -> int:
+        used = super().update(readings, now_ms)
         if used:
             self.version += 1
         return used
@@ -195,7 +198,7 @@ class MemoCalculator(RollingCalculator):
         out: dict[str, Figure] = {}
         for w in self._windows:
             end = now // w.ring.step_ms * w.ring.step_ms
-            span = (end - w.length_ms, end)
+            span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
             hit = self._final.get(w.name)
             if hit is not None and hit[0] == span:
                 figures = hit[1]
@@ -274,10 +277,7 @@ class Runtime:
         self.lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         now = clock()
-        # In fast-forward readings are fed up to FEED_AHEAD_MS ahead of the simulated clock,
-        # so the calculator's future-skew guard is measured from that horizon.
-        calc_clock = (lambda: clock() + FEED_AHEAD_MS) if hold_future else clock
-        self.calculator, self.cursor = self._restore(site, store, now, calc_clock)
+        self.calculator, self.cursor = self._restore(site, store, now, clock)
         self._fed_cursor = self.cursor  # every reading up to here is in the calculator
         self._calculator_saved_at = time.monotonic()
         self.last_seen: dict[str, int] = {}
@@ -355,12 +355,13 @@ class Runtime:
         outside :attr:`lock`, so the API is not kept waiting by a large read."""
         with self._ingest_lock:
             self._read_new()
-            cols = self._held
+            cols, horizon = self._held, None
             if self.hold_future and len(cols):
                 now = self.clock()
                 if int(cols.ts_ms.min()) > now:
                     return 0  # nothing due yet
-                due = cols.ts_ms <= now + FEED_AHEAD_MS
+                horizon = now + FEED_AHEAD_MS
+                due = cols.ts_ms <= horizon
                 cols, self._held = (cols, ReadingColumns.empty()) if due.all() else (
                     _take(cols, due), _take(cols, ~due))
             else:
@@ -368,7 +369,9 @@ class Runtime:
             if len(cols) == 0:
                 return 0
             with self.lock:
-                self.calculator.update(cols)
+                # Fed ahead of the simulated clock on purpose: the calculator's future-skew
+                # rule counts from the feed horizon, not from the clock.
+                self.calculator.update(cols, horizon)
                 self._note_latest(cols)
             if len(self._held) == 0:
                 self._fed_cursor = self.cursor

@@ -231,6 +231,7 @@ async def run_with_twin(
                unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty(),
                desc=f"{site.id}: {'fast-forward' if end_ms else 'catching up'}")
     log_ready(runtime, "fast-forward" if end_ms else "twin in real time")
+    live = False
     try:
         while not stop.is_set():
             if end_ms is not None:
@@ -240,7 +241,8 @@ async def run_with_twin(
             else:
                 n = min(CHUNK_STEPS, (wall_clock_ms() - feed.now_ms) // feed.step_ms + 1)
                 if n <= 0:
-                    if not bar.disable and bar.n:
+                    if not live:
+                        live = True
                         bar.close()
                         log.info("caught up with the wall clock: running live")
                     wait_s = (feed.now_ms - wall_clock_ms()) / 1000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -107,6 +106,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_plant(twin: Twin | EnergyPlusPlant, args: argparse.Namespace) -> int:
+    import asyncio
+
     from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
     from dcpue.core.store import Store
     from dcpue.twin.runner import fast_forward, simulate_into

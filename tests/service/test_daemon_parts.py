@@ -121,3 +121,24 @@ def test_bash_completion_lists_commands_and_options():
     script = bash_completion(build_parser())
     assert "optimize) case" in script and "--fast-forward" in script
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+
+
+def test_readings_fed_ahead_of_the_simulated_clock_are_not_taken_for_future_ones(tmp_path):
+    """Fast-forward feeds the calculator up to 59 min past the simulated clock at once; the
+    calculator's future-skew rule (default 300 s) must count from that horizon, so none of
+    those readings is dropped as from the future."""
+    from dcpue.service.daemon import FEED_AHEAD_MS, Runtime
+    from dcpue.service.demo import SimClock
+
+    site = load_site(example_path("single_hall"))
+    site.store.path = tmp_path / "s.duckdb"
+    with Store(site.store.path) as store:
+        twin = Twin(site)
+        simulate_into(twin, store, 2 / 24, progress=False)
+        clock = SimClock(twin.now_ms - MINUTE)
+        runtime = Runtime(site, store, clock, hold_future=True)
+        simulate_into(twin, store, 2 / 24, progress=False)  # stored, then fed as the clock runs
+        clock.now += MINUTE
+        assert runtime.ingest() > 0
+        assert runtime.calculator.ignored_future == 0
+        assert runtime.calculator.latest_ms == clock.now + FEED_AHEAD_MS
