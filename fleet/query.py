@@ -5,19 +5,18 @@ Period totals are summed **in the store**: one instant query per field,
 period end, i.e. over the hour starts ``start <= h < end`` (samples sit at hour starts and the
 lookbehind window is ``(t - d, t]``), so a year of 50 sites is one response of 50 numbers per
 field. ``count_over_time`` of ``it_kwh`` gives the hours present. Hourly values (24/7 matching,
-hourly factors) are read raw with ``/api/v1/export/csv``: no lookback filling of missing hours.
+hourly factors) are read raw with ``/api/v1/export``: no lookback filling of missing hours.
 Queries pass ``nocache=1`` so backfilled hours are never hidden by the rollup cache.
 """
 
 from __future__ import annotations
 
-import io
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
-import pandas as pd
 from dcpue.config.site import ConfigError
 from dcpue.fleet.config import PublishSettings
 from dcpue.fleet.terms import HOUR_MS
@@ -96,28 +95,27 @@ def hourly(
     start_ms: int, end_ms: int,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each site's raw hourly ``fields`` over ``[start_ms, end_ms)``: field -> site -> array per
-    hour of the period (hour k starts at ``start_ms + k h``; missing hours are 0). One CSV
-    export (``/api/v1/export/csv``) for all fields, parsed with pandas."""
+    hour of the period (hour k starts at ``start_ms + k h``; missing hours are 0). One
+    ``/api/v1/export`` for all fields (JSON lines, one per series: a fifth of the CSV form's
+    bytes and faster to parse)."""
     n = -(-(end_ms - start_ms) // HOUR_MS)
     out = {f: {s: np.zeros(n) for s in sites} for f in fields}
     names = "|".join(f"{settings.measurement}_{f}" for f in fields)
+    prefix = len(settings.measurement) + 1
     with httpx.Client() as client:
-        resp = _get(settings, "/api/v1/export/csv", {
-            "format": "__name__,site,__timestamp__:unix_ms,__value__",
+        resp = _get(settings, "/api/v1/export", {
             "match[]": f'{{__name__=~"{names}",site=~"{_sites_regex(sites)}"}}',
             "start": f"{start_ms / 1000:.3f}", "end": f"{(end_ms - 1) / 1000:.3f}",
         }, client)
-    if not resp.text.strip():
-        return out
-    frame = pd.read_csv(io.StringIO(resp.text), header=None, names=["name", "site", "ts", "v"],
-                        dtype={"name": str, "site": str, "ts": np.int64, "v": np.float64})
-    prefix = len(settings.measurement) + 1
-    for (name, site), group in frame.groupby(["name", "site"], sort=False):
-        field = str(name)[prefix:]
+    for line in resp.text.splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        field, site = row["metric"]["__name__"][prefix:], row["metric"].get("site")
         if field not in out or site not in out[field]:
             continue
-        offset = group["ts"].to_numpy() - start_ms
+        offset = np.asarray(row["timestamps"], dtype=np.int64) - start_ms
         k = offset // HOUR_MS
         ok = (k >= 0) & (k < n) & (offset % HOUR_MS == 0)
-        out[field][str(site)][k[ok]] = group["v"].to_numpy()[ok]
+        out[field][site][k[ok]] = np.asarray(row["values"], dtype=np.float64)[ok]
     return out

@@ -3,8 +3,8 @@ and 24/7 CFE, from the sites' published hourly terms (pure; :func:`fleet_report`
 
 - Site energies (MWh) = sum over the period's hours of the published term / 1000; coverage =
   sum of the hourly coverage / hours in the period (a missing hour counts 0).
-  ``pv_self_consumed = max(pv_generation - grid_export, 0)`` over the period, as the site
-  balance defines it. A term below ``inclusion.min_coverage`` is insufficient data (None).
+  PV consumed and grid electricity used inside the boundary (``pv_inside``, ``grid_inside``)
+  apply the site balance's own definitions to the period sums. A term below ``inclusion.min_coverage`` is insufficient data (None).
 - **Fleet PUE** = sum(facility) / sum(IT) over the sites in operation at least
   ``inclusion.min_months`` months at the period end (The Green Grid energy-weighted fleet PUE;
   reference operator: "data centers in operation for more than 12 months"). Younger sites are
@@ -43,7 +43,8 @@ from dcpue.fleet.cfe import CfeResult, match_hourly
 from dcpue.fleet.config import Fleet, FleetSite
 from dcpue.fleet.profiles import load_profile, on_hours
 from dcpue.fleet.query import SiteSums, hourly, period_sums
-from dcpue.fleet.terms import FIELDS, HOUR_MS, TERMS, field_name
+from dcpue.fleet.terms import FIELDS, HOUR_MS, TERMS, field_name, hour_floor
+from dcpue.metrics.balance import PV_INSIDE_FORMULA, EnergyBalance
 
 #: Terms the report reads (period sums), with their coverage fields.
 ENERGY_TERMS = ("it", "facility", "grid_import", "grid_export", "pv_generation",
@@ -65,7 +66,7 @@ FLEET_ROWS: dict[str, tuple[str, int]] = {
     "cfe_annual_share": ("Clean share with annual matching (same supply)", 1),
     "cfe_unmatched_emissions": ("Emissions of unmatched hours", 1),
 }
-SITE_COLUMNS = ("it", "facility", "pue", "grid_import", "pv_self_consumed")
+SITE_COLUMNS = ("it", "facility", "pue", "grid_inside", "pv_inside")
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class FleetReport:
                  f"over sites in operation >= {f.inclusion.min_months} months at period end.",
                  "", "## Sites", "",
                  "| site | region | commissioned | months | source | hours | coverage | "
-                 "IT MWh | facility MWh | PUE | grid import MWh | PV self-consumed MWh | "
+                 "IT MWh | facility MWh | PUE | grid inside MWh | PV inside MWh | "
                  "fleet PUE |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for row in self.sites:
             cov = row.figures.get("facility")
@@ -231,9 +232,11 @@ def months_in_operation(commissioned: date, at: date) -> int:
 
 
 def _metered_figures(
-    site: FleetSite, sums: SiteSums, series: str, start_ms: int, end_ms: int, min_coverage: float
+    site: FleetSite, sums: SiteSums, series: str, start_ms: int, end_ms: int, min_coverage: float,
+    operating_from_ms: int,
 ) -> dict[str, Figure]:
-    n_hours = (end_ms - start_ms) // HOUR_MS
+    """Period sums as MWh figures; coverage over the hours the site was in operation."""
+    n_hours = (end_ms - max(start_ms, operating_from_ms)) // HOUR_MS
     out: dict[str, Figure] = {}
     for term in ENERGY_TERMS:
         fname = field_name(term)
@@ -244,21 +247,56 @@ def _metered_figures(
         out[term] = Figure(
             f"{site.id}:{term}", None if short else raw / (1.0 if unit == "m3" else 1000.0),
             "m3" if unit == "m3" else "MWh",
-            formula=f"sum over {sums.hours} published hours (of {n_hours}) of {series}_{fname}"
+            formula=f"sum over {sums.hours} published hours (of {n_hours} in operation) of {series}_{fname}"
             + ("" if unit == "m3" else " [kWh] / 1000"),
             start_ms=start_ms, end_ms=end_ms, coverage=coverage,
             note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
-            extra={"site": site.id, "hours_published": sums.hours, "hours_in_period": n_hours},
+            extra={"site": site.id, "hours_published": sums.hours, "hours_in_operation": n_hours},
         )
     return out
+
+
+def _inside_figures(
+    site: FleetSite, figures: dict[str, Figure], start_ms: int, end_ms: int
+) -> dict[str, Figure]:
+    """PV consumed inside the boundary and grid electricity used inside it over the period,
+    by the metrics balance's own definitions (:class:`dcpue.metrics.balance.EnergyBalance`
+    ``pv_inside_kwh`` / ``grid_inside_kwh``) applied to the period sums."""
+    keys = ("grid_import", "grid_export", "pv_generation", "facility", "outside_boundary",
+            "battery_charge")
+    parts = tuple(figures[k] for k in keys)
+    covs = [p.coverage for p in parts if p.coverage is not None]
+    window = {"start_ms": start_ms, "end_ms": end_ms, "coverage": min(covs, default=None)}
+    if any(p.value is None for p in parts):
+        return {k: Figure(f"{site.id}:{k}", None, "MWh", **window, inputs=parts)
+                for k in ("pv_inside", "grid_inside")}
+    v = {k: (figures[k].value or 0.0) * 1000.0 for k in keys}
+    balance = EnergyBalance(
+        start_ms, end_ms, grid_import_kwh=v["grid_import"], grid_export_kwh=v["grid_export"],
+        pv_generation_kwh=v["pv_generation"],
+        pv_self_consumed_kwh=max(v["pv_generation"] - v["grid_export"], 0.0),
+        battery_charge_kwh=v["battery_charge"],
+        battery_discharge_kwh=(figures["battery_discharge"].value or 0.0) * 1000.0,
+        facility_kwh=v["facility"], it_kwh=(figures["it"].value or 0.0) * 1000.0,
+        cooling_kwh=0.0, power_loss_kwh=0.0, lighting_kwh=0.0, other_kwh=0.0,
+        reused_heat_kwh=0.0, water_m3=0.0, coverage=window["coverage"] or 0.0,
+        outside_boundary_kwh=v["outside_boundary"],
+    )
+    assert balance.pv_inside_kwh is not None
+    pv_inside = Figure(f"{site.id}:pv_inside", balance.pv_inside_kwh / 1000.0, "MWh",
+                       formula=PV_INSIDE_FORMULA, **window, inputs=parts)
+    grid_inside = Figure(f"{site.id}:grid_inside", balance.grid_inside_kwh / 1000.0, "MWh",
+                         formula="min(grid_import, facility - pv_inside)", **window,
+                         inputs=(figures["grid_import"], figures["facility"], pv_inside))
+    return {"pv_inside": pv_inside, "grid_inside": grid_inside}
 
 
 def _declared_figures(site: FleetSite, start_ms: int, end_ms: int) -> dict[str, Figure]:
     d = site.declared
     assert d is not None
     note = f"declared: {d.source}"
-    values = {"it": d.it_mwh, "facility": d.facility_mwh, "grid_import": d.grid_import_mwh,
-              "pv_self_consumed": d.pv_self_consumed_mwh}
+    values = {"it": d.it_mwh, "facility": d.facility_mwh, "grid_inside": d.grid_import_mwh,
+              "pv_inside": d.pv_self_consumed_mwh}
     return {k: Figure(f"{site.id}:{k}", v, "MWh", formula="declared input", start_ms=start_ms,
                       end_ms=end_ms, note=note, extra={"site": site.id})
             for k, v in values.items()}
@@ -303,16 +341,9 @@ def site_rows(
         else:
             got = sums.get(site.id, SiteSums(site.id, {}, 0))
             figures = _metered_figures(site, got, fleet.remote.measurement, start_ms, end_ms,
-                                       fleet.inclusion.min_coverage)
-            pv, export = figures["pv_generation"], figures["grid_export"]
-            figures["pv_self_consumed"] = Figure(
-                f"{site.id}:pv_self_consumed",
-                None if pv.value is None or export.value is None
-                else max(pv.value - export.value, 0.0),
-                "MWh", formula="max(pv_generation - grid_export, 0)", start_ms=start_ms,
-                end_ms=end_ms, coverage=min(pv.coverage or 0.0, export.coverage or 0.0),
-                inputs=(pv, export),
-            )
+                                       fleet.inclusion.min_coverage,
+                                       hour_floor(date_ms(site.commissioned, zone)))
+            figures.update(_inside_figures(site, figures, start_ms, end_ms))
             source, hours = "metered", got.hours
         figures["pue"] = _ratio(f"{site.id}:pue", figures["facility"], figures["it"],
                                 "facility / it")
@@ -339,10 +370,11 @@ def _region_energy(
     return PeriodEnergy(
         label=label, start_ms=window["start_ms"], end_ms=window["end_ms"],
         total_energy=electricity, electricity=electricity,
-        grid_electricity=_sum("grid_electricity", "MWh", part("grid_import"),
-                              "sum of the sites' grid import", window),
-        onsite_renewable=_sum("onsite_renewable", "MWh", part("pv_self_consumed"),
-                              "sum of the sites' PV self-consumption", window),
+        grid_electricity=_sum("grid_electricity", "MWh", part("grid_inside"),
+                              "sum of the sites' grid electricity used inside the boundary",
+                              window),
+        onsite_renewable=_sum("onsite_renewable", "MWh", part("pv_inside"),
+                              "sum of the sites' PV consumed inside the boundary", window),
         pue=_ratio("pue", electricity, _sum("it", "MWh", part("it"), "sum of IT", window),
                    "facility / it"),
         hourly_basis=hourly_basis,

@@ -121,3 +121,30 @@ def test_a_fleet_time_zone_off_the_whole_hour_is_refused(capsys):
     fleet = parse_fleet({**BASE, "timezone": "Asia/Kolkata"}, "fleet.toml")
     with pytest.raises(ConfigError, match="whole UTC hour"):
         fleet_report(fleet, date(2023, 1, 1), date(2023, 2, 1))
+
+
+def test_a_site_commissioned_in_the_period_is_covered_from_commissioning():
+    """Over two days site a publishes 48 hours, site c, commissioned on the second day, 24:
+    its coverage counts from commissioning (1.0), so its 500 MWh are in the totals (2,500);
+    it is out of fleet PUE (0 months in operation), which is site a's 1.25."""
+    from dcpue.fleet.query import SiteSums
+    from dcpue.fleet.report import compute
+
+    fleet = parse_fleet({**BASE, "sites": [
+        {"id": "a", "commissioned": date(2020, 1, 1), "region": "r"},
+        {"id": "c", "commissioned": date(2023, 1, 2), "region": "r"},
+    ]}, "fleet.toml")
+    terms = ("it", "facility", "grid_import", "grid_export", "pv_generation", "battery_charge",
+             "battery_discharge", "outside_boundary", "reused_heat", "water")
+
+    def sums(site, hours, facility):
+        return SiteSums(site, {"facility_kwh": facility, "it_kwh": facility / 1.25,
+                               "grid_import_kwh": facility,
+                               **{f"{t}_coverage": float(hours) for t in terms}}, hours)
+
+    report = compute(fleet, date(2023, 1, 1), date(2023, 1, 3),
+                     {"a": sums("a", 48, 2e6), "c": sums("c", 24, 5e5)})
+    row = next(r for r in report.sites if r.site.id == "c")
+    assert row.figures["facility"].coverage == 1.0 and not row.included
+    assert report.figures["electricity"].value == pytest.approx(2500.0, rel=1e-12)
+    assert report.figures["fleet_pue"].value == pytest.approx(1.25, rel=1e-12)

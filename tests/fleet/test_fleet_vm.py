@@ -56,9 +56,9 @@ def test_fleet_report_equals_the_sum_of_the_site_reports(sim):
         row = rows[s.site.id]
         assert row.hours == 48
         assert row.figures["facility"].value == pytest.approx(figures["electricity"].value, rel=REL)
-        assert row.figures["grid_import"].value == pytest.approx(
+        assert row.figures["grid_inside"].value == pytest.approx(
             figures["grid_electricity"].value, rel=REL)
-        assert row.figures["pv_self_consumed"].value == pytest.approx(
+        assert row.figures["pv_inside"].value == pytest.approx(
             figures["onsite_pv"].value, rel=REL, abs=1e-9)
         assert row.figures["pue"].value == pytest.approx(figures["pue"].value, rel=REL)
         for key in totals:
