@@ -56,6 +56,7 @@ from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import ProposalLog, describe
 from dcpue.service import plant, remote_cli
+from dcpue.service.actions import AlertActions
 from dcpue.service.alerts import Alert, AlertEngine, Observation
 from dcpue.service.api import ApiSources, create_app
 from dcpue.service.notify import Dispatcher, build_notifiers
@@ -483,6 +484,9 @@ class Runtime:
                 self.save_alerts()
         for alert in changes:
             log.warning("alert %s %s: %s", alert.status, alert.name, alert.summary)
+        if changes:  # an operator's silence (dashboard / API) holds its notifications back
+            silences = AlertActions(self.store)
+            changes = [a for a in changes if not silences.silenced(a.id, now_ms)]
         return self.dispatcher.dispatch(changes, active) if changes else None
 
     def _data_end_ms(self) -> int:

@@ -45,3 +45,33 @@ async def test_rack_inlet_above_the_limit_fires_then_resolves():
 def test_a_rule_naming_an_unknown_meter_is_a_config_error():
     with pytest.raises(ConfigError, match=r"thresholds\[RackInletHigh\]\.figure names unknown meter .ghost."):
         site_with(RULE | {"figure": "meter:ghost"})
+
+
+async def test_a_silenced_alert_sends_no_notification():
+    """An operator silences the firing RackInletHigh alert (service.actions, what the
+    dashboard's Silence button stores); its resolution is then not dispatched, while the
+    firing before the silence was."""
+    from dcpue.service.actions import AlertActions
+
+    site = site_with(RULE)
+    store = Store()
+    clock = {"now": T0}
+    runtime = Runtime(site, store, lambda: clock["now"])
+    sent: list[tuple[str, str]] = []
+
+    class Recorder:
+        outcomes: dict = {}
+
+        async def dispatch(self, changes, active):
+            sent.extend((a.name, a.status) for a in changes)
+
+    runtime.dispatcher = Recorder()
+    for i, inlet in enumerate([27.4, 27.6, 27.8, 26.0]):
+        clock["now"] = T0 + i * MINUTE
+        store.append([Reading(clock["now"], "rack-inlet-max", "temperature", inlet, "degC")])
+        if i == 3:
+            (alert,) = runtime.engine.active.values()
+            AlertActions(store).silence(alert.id, "operator", clock["now"], minutes=30)
+        await runtime.run_job("alerts", clock["now"])
+    assert sent == [("RackInletHigh", "firing")]
+    assert runtime.engine.history[-1].status == "resolved"
