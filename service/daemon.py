@@ -50,7 +50,7 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
@@ -660,9 +660,17 @@ class Runtime:
         # The collector counts readings over all its sources together.
         readings_in = {"+".join(stats.sources) or "direct": stats.readings_in} if stats else {}
         name = self.site.service.current_figure
-        current = self.figures(now).get(name)
+        snapshot = self.figures(now)
+        current = snapshot.get(name)
         figures = {} if current is None or current.value is None else {
             name: (current.value, current.unit)
+        }
+        quality = {
+            "future_ignored": self.calculator.ignored_future,
+            "late_recomputed": self.calculator.recomputed,
+            "figures_in_error": sum(
+                1 for f in snapshot.values() if f.extra.get("status") == DATA_QUALITY_ERROR
+            ),
         }
         return HealthSnapshot(
             now_ms=now,
@@ -678,6 +686,7 @@ class Runtime:
             figures=figures,
             modbus=stats.modbus if stats else (),
             ingest_lag_s=self.ingest_lag_s(now),
+            data_quality=quality,
         )
 
     def api_sources(self) -> ApiSources:

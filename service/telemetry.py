@@ -40,6 +40,10 @@ class HealthSnapshot:
     modbus: tuple[DeviceStatus, ...] = ()
     #: Age of the newest stored reading (s) while collecting: how far ingestion is behind.
     ingest_lag_s: float = 0.0
+    #: The rolling calculator's data-quality counts: readings ignored as too far in the
+    #: future, late readings that made it recompute a meter, and current figures in
+    #: "data-quality error" status.
+    data_quality: Mapping[str, int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -67,6 +71,13 @@ class _SnapshotCollector(Collector):
         for reason, n in sorted(s.dead_letters.items()):
             dead.add_metric([reason], n)
         yield dead
+        quality = CounterMetricFamily(
+            "dcpue_data_quality", "Data-quality findings of the rolling calculator since start "
+            "(future_ignored, late_recomputed) and figures in error now (figures_in_error).",
+            labels=["kind"])
+        for kind, n in sorted(s.data_quality.items()):
+            quality.add_metric([kind], n)
+        yield quality
         backlog = GaugeMetricFamily("dcpue_backlog_readings",
                                     "Readings stored locally but not yet forwarded, by sink.",
                                     labels=["sink"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from typing import ClassVar
 
 import pytest
 from dcpue.config import ConfigError, example_path, parse_site
@@ -60,7 +61,7 @@ async def test_a_silenced_alert_sends_no_notification():
     sent: list[tuple[str, str]] = []
 
     class Recorder:
-        outcomes: dict = {}
+        outcomes: ClassVar[dict] = {}
 
         async def dispatch(self, changes, active):
             sent.extend((a.name, a.status) for a in changes)
@@ -75,3 +76,24 @@ async def test_a_silenced_alert_sends_no_notification():
         await runtime.run_job("alerts", clock["now"])
     assert sent == [("RackInletHigh", "firing")]
     assert runtime.engine.history[-1].status == "resolved"
+
+
+async def test_metrics_count_future_readings_the_calculator_ignored():
+    """A grid reading stamped a year after the daemon's clock is ignored by the rolling
+    calculator; /metrics then shows dcpue_data_quality_total{kind="future_ignored"} 1."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    site = site_with(RULE)
+    store = Store()
+    runtime = Runtime(site, store, lambda: T0)
+    store.append([Reading(T0 + 365 * 86_400_000, "grid-main", "energy", 1.0, "kWh")])
+    await runtime.run_job("write_back", T0)
+    text = generate_latest(runtime.telemetry.registry).decode()
+    samples = {
+        s.labels.get("kind"): s.value
+        for fam in text_string_to_metric_families(text) if fam.name == "dcpue_data_quality"
+        for s in fam.samples if s.name.endswith("_total")
+    }
+    assert samples["future_ignored"] == 1
+    assert samples["figures_in_error"] == 0
