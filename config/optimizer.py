@@ -9,10 +9,12 @@ time steps in seconds.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from dcpue.config.base import Section
+from dcpue.config.collector import TlsSettings
 from pydantic import Field, model_validator
 
 
@@ -105,6 +107,15 @@ class MqttBroker(Section):
     proposal_topic: str = "dcpue/optimizer/proposal"
     publish_proposals: bool = False
     qos: int = Field(default=1, ge=0, le=2)
+    username: str | None = None
+    #: Name of the environment variable that holds the password (never the password itself).
+    password_env: str | None = None
+    #: TLS towards the broker; certificates and host name verified unless ``insecure``.
+    tls: TlsSettings = TlsSettings()
+
+    def password(self) -> str | None:
+        """The password from ``password_env`` (None if unset)."""
+        return os.environ.get(self.password_env) if self.password_env else None
 
 
 class MvSettings(Section):

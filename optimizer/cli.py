@@ -161,8 +161,7 @@ def _propose(args: argparse.Namespace) -> int:
         ProposalLog(store).save(proposal)
     if args.publish:
         mqtt = site.optimizer.mqtt
-        asyncio.run(publish_proposal(mqtt.host, mqtt.proposal_topic, proposal, port=mqtt.port,
-                                     qos=mqtt.qos))
+        asyncio.run(publish_proposal(mqtt, mqtt.proposal_topic, proposal, qos=mqtt.qos))
     print(proposal.to_json())
     return 0
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -32,7 +33,7 @@ from typing import Any
 import aiomqtt
 import numpy as np
 from dcpue.config import SetpointName, Site
-from dcpue.config.optimizer import OptimizerSettings, SetpointBounds
+from dcpue.config.optimizer import MqttBroker, OptimizerSettings, SetpointBounds
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import (
     CONDITION_COLUMNS,
@@ -42,6 +43,8 @@ from dcpue.optimizer.frames import (
     build_frame,
 )
 from dcpue.optimizer.models import PlantPredictor
+
+log = logging.getLogger(__name__)
 
 #: Proposal status values: ``proposed`` (a change), ``keep`` (no change), ``accepted`` and
 #: ``applied`` (written back to devices), ``rejected``.
@@ -448,20 +451,35 @@ class ProposalLog:
         return updated
 
 
+def broker_client(broker: MqttBroker) -> aiomqtt.Client:
+    """A client for ``[optimizer.mqtt]`` with its credentials and TLS (verified by default;
+    ``tls.insecure`` skips the host-name check and is logged)."""
+    tls = broker.tls
+    if tls.enabled and tls.insecure:
+        log.warning("optimizer MQTT %s:%d: TLS host-name verification is off (tls.insecure)",
+                    broker.host, broker.port)
+    return aiomqtt.Client(
+        broker.host, broker.port, username=broker.username, password=broker.password(),
+        tls_params=aiomqtt.TLSParameters(
+            ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file
+        ) if tls.enabled else None,
+        tls_insecure=tls.insecure if tls.enabled else None,
+    )
+
+
 async def publish_proposal(
-    client_or_host: aiomqtt.Client | str,
+    client_or_broker: aiomqtt.Client | MqttBroker,
     topic: str,
     proposal: Proposal,
     *,
-    port: int = 1883,
     qos: int = 1,
 ) -> None:
     """Publish ``proposal.to_json()`` on ``topic`` (retained, so a late subscriber sees the
-    latest), through a connected client or a new connection to ``host:port``."""
-    if isinstance(client_or_host, aiomqtt.Client):
-        await client_or_host.publish(topic, proposal.to_json(), qos=qos, retain=True)
+    latest), through a connected client or a new connection to the configured broker."""
+    if isinstance(client_or_broker, aiomqtt.Client):
+        await client_or_broker.publish(topic, proposal.to_json(), qos=qos, retain=True)
         return
-    async with aiomqtt.Client(client_or_host, port) as client:
+    async with broker_client(client_or_broker) as client:
         await client.publish(topic, proposal.to_json(), qos=qos, retain=True)
 
 

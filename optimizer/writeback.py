@@ -21,7 +21,7 @@ import aiomqtt
 from dcpue.config import SetpointName
 from dcpue.config.optimizer import ModbusTarget, OptimizerSettings, SetpointBounds
 from dcpue.core.store import Store
-from dcpue.optimizer.propose import Proposal, ProposalLog, setpoint_bounds
+from dcpue.optimizer.propose import Proposal, ProposalLog, broker_client, setpoint_bounds
 from pymodbus.client import AsyncModbusTcpClient
 
 
@@ -195,7 +195,7 @@ async def _publish_all(
     cfg: OptimizerSettings, proposal_id: str, client: aiomqtt.Client | None,
 ) -> None:
     if client is None:
-        async with aiomqtt.Client(cfg.mqtt.host, cfg.mqtt.port) as own:
+        async with broker_client(cfg.mqtt) as own:
             await _publish_all(writes, bounds, cfg, proposal_id, own)
         return
     for w in writes:

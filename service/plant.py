@@ -154,8 +154,7 @@ async def announce(site: Site, proposal: Proposal) -> bool:
     if not broker.publish_proposals:
         return False
     try:
-        await publish_proposal(broker.host, broker.proposal_topic, proposal, port=broker.port,
-                               qos=broker.qos)
+        await publish_proposal(broker, broker.proposal_topic, proposal, qos=broker.qos)
     except (aiomqtt.MqttError, OSError) as exc:
         log.warning("proposal not published on %s:%d: %s", broker.host, broker.port, exc)
         return False

@@ -79,3 +79,37 @@ async def test_wrong_password_is_retried_and_reported(secure_broker, monkeypatch
         await wait_until(lambda: collector.mqtt.stats.connection_errors >= 2, "retries")
         assert not collector.stats().mqtt_connected
         assert "authori" in collector.mqtt.stats.last_error.lower()
+
+
+async def test_optimizer_publishes_proposals_with_credentials_and_verified_tls(
+    secure_broker, monkeypatch
+):
+    """[optimizer.mqtt] with username, password_env and TLS reaches the broker that demands
+    them; the same broker without its CA configured is refused (certificate not verified)."""
+    import asyncio
+    import json
+
+    from dcpue.config.optimizer import MqttBroker
+    from dcpue.optimizer.propose import Proposal, publish_proposal
+
+    monkeypatch.setenv("DCPUE_TEST_MQTT_PASSWORD", "s3cret")
+    ca = str(secure_broker.workdir / "ca.pem")
+    broker = MqttBroker(host="127.0.0.1", port=secure_broker.port, username="meter-gw",
+                        password_env="DCPUE_TEST_MQTT_PASSWORD",
+                        tls={"enabled": True, "ca_file": ca})
+    proposal = Proposal(id="p1", ts_ms=0, site="t", status="proposed", current={}, proposed={},
+                        reason="test")
+    got: list[dict] = []
+    async with aiomqtt.Client("127.0.0.1", secure_broker.port, username="meter-gw",
+                              password="s3cret",
+                              tls_params=aiomqtt.TLSParameters(ca_certs=ca)) as listener:
+        await listener.subscribe("dc/proposal", qos=1)
+        await publish_proposal(broker, "dc/proposal", proposal)
+        async with asyncio.timeout(10):
+            async for message in listener.messages:
+                got.append(json.loads(message.payload))
+                break
+    assert got[0]["id"] == "p1"
+    unverified = broker.model_copy(update={"tls": broker.tls.model_copy(update={"ca_file": None})})
+    with pytest.raises(aiomqtt.MqttError, match=r"(?i)certificate|verify"):
+        await publish_proposal(unverified, "dc/proposal", proposal)

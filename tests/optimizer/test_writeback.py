@@ -165,8 +165,7 @@ async def test_apply_writes_modbus_and_mqtt_and_publishes(mosquitto) -> None:
         with Store() as store:
             ProposalLog(store).save(proposal)
             writes = await apply_proposal(store, cfg, proposal)
-            await publish_proposal("127.0.0.1", cfg.mqtt.proposal_topic, proposal,
-                                   port=mosquitto.port)
+            await publish_proposal(cfg.mqtt, cfg.mqtt.proposal_topic, proposal)
             assert ProposalLog(store).get("p1").status == "applied"
         await asyncio.wait_for(listener, 10)
     assert {w.setpoint.value: w.value for w in writes} == {
