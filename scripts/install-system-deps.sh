@@ -7,6 +7,8 @@ command -v victoria-metrics >/dev/null || [ -x /usr/bin/victoria-metrics ] || ne
 command -v prometheus-alertmanager >/dev/null || [ -x /usr/bin/prometheus-alertmanager ] \
     || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || need+=(chromium)
+# the TLS tests make their own certificates
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing system packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2
