@@ -70,11 +70,13 @@ class DeadLetterBuffer:
         self._minute = -1
         self._seen: Counter[tuple[str, str]] = Counter()
         self._total = 0
-        #: (origin, reason) -> [example letter, letters folded into it]
-        self._folded: dict[tuple[str, str], list] = {}
+        #: (minute, origin, reason) -> [example letter, letters folded into it]; written as
+        #: one aggregate once its minute is over (or on the final drain).
+        self._folded: dict[tuple[int, str, str], list] = {}
 
     def __len__(self) -> int:
-        return len(self._letters) + len(self._folded)
+        """Letters to write (aggregates of the current minute not counted)."""
+        return len(self._letters)
 
     def add(self, letter: DeadLetter) -> bool:
         """Queue ``letter``; False if it was folded into an aggregate instead."""
@@ -90,23 +92,26 @@ class DeadLetterBuffer:
             self._total += 1
             self._letters.append(letter)
             return True
-        folded = self._folded.get(key)
+        folded = self._folded.get((minute, *key))
         if folded is None:
-            self._folded[key] = [letter, letter.count]
+            self._folded[(minute, *key)] = [letter, letter.count]
         else:
             folded[1] += letter.count
         return False
 
-    def drain(self) -> list[DeadLetter]:
+    def drain(self, final: bool = False) -> list[DeadLetter]:
+        """Letters to write now: the verbatim ones, and aggregates of past minutes (all on
+        the ``final`` drain)."""
         out, self._letters = self._letters, []
-        for (origin, reason), (example, n) in self._folded.items():
+        done = [k for k in self._folded if final or k[0] != self._minute]
+        for key in done:
+            (_, origin, reason), (example, n) = key, self._folded.pop(key)
             out.append(DeadLetter(
                 example.received_ms, example.source, origin, reason,
                 f"{n} dead letters beyond {self.cap} per minute for this origin and reason, "
                 f"aggregated; first: {example.detail}"[:1000],
                 example.raw, n,
             ))
-        self._folded = {}
         return out
 
     def restore(self, letters: list[DeadLetter]) -> None:
@@ -177,8 +182,9 @@ class Pipeline:
         """Readings and dead letters not yet written."""
         return self._buffered + len(self._letters)
 
-    async def commit(self) -> int:
-        """Write everything submitted before this call; returns rows added.
+    async def commit(self, final: bool = False) -> int:
+        """Write everything submitted before this call; returns rows added. Aggregated dead
+        letters of the current minute wait for its end unless ``final``.
 
         Raises what the store raised for itself (disk full, I/O); the batch then stays
         queued for the next commit. A caller cancelled meanwhile still lets the write finish
@@ -188,7 +194,7 @@ class Pipeline:
         async with self._lock:
             chunks, self._chunks = self._chunks, []
             n, self._buffered = self._buffered, 0
-            letters = self._letters.drain()
+            letters = self._letters.drain(final)
             if not chunks and not letters:
                 return 0
             write = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, letters))
@@ -305,7 +311,7 @@ class Pipeline:
             self.stop()
             await self._task
             self._task = None
-        await self.commit()
+        await self.commit(final=True)
 
 
 def _columns(

@@ -809,7 +809,8 @@ class Store:
 
     # -- cursors and state (store-and-forward, daemon restart) ------------------------------
     def last_seq(self) -> int:
-        """The ``seq`` of the newest stored row (0 if none was ever stored)."""
+        """The highest ``seq`` handed out (0 if none): no stored row has a larger one. A
+        reading refused as a duplicate may use up a number, so seq can have gaps."""
         with self._lock:
             return self._next_seq - 1
 
