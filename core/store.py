@@ -696,6 +696,24 @@ class Store:
             lo, hi = self._query(f"SELECT min(lo), max(hi) FROM ({src[0]})", src[1]).fetchone()
         return None if lo is None else (int(lo), int(hi))
 
+    def last_ts_by_meter(self) -> dict[str, int]:
+        """Newest timestamp per meter (any quantity), UTC ms: the newest months are read first
+        and older ones only for meters not found yet."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for part in reversed(self._ordered()):
+                if len(out) == len(self._meter_sids):
+                    break
+                found: dict[str, int] = {}
+                for sid, ts in self._query(
+                    f"SELECT sid, max(ts) FROM {part.name} GROUP BY sid", []
+                ).fetchall():
+                    meter = self._sid_meter[int(sid)][0]
+                    if meter not in out:
+                        found[meter] = max(int(ts), found.get(meter, int(ts)))
+                out.update(found)
+        return out
+
     def read(
         self,
         meters: Sequence[str] | None = None,

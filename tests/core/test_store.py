@@ -162,9 +162,13 @@ def test_readings_go_to_one_table_per_month_and_read_back_across_months(store):
     daily = store.bucketed(["a"], JAN_2024, JAN_2024 + 91 * DAY, DAY, "count")["a"]
     assert daily.value.tolist() == [4.0] * 91
     assert store.meters() == [(m, "power", "kW") for m in "abcd"]
+    store.append([Reading(JAN_2024, "e", "power", 1.0, "kW")])  # only in January
+    assert store.last_ts_by_meter() == {
+        **{m: JAN_2024 + 91 * DAY - 6 * 3600_000 for m in "abcd"}, "e": JAN_2024
+    }
     # The forwarder's cursor sees every row once, in seq order, sorted months or not.
     rows, last = store.read_since(0, 10_000)
-    assert len(rows) == len(data) and last == store.last_seq() and store.backlog(last) == 0
+    assert len(rows) == len(data) + 1 and last == store.last_seq() and store.backlog(last) == 0
     # Late data for a sorted month is stored and read like the rest.
     assert store.append([Reading(JAN_2024 + 5 * DAY + 1, "b", "power", -1.0, "kW")]) == 1
     assert store.series("b", start_ms=JAN_2024 + 5 * DAY, end_ms=JAN_2024 + 5 * DAY + 2).value.tolist() == [120.1, -1.0]
