@@ -195,6 +195,7 @@ class MqttSource:
     async def _ack_loop(self, paho_client: paho.Client, due: asyncio.Event) -> None:
         """Commit and acknowledge when ``ack_batch`` messages wait or ``ack_interval_s`` has
         passed, whichever is first; receiving goes on while a commit runs."""
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(due.wait(), self.settings.ack_interval_s)
@@ -202,8 +203,14 @@ class MqttSource:
             try:
                 await self._commit_and_ack(paho_client)
             except Exception:
-                log.exception("mqtt: commit failed; messages stay unacknowledged")
-                await asyncio.sleep(self.settings.ack_interval_s)
+                failures += 1
+                if failures == 1:  # once per failure streak, not every 50 ms
+                    log.exception("mqtt: commit failed; messages stay unacknowledged")
+                await asyncio.sleep(min(5.0, self.settings.ack_interval_s * 2**failures))
+                continue
+            if failures:
+                log.info("mqtt: commit works again after %d failed attempts", failures)
+                failures = 0
 
     async def _commit_and_ack(self, paho_client: paho.Client) -> None:
         mids, self._unacked = self._unacked, []
