@@ -753,12 +753,16 @@ class Store:
             src = self._source(self._sids([meter], quantity), start_ms, end_ms, "ts, value, uid")
             if src is None:
                 return Series(np.empty(0, np.int64), np.empty(0), np.empty(0, dtype=object))
-            got = self._query(f"SELECT * FROM ({src[0]}) ORDER BY ts", src[1]).fetchnumpy()
+            # No ORDER BY: rows come month by month, each month in (sid, ts) or append order,
+            # so they are usually in time order already; NumPy checks and sorts if not.
+            got = self._query(src[0], src[1]).fetchnumpy()
             units = self._units[np.asarray(got["uid"], dtype=np.int64)]
-        return Series(
-            np.asarray(got["ts"], dtype=np.int64), np.asarray(got["value"], dtype=np.float64),
-            units,
-        )
+        ts = np.asarray(got["ts"], dtype=np.int64)
+        value = np.asarray(got["value"], dtype=np.float64)
+        if len(ts) > 1 and not (ts[1:] >= ts[:-1]).all():
+            order = np.argsort(ts, kind="stable")
+            ts, value, units = ts[order], value[order], units[order]
+        return Series(ts, value, units)
 
     def latest(self, meter: str, quantity: str | None = None) -> Reading | None:
         with self._lock:
