@@ -138,7 +138,7 @@ class Pipeline:
         on_commit: Callable[[], None] | None = None,
         *,
         dead_letter_cap: int = 100,
-        maintain_every_s: float | None = 600.0,
+        maintain_every_s: float | None = 60.0,
     ) -> None:
         self.store = store
         self.settings = settings or PipelineSettings()
@@ -221,30 +221,30 @@ class Pipeline:
         self, chunks: list[Sequence[Reading] | ReadingColumns], letters: list[DeadLetter]
     ) -> int:
         """Store readings, isolating any the store refuses, then the dead letters; count
-        them here, so the counters move together with the store."""
+        them here, right after the append, so the counters move together with the store."""
         cols, poison = _columns(chunks)
+        newest = _newest(cols.ts_ms, cols.meter) if len(cols) else {}  # before: no lag after
         added, refused = self._isolate(cols, np.arange(len(cols))) if len(cols) else (0, [])
+        if refused:  # recount without the refused readings (their times may be absurd)
+            keep = np.ones(len(cols), dtype=bool)
+            keep[[i for i, _ in refused]] = False
+            newest = _newest(cols.ts_ms[keep], cols.meter[keep]) if keep.any() else {}
+        stats = self.stats
+        stats.readings_stored += added
+        stats.duplicates += len(cols) - added - len(refused)
+        last = stats.last_ts_ms
+        for meter, ts in newest.items():
+            if ts > last.get(meter, -1):
+                last[meter] = ts
         now = time.time_ns() // 1_000_000
-        keep = np.ones(len(cols), dtype=bool)
-        for i, exc in refused:
-            keep[i] = False
-            poison.append(_letter(now, _reading(cols, i), exc))
+        poison += [_letter(now, _reading(cols, i), exc) for i, exc in refused]
+        for letter in poison:
+            stats.dead_letters[letter.reason] += 1
         # Readings first: their append is idempotent, so a retry after a dead-letter failure
         # does not double anything.
         if letters or poison:
             self.store.add_dead_letters(letters + poison)
-        stats = self.stats
         stats.commits += 1
-        stats.readings_stored += added
-        stats.duplicates += len(cols) - added - len(refused)
-        for letter in poison:
-            stats.dead_letters[letter.reason] += 1
-        if keep.any():
-            newest = pd.Series(cols.ts_ms[keep]).groupby(cols.meter[keep], sort=False).max()
-            last = stats.last_ts_ms
-            for meter, ts in newest.items():
-                if ts > last.get(meter, -1):
-                    last[meter] = int(ts)
         return added
 
     def _isolate(self, cols: ReadingColumns, idx: np.ndarray) -> tuple[int, list]:
@@ -344,6 +344,11 @@ def _columns(
         if chunk is not None:
             parts.append(chunk)
     return (parts[0] if len(parts) == 1 else ReadingColumns.concat(parts)), letters
+
+
+def _newest(ts: np.ndarray, meter: np.ndarray) -> dict[str, int]:
+    """Newest timestamp per meter."""
+    return {str(m): int(t) for m, t in pd.Series(ts).groupby(meter, sort=False).max().items()}
 
 
 def _take(cols: ReadingColumns, idx: np.ndarray) -> ReadingColumns:

@@ -141,12 +141,24 @@ def tables(store: Store) -> list[str]:
     ).fetchall()]
 
 
-def test_readings_go_to_one_table_per_month_and_read_back_across_months(store):
-    """Three months of four meters; every read path gives back what was appended."""
+@pytest.fixture
+def moving(tmp_path):
+    """A store whose maintain() moves the hot table however few rows it holds."""
+    with Store(tmp_path / "m.duckdb", hot_rows=0) as s:
+        yield s
+
+
+def test_readings_go_to_one_table_per_month_and_read_back_across_months(moving):
+    """Three months of four meters; every read path gives back what was appended, before and
+    after the hot table is moved into month tables and the closed months are sorted."""
+    store = moving
     data = spread(["a", "b", "c", "d"], 91)  # Jan, Feb, Mar 2024 (91 days: leap February)
     assert store.append(data) == len(data) == 4 * 91 * 4
+    assert tables(store) == []  # in the hot table
+    assert store.series("b").value.tolist() == data.value[data.meter == "b"].tolist()
+    done = store.maintain(now_ms=JAN_2024)
+    assert (done["moved"], done["sorted"]) == (len(data), 4 * 4 * (31 + 29))  # Jan, Feb closed
     assert tables(store) == ["raw_202401", "raw_202402", "raw_202403"]
-    assert store.maintain(now_ms=JAN_2024)["sorted"] == 4 * 4 * (31 + 29)  # Jan and Feb closed
     series = store.series("b")
     ts_b = data.ts_ms[data.meter == "b"]
     assert series.ts_ms.tolist() == ts_b.tolist()
@@ -175,12 +187,15 @@ def test_readings_go_to_one_table_per_month_and_read_back_across_months(store):
     assert store.backlog(last) == 1
 
 
-def test_sorting_a_month_keeps_appends_made_meanwhile(store):
+def test_moved_and_sorted_months_stay_idempotent(moving):
+    store = moving
     store.append(spread(["a", "b"], 40))
     store.maintain()
+    assert store.execute("SELECT count(*) FROM raw_hot").fetchone()[0] == 0
     rows, _ = store.read_since(0, 10**6)
     assert len(rows) == store.count() == 2 * 40 * 4
-    assert store.append(spread(["a", "b"], 40)) == 0  # idempotent after sorting as well
+    assert store.append(spread(["a", "b"], 40)) == 0  # idempotent after moving and sorting
+    assert store.append(spread(["a", "b"], 41)) == 2 * 4  # only the new day
 
 
 def test_the_readings_view_answers_sql_on_strings(store):
@@ -225,10 +240,12 @@ def test_old_store_file_is_migrated_on_open_without_losing_a_row(tmp_path):
 
 def test_prune_raw_drops_whole_months_and_keeps_seq_increasing(tmp_path):
     path = tmp_path / "r.duckdb"
-    with Store(path, raw_retention_days=30) as s:
+    with Store(path, raw_retention_days=30, hot_rows=0) as s:
         s.append(spread(["a", "b"], 60))  # Jan + Feb
+        s.maintain(now_ms=JAN_2024)
+        s.append([Reading(JAN_2024 + DAY + 1, "a", "power", 0.5, "kW")])  # late: hot table
         last = s.last_seq()
-        assert s.prune_raw(JAN_2024 + 45 * DAY) == 2 * 45 * 4
+        assert s.prune_raw(JAN_2024 + 45 * DAY) == 2 * 45 * 4 + 1
         assert tables(s) == ["raw_202402"]
         assert s.time_range() == (JAN_2024 + 45 * DAY, JAN_2024 + 60 * DAY - 6 * 3600_000)
         # retention through maintain(): 30 days before "now" = 2024-04-01 drops February too
