@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -519,6 +519,24 @@ class Store:
                 done["sorted"] += self._sort_partition(month)
         return done
 
+    @contextlib.contextmanager
+    def _swapping(self, scratch: str) -> Iterator[None]:
+        """One transaction (caller holds the lock) that swaps tables; on failure it is rolled
+        back, the ``scratch`` table copied outside the lock is dropped, the catalog reloaded."""
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            yield
+            con.execute("INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq])
+            self._refresh_view()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {scratch}")
+            self._load_catalog()
+            raise
+
     def _move_hot(self) -> int:
         """Move the hot table's rows, ordered by (sid, ts), to the end of their month tables."""
         with self._lock:
@@ -538,8 +556,7 @@ class Store:
         moved = 0
         with self._lock:
             con = self._con
-            con.execute("BEGIN")
-            try:
+            with self._swapping("raw_moving"):
                 for month, n, top in counts:
                     part = self._partition(int(month))
                     con.execute(
@@ -554,17 +571,6 @@ class Store:
                 con.execute("DROP TABLE raw_hot")
                 con.execute("ALTER TABLE raw_hot_tail RENAME TO raw_hot")
                 con.execute("DROP TABLE raw_moving")
-                con.execute(
-                    "INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq]
-                )
-                self._refresh_view()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("DROP TABLE IF EXISTS raw_moving")
-                self._load_catalog()
-                raise
             self._hot.row_count -= moved
         return moved
 
@@ -585,8 +591,7 @@ class Store:
             cursor.close()
         with self._lock:
             con = self._con
-            con.execute("BEGIN")
-            try:
+            with self._swapping(tmp):
                 con.execute(f"INSERT INTO {tmp} SELECT * FROM {part.name} WHERE seq > {snap}")
                 tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchone()[0])
                 con.execute(f"DROP TABLE {part.name}")
@@ -594,17 +599,6 @@ class Store:
                 con.execute(
                     "UPDATE raw_partitions SET sorted_seq = ? WHERE name = ?", [snap, part.name]
                 )
-                con.execute(
-                    "INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq]
-                )
-                self._refresh_view()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                with contextlib.suppress(duckdb.Error):
-                    con.execute(f"DROP TABLE IF EXISTS {tmp}")
-                self._load_catalog()
-                raise
             rows = part.row_count - tail
             part.unsorted, part.sorted_seq = tail, snap
         return rows
