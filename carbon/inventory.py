@@ -14,13 +14,14 @@ factor it implies and the difference from the single-factor derivation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dcpue.carbon.accounting import PeriodEnergy, location_basis
+from dcpue.carbon.accounting import PeriodEnergy, account, location_basis
 from dcpue.carbon.periods import date_ms, period_label
 from dcpue.config.base import Section
-from dcpue.config.carbon import CarbonSettings, GridFactor, Period
+from dcpue.config.carbon import CarbonSettings, GridFactor, Period, Scope2Method
 from dcpue.config.site import known_zone, read_toml, validated
 from dcpue.core.figures import Figure
 from pydantic import Field, field_validator, model_validator
@@ -142,3 +143,52 @@ def inventory_energy(inv: FleetInventory) -> PeriodEnergy:
         energy.label, start_ms, end_ms, energy.total_energy, electricity, grid, onsite, pue,
         location_based=location,
     )
+
+
+def basis(fig: Figure) -> str:
+    """``declared`` for a figure typed into the inventory (or a configured volume with no
+    inputs), else ``computed``; a renamed figure has the basis of what it renames."""
+    while len(fig.inputs) == 1 and fig.formula == fig.inputs[0].name and (
+        fig.value == fig.inputs[0].value
+    ):
+        fig = fig.inputs[0]
+    return "declared" if fig.formula == "declared input" or not fig.inputs else "computed"
+
+
+def declared_inputs(fig: Figure) -> list[str]:
+    """Names of the declared figures ``fig`` rests on, in audit-trail order (deduplicated)."""
+    if basis(fig) == "declared":
+        return [fig.name]
+    return list(dict.fromkeys(n for child in fig.inputs for n in declared_inputs(child)))
+
+
+def mark_basis(figures: dict[str, Figure]) -> dict[str, Figure]:
+    """Each figure with ``extra['basis']`` (declared / computed) and, when computed, the
+    declared inputs it is computed from (``extra['computed_from']``)."""
+    out = {}
+    for key, fig in figures.items():
+        mark = basis(fig)
+        extra = {**fig.extra, "basis": mark}
+        if mark == "computed":
+            extra["computed_from"] = declared_inputs(fig)
+        out[key] = replace(fig, extra=extra)
+    return out
+
+
+def ghg_protocol_figures(inv: FleetInventory, energy: PeriodEnergy) -> dict[str, Figure]:
+    """Scope 2 per the GHG Protocol Scope 2 Guidance on the inventory's inputs, to print beside
+    the identity method: location-based = grid electricity x the grid factor (not the declared
+    total, whose factors are not published); market-based = instruments meeting the quality
+    criteria at their factor + the rest of the grid electricity at the residual mix (the
+    configured one, else the grid factor, which the factor source then says)."""
+    settings = inv.carbon.model_copy(update={"method": Scope2Method.GHG_PROTOCOL})
+    plain = replace(energy, location_based=None)
+    figures = account(plain, inv.grid, settings, inv.zone).figures
+    market = figures["scope2_market"]
+    rest = next(i for i in market.inputs if i.name == "scope2_market_residual")
+    residual = f"{rest.factor:g} tCO2/MWh: {rest.factor_source}"
+    return {
+        "scope2_location_ghg": replace(figures["scope2_location"], name="scope2_location_ghg"),
+        "scope2_market_ghg": replace(market, name="scope2_market_ghg",
+                                     extra={**market.extra, "residual_mix": residual}),
+    }

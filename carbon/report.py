@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,12 @@ from zoneinfo import ZoneInfo
 
 from dcpue.carbon.accounting import FIGURE_KEYS, MEASURE_PREFIX, PeriodAccount, account
 from dcpue.carbon.factors import load_hourly_factors
-from dcpue.carbon.inventory import FleetInventory, inventory_energy
+from dcpue.carbon.inventory import (
+    FleetInventory,
+    ghg_protocol_figures,
+    inventory_energy,
+    mark_basis,
+)
 from dcpue.carbon.periods import report_windows
 from dcpue.carbon.savings import declared_savings, measured_savings
 from dcpue.carbon.site import hourly_basis, site_energy, slice_hours
@@ -28,7 +33,7 @@ from dcpue.config.site import ConfigError, Site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.metrics.balance import energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 
 #: Table label and display decimals of each fixed figure.
 ROWS: dict[str, tuple[str, int]] = {
@@ -45,6 +50,8 @@ ROWS: dict[str, tuple[str, int]] = {
     "avoided_renewables": ("Avoided emissions: all renewable electricity", 1),
     "avoided_purchased_green": ("Avoided emissions: purchased green power", 1),
     "avoided_onsite_pv": ("Avoided emissions: on-site PV", 1),
+    "scope2_location_ghg": ("Scope 2 emissions, location-based (GHG Protocol, grid electricity)", 1),
+    "scope2_market_ghg": ("Scope 2 emissions, market-based (GHG Protocol, residual mix)", 1),
 }
 
 
@@ -69,13 +76,14 @@ class Report:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{a.label}: {w}" for a in self.accounts for w in a.warnings]
+        return [f"{a.label}: {w}" for a in self.accounts for w in a.warnings] + (
+            self.quality_warnings)
 
     def rows(self) -> list[Row]:
         """Fixed rows, then one row per efficiency measure seen in any window."""
         keys = list(FIGURE_KEYS)
         keys += list(dict.fromkeys(
-            k for a in self.accounts for k in a.figures if k.startswith(MEASURE_PREFIX)
+            k for a in self.accounts for k in a.figures if k not in FIGURE_KEYS
         ))
         rows = []
         for key in keys:
@@ -91,17 +99,44 @@ class Report:
             return None
         return float(f"{fig.value:.{row.decimals}f}")
 
+    def status(self, row: Row, acc: PeriodAccount) -> str | None:
+        """Why a cell has no value: "data-quality error" (a figure it rests on is built on
+        implausible data) or "insufficient data"; None when it has a value or no figure."""
+        fig = acc.figures.get(row.key)
+        if fig is None or fig.value is not None:
+            return None
+        return DATA_QUALITY_ERROR if data_quality_cause(fig) else "insufficient data"
+
+    @property
+    def quality_warnings(self) -> list[str]:
+        causes = {
+            f"{a.label}: data-quality error: {cause}"
+            for a in self.accounts for f in a.figures.values()
+            if f.value is None and (cause := data_quality_cause(f))
+        }
+        return sorted(causes)
+
+    def basis(self, row: Row) -> str | None:
+        """``declared`` / ``computed`` when the figures say (fleet inventories), else None."""
+        return next((a.figures[row.key].extra.get("basis") for a in self.accounts
+                     if row.key in a.figures), None)
+
     def to_markdown(self, explain: bool = False) -> str:
+        marked = any(self.basis(r) for r in self.rows())
         head = f"| Indicator | Unit | {' | '.join(a.label for a in self.accounts)} |"
-        lines = [f"# {self.title}", "", f"Scope 2 method: {self.method}", "", head,
-                 "|---|---|" + "---:|" * len(self.accounts)]
+        lines = [f"# {self.title}", "", f"Scope 2 method: {self.method}", "",
+                 head + (" Basis |" if marked else ""),
+                 "|---|---|" + "---:|" * len(self.accounts) + ("---|" if marked else "")]
         for row in self.rows():
             cells = []
             for acc in self.accounts:
                 value = self.cell(row, acc)
-                missing = "insufficient data" if row.key in acc.figures else "–"
+                missing = self.status(row, acc) or "–"
                 cells.append(missing if value is None else f"{value:,.{row.decimals}f}")
-            lines.append(f"| {row.label} | {row.unit} | {' | '.join(cells)} |")
+            basis = f" {self.basis(row)} |" if marked else ""
+            lines.append(f"| {row.label} | {row.unit} | {' | '.join(cells)} |{basis}")
+        lines += [f"\nResidual mix ({a.label}, {k}): {f.extra['residual_mix']}"
+                  for a in self.accounts for k, f in a.figures.items() if "residual_mix" in f.extra]
         if self.warnings:
             lines += ["", "Warnings:", *(f"- {w}" for w in self.warnings)]
         if explain:
@@ -116,10 +151,13 @@ class Report:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         extra = ["formula", "factor_t_per_mwh", "factor_source"] if explain else []
-        writer.writerow(["key", "indicator", "unit", *(a.label for a in self.accounts), *extra])
+        marked = any(self.basis(r) for r in self.rows())
+        writer.writerow(["key", "indicator", "unit", *(a.label for a in self.accounts),
+                         *(["basis"] if marked else []), *extra])
         for row in self.rows():
             values = [self.cell(row, a) for a in self.accounts]
             cells = ["" if v is None else f"{v:.{row.decimals}f}" for v in values]
+            cells += [self.basis(row) or ""] if marked else []
             if explain:
                 fig = next(a.figures[row.key] for a in self.accounts if row.key in a.figures)
                 cells += [fig.formula, "" if fig.factor is None else fig.factor,
@@ -140,7 +178,8 @@ class Report:
             ],
             "rows": [
                 {"key": r.key, "indicator": r.label, "unit": r.unit,
-                 "values": [self.cell(r, a) for a in self.accounts]}
+                 "values": [self.cell(r, a) for a in self.accounts],
+                 "status": [self.status(r, a) for a in self.accounts]}
                 for r in self.rows()
             ],
             "warnings": self.warnings,
@@ -153,6 +192,13 @@ class Report:
         if fmt == "json":
             return self.to_json()
         return self.to_csv(explain) if fmt == "csv" else self.to_markdown(explain)
+
+
+def data_quality_cause(fig: Figure) -> str:
+    """The data-quality cause found in ``fig`` or the figures it rests on ('' when none)."""
+    if fig.extra.get("status") == DATA_QUALITY_ERROR:
+        return str(fig.extra.get("cause", ""))
+    return next((c for i in fig.inputs if (c := data_quality_cause(i))), "")
 
 
 def _tree_lines(fig: Figure, depth: int) -> list[str]:
@@ -227,5 +273,6 @@ def inventory_report(
     energy = inventory_energy(inv)
     savings = declared_savings(inv.carbon.measures, energy.start_ms, energy.end_ms, inv.zone)
     acc = account(energy, inv.grid, inv.carbon, inv.zone, savings)
+    acc = replace(acc, figures=mark_basis({**acc.figures, **ghg_protocol_figures(inv, energy)}))
     return Report(f"ESG key performance: {inv.name or inv.id}", inv.id,
                   inv.carbon.method.value, (acc,))

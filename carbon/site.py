@@ -4,8 +4,12 @@ Mapping from :class:`dcpue.metrics.balance.EnergyBalance` (kWh) to
 :class:`~dcpue.carbon.accounting.PeriodEnergy` (MWh):
 - electricity = facility energy (ISO/IEC 30134-2 balance: grid import - export + PV + battery
   discharge - charge - loads outside the boundary);
-- grid electricity = grid import (purchased electricity, the GHG Protocol Scope 2 basis);
-- on-site renewable = PV self-consumption (generation - export);
+- grid electricity = grid electricity used inside the boundary, min(grid import, facility - PV
+  inside) (purchased electricity, the GHG Protocol Scope 2 basis; grid energy feeding loads
+  outside the boundary, e.g. EV chargers, is not the data center's);
+- on-site renewable = PV consumed inside the boundary (generation - export, shared in
+  proportion with loads outside the boundary and the battery charge,
+  :func:`dcpue.metrics.balance.pv_inside`), so the renewable share never exceeds 100 %;
 - total energy = electricity: the site model meters no fuels;
 - PUE from :func:`dcpue.metrics.indicators.pue`.
 A figure whose coverage is below ``calculator.min_coverage`` is "insufficient data" (None).
@@ -31,11 +35,12 @@ def _mwh(fig: Figure, name: str, min_coverage: float) -> Figure:
     """A kWh balance figure as MWh; None below the coverage threshold."""
     coverage = fig.coverage if fig.coverage is not None else 1.0
     short = coverage < min_coverage
+    note = fig.note if "status" in fig.extra else (
+        f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "")
     return Figure(
         name, None if short or fig.value is None else fig.value / 1000.0, "MWh",
         formula=f"{fig.name} [kWh] / 1000", start_ms=fig.start_ms, end_ms=fig.end_ms,
-        coverage=fig.coverage, inputs=(fig,),
-        note=f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}" if short else "",
+        coverage=fig.coverage, inputs=(fig,), note=note, extra=dict(fig.extra),
     )
 
 
@@ -55,8 +60,8 @@ def site_energy(
     return PeriodEnergy(
         label=label, start_ms=balance.start_ms, end_ms=balance.end_ms,
         total_energy=total_energy, electricity=electricity,
-        grid_electricity=_mwh(figures["grid_import"], "grid_electricity", threshold),
-        onsite_renewable=_mwh(figures["pv_self_consumed"], "onsite_renewable", threshold),
+        grid_electricity=_mwh(figures["grid_inside"], "grid_electricity", threshold),
+        onsite_renewable=_mwh(figures["pv_inside"], "onsite_renewable", threshold),
         pue=pue(balance, threshold), hourly_basis=hourly_basis,
     )
 
@@ -66,14 +71,15 @@ def hourly_basis(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hour starts (UTC ms, from ``start_ms``) and MWh of the location-based basis per hour.
 
-    The basis is grid import (``ghg_protocol``) or facility electricity
-    (``location_minus_avoided``); each hour is one energy balance of the meters' readings.
+    The basis is the grid electricity used inside the boundary (``ghg_protocol``) or facility
+    electricity (``location_minus_avoided``); each hour is one energy balance of the meters'
+    readings.
     """
     topology, intervals = stored_intervals(site, store, start_ms, end_ms)
     n = -(-(end_ms - start_ms) // HOUR_MS)
     amounts = {mid: bucket_amounts(iv, start_ms, HOUR_MS, n) for mid, iv in intervals.items()}
     hours = start_ms + HOUR_MS * np.arange(n, dtype=np.int64)
-    attr = "grid_import_kwh" if method is Scope2Method.GHG_PROTOCOL else "facility_kwh"
+    attr = "grid_inside_kwh" if method is Scope2Method.GHG_PROTOCOL else "facility_kwh"
     kwh = np.array([
         getattr(balance_from_energies(topology, {
             mid: MeterEnergy(mid, float(a[k]), float(m[k]) / HOUR_MS)

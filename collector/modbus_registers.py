@@ -12,6 +12,7 @@ transmitted, section 4.2 of the same document). Floats are IEEE 754 binary32/bin
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ _STRUCT = {
 #: Valid SunSpec scale factors (SunSpec Information Model Specification: sunssf, -10..10);
 #: 0x8000 (-32768) means "not implemented".
 SCALE_FACTOR_RANGE = range(-10, 11)
+#: SunSpec "not implemented" value of each integer type (SunSpec Information Model
+#: Specification, point types): the most negative signed value, the all-ones unsigned value.
+#: Floats use NaN (0x7FC00000 for float32); accumulators (acc16/32/64) use 0.
+NOT_IMPLEMENTED: dict[str, int] = {
+    "int16": -0x8000, "uint16": 0xFFFF, "int32": -0x8000_0000, "uint32": 0xFFFF_FFFF,
+    "int64": -0x8000_0000_0000_0000, "uint64": 0xFFFF_FFFF_FFFF_FFFF,
+}
 
 
 def _swap_bytes(data: bytes) -> bytes:
@@ -89,13 +97,25 @@ def scaled(raw: int | float, sf: int = 0, scale: float = 1.0, offset: float = 0.
     return float(value) * scale + offset
 
 
+def not_implemented(raw: int | float, type_: str, accumulator: bool = False) -> bool:
+    """Whether ``raw`` is SunSpec's "not implemented" value for ``type_``.
+
+    Any NaN float, the type's sentinel of :data:`NOT_IMPLEMENTED`, and 0 for an accumulator.
+    """
+    if isinstance(raw, float):
+        return math.isnan(raw)
+    return raw == NOT_IMPLEMENTED[type_] or (accumulator and raw == 0)
+
+
 def scale_factor(words: Sequence[int]) -> int:
     """A SunSpec scale-factor register (int16) -> its exponent.
 
     Raises:
-        Rejected: ``bad_scale_factor`` when outside -10..10 (0x8000 is "not implemented").
+        Rejected: ``not_implemented`` for 0x8000, ``bad_scale_factor`` when outside -10..10.
     """
     sf = int(decode(words, "int16"))
+    if sf == NOT_IMPLEMENTED["int16"]:
+        raise Rejected("not_implemented", "scale factor register reads 0x8000 (not implemented)")
     if sf not in SCALE_FACTOR_RANGE:
         raise Rejected("bad_scale_factor", f"scale factor register reads {sf}, outside -10..10")
     return sf
@@ -175,10 +195,18 @@ class PointLayout:
         """Decoded, scale-factored and scaled value, in the point's unit.
 
         Raises:
-            Rejected: ``bad_scale_factor``.
+            Rejected: ``not_implemented`` (a SunSpec sentinel, unless the point sets
+            ``not_implemented = "none"``) or ``bad_scale_factor``.
         """
         p = self.point
         raw = decode(self.words(blocks), p.type, p.word_order, p.byte_order)
+        if p.not_implemented == "sunspec" and not_implemented(raw, p.type, p.accumulator):
+            shown = "NaN" if isinstance(raw, float) else f"{raw & (1 << 16 * p.width) - 1:#x}"
+            raise Rejected(
+                "not_implemented",
+                f"{p.meter}: {p.type} reads {shown}, SunSpec \"not implemented\""
+                + (" (accumulator 0)" if p.accumulator and raw == 0 else ""),
+            )
         sf = 0
         if self.sf_at is not None:
             index, offset = self.sf_at

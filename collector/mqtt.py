@@ -121,7 +121,7 @@ class MqttSource:
                     "topic matches no configured subscription", payload,
                 ))
                 return
-            readings, letters = decoder.decode(payload, topic, received_ms)
+            readings, letters = decoder.decode_any(payload, topic, received_ms)
         except Exception as exc:  # a decoder bug must not stop ingestion
             log.exception("mqtt: cannot decode message on %s", topic)
             self.pipeline.reject(DeadLetter(

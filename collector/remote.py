@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dcpue.collector.backoff import Backoff
@@ -212,3 +212,47 @@ class Forwarder:
 
     def close(self) -> None:
         self._client.close()
+
+
+def encode_rows(
+    measurement: str, tags: Mapping[str, str], ts_ms: Sequence[int],
+    fields: Mapping[str, Sequence[float]],
+) -> list[str]:
+    """Line protocol, one line per timestamp with every field (non-finite values left out).
+
+    ``tags`` are the same on every line (e.g. ``{"site": "hall-a"}``); values use Python's
+    shortest round-trip float repr, so they arrive digit-exact.
+    """
+    prefix = measurement + "".join(f",{_escape(k)}={_escape(v)}" for k, v in sorted(tags.items()))
+    names = [_escape(name) for name in fields]
+    columns = [list(map(float, values)) for values in fields.values()]
+    lines = []
+    for k, ts in enumerate(ts_ms):
+        body = ",".join(
+            f"{name}={col[k]!r}" for name, col in zip(names, columns, strict=True)
+            if math.isfinite(col[k])
+        )
+        if body:
+            lines.append(f"{prefix} {body} {int(ts)}")
+    return lines
+
+
+def write_lines(settings: RemoteSettings, lines: Sequence[str]) -> int:
+    """Write line-protocol ``lines`` to ``settings.url`` (``/api/v2/write``, ms precision) in
+    batches of ``settings.batch_size``, blocking; returns lines written, raises on failure.
+
+    Re-writing a line with the same series and timestamp overwrites it on InfluxDB; see
+    :mod:`dcpue.fleet.publish` for VictoriaMetrics.
+    """
+    with InfluxDBClient(
+        url=settings.url, token=settings.token() or "", org=settings.org,
+        enable_gzip=settings.gzip, timeout=int(settings.timeout_s * 1000),
+    ) as client:
+        api = client.write_api(write_options=SYNCHRONOUS)
+        for first in range(0, len(lines), settings.batch_size):
+            api.write(
+                bucket=settings.bucket, org=settings.org,
+                record="\n".join(lines[first:first + settings.batch_size]),
+                write_precision=WritePrecision.MS,
+            )
+    return len(lines)

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dcpue.collector.jsonpath import JsonPathError, compile_path
 from dcpue.config.base import Section
 from dcpue.config.modbus import ModbusSettings
+from dcpue.core.units import SANITY_RANGES
 from pydantic import Field, field_validator, model_validator
 
 
 def _check_bounds(name: str, low_s: float, high_s: float) -> None:
     if low_s > high_s:
         raise ValueError(f"{name}_min_s ({low_s} s) exceeds {name}_max_s ({high_s} s)")
+
+
+def _zone(value: str | None) -> str | None:
+    """``value`` if None or an IANA time-zone name, else ValueError."""
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
 
 
 class PayloadFormat(StrEnum):
@@ -46,6 +58,11 @@ class Subscription(Section):
     units: dict[str, str] = Field(default_factory=dict)
     #: ``gateway`` format: JSON path of the device timestamp (default: receive time).
     ts_path: str | None = None
+    #: IANA zone of device timestamps without a UTC offset (Tasmota's ``Time``); default the
+    #: site's ``timezone``.
+    timezone: str | None = None
+
+    _known_zone = field_validator("timezone")(_zone)
 
     @field_validator("topic")
     @classmethod
@@ -165,9 +182,36 @@ class RemoteSettings(Section):
         return os.environ.get(self.token_env) if self.token_env else None
 
 
+class ValidationSettings(Section):
+    """What every reading must satisfy before it is stored (any source, ``dcpue import`` too).
+
+    A timestamp must lie within ``max_age_days`` before and ``max_future_skew_s`` after the
+    time the reading was received; a value within its quantity's plausible range
+    (:data:`dcpue.core.units.SANITY_RANGES`, canonical units), which ``ranges`` overrides per
+    quantity, e.g. ``ranges = { temperature = [-40, 90] }``.
+    """
+
+    max_future_skew_s: float = Field(default=300.0, ge=0, le=366 * 86400, allow_inf_nan=False)
+    max_age_days: float = Field(default=3660.0, gt=0, le=36_600, allow_inf_nan=False)
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    @field_validator("ranges")
+    @classmethod
+    def _known_ranges(cls, ranges: dict[str, tuple[float, float]]) -> dict:
+        for quantity, (low, high) in ranges.items():
+            if quantity not in SANITY_RANGES:
+                raise ValueError(
+                    f"unknown quantity {quantity!r}; known: {', '.join(sorted(SANITY_RANGES))}"
+                )
+            if not low <= high:
+                raise ValueError(f"range of {quantity}: {low} > {high}")
+        return ranges
+
+
 class CollectorSettings(Section):
     """Where readings come from and where they go."""
 
+    validation: ValidationSettings = ValidationSettings()
     modbus: ModbusSettings = ModbusSettings()
     mqtt: MqttSettings = MqttSettings()
     pipeline: PipelineSettings = PipelineSettings()

@@ -63,6 +63,9 @@ class ModbusPoint(Section):
     (SunSpec scale factor) or 0 when no such register is given. ``word_order`` says which register
     holds the most significant word of a multi-register value (big: the first), ``byte_order``
     which byte of each register is the more significant (big: the first, as Modbus transmits).
+    With ``not_implemented = "sunspec"`` (default) SunSpec's "not implemented" values (0x8000
+    int16, 0xFFFF uint16, 0x80000000/0xFFFFFFFF 32-bit, the 64-bit equivalents, NaN floats, and
+    0 when ``accumulator`` is set) become dead letters ``not_implemented``, never readings.
     """
 
     meter: str
@@ -75,6 +78,9 @@ class ModbusPoint(Section):
     offset: float = Field(default=0.0, allow_inf_nan=False)
     scale_factor_address: int | None = Field(default=None, ge=0, le=65535)
     unit: str | None = None
+    not_implemented: Literal["sunspec", "none"] = "sunspec"
+    #: A SunSpec accumulator (acc16/acc32/acc64): 0 means "not implemented".
+    accumulator: bool = False
 
     @property
     def width(self) -> int:

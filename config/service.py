@@ -103,27 +103,40 @@ class AlertSettings(Section):
     stale: StaleSettings = StaleSettings()
 
 
-class WebhookTarget(Section):
-    """POST every alert change as JSON to ``url``."""
+class TlsClient(Section):
+    """TLS of one outgoing connection: certificates and host names are verified against the
+    system trust store (plus ``ca_file``, PEM) unless ``tls_verify = false``, an explicit
+    opt-out for lab setups that is logged at start."""
+
+    ca_file: str | None = None
+    tls_verify: bool = True
+
+
+class WebhookTarget(TlsClient):
+    """POST every alert change as JSON to ``url``. ``headers_env`` maps a header name to the
+    environment variable holding its value (e.g. an ``Authorization`` secret)."""
 
     kind: Literal["webhook"]
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: str = Field(pattern=r"^https?://", repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    headers_env: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class AlertmanagerTarget(Section):
+class AlertmanagerTarget(TlsClient):
     """Prometheus Alertmanager v2 API at ``url`` (e.g. ``http://127.0.0.1:9093``)."""
 
     kind: Literal["alertmanager"]
-    url: str
+    url: str = Field(pattern=r"^https?://", repr=False)
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class MqttTarget(Section):
-    """Publish each alert as retained JSON to ``{topic}/{alert id}``."""
+class MqttTarget(TlsClient):
+    """Publish each alert as retained JSON to ``{topic}/{alert id}`` (``tls = true``: MQTT over
+    TLS, usually port 8883)."""
 
     kind: Literal["mqtt"]
+    tls: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=1883, gt=0, lt=65536)
     topic: str = "dcpue/alerts"
@@ -133,8 +146,13 @@ class MqttTarget(Section):
     password_env: str | None = None
 
 
-class EmailTarget(Section):
-    """Send a plain-text e-mail per alert change over SMTP."""
+class EmailTarget(TlsClient):
+    """Send a plain-text e-mail per alert change over SMTP.
+
+    ``starttls``: upgrade with STARTTLS (RFC 3207, usually port 587); ``smtps``: TLS from the
+    first byte (RFC 8314, usually port 465). A login needs one of them, so the password never
+    crosses the network in clear.
+    """
 
     kind: Literal["email"]
     host: str = "127.0.0.1"
@@ -142,9 +160,18 @@ class EmailTarget(Section):
     sender: str
     recipients: list[str] = Field(min_length=1)
     starttls: bool = False
+    smtps: bool = False
     username: str | None = None
     password_env: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_for_login(self) -> EmailTarget:
+        if self.starttls and self.smtps:
+            raise ValueError("give starttls or smtps, not both")
+        if self.username and not (self.starttls or self.smtps):
+            raise ValueError("a login (username) needs starttls = true or smtps = true")
+        return self
 
 
 NotifierTarget = Annotated[
@@ -165,17 +192,56 @@ class ScheduleSettings(Section):
     first_train_after_days: float = Field(default=3.0, gt=0)
 
 
+Scope = Literal["read", "operator"]
+
+
+class ApiToken(Section):
+    """One API token: ``read`` reads figures, series and alerts; ``operator`` may also act
+    (acknowledge and silence alerts, accept or reject proposals, overrides). ``sites``
+    restricts the token to those site ids (e.g. a supplier reading its own site only).
+    The secret is the environment variable ``token_env`` names, or ``token`` in the file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    token: str | None = Field(default=None, min_length=16, repr=False)
+    token_env: str | None = None
+    scope: Scope = "read"
+    sites: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_env is None):
+            raise ValueError("give exactly one of 'token' or 'token_env'")
+        return self
+
+
+class LimitSettings(Section):
+    """Bounds on what one request may ask: body size in bytes, Grafana targets per query,
+    points per series, and the longest queryable range in days."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_targets: int = Field(default=50, ge=1)
+    max_points: int = Field(default=5000, ge=10)
+    max_range_days: float = Field(default=3660.0, gt=0)
+    max_export_rows: int = Field(default=1_000_000, ge=1)
+
+
 class ServiceSettings(Section):
     """HTTP API, scheduler and alerting.
 
-    ``bearer_token`` (or the environment variable named by ``bearer_token_env``) protects every
-    route except ``/healthz``; the dashboard accepts it as ``?access_token=`` (RFC 6750 §2.3).
+    ``bearer_token`` (or the environment variable named by ``bearer_token_env``) is an
+    operator token for every route except ``/healthz`` and the dashboard's page and code;
+    ``tokens`` adds named, scoped ones. Tokens go in the ``Authorization: Bearer`` header;
+    ``?access_token=`` (RFC 6750 §2.3, for Grafana set-ups that cannot send headers) is
+    accepted only with ``query_token = true``, since URLs end up in proxy logs.
     """
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, lt=65536)
-    bearer_token: str | None = None
+    bearer_token: str | None = Field(default=None, repr=False)
     bearer_token_env: str | None = None
+    tokens: list[ApiToken] = Field(default_factory=list)
+    query_token: bool = False
+    limits: LimitSettings = LimitSettings()
     public_url: str = ""
     #: Rolling figure the dashboard and ``/api/pue`` show as the current PUE.
     current_figure: str = "pue.1h"

@@ -8,8 +8,11 @@ sizes left unset (``None``) are derived from ``nominal_it_kw`` by :class:`dcpue.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
 
 from dcpue.config.base import Section
+from dcpue.config.topology import SetpointName
 from pydantic import Field, field_validator, model_validator
 
 
@@ -120,6 +123,100 @@ class BatterySettings(Section):
         return self
 
 
+class HallDesign(Section):
+    """Design of the data hall dcpue generates for EnergyPlus (docs/energyplus.md).
+
+    IT design power = ``nominal_it_kw`` x (1 + ``daily_swing``) at full CPU loading and the
+    design inlet; CPU power and server airflow grow by ``cpu_power_per_k`` and ``airflow_per_k``
+    (fractions per K) of the inlet above ``design_inlet_c``.
+    """
+
+    design_inlet_c: float = 20.0
+    cpu_power_per_k: float = Field(default=0.01, ge=0, lt=0.2)
+    airflow_per_k: float = Field(default=0.03, ge=0, lt=0.2)
+    server_fan_fraction: float = Field(default=0.1, ge=0, lt=1)
+    server_delta_t_k: float = Field(default=12.0, gt=0)
+    recirculation_fraction: float = Field(default=0.1, ge=0, le=0.5)
+    ups_efficiency: float = Field(default=0.95, gt=0, le=1)
+    airflow_margin: float = Field(default=1.15, ge=1)
+    fan_pressure_pa: float = Field(default=600.0, gt=0)
+    supply_air_c: float = 18.0
+    chilled_water_c: float = 10.0
+    #: Air-side economizer (differential enthalpy, up to 100 % outdoor air below this dry bulb).
+    economizer: bool = True
+    economizer_max_c: float = 24.0
+    cooling_capacity_factor: float = Field(default=1.3, ge=1)
+    chw_delta_t_k: float = Field(default=6.0, gt=0)
+    chiller_cop: float = Field(default=5.5, gt=0)
+    condenser_range_k: float = Field(default=5.5, gt=0)
+    tower_approach_k: float = Field(default=3.5, ge=0)
+    tower_fan_fraction: float = Field(default=0.012, ge=0)
+    pump_head_pa: float = Field(default=200_000.0, gt=0)
+    lighting_fraction: float = Field(default=0.01, ge=0)
+    floor_w_m2: float = Field(default=1500.0, gt=0)
+    envelope_r_m2k_w: float = Field(default=2.0, gt=0)
+
+
+class EnergyPlusSource(Section):
+    """Where one dcpue meter's readings come from in EnergyPlus.
+
+    ``meter``: one EnergyPlus meter name (or several, summed), energy in J per timestep.
+    ``variable`` + ``key``: an output variable, in ``unit`` (default: J for counter meters,
+    m3 for water counters, W for power meters, the canonical unit for state meters).
+    """
+
+    meter: str | list[str] | None = None
+    variable: str | None = None
+    key: str | None = None
+    unit: Literal["J", "W", "m3", "degC", "%", "W/m2"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> EnergyPlusSource:
+        if (self.meter is None) == (self.variable is None):
+            raise ValueError("give exactly one of meter or variable")
+        if self.variable is not None and not self.key:
+            raise ValueError("a variable needs its key (e.g. 'Environment' or an object name)")
+        if self.meter is not None and self.unit not in (None, "J"):
+            raise ValueError("EnergyPlus meters report J; unit must be J or unset")
+        return self
+
+    @property
+    def meters(self) -> list[str]:
+        return [] if self.meter is None else [self.meter] if isinstance(self.meter, str) else self.meter
+
+
+class EnergyPlusActuator(Section):
+    """An EnergyPlus actuator (component type, control type, key) that takes a setpoint, e.g.
+    ``{ component_type = "Schedule:Compact", control_type = "Schedule Value", key = "SAT" }``."""
+
+    component_type: str
+    control_type: str
+    key: str
+
+
+class EnergyPlusSettings(Section):
+    """``[twin.energyplus]``: the model, its weather and the mapping to dcpue meters and levers.
+
+    ``model`` unset: dcpue generates a data hall from ``[twin]`` and ``hall``. ``weather``: an
+    EPW file shipped with pyenergyplus-lbnl (by name) or a path. ``meters`` maps dcpue meter
+    ids to sources (default for the generated model: by role); ``actuators`` maps setpoint
+    names to actuators (default for the generated model: supply air and chilled water).
+    """
+
+    model: Path | None = None
+    weather: str = "USA_IL_Chicago-OHare.Intl.AP.725300_TMY3.epw"
+    timesteps_per_hour: int = Field(default=4, ge=1, le=60)
+    meters: dict[str, EnergyPlusSource] = Field(default_factory=dict)
+    actuators: dict[SetpointName, EnergyPlusActuator] = Field(default_factory=dict)
+    hall: HallDesign = HallDesign()
+
+    @model_validator(mode="after")
+    def _step(self) -> EnergyPlusSettings:
+        if 60 % self.timesteps_per_hour:
+            raise ValueError(f"timesteps_per_hour {self.timesteps_per_hour} must divide 60")
+        return self
+
+
 class TwinSettings(Section):
     """Parameters of the simulated data hall.
 
@@ -127,8 +224,11 @@ class TwinSettings(Section):
     ``12839.tm2`` Miami TMY2) or a path to one. IT load = ``nominal_it_kw`` x (1 + daily swing
     - weekend dip + noise), clipped to ``[trough_factor, peak_factor]`` x nominal.
     ``other_load_kw`` is the peak of ``other_load`` meters (EV chargers), daytime-shaped.
+    ``engine = "energyplus"`` runs ``[twin.energyplus]`` instead (docs/energyplus.md); its step
+    is ``3600 / timesteps_per_hour`` s and ``step_s`` is ignored.
     """
 
+    engine: Literal["native", "energyplus"] = "native"
     seed: int = 0
     step_s: int = Field(default=60, ge=1, le=3600)
     start: datetime = datetime(2023, 1, 1, tzinfo=UTC)
@@ -145,6 +245,7 @@ class TwinSettings(Section):
     plant: PlantDesign = PlantDesign()
     pv: PVSettings = PVSettings()
     battery: BatterySettings = BatterySettings()
+    energyplus: EnergyPlusSettings = EnergyPlusSettings()
 
     @field_validator("start")
     @classmethod

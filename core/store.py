@@ -235,9 +235,11 @@ class Store:
             for n, mo, ss in listed
         }
         self._hot = _Partition("raw_hot", None, *(int(v) for v in stats["raw_hot"]), 0)
-        row = con.execute("SELECT value FROM store_meta WHERE key = 'next_seq'").fetchone()
+        # fetchall, not fetchone, on the shared connection: DuckDB 2 keeps a fetchone()
+        # result open, and the next register() on the connection would fail.
+        rows = con.execute("SELECT value FROM store_meta WHERE key = 'next_seq'").fetchall()
         self._next_seq = max([
-            int(row[0]) if row else 1,
+            int(rows[0][0]) if rows else 1,
             *(p.max_seq + 1 for p in (*self._parts.values(), self._hot)),
         ])
 
@@ -245,7 +247,7 @@ class Store:
         return bool(self._con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'readings' "
             "AND table_type = 'VIEW'"
-        ).fetchone()[0])
+        ).fetchall()[0][0])
 
     def _refresh_view(self) -> None:
         union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._all())
@@ -264,17 +266,17 @@ class Store:
 
     def _migrate_v0(self) -> None:
         """Move a pre-partition ``readings`` table (strings per row) into the month tables."""
-        kind = self._con.execute(
+        kinds = self._con.execute(
             "SELECT table_type FROM information_schema.tables WHERE table_name = 'readings'"
-        ).fetchone()
-        if kind is None or kind[0] == "VIEW":
+        ).fetchall()
+        if not kinds or kinds[0][0] == "VIEW":
             return
         con = self._con
-        n = int(con.execute("SELECT count(*) FROM readings").fetchone()[0])
+        n = int(con.execute("SELECT count(*) FROM readings").fetchall()[0][0])
         started = time.perf_counter()
         con.execute("BEGIN")
         try:
-            lo, hi = con.execute("SELECT min(ts), max(ts) FROM readings").fetchone()
+            lo, hi = con.execute("SELECT min(ts), max(ts) FROM readings").fetchall()[0]
             if n and (lo < TS_MIN_MS or hi >= TS_MAX_MS):
                 raise StoreLayoutError(
                     f"store {self.path}: old readings table has timestamps outside years "
@@ -304,7 +306,7 @@ class Store:
                     f"coalesce(max(seq), 0) FROM {name}"
                 )
             con.execute("INSERT INTO series_units SELECT DISTINCT sid, uid FROM _v0")
-            moved = int(con.execute("SELECT count(*) FROM _v0").fetchone()[0])
+            moved = int(con.execute("SELECT count(*) FROM _v0").fetchall()[0][0])
             if moved != n:
                 raise StoreLayoutError(
                     f"store {self.path}: migration moved {moved} of {n} readings; file unchanged"
@@ -453,13 +455,33 @@ class Store:
             added = int(con.execute(
                 f"INSERT INTO raw_hot SELECT n.* FROM _incoming n ANTI JOIN ({stored}) e "
                 "ON e.sid = n.sid AND e.ts = n.ts"
-            ).fetchone()[0])
+            ).fetchall()[0][0])
         finally:
             con.unregister("_incoming")
         self._next_seq += n
         self._hot.max_seq = self._next_seq - 1
         self._hot.row_count += added
         return added
+
+    def replace_rows(
+        self, table: str, where: str, params: Sequence[object], frame: pd.DataFrame
+    ) -> None:
+        """In one transaction, delete the rows of ``table`` matching ``where`` and insert
+        ``frame`` (columns in table order): how derived tables overwrite a recomputed range."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                self._con.execute(f"DELETE FROM {table} WHERE {where}", list(params))
+                if len(frame):
+                    self._con.register("_replacement", frame)
+                    try:
+                        self._con.execute(f"INSERT INTO {table} SELECT * FROM _replacement")
+                    finally:
+                        self._con.unregister("_replacement")
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
 
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         """Bulk-insert dead letters (one columnar insert); returns how many rows."""
@@ -593,7 +615,7 @@ class Store:
             con = self._con
             with self._swapping(tmp):
                 con.execute(f"INSERT INTO {tmp} SELECT * FROM {part.name} WHERE seq > {snap}")
-                tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchone()[0])
+                tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchall()[0][0])
                 con.execute(f"DROP TABLE {part.name}")
                 con.execute(f"ALTER TABLE {tmp} RENAME TO {part.name}")
                 con.execute(
@@ -620,10 +642,10 @@ class Store:
                         continue
                     removed += int(con.execute(
                         f"DELETE FROM {part.name} WHERE ts < ?", [int(before_ms)]
-                    ).fetchone()[0])
+                    ).fetchall()[0][0])
                 removed += int(con.execute(
                     "DELETE FROM raw_hot WHERE ts < ?", [int(before_ms)]
-                ).fetchone()[0])
+                ).fetchall()[0][0])
                 if removed:
                     # Keep seq increasing even if every row went (cursors of forwarders).
                     con.execute(

@@ -16,10 +16,14 @@ COMMAND_MODULES = (
     "dcpue.config.cli",
     "dcpue.twin.cli",
     "dcpue.collector.cli",
+    "dcpue.collector.import_cli",
     "dcpue.metrics.cli",
+    "dcpue.metrics.meter_cli",
     "dcpue.carbon.cli",
+    "dcpue.fleet.cli",
     "dcpue.optimizer.cli",
     "dcpue.service.cli",
+    "dcpue.service.export",
 )
 
 

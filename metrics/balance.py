@@ -26,24 +26,30 @@ The computation is a pure function over per-meter energies (:func:`balance_from_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
+from dcpue.config.calculator import CalculatorSettings
 from dcpue.config.site import ConfigError, Site
 from dcpue.config.topology import COOLING_ROLES, ITCategory, Meter, MeterKind, MeterRole
 from dcpue.core.figures import Figure
+from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.core.units import canonical_unit, unit
 from dcpue.metrics.energy import (
+    CounterRules,
     Intervals,
     MeterEnergy,
+    Replacement,
+    accumulated,
     clean_series,
     counter_intervals,
     power_intervals,
     window_energy,
 )
+from dcpue.metrics.events import replacements as stored_replacements
 
 #: Metered groups of the balance, in report order, with the roles that make them up.
 GROUP_ROLES: dict[str, frozenset[MeterRole]] = {
@@ -144,7 +150,9 @@ class EnergyBalance:
     All ``*_kwh`` in kWh, ``water_m3`` in m3. ``coverage`` (0..1) is the lowest coverage of the
     meters facility and IT energy are made of, i.e. what PUE over this window rests on.
     ``groups`` maps each group to its meter ids and ``meter_energy`` holds each meter's
-    amount and coverage, the audit trail of :meth:`figures`.
+    amount (bridged where :func:`balance_from_energies` bridged it), coverage and events, the
+    audit trail of :meth:`figures`. ``pv_inside_kwh`` is the PV energy consumed inside the
+    boundary (see :func:`pv_inside`).
     """
 
     start_ms: int
@@ -169,6 +177,20 @@ class EnergyBalance:
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     meter_energy: Mapping[str, MeterEnergy] = field(default_factory=dict)
     meter_kinds: Mapping[str, MeterKind] = field(default_factory=dict)
+    pv_inside_kwh: float | None = None
+    bridged: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pv_inside_kwh is None:
+            object.__setattr__(self, "pv_inside_kwh", pv_inside(
+                self.pv_generation_kwh, self.grid_export_kwh, self.facility_kwh,
+                self.outside_boundary_kwh, self.battery_charge_kwh))
+
+    @property
+    def grid_inside_kwh(self) -> float:
+        """Grid electricity used inside the boundary: min(grid import, facility - PV inside)."""
+        assert self.pv_inside_kwh is not None
+        return min(self.grid_import_kwh, max(self.facility_kwh - self.pv_inside_kwh, 0.0))
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
@@ -178,6 +200,11 @@ class EnergyBalance:
     def group_meters(self, *names: str) -> tuple[str, ...]:
         return tuple(m for n in names for m in self.groups.get(n, ()))
 
+    def quality(self, *names: str) -> str:
+        """The data-quality errors of the meters in ``names`` groups ('' when none)."""
+        return "; ".join(q for m in self.group_meters(*names)
+                         for q in (self.meter_energy[m].quality,) if q)
+
     def figures(self) -> dict[str, Figure]:
         """Every flow as a :class:`Figure` with its meters, window, coverage and formula."""
         return dict(self._figures)
@@ -186,9 +213,12 @@ class EnergyBalance:
     def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
+            cause = self.quality(*groups)
             return Figure(
-                name, value, unit_, formula, self.start_ms, self.end_ms,
+                name, None if cause else value, unit_, formula, self.start_ms, self.end_ms,
                 self.group_coverage(*groups), self.group_meters(*groups), inputs,
+                note=cause, extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause
+                else {},
             )
 
         out: dict[str, Figure] = {}
@@ -200,7 +230,8 @@ class EnergyBalance:
             )
             out[name] = fig(name, value, (name,), _group_formula(name, self.it_category),
                             tuple(self._meter_figures(name)))
-        out["water"] = fig("water", self.water_m3, ("water",), "sum of water meters", (), "m3")
+        out["water"] = fig("water", self.water_m3, ("water",), "sum of water meters",
+                           tuple(self._meter_figures("water")), "m3")
         out["facility"] = fig(
             "facility", self.facility_kwh, FACILITY_GROUPS, FACILITY_FORMULA,
             tuple(out[g] for g in FACILITY_GROUPS),
@@ -208,6 +239,17 @@ class EnergyBalance:
         out["pv_self_consumed"] = fig(
             "pv_self_consumed", self.pv_self_consumed_kwh, ("pv_generation", "grid_export"),
             "max(pv_generation - grid_export, 0)", (out["pv_generation"], out["grid_export"]),
+        )
+        assert self.pv_inside_kwh is not None
+        out["pv_inside"] = fig(
+            "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS, PV_INSIDE_FORMULA,
+            (out["pv_self_consumed"], out["facility"], out["outside_boundary"],
+             out["battery_charge"]),
+        )
+        out["grid_inside"] = fig(
+            "grid_inside", self.grid_inside_kwh, FACILITY_GROUPS,
+            "min(grid_import, facility - pv_inside)",
+            (out["grid_import"], out["facility"], out["pv_inside"]),
         )
         parts = ("it", "cooling", "power_loss", "lighting")
         out["other"] = fig(
@@ -218,18 +260,56 @@ class EnergyBalance:
         return out
 
     def _meter_figures(self, group: str) -> list[Figure]:
-        return [
-            Figure(
-                mid, e.amount, "m3" if group == "water" else "kWh",
-                "trapezoid of power readings" if self.meter_kinds.get(mid) is MeterKind.POWER
-                else "counter deltas (rollover and reset corrected)",
-                self.start_ms, self.end_ms, e.coverage, (mid,),
-                extra={"rollovers": e.rollovers, "resets": e.resets} if (
-                    e.rollovers or e.resets) else {},
-            )
-            for mid in self.groups.get(group, ())
-            for e in (self.meter_energy[mid],)
-        ]
+        return [self._meter_figure(mid, group) for mid in self.groups.get(group, ())]
+
+    def _meter_figure(self, mid: str, group: str) -> Figure:
+        e = self.meter_energy[mid]
+        extra: dict[str, object] = {k: v for k, v in (
+            ("rollovers", e.rollovers), ("resets", e.resets), ("jitter", e.jitter)) if v}
+        if e.events:
+            extra["events"] = [
+                {"ts": ms_to_datetime(ev.ts_ms).isoformat(), "kind": ev.kind,
+                 "before": ev.before, "after": ev.after, "counted": ev.counted}
+                for ev in e.events
+            ]
+        if mid in self.bridged:
+            extra["bridged"] = self.bridged[mid]
+        if e.quality:
+            extra.update(status=DATA_QUALITY_ERROR, cause=e.quality)
+        formula = ("trapezoid of power readings" if self.meter_kinds.get(mid) is MeterKind.POWER
+                   else "held-maximum counter deltas (jitter, rollover, reset, swap rules)")
+        if mid in self.bridged:
+            formula += "; unknown time bridged at the window's mean measured rate"
+        return Figure(mid, e.amount, "m3" if group == "water" else "kWh", formula,
+                      self.start_ms, self.end_ms, e.coverage, (mid,), extra=extra)
+
+
+#: How far outside a window :func:`stored_intervals` reads samples (ms).
+LOOKAROUND_MS = 6 * 3_600_000
+#: Figure status (``extra["status"]``) of a figure built on implausible data.
+DATA_QUALITY_ERROR = "data-quality error"
+PV_INSIDE_FORMULA = (
+    "(pv_generation - grid_export) x facility / (facility + outside_boundary + battery_charge)"
+)
+
+
+def pv_inside(
+    pv_kwh: float, export_kwh: float, facility_kwh: float, outside_kwh: float,
+    charge_kwh: float,
+) -> float:
+    """PV energy consumed inside the data-center boundary (kWh), by proportional allocation.
+
+    Exports are on-site surplus, so they come out of PV first; the PV left on site is shared
+    by the site-bus consumers (the data center, loads outside the boundary, the battery
+    charge) in proportion to their energy, the allocation rule The Green Grid and ISO/IEC
+    30134-3 leave to the operator to state for on-site renewables shared across a boundary.
+    It never exceeds facility energy, so REF and the renewable share stay <= 1.
+    """
+    local_pv = max(pv_kwh - export_kwh, 0.0)
+    consumers = max(facility_kwh, 0.0) + max(outside_kwh, 0.0) + max(charge_kwh, 0.0)
+    if consumers <= 0 or local_pv <= 0:
+        return 0.0
+    return min(local_pv * max(facility_kwh, 0.0) / consumers, max(facility_kwh, 0.0))
 
 
 def _group_formula(name: str, category: ITCategory) -> str:
@@ -241,13 +321,34 @@ def _group_formula(name: str, category: ITCategory) -> str:
     return f"sum of meters with role {roles}"
 
 
+def bridge(e: MeterEnergy, min_coverage: float) -> float | None:
+    """The meter's amount with its unknown time filled at its mean rate over the known time,
+    or None when nothing is to be bridged or too little is known (known share below
+    ``min_coverage``, so at most ``1 - min_coverage`` of a window is ever estimated)."""
+    known = e.coverage if e.known is None else e.known
+    if known >= 1.0 or known <= 0.0 or known < min_coverage or e.coverage < min_coverage:
+        return None
+    return e.amount / known
+
+
 def balance_from_energies(
-    topology: BalanceTopology, energies: Mapping[str, MeterEnergy], start_ms: int, end_ms: int
+    topology: BalanceTopology, energies: Mapping[str, MeterEnergy], start_ms: int, end_ms: int,
+    *, min_coverage: float | None = None,
 ) -> EnergyBalance:
-    """The balance from each meter's amount in the window (missing meters: 0, coverage 0)."""
+    """The balance from each meter's amount in the window (missing meters: 0, coverage 0).
+
+    With ``min_coverage``, each meter's unknown time is bridged (:func:`bridge`).
+    """
     meter_energy = {
         mid: energies.get(mid, MeterEnergy(mid, 0.0, 0.0)) for mid in topology.all_meters
     }
+    bridged: dict[str, float] = {}
+    if min_coverage is not None:
+        for mid, e in meter_energy.items():
+            amount = bridge(e, min_coverage)
+            if amount is not None:
+                bridged[mid] = amount - e.amount
+                meter_energy[mid] = replace(e, amount=amount)
 
     def total(group: str) -> float:
         return float(sum(meter_energy[m].amount for m in topology.groups[group]))
@@ -270,7 +371,7 @@ def balance_from_energies(
         reused_heat_kwh=t["reused_heat"], water_m3=t["water"], coverage=min(covs, default=0.0),
         outside_boundary_kwh=t["outside_boundary"], it_category=topology.it_category,
         groups=dict(topology.groups), meter_energy=meter_energy,
-        meter_kinds={mid: m.kind for mid, m in topology.meters.items()},
+        meter_kinds={mid: m.kind for mid, m in topology.meters.items()}, bridged=bridged,
     )
 
 
@@ -288,49 +389,155 @@ def canonical_values(values: np.ndarray, units: np.ndarray, quantity: str) -> np
     return out
 
 
+#: Roles that consume energy: negative power on them is a data-quality error.
+LOAD_ROLES = frozenset({
+    MeterRole.IT_LOAD, MeterRole.CHILLER, MeterRole.CRAH, MeterRole.PUMP,
+    MeterRole.COOLING_TOWER, MeterRole.LIGHTING, MeterRole.UPS_LOSS,
+    MeterRole.TRANSFORMER_LOSS, MeterRole.OTHER_LOAD,
+})
+
+
+def counter_rules(settings: CalculatorSettings | None, meter: Meter | None = None) -> CounterRules:
+    """The engine's plausibility rules from ``[calculator]`` (defaults without one) and the
+    meter's own ``jitter_tolerance`` (meter unit)."""
+    rules = CounterRules() if settings is None else CounterRules(
+        abs_tol=settings.jitter_abs, rel_tol=settings.jitter_rel,
+        rollover_band=settings.rollover_band, margin=settings.ceiling_margin,
+        floor_kw=settings.ceiling_floor_kw, default_max_power_kw=settings.default_max_power_kw,
+    )
+    if meter is not None and meter.jitter_tolerance is not None:
+        rules = replace(rules, abs_tol=meter.jitter_tolerance * unit(meter.unit).scale)
+    return rules
+
+
 def meter_intervals(
-    meter: Meter, ts_ms: np.ndarray, values: np.ndarray, max_gap_ms: float
+    meter: Meter, ts_ms: np.ndarray, values: np.ndarray, max_gap_ms: float, *,
+    settings: CalculatorSettings | None = None, replacements: Sequence[Replacement] = (),
+    ceiling_kw: float | None = None, power: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Intervals:
-    """Intervals of one meter's canonical-unit samples (counter or power rules)."""
+    """Intervals of one meter's canonical-unit samples (counter or power rules).
+
+    ``settings`` gives the plausibility rules, ``replacements`` the recorded swaps (counters),
+    ``ceiling_kw`` a ceiling derived elsewhere (e.g. from the rolling calculator's history)
+    when the meter configures none; ``power`` a counter's own power samples (``also =
+    ["power"]``: times, kW), used only where the counter's energy is unknown.
+    """
     ts, vs = clean_series(ts_ms, values)
+    rules = counter_rules(settings, meter)
+    ceiling = meter.max_power_kw if meter.max_power_kw is not None else ceiling_kw
     if meter.kind is MeterKind.POWER:
-        return power_intervals(ts, vs, max_gap_ms)
+        return power_intervals(ts, vs, max_gap_ms, max_power_kw=ceiling,
+                               load=meter.role in LOAD_ROLES, rules=rules)
     scale = unit(meter.unit).scale
     rollover = None if meter.rollover is None else meter.rollover * scale
-    max_kw = meter.max_power_kw if meter.quantity == "energy" else None
-    return counter_intervals(ts, vs, rollover, max_gap_ms, max_kw)
+    iv = counter_intervals(ts, vs, rollover, max_gap_ms,
+                           ceiling if meter.quantity == "energy" else None, rules=rules,
+                           replacements=replacements)
+    if power is None:
+        return iv
+    pts, pkw = clean_series(*power)
+    return fill_unknown(iv, power_intervals(pts, pkw, max_gap_ms, max_power_kw=ceiling,
+                                            load=meter.role in LOAD_ROLES, rules=rules))
+
+
+def fill_unknown(counter: Intervals, power: Intervals) -> Intervals:
+    """``counter`` with the time its energy is unknown (implausible intervals, before its first
+    and after its last sample) filled from ``power`` (the same meter's power readings), each
+    filled piece at the mean power of the piece. The counter is preferred everywhere else, so
+    the meter's energy is counted once."""
+    if len(power) == 0:
+        return counter
+    assert counter.known is not None
+    lo, hi = int(power.t0[0]), int(power.t1[-1])
+    if len(counter):
+        gaps = [(lo, int(counter.t0[0])), (int(counter.t1[-1]), hi)] + [
+            (int(a), int(b)) for a, b in zip(counter.t0[~counter.known],
+                                             counter.t1[~counter.known], strict=True)]
+    else:
+        gaps = [(lo, hi)]
+    pieces = []
+    for a, b in gaps:
+        a, b = max(a, lo), min(b, hi)
+        if b <= a:
+            continue
+        inner = power.t0[(power.t0 > a) & (power.t0 < b)]
+        edges = np.unique(np.concatenate(([a], inner, [b]))).astype(np.int64)
+        amount, measured = accumulated(power, edges)
+        pieces.append((edges[:-1], edges[1:], np.diff(amount), np.diff(measured)))
+    if not pieces:
+        return counter
+    keep = counter.known
+    t0 = np.concatenate([counter.t0[keep], *(p[0] for p in pieces)])
+    t1 = np.concatenate([counter.t1[keep], *(p[1] for p in pieces)])
+    amount = np.concatenate([counter.amount[keep], *(p[2] for p in pieces)])
+    dt = (t1 - t0).astype(np.float64)
+    full = np.concatenate([counter.measured[keep], *(p[3] >= (p[1] - p[0]) for p in pieces)])
+    known = np.concatenate([np.ones(int(keep.sum()), bool), *(p[3] > 0 for p in pieces)])
+    flags = [np.concatenate([getattr(counter, f)[keep], np.zeros(len(t0) - int(keep.sum()),
+                                                                 bool)])
+             for f in ("rollover", "reset", "jitter")]
+    order = np.argsort(t0, kind="stable")
+    rate = amount / dt
+    filled = {(int(p[0][0]), int(p[1][-1])) for p in pieces if (p[3] >= p[1] - p[0]).all()}
+    events = tuple(
+        replace(e, kind=f"{e.kind}_filled_by_power")
+        if e.error and (e.start_ms, e.ts_ms) in filled else e for e in counter.events
+    )
+    return Intervals(t0[order], t1[order], amount[order], rate[order], rate[order],
+                     full[order], flags[0][order], flags[1][order], known[order],
+                     flags[2][order], events + power.events, counter.hold,
+                     counter.ceiling_kw)
 
 
 def read_meter(
-    store: Store, meter: Meter, start_ms: int, end_ms: int
+    store: Store, meter: Meter, start_ms: int, end_ms: int, quantity: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One meter's stored samples in ``[start_ms, end_ms)``: times (ms) and canonical values."""
-    samples = store.series(meter.id, meter.quantity, start_ms, end_ms)
+    """One meter's stored samples in ``[start_ms, end_ms)``: times (ms) and canonical values
+    (of ``quantity``, default the meter's main quantity)."""
+    quantity = quantity or meter.quantity
+    samples = store.series(meter.id, quantity, start_ms, end_ms)
     assert samples.unit is not None
-    return samples.ts_ms, canonical_values(samples.value, samples.unit, meter.quantity)
+    return samples.ts_ms, canonical_values(samples.value, samples.unit, quantity)
+
+
+def stored_meter_intervals(
+    site: Site, store: Store, meter: Meter, start_ms: int, end_ms: int,
+    ceiling_kw: float | None = None,
+) -> Intervals:
+    """One meter's intervals from the readings in ``[start_ms, end_ms)``, with its recorded
+    swaps and (``also = ["power"]``) its power readings filling what its counter cannot."""
+    max_gap_ms = site.calculator.max_gap_s * 1000.0
+    power = (read_meter(store, meter, start_ms, end_ms, "power")
+             if "power" in meter.also else None)
+    return meter_intervals(
+        meter, *read_meter(store, meter, start_ms, end_ms), max_gap_ms,
+        settings=site.calculator, ceiling_kw=ceiling_kw, power=power,
+        replacements=stored_replacements(store, meter) if meter.kind is MeterKind.COUNTER
+        else (),
+    )
 
 
 def stored_intervals(
     site: Site, store: Store, start_ms: int, end_ms: int
 ) -> tuple[BalanceTopology, dict[str, Intervals]]:
     """The balance meters and each one's intervals from the readings covering
-    ``[start_ms, end_ms)``; samples up to ``calculator.max_gap_s`` outside are read too, so
-    counters and power are interpolated to the window's edges."""
+    ``[start_ms, end_ms)``; samples up to ``max(calculator.max_gap_s, 6 h)`` outside are read
+    too, so counters and power are interpolated to the window's edges (and a counter's long
+    gap across an edge keeps its share, as in the rolling calculator)."""
     topology = BalanceTopology.from_site(site)
-    max_gap_ms = site.calculator.max_gap_s * 1000.0
-    pad = int(max_gap_ms)
+    pad = int(max(site.calculator.max_gap_s * 1000.0, LOOKAROUND_MS))
     return topology, {
-        mid: meter_intervals(
-            meter, *read_meter(store, meter, start_ms - pad, end_ms + pad + 1), max_gap_ms
-        )
+        mid: stored_meter_intervals(site, store, meter, start_ms - pad, end_ms + pad + 1)
         for mid, meter in topology.meters.items()
     }
 
 
 def energy_balance(site: Site, store: Store, start_ms: int, end_ms: int) -> EnergyBalance:
-    """Balance of ``[start_ms, end_ms)`` from the readings in ``store``."""
+    """Balance of ``[start_ms, end_ms)`` from the readings in ``store`` (unknown time bridged
+    when the window's coverage meets ``min_coverage``)."""
     topology, intervals = stored_intervals(site, store, start_ms, end_ms)
     energies = {
         mid: window_energy(mid, iv, start_ms, end_ms) for mid, iv in intervals.items()
     }
-    return balance_from_energies(topology, energies, start_ms, end_ms)
+    return balance_from_energies(topology, energies, start_ms, end_ms,
+                                 min_coverage=site.calculator.min_coverage)

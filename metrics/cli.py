@@ -11,11 +11,12 @@ from dcpue.config.site import Site, load_site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.metrics.balance import BalanceTopology, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, BalanceTopology, energy_balance
 from dcpue.metrics.indicators import site_indicators
 
 #: Energy flows shown under the indicators.
-SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed")
+SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed",
+               "pv_inside")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,17 +32,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_pue)
 
 
-def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
-    """Indicators and energy flows over ``window`` ending at the newest balance reading.
-
-    None when the store holds no reading of the balance's meters.
-    """
-    length = window_ms(window)
+def latest_end(site: Site, store: Store) -> int | None:
+    """The instant the latest window ends at: the time every balance meter has reached (its
+    newest reading), held back by at most ``max_gap_s`` from the newest reading of any, so a
+    lagging meter does not read as missing data while a silent one shows as lost coverage.
+    None when the store holds no reading of the balance's meters."""
     ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
     ends = [r[1] for r in ranges if r is not None]
     if not ends:
         return None
-    end = max(ends)
+    return max(min(ends), max(ends) - int(site.calculator.max_gap_s * 1000))
+
+
+def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
+    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says.
+
+    None when the store holds no reading of the balance's meters.
+    """
+    length = window_ms(window)
+    end = latest_end(site, store)
+    if end is None:
+        return None
     b = energy_balance(site, store, end - length, end)
     figures = site_indicators(site, b)
     flows = b.figures()
@@ -74,12 +85,28 @@ def _pue(args: argparse.Namespace) -> int:
     print(f"{site.id}: {args.window} from {ms_to_datetime(first.start_ms).isoformat()} "
           f"to {ms_to_datetime(first.end_ms).isoformat()}")
     print(f"{'figure':<18}{'value':>14}  {'unit':<10}{'coverage':>9}")
+    errors = []
     for name, fig in figures.items():
-        value = "insufficient" if fig.value is None else f"{fig.value:.4f}"
+        value = status(fig) if fig.value is None else f"{fig.value:.4f}"
         print(f"{name:<18}{value:>14}  {fig.unit:<10}{fig.coverage or 0.0:>9.3f}")
+        if fig.extra.get("status") == DATA_QUALITY_ERROR and fig.value is None:
+            errors.append(f"{name}: {fig.extra['cause']}")
+    for line in dict.fromkeys(errors):
+        print(f"data-quality error: {line}")
     return 0
 
 
+def status(fig: Figure) -> str:
+    """'data-quality error' or 'insufficient' for a figure without a value."""
+    return "dq-error" if fig.extra.get("status") == DATA_QUALITY_ERROR else "insufficient"
+
+
 def _brief(fig: Figure) -> dict[str, object]:
-    return {"value": fig.value, "unit": fig.unit, "coverage": fig.coverage,
-            **({"note": fig.note} if fig.note else {})}
+    out: dict[str, object] = {"value": fig.value, "unit": fig.unit, "coverage": fig.coverage}
+    if fig.value is None:
+        out["status"] = fig.extra.get("status", "insufficient data")
+    if fig.extra.get("cause"):
+        out["cause"] = fig.extra["cause"]
+    if fig.note:
+        out["note"] = fig.note
+    return out

@@ -2,7 +2,11 @@
 
 Each returns a :class:`~dcpue.core.figures.Figure` whose inputs are the balance figures it
 used. A figure's coverage is the lowest coverage of the meters it rests on; below
-``min_coverage`` (or with a zero denominator) its value is None: "insufficient data".
+``min_coverage`` (or with a zero denominator) its value is None: "insufficient data". A figure
+resting on implausible data (a meter's data-quality event in the window: an unrecorded swap,
+a jump above the ceiling, a power reading above it or a negative load power; or facility
+energy below IT energy, i.e. PUE < 1) has value None and ``extra["status"] = "data-quality
+error"`` with the cause: never a confident wrong number.
 
 - PUE = facility / IT energy (ISO/IEC 30134-2; The Green Grid), dimensionless.
 - DCiE = IT / facility energy x 100 % (The Green Grid), the reciprocal of PUE in percent.
@@ -10,8 +14,12 @@ used. A figure's coverage is the lowest coverage of the meters it rests on; belo
   cooling and for power distribution losses.
 - CUE = grid factor x grid electricity used by the data center / IT energy, kgCO2/kWh
   (ISO/IEC 30134-8, location-based); the grid-sourced share is facility energy minus the
-  self-consumed on-site PV, which emits nothing at use.
-- REF = (self-consumed on-site PV + purchased green power) / facility energy (ISO/IEC 30134-3).
+  on-site PV consumed inside the boundary (:func:`dcpue.metrics.balance.pv_inside`), which
+  emits nothing at use. The battery is on the site bus: its charge is not facility energy and
+  its discharge is, so a window is charged for stored energy when it is used, not when stored.
+- REF = (on-site PV consumed inside the boundary + purchased green power) / facility energy
+  (ISO/IEC 30134-3); the instruments are capped at the grid electricity used inside the
+  boundary, so REF <= 1.
 - ERF = energy reused outside the data center / facility energy (ISO/IEC 30134-6).
 - WUE = site water use in litres / IT energy in kWh, L/kWh (ISO/IEC 30134-9, WUE category 1).
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 from dcpue.carbon.scope2 import purchased_green_kwh
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
-from dcpue.metrics.balance import FACILITY_GROUPS, EnergyBalance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, FACILITY_GROUPS, EnergyBalance
 
 LITRES_PER_M3 = 1000.0
 
@@ -42,7 +50,13 @@ def _ratio(
 ) -> Figure:
     coverage = b.group_coverage(*groups)
     note = ""
-    if coverage < min_coverage:
+    cause = b.quality(*groups)
+    if not cause and {"it", "grid_import"} <= set(groups) and b.facility_kwh < b.it_kwh:
+        cause = (f"facility energy {b.facility_kwh:,.6g} kWh is below IT energy "
+                 f"{b.it_kwh:,.6g} kWh (PUE < 1): a meter or the boundary is wrong")
+    if cause:
+        note = cause
+    elif coverage < min_coverage:
         note = f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}"
     elif denominator <= 0:
         note = "denominator is zero: nothing measured"
@@ -51,6 +65,7 @@ def _ratio(
         name, value, unit, formula, b.start_ms, b.end_ms, coverage, b.group_meters(*groups),
         inputs, factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
         factor_source=factor_source, note=note,
+        extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause else {},
     )
 
 
@@ -83,24 +98,29 @@ def cue(b: EnergyBalance, factor_kg_per_kwh: float, factor_source: str,
         min_coverage: float) -> Figure:
     """Carbon usage effectiveness in kgCO2/kWh IT (location-based grid factor in kg/kWh)."""
     f = b.figures()
-    grid_kwh = max(b.facility_kwh - b.pv_self_consumed_kwh, 0.0)
+    assert b.pv_inside_kwh is not None
+    grid_kwh = max(b.facility_kwh - b.pv_inside_kwh, 0.0)
     return _ratio(
         b, "cue", "kgCO2/kWh", factor_kg_per_kwh * grid_kwh, b.it_kwh,
-        "factor x (facility - pv_self_consumed) / it", (*FACILITY_GROUPS, "it"),
-        (f["facility"], f["pv_self_consumed"], f["it"]), min_coverage,
+        "factor x (facility - pv_inside) / it", (*FACILITY_GROUPS, "it"),
+        (f["facility"], f["pv_inside"], f["it"]), min_coverage,
         factor=factor_kg_per_kwh, factor_source=factor_source,
     )
 
 
 def ref(b: EnergyBalance, min_coverage: float, purchased_green_kwh: float = 0.0) -> Figure:
-    """Renewable energy factor = (self-consumed PV + purchased green power) / facility."""
+    """Renewable energy factor = (PV consumed inside the boundary + purchased green power) /
+    facility; ``purchased_green_kwh`` is capped at the grid electricity used inside."""
     f = b.figures()
-    inputs = (f["pv_self_consumed"], f["facility"])
+    assert b.pv_inside_kwh is not None
+    inputs = (f["pv_inside"], f["facility"])
+    green = min(purchased_green_kwh, b.grid_inside_kwh)
     if purchased_green_kwh:
-        inputs += (Figure("purchased_green", purchased_green_kwh, "kWh",
-                          note="contractual green power allocated to the window"),)
-    return _ratio(b, "ref", "1", b.pv_self_consumed_kwh + purchased_green_kwh, b.facility_kwh,
-                  "(pv_self_consumed + purchased_green) / facility", FACILITY_GROUPS, inputs,
+        inputs += (Figure("purchased_green", green, "kWh",
+                          note="contractual green power allocated to the window, capped at "
+                          "the grid electricity used inside the boundary"),)
+    return _ratio(b, "ref", "1", b.pv_inside_kwh + green, b.facility_kwh,
+                  "(pv_inside + purchased_green) / facility", FACILITY_GROUPS, inputs,
                   min_coverage)
 
 
@@ -147,9 +167,8 @@ def site_indicators(site: Site, b: EnergyBalance) -> dict[str, Figure]:
     renewable instruments applied to the window as the carbon report does (ISO/IEC 30134-3).
 
     Instruments cover at most the grid electricity used inside the boundary, min(grid import,
-    facility - PV self-consumption), so REF never exceeds 1.
+    facility - PV inside), so REF never exceeds 1.
     """
-    grid_inside_kwh = min(b.grid_import_kwh, max(b.facility_kwh - b.pv_self_consumed_kwh, 0.0))
-    green = purchased_green_kwh(site, b.start_ms, b.end_ms, grid_inside_kwh)
+    green = purchased_green_kwh(site, b.start_ms, b.end_ms, b.grid_inside_kwh)
     return indicators(b, site.calculator.min_coverage, site.grid.emission_factor_t_per_mwh,
                       site.grid.source, green)

@@ -8,19 +8,32 @@ is split exactly across buckets), so an update costs O(new readings) and reading
 vectorised sum over its buckets, independent of how many readings it spans.
 
 Windows up to one day end at the last complete minute before ``now``; longer ones at the last
-complete hour. Readings older than a meter's newest sample are ignored (the interval they fall
-in is already counted); rebuild with :meth:`RollingCalculator.from_store` after a backfill.
+complete hour.
+
+Time rules:
+- a reading stamped more than ``calculator.future_skew_s`` past the calculator's clock (wall
+  clock, or the ``clock`` given) is ignored and counted in ``ignored_future``: it never
+  advances or clears buckets;
+- a reading older than its meter's newest sample (late delivery, store-and-forward, a
+  backfill) makes the calculator recompute that meter from the store: its samples from the
+  hour before the earliest late reading (less ``max_gap_s``) on are re-read and every bucket
+  from that hour on is rebuilt, so every rolling window reflects it at once. Cost: one store
+  read and one interval split of that meter's span (a day of 1-minute samples: ~1,440 samples,
+  milliseconds; a year: ~0.5 M samples, about a second). Without a store late readings are
+  ignored and counted in ``ignored_stale``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from dcpue.config.calculator import window_ms
 from dcpue.config.site import Site
+from dcpue.config.topology import MeterKind
 from dcpue.core.figures import Figure
 from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import Store
@@ -29,10 +42,20 @@ from dcpue.metrics.balance import (
     EnergyBalance,
     balance_from_energies,
     canonical_values,
+    counter_rules,
     meter_intervals,
-    read_meter,
+    stored_meter_intervals,
 )
-from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts, clean_series
+from dcpue.metrics.energy import (
+    CounterEvent,
+    Intervals,
+    MeterEnergy,
+    bucket_totals,
+    clean_series,
+    derived_ceiling_kw,
+    events_in,
+)
+from dcpue.metrics.events import record_events, replacements
 from dcpue.metrics.indicators import site_indicators
 
 MINUTE_MS = 60_000
@@ -54,54 +77,75 @@ class _Ring:
     size: int
     amount: np.ndarray
     measured: np.ndarray
+    known: np.ndarray
     head: int = -1  # newest bucket index in use; -1 before any data
 
     @classmethod
     def new(cls, n_meters: int, step_ms: int, size: int) -> _Ring:
-        return cls(step_ms, size, np.zeros((n_meters, size)), np.zeros((n_meters, size)))
+        return cls(step_ms, size, *(np.zeros((n_meters, size)) for _ in range(3)))
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.amount, self.measured, self.known
 
     def advance(self, k: int) -> None:
         """Make bucket ``k`` the newest, clearing the recycled buckets in between."""
         if k <= self.head:
             return
         if self.head < 0 or k - self.head >= self.size:
-            self.amount[:] = 0.0
-            self.measured[:] = 0.0
+            for arr in self.arrays:
+                arr[:] = 0.0
         else:
             idx = np.arange(self.head + 1, k + 1) % self.size
-            self.amount[:, idx] = 0.0
-            self.measured[:, idx] = 0.0
+            for arr in self.arrays:
+                arr[:, idx] = 0.0
         self.head = k
 
-    def add(self, row: int, intervals: Intervals) -> None:
-        """Split one meter's ``intervals`` over this ring's buckets."""
+    def clear_from(self, row: int, ms: int) -> None:
+        """Zero one meter's retained buckets from the one holding ``ms`` on."""
+        k_first = max(ms // self.step_ms, self.head - self.size + 1)
+        if self.head < 0 or k_first > self.head:
+            return
+        idx = np.arange(k_first, self.head + 1) % self.size
+        for arr in self.arrays:
+            arr[row, idx] = 0.0
+
+    def add(self, row: int, intervals: Intervals, from_ms: int | None = None) -> None:
+        """Split one meter's ``intervals`` (from ``from_ms`` on) over this ring's buckets."""
         iv_first_ms, iv_last_ms = int(intervals.t0[0]), int(intervals.t1[-1])
+        if from_ms is not None:
+            iv_first_ms = max(iv_first_ms, from_ms)
         k_last = (iv_last_ms - 1) // self.step_ms
         self.advance(k_last)
         k_first = max(iv_first_ms // self.step_ms, self.head - self.size + 1)
         if k_first > k_last:
             return
-        amount, measured = bucket_amounts(
+        totals = bucket_totals(
             intervals.after(k_first * self.step_ms), k_first * self.step_ms, self.step_ms,
             k_last - k_first + 1,
         )
         idx = np.arange(k_first, k_last + 1) % self.size
-        self.amount[row, idx] += amount
-        self.measured[row, idx] += measured
+        for arr, add in zip(self.arrays, totals, strict=True):
+            arr[row, idx] += add
 
-    def window(self, end_k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-meter amount and measured ms over buckets ``[end_k - n, end_k)`` still retained."""
+    def window(self, end_k: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-meter amount, measured ms and known ms over buckets ``[end_k - n, end_k)``
+        still retained."""
         lo = max(end_k - n, self.head - self.size + 1)
         hi = min(end_k, self.head + 1)
         if hi <= lo:
             zero = np.zeros(self.amount.shape[0])
-            return zero, zero.copy()
+            return zero, zero.copy(), zero.copy()
         # at most two contiguous runs of the ring: sum views, no copies
         a, b = lo % self.size, (hi - 1) % self.size + 1
         runs = [slice(a, b)] if a < b else [slice(a, self.size), slice(0, b)]
-        amount = sum(self.amount[:, r].sum(axis=1) for r in runs)
-        measured = sum(self.measured[:, r].sum(axis=1) for r in runs)
-        return np.asarray(amount), np.asarray(measured)
+        sums = [np.asarray(sum(arr[:, r].sum(axis=1) for r in runs)) for arr in self.arrays]
+        return sums[0], sums[1], sums[2]
+
+    def powers(self, row: int) -> np.ndarray:
+        """Mean power (amount per hour) of one meter's fully measured retained buckets."""
+        full = self.measured[row] >= self.step_ms
+        return self.amount[row, full] / self.step_ms * HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +160,17 @@ class RollingCalculator:
 
     ``update()`` feeds readings (any meters; those outside the energy balance are ignored),
     ``snapshot()`` returns the figures, ``write_back()`` stores them as ``metric.*`` series.
+    ``clock`` returns "now" in UTC ms for the future-skew rule (default: the wall clock).
+    Counter events are recorded in the store given here (:mod:`dcpue.metrics.events`).
     """
 
-    def __init__(self, site: Site, store: Store | None = None) -> None:
+    def __init__(
+        self, site: Site, store: Store | None = None, clock: Callable[[], int] | None = None
+    ) -> None:
         self.site = site
         self.store = store
+        self._source = store  # late readings are recomputed from here (store may be replaced)
+        self._clock = clock or (lambda: int(time.time() * 1000))
         self.settings = site.calculator
         self.topology = BalanceTopology.from_site(site)
         self._ids = self.topology.all_meters
@@ -136,9 +186,19 @@ class RollingCalculator:
             _Window(name, n, self._minutes if n <= DAY_MS else self._hours)
             for name, n in lengths.items()
         ]
+        self._span_ms = max(w.length_ms for w in self._windows) + DAY_MS
         self._last_ts = np.full(n_meters, _NEVER, dtype=np.int64)
         self._last_value = np.zeros(n_meters)
+        self._ceiling: list[float | None] = [None] * n_meters
+        self._ceiling_head = np.full(n_meters, -1, dtype=np.int64)
+        self._events: list[list[CounterEvent]] = [[] for _ in range(n_meters)]
+        self._replacements = [
+            replacements(store, m) if store is not None and m.kind is MeterKind.COUNTER else ()
+            for m in self.topology.meters.values()
+        ]
         self.ignored_stale = 0
+        self.ignored_future = 0
+        self.recomputed = 0
 
     # -- feeding ----------------------------------------------------------------------------
     @property
@@ -147,8 +207,14 @@ class RollingCalculator:
         newest = int(self._last_ts.max())
         return None if newest == _NEVER else newest
 
-    def update(self, readings: Sequence[Reading] | ReadingColumns) -> int:
-        """Add a batch of readings; returns how many were used for the balance meters."""
+    def update(
+        self, readings: Sequence[Reading] | ReadingColumns, now_ms: int | None = None
+    ) -> int:
+        """Add a batch of readings; returns how many were used for the balance meters.
+
+        ``now_ms`` (default: the clock) is the instant readings may be at most
+        ``future_skew_s`` past.
+        """
         cols = readings if isinstance(readings, ReadingColumns) else (
             ReadingColumns.from_readings(readings)
         )
@@ -157,6 +223,8 @@ class RollingCalculator:
         codes, uniques = pd.factorize(cols.meter)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        limit = (self._clock() if now_ms is None else now_ms) + int(
+            self.settings.future_skew_s * 1000)
         used = 0
         for code, mid in enumerate(uniques):
             meter = self.topology.meters.get(str(mid))
@@ -164,6 +232,10 @@ class RollingCalculator:
                 continue
             take = order[bounds[code]:bounds[code + 1]]
             take = take[cols.quantity[take] == meter.quantity]
+            future = cols.ts_ms[take] > limit
+            if future.any():
+                self.ignored_future += int(np.count_nonzero(future))
+                take = take[~future]
             values = canonical_values(cols.value[take], cols.unit[take], meter.quantity)
             used += self.update_series(meter.id, cols.ts_ms[take], values)
         return used
@@ -172,34 +244,91 @@ class RollingCalculator:
         """Add one meter's samples (canonical unit: kWh, kW or m3); returns how many were used.
 
         Samples may come in any order; non-finite values and repeated timestamps are dropped.
+        Samples older than the meter's newest make it recompute from the store (see the module
+        docstring); without a store they are ignored.
         """
         row = self._row[meter_id]
         ts, vs = clean_series(ts_ms, values)
+        if len(ts) == 0:
+            return 0
         fresh = ts > self._last_ts[row]
         n_fresh = int(np.count_nonzero(fresh))
-        self.ignored_stale += len(ts) - n_fresh
-        if n_fresh == 0:
-            return 0
         if n_fresh < len(ts):
+            if self._source is not None:
+                self.recompute(meter_id, int(ts[0]))
+                return len(ts)
+            self.ignored_stale += len(ts) - n_fresh
+            if n_fresh == 0:
+                return 0
             ts, vs = ts[fresh], vs[fresh]
         if self._last_ts[row] != _NEVER:
             ts = np.concatenate(([self._last_ts[row]], ts))
             vs = np.concatenate(([self._last_value[row]], vs))
-        iv = meter_intervals(self.topology.meters[meter_id], ts, vs, self._max_gap_ms)
-        if len(iv):
-            self._minutes.add(row, iv)
-            self._hours.add(row, iv)
-        self._last_ts[row] = ts[-1]
-        self._last_value[row] = vs[-1]
+        iv = self._intervals(row, ts, vs)
+        if len(iv) == 0 and iv.hold is not None:  # one accepted sample: the first state
+            self._last_ts[row], self._last_value[row] = ts[-1], iv.hold
+        self._add(row, iv, None)
         return n_fresh
 
+    def _intervals(self, row: int, ts: np.ndarray, vs: np.ndarray) -> Intervals:
+        meter = self.topology.meters[self._ids[row]]
+        return meter_intervals(meter, ts, vs, self._max_gap_ms, settings=self.settings,
+                               ceiling_kw=self._history_ceiling(row),
+                               replacements=self._replacements[row])
+
+    def _add(self, row: int, iv: Intervals, from_ms: int | None) -> None:
+        """Split ``iv`` over both rings and take over its state and events."""
+        if len(iv):
+            self._minutes.add(row, iv, from_ms)
+            self._hours.add(row, iv, from_ms)
+            self._last_ts[row] = iv.t1[-1]
+            if iv.hold is not None:
+                self._last_value[row] = iv.hold
+        new = [e for e in iv.events if from_ms is None or e.ts_ms >= from_ms]
+        if new:
+            horizon = (self.latest_ms or 0) - self._span_ms
+            self._events[row] = [e for e in self._events[row] if e.ts_ms >= horizon] + new
+            if self._source is not None:
+                record_events(self._source, self._ids[row], new)
+
+    def _history_ceiling(self, row: int) -> float | None:
+        """Ceiling from the meter's retained minute buckets (None: too little history yet, the
+        engine derives it from the samples at hand); refreshed hourly."""
+        if self._minutes.head - self._ceiling_head[row] >= 60:
+            powers = self._minutes.powers(row)
+            rules = counter_rules(self.settings)
+            self._ceiling[row] = (derived_ceiling_kw(powers, rules)
+                                  if np.count_nonzero(powers > 0) >= 60 else None)
+            self._ceiling_head[row] = self._minutes.head
+        return self._ceiling[row]
+
+    def recompute(self, meter_id: str, from_ms: int) -> None:
+        """Rebuild one meter's buckets from the hour holding ``from_ms - max_gap_s`` on, from the
+        store (after late readings or a backfill)."""
+        if self._source is None:
+            raise ValueError("recompute needs a store: RollingCalculator(site, store)")
+        row = self._row[meter_id]
+        meter = self.topology.meters[meter_id]
+        pad = int(self._max_gap_ms)
+        start = (from_ms - pad) // HOUR_MS * HOUR_MS
+        iv = stored_meter_intervals(self.site, self._source, meter, start - pad, 2**62,
+                                    self._history_ceiling(row))
+        for ring in (self._minutes, self._hours):
+            ring.clear_from(row, start)
+        self._events[row] = [e for e in self._events[row] if e.ts_ms < start]
+        self._add(row, iv, start)
+        self.recomputed += 1
+
     @classmethod
-    def from_store(cls, site: Site, store: Store, now_ms: int) -> RollingCalculator:
+    def from_store(
+        cls, site: Site, store: Store, now_ms: int, clock: Callable[[], int] | None = None
+    ) -> RollingCalculator:
         """Rebuild the calculator from the store's readings up to ``now_ms`` (after a restart)."""
-        calc = cls(site, store)
-        span = max(w.length_ms for w in calc._windows) + DAY_MS + int(calc._max_gap_ms)
+        calc = cls(site, store, clock)
+        span = calc._span_ms + int(calc._max_gap_ms)
         for mid, meter in calc.topology.meters.items():
-            calc.update_series(mid, *read_meter(store, meter, now_ms - span, now_ms + 1))
+            iv = stored_meter_intervals(site, store, meter, now_ms - span, now_ms + 1)
+            calc._add(calc._row[mid], iv, None)
         return calc
 
     # -- reading ----------------------------------------------------------------------------
@@ -214,12 +343,17 @@ class RollingCalculator:
             raise KeyError(f"window {window!r} is not configured ({', '.join(self.windows)})")
         now = self._now(now_ms)
         end = now // w.ring.step_ms * w.ring.step_ms
-        amount, measured = w.ring.window(end // w.ring.step_ms, w.length_ms // w.ring.step_ms)
+        amount, measured, known = w.ring.window(end // w.ring.step_ms,
+                                                w.length_ms // w.ring.step_ms)
+        start = end - w.length_ms
         energies = {
-            mid: MeterEnergy(mid, float(amount[i]), float(measured[i]) / w.length_ms)
+            mid: MeterEnergy(mid, float(amount[i]), float(measured[i]) / w.length_ms,
+                             events=events_in(self._events[i], start, end),
+                             known=float(known[i]) / w.length_ms)
             for i, mid in enumerate(self._ids)
         }
-        return balance_from_energies(self.topology, energies, end - w.length_ms, end)
+        return balance_from_energies(self.topology, energies, start, end,
+                                     min_coverage=self.settings.min_coverage)
 
     @property
     def windows(self) -> list[str]:

@@ -215,11 +215,20 @@ def _mv(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dcpue.optimizer.evaluate import run_evaluation  # the twin is only needed here
+    from dcpue.optimizer.evaluate import (  # the twin is only needed here
+        EvaluationError,
+        run_evaluation,
+        site_plant,
+    )
 
     site = load_site(args.config)
+    try:
+        plant = site_plant(site)
+    except EvaluationError as exc:
+        print(f"dcpue optimize evaluate: {exc}")
+        return 1
     result = run_evaluation(
-        site, args.days, args.start, explore_days=args.explore_days,
+        site, args.days, args.start, explore_days=args.explore_days, plant=plant,
         progress=lambda msg: print(f"... {msg}", flush=True),
     )
     print(result.report())

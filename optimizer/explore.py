@@ -20,14 +20,16 @@ def exploration_schedule(
 ) -> dict[str, np.ndarray]:
     """Setpoint arrays (keyed by frame column, e.g. ``supply_air_c``) for timestamps ``ts_ms``.
 
-    Each hold period ``[k * hold_s, (k + 1) * hold_s)`` since the epoch draws every setpoint
+    Each hold period ``(k * hold_s, (k + 1) * hold_s]`` since the epoch (end-stamped samples,
+    so a hold fills whole frame buckets) draws every setpoint
     uniformly within its hard bounds (integers uniformly among the whole values). The draws
     follow one generator seeded by ``seed`` from the first period of ``ts_ms`` on, so call it
     once for a whole sweep: the same ``(ts_ms, seed)`` always gives the same schedule, but a
     sweep cut into pieces draws differently.
     """
     hold_ms = (hold_s or cfg.explore_hold_s) * 1000
-    period = np.asarray(ts_ms, dtype=np.int64) // hold_ms
+    # a sample stamped ts describes the time up to ts (end-stamped, as frames read it)
+    period = (np.asarray(ts_ms, dtype=np.int64) - 1) // hold_ms
     first = int(period.min()) if len(period) else 0
     rng = np.random.default_rng(seed)
     count = int(period.max()) - first + 1 if len(period) else 0

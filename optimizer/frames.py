@@ -5,13 +5,13 @@ A frame row holds, for one bucket ``[ts, ts + step)``:
 ==========================  ======  =====================================================
 column                      unit    from
 ==========================  ======  =====================================================
-``it_kw``                   kW      IT meters (counter increase / step, or mean power)
+``it_kw``                   kW      IT meters (energy in the bucket / step, see below)
 ``dry_bulb_c``              degC    outdoor temperature, bucket mean
 ``relative_humidity_pct``   %       outdoor humidity, bucket mean
 ``wet_bulb_c``              degC    psychrolib ``GetTWetBulbFromRelHum`` at site pressure
 ``dew_point_c``             degC    psychrolib ``GetTDewPointFromRelHum``
 setpoints (see SETPOINTS)   various setpoint meters, bucket mean
-``cooling_kw``              kW      chiller + CRAH + pump + cooling-tower meters
+``cooling_kw``              kW      meters of every cooling role (``COOLING_ROLES``)
 ``facility_kw``             kW      IT + cooling + UPS/transformer losses + lighting
 ``rack_inlet_max_c``        degC    maximum over rack-inlet sensors, bucket maximum
 ``pue``                     1       facility_kw / it_kw
@@ -19,21 +19,38 @@ setpoints (see SETPOINTS)   various setpoint meters, bucket mean
 
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
-Counter powers of the first bucket use the last reading before the window as baseline. A bucket
-is kept only when every required meter delivered at least ``min_coverage`` of its usual
-number of samples per bucket (the median over the window) and every value is finite.
+Energy meters go through the one counter/energy engine (:func:`dcpue.metrics.balance.meter_intervals`
+and :func:`dcpue.metrics.energy.bucket_amounts`, as PUE and carbon do): a bucket's power is the
+energy the engine places in ``[ts, ts + step)`` divided by the measured time, its coverage the engine's
+measured share, and a bucket touched by a counter reset gets coverage 0. A bucket is kept only
+when every energy meter covered at least ``min_coverage`` of it, every state meter delivered at
+least ``min_coverage`` of its usual number of samples per bucket (the median over the window),
+and every value is finite. Only complete buckets inside ``[start, end)`` are built.
+
+State samples (temperatures, setpoints) are taken as end-stamped, like counter readings and
+meters' demand-interval averages: a sample stamped ``ts`` describes the time up to ``ts``, so
+bucket ``[t, t + step)`` aggregates the samples stamped in ``(t, t + step]``. A setpoint
+changed at ``t`` thus lands in the same bucket as the energy used under it.
+
+Training-data guard: a row where an energy meter's bucket power exceeds ``PLAUSIBLE_FACTOR``
+times that meter's median positive bucket power over the frame is dropped and counted (``implausible``),
+so a counter event the engine reads as a rollover or a jump (a torn read, a reset from the upper
+half of a counter's range) can never become a training row of megawatts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import psychrolib
-from dcpue.config import Meter, MeterKind, MeterRole, SetpointName, Site
+from dcpue.config import Meter, MeterRole, SetpointName, Site
+from dcpue.config.topology import COOLING_ROLES
 from dcpue.core.store import Store
+from dcpue.metrics.balance import FACILITY_GROUPS, BalanceTopology, meter_intervals, read_meter
+from dcpue.metrics.energy import bucket_amounts
 
 psychrolib.SetUnitSystem(psychrolib.SI)
 
@@ -54,11 +71,13 @@ FEATURE_COLUMNS: tuple[str, ...] = CONDITION_COLUMNS + SETPOINT_COLUMNS
 TARGET_COLUMNS: tuple[str, ...] = ("cooling_kw", "facility_kw", "rack_inlet_max_c")
 FRAME_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *TARGET_COLUMNS, "pue")
 
-_OVERHEAD_ROLES = (
-    MeterRole.CHILLER, MeterRole.CRAH, MeterRole.PUMP, MeterRole.COOLING_TOWER,
-    MeterRole.UPS_LOSS, MeterRole.TRANSFORMER_LOSS, MeterRole.LIGHTING,
-)
-_COOLING_ROLES = (MeterRole.CHILLER, MeterRole.CRAH, MeterRole.PUMP, MeterRole.COOLING_TOWER)
+#: Sub-metered loads inside the boundary besides IT: cooling (every role of
+#: :data:`dcpue.config.topology.COOLING_ROLES`), distribution losses and lighting.
+OVERHEAD_ROLES = COOLING_ROLES | {MeterRole.UPS_LOSS, MeterRole.TRANSFORMER_LOSS, MeterRole.LIGHTING}
+
+
+#: A bucket power above this many times the meter's median bucket power is implausible.
+PLAUSIBLE_FACTOR = 10.0
 
 
 class FrameError(ValueError):
@@ -73,6 +92,10 @@ class TrainingFrame:
     step_s: int
     total_rows: int
     dropped_rows: int
+    #: Counter resets (torn reads, replacements) per meter: their buckets were dropped.
+    resets: dict[str, int] = field(default_factory=dict)
+    #: Buckets dropped per meter by the plausibility guard (see the module docstring).
+    implausible: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -134,18 +157,26 @@ def setpoint_meters(site: Site) -> dict[SetpointName, Meter]:
 
 
 class _Grid:
-    """Bucket grid of one frame: reads a meter's per-bucket values and sample counts."""
+    """Bucket grid of one frame: per-bucket values of state meters (store aggregates) and mean
+    powers of energy meters (the counter/energy engine), with each bucket's worst coverage."""
 
-    def __init__(self, store: Store, start_ms: int, end_ms: int, step_ms: int) -> None:
+    def __init__(self, store: Store, site: Site, start_ms: int, end_ms: int, step_ms: int) -> None:
         self.store, self.start, self.end, self.step = store, start_ms, end_ms, step_ms
-        self.index = np.arange(start_ms, end_ms, step_ms, dtype=np.int64)
+        self.index = np.arange(start_ms, end_ms - step_ms + 1, step_ms, dtype=np.int64)
         self.coverage = np.ones(len(self.index))
+        self.max_gap_ms = site.calculator.max_gap_s * 1000.0
+        self.events: dict[str, int] = {}
+        self.implausible: dict[str, int] = {}
 
     def _aligned(self, meter: str, agg: str) -> np.ndarray:
-        series = self.store.bucketed([meter], self.start, self.end, self.step, agg).get(meter)
+        # end-stamped samples: bucket [t, t + step) takes the samples stamped in (t, t + step]
+        start = self.start + 1
+        series = self.store.bucketed([meter], start, self.end + 1, self.step, agg).get(meter)
         out = np.full(len(self.index), np.nan)
         if series is not None:
-            out[(series.ts_ms - self.start) // self.step] = series.value
+            k = (series.ts_ms - start) // self.step
+            inside = k < len(self.index)
+            out[k[inside]] = series.value[inside]
         return out
 
     def _count(self, meter: str) -> None:
@@ -158,17 +189,34 @@ class _Grid:
         return self._aligned(meter, agg)
 
     def power_kw(self, meter: Meter) -> np.ndarray:
-        """Mean power per bucket in kW: counter increase between consecutive buckets' last
-        samples divided by the step, with the configured rollover added to negative steps
-        (a negative step without rollover is a reset and gives NaN); power meters are averaged."""
-        if meter.kind is MeterKind.POWER:
-            return self.value(meter.id)
-        last = self.value(meter.id, "last")
-        delta = np.diff(last, prepend=np.nan)
-        if meter.rollover is not None:
-            delta = np.where(delta < 0, delta + meter.rollover, delta)
-        delta[delta < 0] = np.nan
-        return delta / (self.step / 3_600_000.0)
+        """Mean power per bucket in kW (energy over the measured part of the bucket) from :func:`dcpue.metrics.balance.meter_intervals` and
+        :func:`dcpue.metrics.energy.bucket_amounts` (the one counter/energy engine: rollover,
+        reset, jitter and gap rules live there). The bucket's coverage is the engine's measured
+        share; a bucket touched by a counter reset (its energy is unknown: a torn read, a
+        replaced meter) gets coverage 0, so it is dropped and counted, never trained on."""
+        pad = int(self.max_gap_ms)
+        ts, vs = read_meter(self.store, meter, self.start - pad, self.end + pad + 1)
+        iv = meter_intervals(meter, ts, vs, self.max_gap_ms)
+        amount, measured = bucket_amounts(iv, self.start, self.step, len(self.index))
+        share = measured / self.step
+        if np.any(iv.reset):
+            edges = self.start + self.step * np.arange(len(self.index) + 1, dtype=np.int64)
+            for t0, t1 in zip(iv.t0[iv.reset], iv.t1[iv.reset], strict=True):
+                lo = max(int(np.searchsorted(edges, t0, side="right")) - 1, 0)
+                hi = int(np.searchsorted(edges, t1, side="left"))
+                share[lo:hi] = 0.0
+            self.events[meter.id] = self.events.get(meter.id, 0) + int(np.count_nonzero(iv.reset))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kw = np.where(measured > 0, amount / (measured / 3_600_000.0), np.nan)
+        positive = kw[np.isfinite(kw) & (kw > 0) & (share > 0)]
+        if len(positive) >= 4:
+            ceiling = meter.max_power_kw or PLAUSIBLE_FACTOR * float(np.median(positive))
+            wild = np.isfinite(kw) & (kw > ceiling) & (share > 0)
+            if wild.any():
+                share[wild] = 0.0
+                self.implausible[meter.id] = int(np.count_nonzero(wild))
+        self.coverage = np.minimum(self.coverage, share)
+        return kw
 
     def power_sum(self, meters: Iterable[Meter]) -> np.ndarray:
         total = np.zeros(len(self.index))
@@ -184,18 +232,23 @@ def build_frame(
     end_ms: int,
     step_s: int | None = None,
     min_coverage: float | None = None,
+    *,
+    utility: bool = False,
 ) -> TrainingFrame:
-    """Resample ``[start_ms, end_ms)`` of the store into a :class:`TrainingFrame`.
+    """Resample the complete buckets of ``[start_ms, end_ms)`` into a :class:`TrainingFrame`.
 
-    ``step_s`` and ``min_coverage`` default to the site's ``[optimizer]`` settings. Raises
-    :class:`FrameError` if a required meter is missing from the site.
+    ``step_s`` and ``min_coverage`` default to the site's ``[optimizer]`` settings. With
+    ``utility`` and grid meters on the site, a ``utility_kw`` column holds the balance's
+    facility power (grid import - export + PV + battery - outside boundary, the utility meter
+    view of ISO/IEC 30134-2). Raises :class:`FrameError` if a required meter is missing.
     """
     cfg = site.optimizer
     step_s = step_s or cfg.step_s
     min_coverage = cfg.min_coverage if min_coverage is None else min_coverage
-    # one extra bucket before the window gives the first bucket's counters their baseline
-    grid = _Grid(store, int(start_ms) - step_s * 1000, int(end_ms), step_s * 1000)
+    grid = _Grid(store, site, int(start_ms), int(end_ms), step_s * 1000)
     it_meters = site.meters_with(MeterRole.IT_LOAD)
+    if not it_meters:
+        raise FrameError(f"site {site.id} has no it_load meter")
     sp_meters = setpoint_meters(site)
     missing = [n.value for n in SETPOINTS if n not in sp_meters]
     if missing:
@@ -209,15 +262,17 @@ def build_frame(
     cols["relative_humidity_pct"] = grid.value(_one(site, MeterRole.OUTDOOR_HUMIDITY).id)
     for name, column in SETPOINTS.items():
         cols[column] = grid.value(sp_meters[name].id)
-    cols["cooling_kw"] = grid.power_sum(
-        m for m in site.meters if m.role in _COOLING_ROLES
-    )
-    overhead = grid.power_sum(m for m in site.meters if m.role in _OVERHEAD_ROLES)
+    cols["cooling_kw"] = grid.power_sum(m for m in site.meters if m.role in COOLING_ROLES)
+    overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
+    extra = list(FRAME_COLUMNS)
+    if utility and site.meters_with(MeterRole.GRID_IMPORT):
+        cols["utility_kw"] = _utility_kw(grid, site)
+        extra.append("utility_kw")
 
-    frame = pd.DataFrame(cols, index=pd.Index(grid.index, name="ts_ms")).iloc[1:]
-    keep = (grid.coverage[1:] >= min_coverage) & np.isfinite(frame.to_numpy()).all(axis=1)
+    frame = pd.DataFrame(cols, index=pd.Index(grid.index, name="ts_ms"))
+    keep = (grid.coverage >= min_coverage) & np.isfinite(frame.to_numpy()).all(axis=1)
     keep &= frame["it_kw"].to_numpy() > 0
     frame = frame.loc[keep].copy()
     pressure = site_pressure_pa(site)
@@ -225,6 +280,24 @@ def build_frame(
     frame["wet_bulb_c"] = wet_bulb_c(db, rh, pressure)
     frame["dew_point_c"] = dew_point_c(db, rh)
     frame["pue"] = frame["facility_kw"] / frame["it_kw"]
-    frame = frame[list(FRAME_COLUMNS)]
-    total = len(grid.index) - 1
-    return TrainingFrame(frame, step_s, total, int(total - keep.sum()))
+    frame = frame[extra]
+    total = len(grid.index)
+    return TrainingFrame(frame, step_s, total, int(total - keep.sum()), dict(grid.events),
+                         dict(grid.implausible))
+
+
+#: Sign of each facility group in the balance's facility formula (ISO/IEC 30134-2).
+_FACILITY_SIGNS = {
+    "grid_import": 1.0, "grid_export": -1.0, "pv_generation": 1.0, "battery_discharge": 1.0,
+    "battery_charge": -1.0, "outside_boundary": -1.0,
+}
+
+
+def _utility_kw(grid: _Grid, site: Site) -> np.ndarray:
+    """Facility power per bucket as the utility boundary sees it (the balance's groups)."""
+    topology = BalanceTopology.from_site(site)
+    total = np.zeros(len(grid.index))
+    for group in FACILITY_GROUPS:
+        for mid in topology.groups[group]:
+            total = total + _FACILITY_SIGNS[group] * grid.power_kw(topology.meters[mid])
+    return total

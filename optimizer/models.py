@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 
 
 class ModelError(ValueError):
@@ -53,9 +53,20 @@ class Prediction:
     rack_inlet_c: np.ndarray
 
 
+class InletResponse(Protocol):
+    """How IT power responds to the hottest rack inlet (server fans, leakage):
+    ``log_ratio(inlet, ref)`` = ln(IT power at ``inlet`` / IT power at ``ref``), degC in."""
+
+    def log_ratio(self, inlet_c: np.ndarray, ref_c: float) -> np.ndarray: ...
+
+
 class PlantPredictor(Protocol):
     """What the proposal search needs from a model: vectorised predictions over feature columns
-    (``FEATURE_COLUMNS``, arrays of equal length), an error scale and an optional trust region."""
+    (``FEATURE_COLUMNS``, arrays of equal length), an error scale and an optional trust region.
+
+    A predictor may also carry ``it_response`` (an :class:`InletResponse`, or None when IT
+    power does not depend on inlet temperature): the search then predicts each candidate's IT
+    power from it and minimises total facility power, IT included."""
 
     @property
     def target(self) -> str: ...
@@ -98,6 +109,74 @@ class TrustRegion:
             f"{c}={x[c]:.4g} outside trained range [{self.lo[c]:.4g}, {self.hi[c]:.4g}]"
             for c in columns if not self.lo[c] <= x[c] <= self.hi[c]
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class ITResponse:
+    """IT power as a function of the hottest rack inlet, learned from the data:
+    ``ln(IT) = ln(work) + h(inlet)``, ``h(x) = b0 x + sum_k b_k max(x - k, 0)`` (degC), knots
+    ``k`` every kelvin from the coolest trained inlet to the 90th percentile.
+
+    Fitted (:meth:`fit`) on first differences of consecutive frame rows, ``d ln(IT) ~ d h``:
+    the IT work behind the load changes slowly between two steps while setpoints, and with them
+    rack inlets, change, so the difference separates the inlet effect from the workload without
+    a work meter. ``significant`` is False when the data show no effect (the change of ``h``
+    over the trained inlet range is within three standard errors or below 0.2 %): then
+    ``log_ratio`` is 0 and IT power is taken as independent of inlet temperature.
+    """
+
+    knots: tuple[float, ...]
+    coef: tuple[float, ...]
+    lo_c: float
+    hi_c: float
+    significant: bool
+    pct_per_k_at_max: float = 0.0
+
+    def h(self, inlet_c: np.ndarray) -> np.ndarray:
+        x = np.clip(np.asarray(inlet_c, float), self.lo_c, self.hi_c)
+        return _inlet_basis(x, self.knots) @ np.asarray(self.coef)
+
+    def log_ratio(self, inlet_c: np.ndarray, ref_c: float) -> np.ndarray:
+        if not self.significant:
+            return np.zeros(np.shape(inlet_c))
+        return self.h(inlet_c) - self.h(np.array([ref_c]))[0]
+
+    @classmethod
+    def fit(cls, data: pd.DataFrame, step_s: int) -> ITResponse:
+        """Fit on the consecutive rows (``step_s`` apart) of a frame's data."""
+        inlet = data["rack_inlet_max_c"].to_numpy()
+        lo, hi = float(np.min(inlet)), float(np.max(inlet))
+        # a knot every kelvin up to the 90th percentile: a threshold (servers' fans ramping up)
+        # is found wherever it lies in the usual range
+        knots = tuple(float(k) for k in np.arange(np.floor(lo) + 1.0, np.quantile(inlet, 0.9)))
+        null = cls(knots, (0.0,) * (len(knots) + 1), lo, hi, False)
+        ts = data.index.to_numpy()
+        pair = np.flatnonzero(np.diff(ts) == step_s * 1000)
+        if len(pair) < 20 or hi - lo < 1.0:
+            return null
+        basis = _inlet_basis(inlet, knots)
+        dx = basis[pair + 1] - basis[pair]
+        dy = np.diff(np.log(data["it_kw"].to_numpy()))[pair]
+        dy = dy - np.mean(dy)
+        gram = dx.T @ dx + 1e-6 * len(pair) * np.eye(dx.shape[1])
+        beta = np.linalg.solve(gram, dx.T @ dy)
+        resid = dy - dx @ beta
+        sigma2 = float(resid @ resid) / max(len(pair) - dx.shape[1], 1)
+        grid = np.linspace(lo, hi, 50)
+        g = _inlet_basis(grid, knots)
+        span = g[-1] - g[0]
+        effect = float(span @ beta)
+        se = float(np.sqrt(sigma2 * span @ np.linalg.solve(gram, span)))
+        if abs(effect) < max(3.0 * se, 0.002):
+            return null
+        slope = np.diff(g @ beta) / np.diff(grid)
+        return cls(knots, tuple(float(b) for b in beta), lo, hi, True,
+                   float(100.0 * np.max(np.abs(slope))))
+
+
+def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
+    x = np.asarray(x, float)
+    return np.column_stack([x, *(np.maximum(x - k, 0.0) for k in knots)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +304,7 @@ class PlantModel:
     rows: int
     dropped_rows: int
     step_s: int
+    it_response: ITResponse | None = None
     format: int = MODEL_FORMAT
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -260,6 +340,11 @@ class PlantModel:
             "train_start_ms": self.train_start_ms, "train_end_ms": self.train_end_ms,
             "rows": self.rows, "dropped_rows": self.dropped_rows, "step_s": self.step_s,
             "metrics": self.metrics,
+            "it_response": None if self.it_response is None else {
+                "max_pct_per_k": round(getattr(self.it_response, "pct_per_k_at_max", np.nan), 3),
+                "inlet_range_c": [getattr(self.it_response, "lo_c", np.nan),
+                                  getattr(self.it_response, "hi_c", np.nan)],
+            },
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
         }
 
@@ -353,7 +438,13 @@ def train(
         scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
+        it_response=_significant(ITResponse.fit(data, frame.step_s)),
     )
+
+
+def _significant(response: ITResponse) -> ITResponse | None:
+    """The response when the data show one; None (IT independent of inlet) otherwise."""
+    return response if response.significant else None
 
 
 def save_model(model: PlantModel, path: str | Path) -> Path:

@@ -60,8 +60,10 @@ class PlantState:
 class Proposal:
     """A setpoint proposal and why.
 
-    Power figures are the model's target power in kW (facility or cooling, see ``target``);
-    ``saving_pct`` is relative to the predicted current power. ``confidence`` is the
+    Power figures are the objective in kW: total facility power (IT included, with IT power
+    predicted per candidate when the model learned how it responds to inlet temperature;
+    ``current_it_kw``/``proposed_it_kw``), or cooling + IT power for ``target = "cooling"``;
+    PUE is never the objective. ``saving_pct`` is relative to the predicted current power. ``confidence`` is the
     probability that the saving is positive, assuming independent normal prediction errors with
     the model's cross-validated RMSE: ``Phi(saving / (sqrt(2) * rmse))``. ``binding`` names the
     constraints that stop a further saving (``inlet_limit``, ``max_step:<setpoint>``,
@@ -78,6 +80,8 @@ class Proposal:
     target: str = "facility"
     current_kw: float | None = None
     proposed_kw: float | None = None
+    current_it_kw: float | None = None
+    proposed_it_kw: float | None = None
     saving_kw: float = 0.0
     saving_pct: float = 0.0
     predicted_inlet_c: float | None = None
@@ -99,16 +103,16 @@ class Proposal:
 
 
 def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantState:
-    """Conditions and setpoints of the last complete frame row before ``end_ms`` (default: the
-    store's newest reading); :class:`FrameError` when the recent data is too thin."""
+    """Conditions and setpoints of the newest complete frame row: the ``step_s`` ending at
+    ``end_ms`` (default: the store's newest reading), or the newest complete one of the three
+    steps before it; :class:`FrameError` when the recent data is too thin."""
     cfg = site.optimizer
     if end_ms is None:
         span = store.time_range()
         if span is None:
             raise FrameError("the store holds no readings")
-        end_ms = span[1] + 1
+        end_ms = span[1]
     step_ms = cfg.step_s * 1000
-    end_ms = end_ms // step_ms * step_ms
     frame = build_frame(store, site, end_ms - 4 * step_ms, end_ms)
     if not len(frame):
         raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
@@ -191,24 +195,52 @@ def _grid(axes: list[np.ndarray]) -> np.ndarray:
 
 
 class _Search:
-    """Candidate evaluation for one state: predictions and feasibility, accumulated."""
+    """Candidate evaluation for one state: predictions and feasibility, accumulated.
 
-    def __init__(self, predictor: PlantPredictor, state: PlantState, limit_c: float) -> None:
+    ``power`` is the objective, total facility power in kW: with an ``it_response`` on the
+    predictor each candidate's IT power is the metered IT scaled by the response between the
+    inlet predicted at the current setpoints (``reference``) and at the candidate, and the
+    plant is predicted again at that IT load; for a ``cooling`` target the candidate's IT power
+    is added to the predicted cooling power (losses then stay out of the objective)."""
+
+    def __init__(
+        self, predictor: PlantPredictor, state: PlantState, limit_c: float,
+        reference: np.ndarray,
+    ) -> None:
         self.predictor, self.state, self.limit = predictor, state, limit_c
+        self.response = getattr(predictor, "it_response", None)
         self.points = np.empty((0, len(SETPOINTS)))
         self.power = np.empty(0)
         self.inlet = np.empty(0)
+        self.it_kw = np.empty(0)
+        if self.response is None:
+            self.ref_inlet = float("nan")
+        else:
+            self.ref_inlet = float(predictor.predict(self._columns(reference[None, :])
+                                                     ).rack_inlet_c[0])
 
-    def add(self, points: np.ndarray) -> None:
-        x: dict[str, np.ndarray] = {
-            c: np.full(len(points), self.state.conditions[c]) for c in CONDITION_COLUMNS
-        }
+    def _columns(self, points: np.ndarray) -> dict[str, np.ndarray]:
+        x = {c: np.full(len(points), self.state.conditions[c]) for c in CONDITION_COLUMNS}
         for j, column in enumerate(SETPOINTS.values()):
             x[column] = points[:, j]
+        return x
+
+    def add(self, points: np.ndarray) -> None:
+        x = self._columns(points)
         pred = self.predictor.predict(x)
+        it = x["it_kw"]
+        if self.response is not None and np.isfinite(self.ref_inlet):
+            ratio = np.exp(self.response.log_ratio(np.asarray(pred.rack_inlet_c, float),
+                                                   self.ref_inlet))
+            x["it_kw"] = it = it * ratio
+            pred = self.predictor.predict(x)
+        power = np.asarray(pred.power_kw, float) + 0.0 * it
+        if self.predictor.target == "cooling":
+            power = power + it
         self.points = np.vstack([self.points, points])
-        self.power = np.concatenate([self.power, np.asarray(pred.power_kw, float)])
+        self.power = np.concatenate([self.power, power])
         self.inlet = np.concatenate([self.inlet, np.asarray(pred.rack_inlet_c, float)])
+        self.it_kw = np.concatenate([self.it_kw, np.asarray(it, float)])
 
     @property
     def finite(self) -> np.ndarray:
@@ -272,7 +304,7 @@ def propose(
                 None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)
         for n, c in zip(names, SETPOINTS.values(), strict=True)
     ]
-    search = _Search(predictor, state, limit)
+    search = _Search(predictor, state, limit, np.array([current[n] for n in names]))
     search.add(np.array([[base[n] for n in names]]))
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
@@ -350,6 +382,7 @@ def _decide(
     status = "proposed" if proposed != proposal.current else "keep"
     return replace(
         proposal, status=status, proposed=proposed, current_kw=now_kw, proposed_kw=best_kw,
+        current_it_kw=float(search.it_kw[0]), proposed_it_kw=float(search.it_kw[best]),
         saving_kw=saving, saving_pct=pct, predicted_inlet_c=float(search.inlet[best]),
         confidence=confidence, binding=tuple(dict.fromkeys(binding)),
         reason="; ".join([reason, *notes]),

@@ -7,11 +7,13 @@ layer stays a thin adapter. Routes are listed in :data:`OPENAPI`, served at ``/o
 
 from __future__ import annotations
 
-import hmac
+import asyncio
+import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -21,22 +23,29 @@ from dcpue.config.topology import ENERGY_ROLES, MeterKind, MeterRole
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import AGGREGATIONS, Series, Store
+from dcpue.service import views
+from dcpue.service.actions import AlertActions
 from dcpue.service.alerts import Alert
+from dcpue.service.auth import BodyLimit, TokenAuth, grants
+from dcpue.service.export import COLUMNS as EXPORT_COLUMNS
+from dcpue.service.export import csv_text
+from dcpue.service.export import page as readings_page
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOUR_MS = 3_600_000
 #: Numeric columns of the optimizer's ``proposals`` table served as ``proposal:<column>``.
 PROPOSAL_SERIES = ("saving_kw",)
 #: Meter-id prefix under which the rolling calculator writes its figures back to the store.
 METRIC_PREFIX = "metric."
-#: Upper bound on points per series returned by one query (keeps responses small).
-MAX_POINTS = 5000
+#: Earliest and latest instants the API accepts: 0001-01-01 and 9999-12-31T23:59:59.999 UTC.
+MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999
 STATIC_DIR = resources.files("dcpue.service") / "static"
 
 
@@ -60,6 +69,9 @@ class ApiSources:
     energy: Callable[[int, int], Mapping[str, Figure]]
     proposals: Callable[[int], list[dict[str, Any]]]
     current_figure: str = "pue.1h"
+    #: Counter rollovers/resets and data-quality events by kind (metrics engine), if known.
+    counter_events: Callable[[], Mapping[str, int]] = dict
+    #: Operator token for every site (``[service] bearer_token``); ``[service] tokens`` add more.
     token: str | None = None
 
 
@@ -98,34 +110,6 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 class BadRequest(ValueError):
     """A client error reported as HTTP 400 with a one-line message."""
-
-
-class BearerAuth:
-    """ASGI middleware: every path except ``/healthz`` and the dashboard's code under
-    ``/static/`` (no data) needs ``Authorization: Bearer <token>`` or ``?access_token=<token>``
-    (RFC 6750 §2.1 and §2.3)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self.token = app, token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path == "/healthz" or path.startswith("/static/"):
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get(
-            "access_token", ""
-        )
-        if hmac.compare_digest(given.encode(), self.token):
-            await self.app(scope, receive, send)
-            return
-        response = JSONResponse(
-            {"error": "missing or wrong bearer token"}, status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="dcpue"'},
-        )
-        await response(scope, receive, send)
 
 
 # -- Grafana JSON data source ---------------------------------------------------------------
@@ -210,18 +194,178 @@ def query_series(
     raise BadRequest(f"target {target!r} must start with meter:, role:, metric: or proposal:")
 
 
-def _parse_time(raw: Any) -> int:
+def parse_time(raw: Any, zone: str = "UTC") -> int:
+    """Epoch ms from epoch ms (number or digits) or ISO 8601 (a date or a time without offset
+    is in ``zone``); BadRequest outside years 1..9999 or for NaN/Infinity."""
+    if isinstance(raw, bool) or raw is None:
+        raise BadRequest(f"bad time {raw!r}: use ISO 8601 or epoch ms")
+    if isinstance(raw, str) and raw.lstrip("-").isdigit():
+        raw = int(raw)
     if isinstance(raw, int | float):
+        if not (math.isfinite(raw) and MIN_MS <= raw <= MAX_MS):
+            raise BadRequest(f"time {raw!r} is outside years 1..9999 (epoch ms)")
         return int(raw)
     try:
-        return int(datetime.fromisoformat(str(raw)).timestamp() * 1000)
+        moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"bad time {raw!r}: use ISO 8601 or epoch ms") from None
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(zone))
+    try:
+        return int(moment.astimezone(UTC).timestamp() * 1000)
+    except (OverflowError, ValueError):
+        raise BadRequest(f"time {raw!r} is outside years 1..9999") from None
+
+
+class _GrafanaTarget(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    target: str | None = None
+    refId: str | None = None
+    hide: bool = False
+    payload: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+class _GrafanaRange(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    start: Any = Field(alias="from")
+    end: Any = Field(alias="to")
+
+
+class GrafanaQuery(BaseModel):
+    """The body of ``/grafana/query`` (simpod JSON data source), validated at the edge."""
+
+    model_config = ConfigDict(extra="allow")
+    range: _GrafanaRange
+    intervalMs: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    maxDataPoints: int | None = Field(default=None, gt=0)
+    targets: list[_GrafanaTarget] = Field(default_factory=list)
+
+    @field_validator("intervalMs", mode="before")
+    @classmethod
+    def _finite_interval(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be finite")
+        return value
+
+
+class SilenceBody(BaseModel):
+    """``minutes`` of silence (0 lifts it; at most 7 days)."""
+
+    minutes: float = Field(default=60.0, ge=0, le=7 * 1440, allow_inf_nan=False)
+
+
+def best_figure(figs: Mapping[str, Figure], current: str) -> str | None:
+    """The figure to show: ``current`` if it has a value, else the PUE window closest in
+    length to it that has one (shorter first)."""
+    from dcpue.config.calculator import window_ms
+
+    if (f := figs.get(current)) is not None and f.value is not None:
+        return current
+    base, _, window = current.rpartition(".")
+    try:
+        want = window_ms(window)
+    except ValueError:
+        return None
+    have = []
+    for key, fig in figs.items():
+        name, _, w = key.rpartition(".")
+        if name == base and fig.value is not None:
+            length = window_ms(w)
+            have.append((abs(length - want), length > want, key))
+    return min(have)[2] if have else None
+
+
+def warming_up(site: Site, store: Store, name: str, current: Figure | None,
+               now_ms: int) -> dict[str, Any] | None:
+    """None once ``name`` has a value; else how long until its window holds
+    ``min_coverage`` of data, from the oldest reading (``ready_in_s``, None if no data)."""
+    from dcpue.config.calculator import window_ms
+
+    if current is not None and current.value is not None:
+        return None
+    try:
+        need = window_ms(name.rpartition(".")[2]) * site.calculator.min_coverage
+    except ValueError:
+        return None
+    span = store.time_range()
+    if span is None:
+        return {"figure": name, "ready_in_s": None}
+    have = max(0, min(now_ms, span[1]) - span[0])
+    return {"figure": name, "ready_in_s": max(0.0, (need - have) / 1000)}
+
+
+def alert_groups(active: list[Alert]) -> list[dict[str, Any]]:
+    """Firing alerts grouped by cause (alert name) and device (meter or device label), worst
+    severity first, so one outage reads as one line per cause."""
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    groups: dict[str, dict[str, Any]] = {}
+    for a in active:
+        g = groups.setdefault(a.name, {"cause": a.name, "severity": a.severity, "count": 0,
+                                       "devices": [], "summary": a.summary,
+                                       "since_ms": a.starts_ms, "ids": []})
+        g["count"] += 1
+        g["ids"].append(a.id)
+        device = a.labels.get("meter") or a.labels.get("device")
+        if device and device not in g["devices"]:
+            g["devices"].append(device)
+        g["since_ms"] = min(g["since_ms"], a.starts_ms)
+        if rank.get(a.severity, 3) < rank.get(g["severity"], 3):
+            g["severity"] = a.severity
+    return sorted(groups.values(), key=lambda g: (rank.get(g["severity"], 3), g["since_ms"]))
+
+
+def _body(raw: bytes, model: type[BaseModel]) -> Any:
+    """Validated JSON body; BadRequest names the first bad field."""
+    try:
+        data = json.loads(raw or b"null", parse_constant=_no_constant)
+        return model.model_validate(data)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ValidationError):
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            raise BadRequest(f"{where}: {err['msg']}") from None
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _site_selected(chosen: str, site_id: str) -> bool:
+    """Whether a Grafana ``$site`` value (one id, ``{a,b}``, ``a|b``, All or unset) includes
+    this daemon's site."""
+    if chosen in ("", "$site", "$__all", "All", "*", ".*"):
+        return True
+    return site_id in re.split(r"[{},|\s]+", chosen)
+
+
+def grafana_plan(query: GrafanaQuery, max_points: int, max_range_days: float,
+                 max_targets: int) -> tuple[int, int, int, list[_GrafanaTarget]]:
+    """(start, end, step in ms, visible targets) of a Grafana query within the limits: at
+    most ``max_points`` buckets per series, a range up to ``max_range_days`` and
+    ``max_targets`` targets; otherwise BadRequest."""
+    start, end = parse_time(query.range.start), parse_time(query.range.end)
+    if end <= start:
+        raise BadRequest("range.to must be after range.from")
+    if end - start > max_range_days * 86_400_000:
+        raise BadRequest(f"range longer than {max_range_days:g} days")
+    targets = [t for t in query.targets if t.target and not t.hide]
+    if len(targets) > max_targets:
+        raise BadRequest(f"{len(targets)} targets; at most {max_targets} per query")
+    points = min(query.maxDataPoints or max_points, max_points)
+    step = int(min(max(query.intervalMs or 60_000, 1000), end - start))
+    step = max(step, -(-(end - start) // points))
+    return start, end, step, targets
 
 
 def create_app(sources: ApiSources) -> Starlette:
-    """The ASGI application; wrap with :class:`BearerAuth` when a token is configured."""
+    """The ASGI application, behind a request-body limit and, when any token is configured,
+    scoped token authentication (:mod:`dcpue.service.auth`)."""
     site, store = sources.site, sources.store
+    limits = site.service.limits
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok", "site": site.id})
@@ -239,43 +383,185 @@ def create_app(sources: ApiSources) -> Starlette:
         now = sources.now_ms()
         figs = sources.figures(now)
         current = figs.get(sources.current_figure)
+        best = best_figure(figs, sources.current_figure)
         return _json({
-            "site": site.id, "name": site.name, "now": ms_to_datetime(now).isoformat(),
-            "now_ms": now, "current_figure": sources.current_figure,
+            "site": site.id, "name": site.name, "timezone": site.timezone,
+            "now": ms_to_datetime(now).isoformat(), "now_ms": now,
+            "current_figure": sources.current_figure,
             "current": None if current is None else _figure_json(current, deep=True),
+            "best_figure": best,
+            "warming_up": warming_up(site, store, sources.current_figure, current, now),
             "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()},
         })
 
     async def pue_history(request: Request) -> Response:
-        now = sources.now_ms()
+        start, end = time_range(request)
         name = request.query_params.get("figure", sources.current_figure)
-        hours = _int_param(request, "hours", 24, 1, 24 * 366)
-        step_s = _int_param(request, "step_s", max(60, hours * 3600 // 288), 1, 86400)
-        start = now - hours * HOUR_MS
-        series = query_series(site, store, f"metric:{name}", start, now + 1, step_s * 1000, None)
-        return _json({"figure": name, "step_s": step_s,
+        span_s = (end - start) // 1000
+        step_s = _int_param(request, "step_s", max(60, span_s // 288), max(1, span_s // 5000),
+                            86400 * 31)
+        series = await asyncio.to_thread(query_series, site, store, f"metric:{name}", start,
+                                         end + 1, step_s * 1000, None)
+        return _json({**range_json(start, end), "figure": name, "step_s": step_s, "unit": "1",
                       "points": [[int(t), float(v)] for t, v in zip(series.ts_ms, series.value,
                                                                      strict=True)]})
 
-    async def energy(request: Request) -> Response:
+    def time_range(request: Request, default_hours: int = 24) -> tuple[int, int]:
+        """``from``/``to`` (ISO 8601 in site time without offset, or epoch ms), else the last
+        ``hours`` before now; at most ``limits.max_range_days`` long."""
+        q = request.query_params
         now = sources.now_ms()
-        hours = _int_param(request, "hours", 24, 1, 24 * 366)
-        figs = sources.energy(now - hours * HOUR_MS, now)
-        return _json({"hours": hours, "figures": {k: _figure_json(f, deep=False)
-                                                  for k, f in figs.items()}})
+        if "from" in q or "to" in q:
+            start = parse_time(q.get("from", ""), site.timezone)
+            end = parse_time(q["to"], site.timezone) if "to" in q else now
+        else:
+            end = now
+            start = end - _int_param(request, "hours", default_hours, 1, 24 * 3660) * HOUR_MS
+        if end <= start:
+            raise BadRequest("to must be after from")
+        if end - start > limits.max_range_days * 86_400_000:
+            raise BadRequest(f"range longer than {limits.max_range_days:g} days")
+        return start, end
+
+    def range_json(start: int, end: int) -> dict[str, Any]:
+        return {"from_ms": start, "to_ms": end, "from": ms_to_datetime(start).isoformat(),
+                "to": ms_to_datetime(end).isoformat()}
+
+    async def energy(request: Request) -> Response:
+        start, end = time_range(request)
+        figs = await asyncio.to_thread(sources.energy, start, end)
+        return _json({**range_json(start, end), "hours": (end - start) / HOUR_MS,
+                      "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()}})
+
+    async def readings(request: Request) -> Response:
+        start, end = time_range(request)
+        meters = request.query_params.getlist("meter") or [m.id for m in site.meters]
+        for m in meters:
+            if m not in site.meter_by_id and not m.startswith(METRIC_PREFIX):
+                raise BadRequest(f"unknown meter {m!r}")
+        limit = _int_param(request, "limit", 10_000, 100, limits.max_export_rows)
+        got = await asyncio.to_thread(readings_page, store, meters, start, end, limit)
+        if request.query_params.get("format", "json") == "csv":
+            headers = {} if got.next_from is None else {"X-Next-From": str(got.next_from)}
+            return Response(csv_text(got.rows), media_type="text/csv", headers=headers)
+        return _json({**range_json(start, end), "columns": list(EXPORT_COLUMNS),
+                      "rows": got.rows, "next_from": got.next_from})
+
+    async def balance(request: Request) -> Response:
+        start, end = time_range(request, 24 * 30)
+        step = request.query_params.get("step", "day")
+        if step not in ("hour", "day", "month"):
+            raise BadRequest("step must be hour, day or month")
+        edges = views.bucket_edges(start, end, step, site.timezone)  # type: ignore[arg-type]
+        if len(edges) > views.MAX_BUCKETS + 1:
+            raise BadRequest(f"more than {views.MAX_BUCKETS} {step}s; choose a longer step")
+        buckets = await asyncio.to_thread(views.balance_buckets, site, store, edges)
+        return _json({**range_json(start, end), "step": step, "unit": "kWh",
+                      "buckets": buckets})
+
+    async def weather(request: Request) -> Response:
+        start, end = time_range(request, 24 * 7)
+        points = await asyncio.to_thread(views.pue_vs_wet_bulb, site, store, start, end)
+        return _json({**range_json(start, end), "x": "wet bulb (degC)", "y": "PUE (hourly)",
+                      "points": points})
+
+    async def quality(request: Request) -> Response:
+        start, end = time_range(request)
+        stale = site.service.alerts.stale
+        out = await asyncio.to_thread(
+            views.data_quality, site, store, start, end, sources.now_ms(),
+            int(stale.expected_interval_s * stale.factor * 1000))
+        return _json({**range_json(start, end), **out,
+                      "counter_events": sources.counter_events()})
+
+    async def site_info(request: Request) -> Response:
+        from dcpue.config.topology import SetpointName
+
+        writable = [n.value for n in SetpointName
+                    if getattr(site.optimizer.setpoints, n.value).writeback.enabled]
+        return _json({"site": site.id, "name": site.name, "timezone": site.timezone,
+                      "current_figure": sources.current_figure,
+                      "windows": site.calculator.windows, "write_back": writable,
+                      "min_coverage": site.calculator.min_coverage})
 
     async def carbon(request: Request) -> Response:
-        figs = sources.carbon(sources.now_ms())
-        return _json({"figures": {k: _figure_json(f, deep=True) for k, f in figs.items()}})
+        """Month to date by default; ``from``/``to`` (whole site-local days) for a range."""
+        if "from" not in request.query_params:
+            figs = sources.carbon(sources.now_ms())
+            return _json({"figures": {k: _figure_json(f, deep=True) for k, f in figs.items()}})
+        from zoneinfo import ZoneInfo
+
+        from dcpue.carbon.report import site_report
+
+        start, end = time_range(request)
+        zone = ZoneInfo(site.timezone)
+        # The whole site-local days inside the range; at least the day before ``to``'s day.
+        begin = ms_to_datetime(start).astimezone(zone)
+        first = begin.date() + timedelta(days=0 if begin.time() == datetime.min.time() else 1)
+        stop = ms_to_datetime(end).astimezone(zone).date()
+        first = min(first, stop - timedelta(days=1))
+        report = await asyncio.to_thread(site_report, site, store, first, stop)
+        figs = report.accounts[0].figures
+        return _json({"from": first.isoformat(), "to": stop.isoformat(),
+                      "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()}})
 
     async def proposals(request: Request) -> Response:
         limit = _int_param(request, "limit", 10, 1, 1000)
-        return _json({"proposals": sources.proposals(limit)})
+        from dcpue.optimizer.propose import ProposalLog
+
+        texts = {p.id: (views.plain_words(p), p.predicted_inlet_c, p.inlet_limit_c)
+                 for p in ProposalLog(store).list(limit)}
+        out = []
+        for p in sources.proposals(limit):
+            text, inlet, limit_c = texts.get(p["id"], (p.get("reason", ""), None, None))
+            out.append(p | {"text": text, "predicted_inlet_c": inlet, "inlet_limit_c": limit_c})
+        return _json({"proposals": out})
+
+    async def proposal_decide(request: Request) -> Response:
+        from dcpue.optimizer.propose import ProposalLog
+        from dcpue.optimizer.writeback import WritebackRefused, apply_proposal
+
+        log = ProposalLog(store)
+        proposal = log.get(request.path_params["proposal_id"])
+        if proposal is None:
+            return _json({"error": "no such proposal"}, 404)
+        if request.path_params["decision"] == "reject":
+            log.set_status(proposal, "rejected")
+            return _json({"id": proposal.id, "status": "rejected", "writes": []})
+        try:
+            writes = await apply_proposal(store, site.optimizer, proposal)
+        except WritebackRefused as exc:
+            raise BadRequest(f"refused: {exc}") from None
+        return _json({"id": proposal.id, "status": "applied" if writes else "accepted",
+                      "writes": [{"setpoint": w.setpoint.value, "value": w.value,
+                                  "source": w.source} for w in writes]})
+
+    actions = AlertActions(store)
+
+    def alert_view(a: Alert, now: int) -> dict[str, Any]:
+        return a.to_dict() | actions.view(a.id, now)
 
     async def alerts(request: Request) -> Response:
         active, history = sources.alerts()
-        return _json({"active": [a.to_dict() for a in active],
-                      "resolved": [a.to_dict() for a in history]})
+        now = sources.now_ms()
+        return _json({"active": [alert_view(a, now) for a in active],
+                      "resolved": [alert_view(a, now) for a in history],
+                      "groups": alert_groups(active)})
+
+    def who(request: Request) -> str:
+        grant = request.scope.get("state", {}).get("grant")
+        return "anonymous" if grant is None else grant.name
+
+    async def alert_ack(request: Request) -> Response:
+        alert_id = request.path_params["alert_id"]
+        action = actions.acknowledge(alert_id, who(request), sources.now_ms())
+        return _json({"id": alert_id, **action.__dict__})
+
+    async def alert_silence(request: Request) -> Response:
+        alert_id = request.path_params["alert_id"]
+        body = _body(await request.body(), SilenceBody)
+        action = actions.silence(alert_id, who(request), sources.now_ms(), body.minutes)
+        return _json({"id": alert_id, **action.__dict__})
 
     async def grafana_health(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -295,40 +581,50 @@ def create_app(sources: ApiSources) -> Starlette:
     async def grafana_payload_options(request: Request) -> Response:
         return _json([{"label": a, "value": a} for a in AGGREGATIONS])
 
-    async def grafana_query(request: Request) -> Response:
-        body = await request.json()
-        rng = body.get("range") or {}
-        start, end = _parse_time(rng.get("from")), _parse_time(rng.get("to"))
-        if end <= start:
-            raise BadRequest("range.to must be after range.from")
-        step = max(int(body.get("intervalMs") or 60_000), 1000)
-        points = min(int(body.get("maxDataPoints") or MAX_POINTS), MAX_POINTS)
-        step = max(step, -(-(end - start) // points))
+    def run_grafana(query: GrafanaQuery) -> list[dict[str, Any]]:
+        start, end, step, targets = grafana_plan(
+            query, limits.max_points, limits.max_range_days, limits.max_targets)
         out = []
-        for t in body.get("targets", []):
-            if t.get("hide") or not t.get("target"):
+        for t in targets:
+            payload = t.payload or t.data or {}
+            assert t.target is not None
+            if not _site_selected(str(payload.get("site", "")), site.id):
+                out.append({"target": t.target, "refId": t.refId, "datapoints": []})
                 continue
-            payload = t.get("payload") or t.get("data") or {}
-            series = query_series(site, store, t["target"], start, end, step, payload.get("agg"))
-            out.append({"target": t["target"], "refId": t.get("refId"), "datapoints": [
+            series = query_series(site, store, t.target, start, end, step, payload.get("agg"))
+            out.append({"target": t.target, "refId": t.refId, "datapoints": [
                 [float(v), int(ts)] for ts, v in zip(series.ts_ms, series.value, strict=True)
             ]})
-        return _json(out)
+        return out
+
+    async def grafana_query(request: Request) -> Response:
+        query = _body(await request.body(), GrafanaQuery)
+        # Queries read the store: off the event loop, so ingestion and keep-alives go on.
+        return _json(await asyncio.to_thread(run_grafana, query))
 
     async def bad_request(request: Request, exc: Exception) -> Response:
         return _json({"error": str(exc)}, 400)
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/api/pue", pue),
         Route("/api/pue/history", pue_history),
         Route("/api/energy", energy),
+        Route("/api/readings", readings),
+        Route("/api/balance", balance),
+        Route("/api/pue/weather", weather),
+        Route("/api/quality", quality),
+        Route("/api/site", site_info),
+        Route("/api/proposals/{proposal_id}/{decision:str}", proposal_decide, methods=["POST"]),
         Route("/api/carbon", carbon),
         Route("/api/proposals", proposals),
         Route("/api/alerts", alerts),
+        Route("/api/alerts/{alert_id}/ack", alert_ack, methods=["POST"]),
+        Route("/api/alerts/{alert_id}/silence", alert_silence, methods=["POST"]),
         Route("/grafana/", grafana_health),
         Route("/grafana/search", grafana_search, methods=["POST"]),
         Route("/grafana/metrics", grafana_metrics, methods=["POST"]),
@@ -336,10 +632,13 @@ def create_app(sources: ApiSources) -> Starlette:
         Route("/grafana/query", grafana_query, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={BadRequest: bad_request})
-    if sources.token:
-        app.add_middleware(BearerAuth, token=sources.token)
-    return app
+    middleware = [Middleware(BodyLimit, max_bytes=limits.max_body_bytes)]
+    allowed = grants(site.service, sources.token)
+    if allowed:
+        middleware.append(Middleware(TokenAuth, grants=allowed, site=site.id,
+                                     query_token=site.service.query_token))
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={BadRequest: bad_request})
 
 
 def _get(summary: str, params: tuple[str, ...] = (), media: str = "application/json") -> dict:

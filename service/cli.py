@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dcpue.config import example_path, load_site
-from dcpue.config.site import ConfigError, Site
+from dcpue.config.site import ConfigError, Site, require_consistent
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
@@ -52,6 +52,7 @@ def _site(args: argparse.Namespace) -> Site:
         site.store.path = Path("var") / f"{site.id}.duckdb"
     else:
         site = load_site(args.config)
+        require_consistent(site, str(args.config))  # what check-config rejects, run rejects
     if args.store is not None:
         site.store.path = args.store
     if args.port is not None:

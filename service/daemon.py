@@ -37,6 +37,7 @@ from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import Reading, ms_to_datetime
 from dcpue.core.store import Store
+from dcpue.fleet.jobs import publish_job
 from dcpue.metrics.balance import energy_balance
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import ProposalLog, describe
@@ -73,6 +74,9 @@ def job_triggers(site: Site) -> dict[str, BaseTrigger]:
         "proposals": IntervalTrigger(minutes=s.proposals_every_min, start_date=EPOCH),
         "retrain": CronTrigger(hour=s.retrain_at_hour, minute=0, timezone=zone),
         "report": CronTrigger(day=s.report_day_of_month, hour=0, minute=30, timezone=zone),
+        # hourly boundary terms for the fleet report, to the remote sink (docs/fleet.md)
+        **({"fleet_publish": IntervalTrigger(hours=1, start_date=EPOCH)}
+           if site.collector.remote.url else {}),
     }
 
 
@@ -132,7 +136,7 @@ class Runtime:
     ) -> None:
         self.site, self.store, self.clock, self.collector = site, store, clock, collector
         now = clock()
-        self.calculator = RollingCalculator.from_store(site, store, now)
+        self.calculator = RollingCalculator.from_store(site, store, now, clock)
         self.cursor = int(store.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
         self.last_seen: dict[str, int] = {
             str(m): int(t) for m, t in store.execute(
@@ -264,6 +268,10 @@ class Runtime:
                                         self.site.service.schedule.retrain_days)
         if model is not None:
             self.model = model
+
+    async def job_fleet_publish(self, now_ms: int) -> None:
+        """Publish the finalized hourly terms touched since the last pass (dcpue.fleet)."""
+        await asyncio.to_thread(publish_job, self.site, self.store)
 
     async def job_report(self, now_ms: int) -> None:
         """Store the carbon report of the calendar month that just ended."""

@@ -18,7 +18,7 @@ import numpy as np
 from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
 from dcpue.collector.service import Collector
 from dcpue.config.collector import Subscription
-from dcpue.config.site import Site
+from dcpue.config.site import ConfigError, Site
 from dcpue.core.readings import ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.optimizer.explore import exploration_schedule
@@ -32,6 +32,7 @@ from dcpue.service.daemon import (
     save_schedule,
     wall_clock_ms,
 )
+from dcpue.twin.energyplus import EnergyPlusFeed
 from dcpue.twin.plant import Setpoints
 from dcpue.twin.simulator import Twin
 
@@ -179,7 +180,12 @@ async def run_with_twin(
     ``stop``. Returns the runtime after a clean shutdown.
     """
     realtime = days is None
-    feed = TwinFeed(site, store, fault, start, commission_days)
+    if site.twin.engine == "energyplus":
+        if fault is not None:
+            raise ConfigError("--chiller-degradation needs the native twin, not EnergyPlus")
+        feed = EnergyPlusFeed(site, store, days=days or 366.0, start=start)
+    else:
+        feed = TwinFeed(site, store, fault, start, commission_days)
     clock = SimClock(feed.now_ms - feed.step_ms)
     collector = Collector(site, store)
     await collector.start()
@@ -222,6 +228,8 @@ async def run_with_twin(
         await collector.stop()
         runtime.finish(clock.now if not realtime else wall_clock_ms())
         save_schedule(store, scheduler)
+        if isinstance(feed, EnergyPlusFeed):
+            feed.close()
     return runtime
 
 

@@ -3,6 +3,11 @@
 Each notifier has one coroutine, :meth:`Notifier.send`, that raises on failure. The
 :class:`Dispatcher` sends to every notifier independently, keeps what failed in a bounded retry
 queue per notifier (retried at the next dispatch) and counts outcomes for ``/metrics``.
+
+TLS is verified by default (system trust store plus the target's ``ca_file``, host name
+checked); ``tls_verify = false`` turns that off for one target and is logged. A notifier's
+``name`` (in logs and ``/metrics``) carries scheme, host and port only, and failure messages
+are redacted of the target's URL, header values and password.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import json
 import logging
 import os
 import smtplib
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiomqtt
 import httpx
@@ -26,6 +33,7 @@ from dcpue.config.service import (
     EmailTarget,
     MqttTarget,
     NotifierTarget,
+    TlsClient,
     WebhookTarget,
 )
 from dcpue.service.alerts import Alert
@@ -43,11 +51,37 @@ def _secret(env: str | None) -> str | None:
     return None if env is None else os.environ.get(env)
 
 
+def tls_context(target: TlsClient) -> ssl.SSLContext:
+    """A client context that verifies the peer's certificate and host name (RFC 6125) against
+    the system store plus ``ca_file``; with ``tls_verify = false`` it verifies nothing."""
+    ctx = ssl.create_default_context(cafile=target.ca_file)
+    if not target.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: no user info, path or query (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret (longest first) replaced by ``***``."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class Notifier(Protocol):
-    """A receiver of alert changes. ``resend_active``: also wants every firing alert each round."""
+    """A receiver of alert changes. ``resend_active``: also wants every firing alert each round;
+    ``secrets``: strings never to be shown in logs or errors."""
 
     name: str
     resend_active: bool
+    secrets: list[str]
 
     async def send(self, alerts: Sequence[Alert]) -> None: ...
 
@@ -59,7 +93,12 @@ class WebhookNotifier:
 
     def __init__(self, target: WebhookTarget, site_id: str) -> None:
         self.target, self.site_id = target, site_id
-        self.name = f"webhook:{target.url}"
+        self.name = f"webhook:{safe_url(target.url)}"
+        self.headers = dict(target.headers) | {
+            k: os.environ.get(env, "") for k, env in target.headers_env.items()}
+        parts = urlsplit(target.url)
+        self.secrets = [target.url, parts.query, *self.headers.values(),
+                        *([parts.path] if len(parts.path) >= 8 else [])]
 
     async def send(self, alerts: Sequence[Alert]) -> None:
         body = {
@@ -68,8 +107,9 @@ class WebhookNotifier:
             "status": "firing" if any(a.firing for a in alerts) else "resolved",
             "alerts": [a.to_dict() for a in alerts],
         }
-        async with httpx.AsyncClient(timeout=self.target.timeout_s) as client:
-            resp = await client.post(self.target.url, json=body, headers=self.target.headers)
+        async with httpx.AsyncClient(timeout=self.target.timeout_s,
+                                     verify=tls_context(self.target)) as client:
+            resp = await client.post(self.target.url, json=body, headers=self.headers)
             resp.raise_for_status()
 
 
@@ -90,7 +130,8 @@ class AlertmanagerNotifier:
     ) -> None:
         self.target, self.valid_for_s = target, valid_for_s
         self.generator_url, self.wall_clock_ms = generator_url, wall_clock_ms
-        self.name = f"alertmanager:{target.url}"
+        self.name = f"alertmanager:{safe_url(target.url)}"
+        self.secrets = [target.url]
 
     def payload(self, alerts: Sequence[Alert]) -> list[dict[str, Any]]:
         now = self.wall_clock_ms()
@@ -111,7 +152,8 @@ class AlertmanagerNotifier:
 
     async def send(self, alerts: Sequence[Alert]) -> None:
         url = self.target.url.rstrip("/") + "/api/v2/alerts"
-        async with httpx.AsyncClient(timeout=self.target.timeout_s) as client:
+        async with httpx.AsyncClient(timeout=self.target.timeout_s,
+                                     verify=tls_context(self.target)) as client:
             resp = await client.post(url, json=self.payload(alerts))
             resp.raise_for_status()
 
@@ -123,7 +165,8 @@ class MqttNotifier:
 
     def __init__(self, target: MqttTarget) -> None:
         self.target = target
-        self.name = f"mqtt:{target.host}:{target.port}/{target.topic}"
+        self.name = f"mqtt{'s' if target.tls else ''}:{target.host}:{target.port}/{target.topic}"
+        self.secrets = [_secret(target.password_env) or ""]
 
     def topic(self, alert: Alert) -> str:
         return f"{self.target.topic}/{alert.id.replace(':', '/')}"
@@ -131,7 +174,8 @@ class MqttNotifier:
     async def send(self, alerts: Sequence[Alert]) -> None:
         t = self.target
         async with aiomqtt.Client(
-            t.host, t.port, username=t.username, password=_secret(t.password_env), timeout=10
+            t.host, t.port, username=t.username, password=_secret(t.password_env), timeout=10,
+            tls_context=tls_context(t) if t.tls else None,
         ) as client:
             for a in alerts:
                 await client.publish(
@@ -147,6 +191,7 @@ class EmailNotifier:
     def __init__(self, target: EmailTarget, site_id: str) -> None:
         self.target, self.site_id = target, site_id
         self.name = f"email:{target.host}:{target.port}"
+        self.secrets = [_secret(target.password_env) or ""]
 
     def message(self, alerts: Sequence[Alert]) -> EmailMessage:
         msg = EmailMessage()
@@ -175,9 +220,13 @@ class EmailNotifier:
 
     def _deliver(self, msg: EmailMessage) -> None:
         t = self.target
-        with smtplib.SMTP(t.host, t.port, timeout=t.timeout_s) as smtp:
+        if t.smtps:
+            smtp = smtplib.SMTP_SSL(t.host, t.port, timeout=t.timeout_s, context=tls_context(t))
+        else:
+            smtp = smtplib.SMTP(t.host, t.port, timeout=t.timeout_s)
+        with smtp:
             if t.starttls:
-                smtp.starttls()
+                smtp.starttls(context=tls_context(t))
             if t.username:
                 smtp.login(t.username, _secret(t.password_env) or "")
             smtp.send_message(msg)
@@ -193,6 +242,9 @@ def build_notifiers(
     """Notifiers for the configured targets; Alertmanager alerts stay valid 4 rounds."""
     out: list[Notifier] = []
     for t in targets:
+        if not t.tls_verify:
+            log.warning("notifier %s: TLS certificate verification is OFF (tls_verify = false)",
+                        t.kind)
         if isinstance(t, WebhookTarget):
             out.append(WebhookNotifier(t, site_id))
         elif isinstance(t, AlertmanagerTarget):
@@ -232,7 +284,14 @@ class Dispatcher:
         except (httpx.HTTPError, aiomqtt.MqttError, smtplib.SMTPException, OSError) as exc:
             self.outcomes[(n.name, "error")] += 1
             log.warning("notifier %s failed (%d alert(s) kept for retry): %s",
-                        n.name, len(queue), exc)
+                        n.name, len(queue), failure(exc, n.secrets))
             return
         self.outcomes[(n.name, "ok")] += 1
         queue.clear()
+
+
+def failure(exc: BaseException, secrets: Sequence[str]) -> str:
+    """One line on why a send failed, without the target's secrets."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return redact(f"{type(exc).__name__}: {exc}", secrets)

@@ -15,6 +15,7 @@ from dcpue.config import Site, example_path, load_site
 from dcpue.core.readings import Reading, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
+from dcpue.twin.energyplus import EnergyPlusPlant, make_plant
 from dcpue.twin.runner import RunSummary, fast_forward, paced, recent_steps, simulate_into
 from dcpue.twin.simulator import Twin, TwinStep
 
@@ -92,7 +93,16 @@ def _simulate(args: argparse.Namespace) -> int:
         now = datetime_to_ms(datetime.now(UTC))
         step_ms = site.twin.step_s * 1000
         start = ms_to_datetime(now - now % step_ms)
-    twin = Twin(site, seed=args.seed, start=start)
+    twin = make_plant(site, seed=args.seed, start=start, days=args.days)
+    try:
+        return _simulate_plant(twin, args)
+    finally:
+        if isinstance(twin, EnergyPlusPlant):
+            twin.close()
+
+
+def _simulate_plant(twin: Twin | EnergyPlusPlant, args: argparse.Namespace) -> int:
+    site = twin.site
     if args.modbus_port is not None or (args.mqtt and args.realtime):
         asyncio.run(_live(twin, args, None))
         return 0

@@ -60,13 +60,16 @@ def fast_forward(
 def simulate_into(
     twin: Twin, store: Store, days: float, *, chunk_days: float = 30.0, progress: bool = True
 ) -> RunSummary:
-    """Fast-forward ``days`` into ``store`` (idempotent: rerunning adds nothing)."""
-    first = twin.now_ms
+    """Fast-forward ``days`` into ``store`` (idempotent: rerunning adds nothing); the summary's
+    span is that of the readings generated."""
+    first, last = twin.now_ms, twin.now_ms - twin.step_s * 1000
     generated = added = 0
     for cols in fast_forward(twin, days, chunk_days=chunk_days, progress=progress):
         generated += len(cols)
         added += store.append(cols)
-    return RunSummary(generated, added, first, twin.now_ms - twin.step_s * 1000)
+        if len(cols):
+            first, last = min(first, int(cols.ts_ms.min())), max(last, int(cols.ts_ms.max()))
+    return RunSummary(generated, added, first, last)
 
 
 async def paced(

@@ -82,13 +82,17 @@ def test_one_bad_item_never_drops_its_neighbours():
     readings, letters = decode(
         b'[{"meter":"it","value":1},{"meter":"ghost","value":2},{"meter":"it","value":NaN,"ts":5},'
         b'{"meter":"grid","value":"3"},{"meter":"pdu-1","value":250},{"meter":"grid","value":-1},'
-        b'{"value":4},7,{"meter":"oat","value":1,"ts":"2024-01-01T00:00:00"},'
-        b'{"meter":"oat","value":1,"unit":"kW"},{"meter":"grid","value":9}]'
+        b'{"value":4},7,{"meter":"oat","value":1,"ts":"2024-01-01T00:10:00Z"},'
+        b'{"meter":"oat","value":1,"unit":"kW"},{"meter":"oat","value":1e400},'
+        b'{"meter":"oat","value":1' + b"0" * 400 + b'},{"meter":"oat","value":true},'
+        b'{"meter":"oat","value":1,"ts":"0001-01-01T00:00:00+14:00"},'
+        b'{"meter":"oat","value":1,"ts":1e19},{"meter":"grid","value":9}]'
     )
     assert [(r.meter, r.value) for r in readings] == [("it", 1.0), ("grid", 9.0)]
     assert [d.reason for d in letters] == [
         "unknown_meter", "nan", "bad_type", "above_ceiling", "negative_counter",
-        "missing_field", "bad_shape", "bad_timestamp", "bad_unit",
+        "missing_field", "bad_shape", "future_timestamp", "bad_unit", "nan", "out_of_range",
+        "bad_type", "stale_timestamp", "bad_timestamp",
     ]
     assert all(d.origin == "t/x" and d.source == "mqtt" for d in letters)
     assert all(d.received_ms == RECEIVED for d in letters)

@@ -99,8 +99,9 @@ async def test_units_unknown_meters_and_unset_registers() -> None:
         await task
     values = {r.meter: r.value for r in sink.readings}
     assert values == {"grid-main": 1500.0, "outdoor-temp": 10.0}
-    # the 13 meters never written and the float32 overflow are refused as NaN
-    assert [d.reason for d in sink.letters] == ["nan"] * 14
+    # the 13 meters never written and the float32 overflow are served as NaN, SunSpec's
+    # "not implemented", and refused as such
+    assert [d.reason for d in sink.letters] == ["not_implemented"] * 14
     assert any("outdoor-rh" in d.detail for d in sink.letters)
 
 

@@ -35,11 +35,11 @@ def write_broken(tmp_path, mutate) -> str:
 @pytest.mark.parametrize(
     ("mutate", "field", "reason"),
     [
-        (lambda d: d["meters"][2].update(role="flux_capacitor"), "meters[2].role", "Input should be"),
+        (lambda d: d["meters"][2].update(role="flux_capacitor"), "meters[ups-loss].role", "Input should be"),
         (lambda d: d["meters"][3].update(id="ups-out"), "meters", "duplicate meter id ups-out"),
-        (lambda d: d["meters"][4].pop("unit"), "meters[4].unit", "Field required"),
-        (lambda d: d["meters"][1].pop("it_category"), "meters[1]", "it_category is required"),
-        (lambda d: d["meters"][5].update(unit="degC"), "meters[5]", "does not measure energy"),
+        (lambda d: d["meters"][4].pop("unit"), "meters[crah-fans].unit", "Field required"),
+        (lambda d: d["meters"][1].pop("it_category"), "meters[ups-out]", "it_category is required"),
+        (lambda d: d["meters"][5].update(unit="degC"), "meters[pumps]", "does not measure energy"),
         (lambda d: d.update(timezone="Mars/Olympus"), "timezone", "unknown IANA time zone"),
     ],
 )

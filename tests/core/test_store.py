@@ -96,6 +96,7 @@ def test_state_persists_across_reopen(tmp_path):
         assert s.get_cursor("c") == 42
         assert s.count() == 3
         assert s.time_range("m") == (T0, T0 + 2 * MIN)
+        assert s.append(counter("m", 5)) == 2  # a reopened store appends (DuckDB 2 results)
 
 
 def test_a_store_held_by_another_process_is_a_clear_error(tmp_path):

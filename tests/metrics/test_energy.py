@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 from dcpue.metrics.energy import (
+    Replacement,
     bucket_amounts,
     clean_series,
     counter_intervals,
+    derived_ceiling_kw,
     power_intervals,
     window_energy,
 )
@@ -104,3 +106,83 @@ def test_clean_series_sorts_and_keeps_last_duplicate_and_finite():
 def test_window_must_have_positive_length():
     with pytest.raises(ValueError):
         window_energy("c", counter([0, 1], [0.0, 1.0]), MIN, MIN)
+
+
+# -- the counter rules on messy meter data (issue 9); every expected value is hand-worked --
+def kinds(e):
+    return [ev.kind for ev in e.events]
+
+
+def test_jitter_dip_and_recovery_counts_once():
+    # 5,000,029.0 -> 5,000,028.9 (float32 / torn-read dip) -> 5,000,031.0: 2.0 kWh, not +5 GWh
+    iv = counter([0, 1, 2], [5_000_029.0, 5_000_028.9, 5_000_031.0])
+    e = window_energy("m", iv, 0, 2 * MIN)
+    assert (e.amount, e.coverage, e.jitter, e.events) == (pytest.approx(2.0), 1.0, 1, ())
+    assert iv.hold == 5_000_031.0
+
+
+def test_rollover_only_from_the_top_of_the_range():
+    # 99,990 -> 99,995 -> 3 on a 99,999.9 range: wraps, 5 + (3 + 99,999.9 - 99,995) = 12.9
+    e = window_energy("m", counter([0, 1, 2], [99_990.0, 99_995.0, 3.0], rollover=99_999.9), 0,
+                      2 * MIN)
+    assert (e.amount, kinds(e)) == (pytest.approx(12.9), ["rollover"])
+
+
+def test_reset_from_the_upper_half_counts_the_post_reset_value_when_plausible():
+    # 80,000 -> 80,005 -> 3 (reset, 80 % of the range is no wrap): 5 + 3 = 8 kWh
+    e = window_energy("m", counter([0, 1, 2, 3], [80_000.0, 80_005.0, 3.0, 8.0],
+                                   rollover=99_999.9), 0, 3 * MIN)
+    assert (e.amount, kinds(e), e.coverage) == (pytest.approx(13.0), ["reset"], 1.0)
+
+
+def test_drop_to_a_value_not_countable_from_zero_is_a_replacement_and_an_error():
+    # 80,005 -> 19,971 in one minute: a reset would mean 1.2 GW; counted 0, unmeasured
+    e = window_energy("m", counter([0, 1, 2, 3], [80_000.0, 80_005.0, 19_971.0, 19_976.0],
+                                   rollover=99_999.9), 0, 3 * MIN)
+    assert (e.amount, kinds(e)) == (pytest.approx(10.0), ["replacement"])
+    assert e.coverage == pytest.approx(2 / 3)
+    assert "replacement" in e.quality
+
+
+def test_swap_to_a_used_meter_is_a_jump_unless_recorded():
+    # old meter 5,029 -> 5,034, new meter starts at 73,512.3: no +68,483 kWh
+    e = window_energy("m", counter([0, 1, 2, 3], [5_029.0, 5_034.0, 73_512.3, 73_517.3]), 0,
+                      3 * MIN)
+    assert (e.amount, kinds(e)) == (pytest.approx(10.0), ["jump"])
+    assert e.quality
+    # recorded: old meter closed at 5,036.0, new opened at 73,510.3 at 00:02:
+    # 5 + (5,036.0 - 5,034.0) + (73,512.3 - 73,510.3) + 5 = 14 kWh, fully measured
+    iv = counter([0, 1, 2, 3], [5_029.0, 5_034.0, 73_512.3, 73_517.3],
+                 replacements=[Replacement(2 * MIN, 5_036.0, 73_510.3)])
+    e = window_energy("m", iv, 0, 3 * MIN)
+    assert (e.amount, e.coverage, kinds(e), e.quality) == (
+        pytest.approx(14.0), 1.0, ["recorded_replacement"], "")
+
+
+def test_single_torn_read_is_an_outlier_bridged_by_its_neighbours():
+    for torn in (9e9, 3.0):
+        e = window_energy("m", counter([0, 1, 2, 3, 4], [5_029.0, 5_034.0, torn, 5_039.0, 5_044.0]),
+                          0, 4 * MIN)
+        assert (e.amount, e.coverage, kinds(e), e.quality) == (
+            pytest.approx(15.0), 1.0, ["outlier"], "")
+
+
+def test_configured_ceiling_and_derived_ceiling():
+    # 600 kW configured: 10 kWh/min at most, so +20 in a minute is a jump
+    e = window_energy("m", counter([0, 1, 2, 3], [0.0, 5.0, 25.0, 30.0], max_power_kw=600.0),
+                      0, 3 * MIN)
+    assert (e.amount, kinds(e)) == (pytest.approx(10.0), ["jump"])
+    # derived: 60 kW steady (1 kWh/min) -> ceiling max(10 x 60, 2 x 60) = 600 kW
+    minutes = list(range(30))
+    iv = counter(minutes, [float(m) for m in minutes])
+    assert iv.ceiling_kw == pytest.approx(600.0)
+    assert derived_ceiling_kw(np.array([1.0, 2.0])) == 100_000.0  # too little history
+
+
+def test_power_above_ceiling_and_negative_load_are_dropped_and_flagged():
+    kw = np.array([60.0, 60.0, -5.0, 60.0, 9e6, 60.0])
+    iv = power_intervals(ts(0, 1, 2, 3, 4, 5), kw, load=True, max_power_kw=1000.0)
+    e = window_energy("p", iv, 0, 5 * MIN)
+    assert e.amount == pytest.approx(5.0)  # the neighbours bridge the dropped samples
+    assert kinds(e) == ["negative_power", "over_ceiling"]
+    assert "over_ceiling" in e.quality

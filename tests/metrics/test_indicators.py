@@ -25,9 +25,11 @@ def test_hand_worked_indicators():
     assert figs["dcie"].value == pytest.approx(100 * 800 / 1130)
     assert figs["ppue_cooling"].value == pytest.approx((800 + 200) / 800)  # 1.25
     assert figs["ppue_power"].value == pytest.approx((800 + 60) / 800)  # 1.075
-    # grid-sourced share: 1130 - 250 self-consumed PV = 880 kWh x 0.5703 kg/kWh / 800 kWh IT
-    assert figs["cue"].value == pytest.approx(0.5703 * 880 / 800)
-    assert figs["ref"].value == pytest.approx(250 / 1130)
+    # PV left on site 300 - 50 = 250 kWh, shared by facility 1130, EV chargers 60 (outside)
+    # and the battery charge 100: 250 x 1130 / 1290 = 218.99 kWh inside the boundary;
+    # grid-sourced 1130 - 218.99 = 911.01 kWh x 0.5703 kg/kWh / 800 kWh IT
+    assert figs["cue"].value == pytest.approx(0.5703 * (1130 - 250 * 1130 / 1290) / 800)
+    assert figs["ref"].value == pytest.approx(250 / 1290)
     assert figs["erf"].value == 0.0
     assert figs["wue"].value == pytest.approx(1600 / 800)  # 1.6 m3 = 1600 L
     assert figs["cue"].factor == 0.5703 and figs["cue"].factor_source == SOURCE
@@ -36,7 +38,11 @@ def test_hand_worked_indicators():
 
 def test_ref_with_purchased_green_power_and_erf_with_reused_heat():
     b = dataclasses.replace(balance(), reused_heat_kwh=113.0)
-    assert ref(b, 0.95, purchased_green_kwh=315.0).value == pytest.approx(565 / 1130)
+    # 218.99 kWh of PV inside + 315 kWh green power (below the 911.01 kWh of grid inside)
+    assert ref(b, 0.95, purchased_green_kwh=315.0).value == pytest.approx(
+        (250 * 1130 / 1290 + 315) / 1130)
+    # instruments beyond the grid electricity used inside are not counted: REF <= 1
+    assert ref(b, 0.95, purchased_green_kwh=5000.0).value == pytest.approx(1.0)
     assert erf(b, 0.95).value == pytest.approx(0.1)
 
 

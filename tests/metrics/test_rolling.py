@@ -211,13 +211,14 @@ def test_ref_counts_purchased_green_power_and_never_exceeds_one():
     calc = RollingCalculator(site)
     calc.update(counters(MICROGRID_KW, june, 150))
     snap = calc.snapshot(june + 150 * MINUTE)
-    # facility 1130 kWh/h, PV self-consumed 250: the tariff's 10,000 MWh / 8,760 h = 1,141.6
-    # kWh/h is capped at the 880 kWh of grid electricity used inside the boundary
+    # facility 1130 kWh/h, PV inside 250 x 1130 / 1290 = 218.99 (the rest feeds the EV chargers
+    # and the battery): the tariff's 10,000 MWh / 8,760 h = 1,141.6 kWh/h is capped at the
+    # 911.01 kWh of grid electricity used inside the boundary
     assert snap["ref.1h"].value == pytest.approx(1.0)
     lean = microgrid_site()
     lean.carbon.instruments[0].mwh = 2190.0  # 250 kWh per hour of 2023
     calc = RollingCalculator(lean)
     calc.update(counters(MICROGRID_KW, june, 150))
     ref = calc.snapshot(june + 150 * MINUTE)["ref.1h"]
-    assert ref.value == pytest.approx((250.0 + 250.0) / 1130.0)
-    assert {i["name"] for i in ref.explain()["inputs"]} >= {"pv_self_consumed", "purchased_green"}
+    assert ref.value == pytest.approx((250.0 * 1130 / 1290 + 250.0) / 1130.0)
+    assert {i["name"] for i in ref.explain()["inputs"]} >= {"pv_inside", "purchased_green"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_train_propose_override_apply_and_list(store_path: str, capsys) -> None:
     code, out = _run(capsys, "train", *site_args, "--kind", "ridge")
     assert code == 0
     trained = json.loads(out)
-    assert trained["kind"] == "ridge" and trained["rows"] == 5 * 96 - 1
+    assert trained["kind"] == "ridge" and trained["rows"] == 5 * 96 - 1  # the last 15 min are not complete
     assert trained["model"].endswith("hall-a-optimizer.joblib")
     assert trained["metrics"]["holdout"]["pue_mae"] < 0.01
 
@@ -77,17 +78,29 @@ def test_mv_writes_the_table(store_path: str, capsys) -> None:
                      "--pre", "2023-06-26", "2023-06-29", "--post", "2023-06-29", "2023-07-01")
     assert code == 0
     result = json.loads(out)
-    # the store starts on 26 June: its first hour has no counter reading before it
-    assert (result["baseline_rows"], result["post_rows"], result["dropped_rows"]) == (71, 48, 1)
+    # the store starts on 26 June at 00:00: the counters cover every hour from there
+    assert (result["baseline_rows"], result["post_rows"], result["dropped_rows"]) == (72, 48, 0)
     with Store(store_path) as store:
         rows = recorded_savings(store)
     assert [r[0] for r in rows] == ["m1"]
     assert rows[0][3] == pytest.approx(result["savings_kwh"], abs=0.1)
 
 
+def test_evaluate_refuses_a_site_without_a_twin(tmp_path, capsys) -> None:
+    """Issue 14: a site with no [twin] used to be evaluated on dcpue's default 800 kW twin."""
+    text = Path(CONFIG).read_text(encoding="utf-8")
+    start = text.index("[twin]")
+    end = text.index("[calculator]")
+    path = tmp_path / "no-twin.toml"
+    path.write_text(text[:start] + text[end:])
+    code, out = _run(capsys, "evaluate", "--config", str(path), "--days", "1")
+    assert code == 1 and "no [twin] section" in out
+
+
 def test_evaluate_prints_the_three_runs(capsys) -> None:
     code, out = _run(capsys, "evaluate", "--config", CONFIG, "--days", "1",
                      "--start", "2023-07-01", "--explore-days", "3")
     assert code == 0
-    for word in ("fixed", "loop", "oracle", "of the oracle's cooling-energy saving"):
+    for word in ("fixed", "loop", "oracle", "of the oracle's total facility",
+                 "model on the evaluation period"):
         assert word in out

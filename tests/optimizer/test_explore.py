@@ -22,7 +22,8 @@ def test_same_sweep_and_seed_give_the_same_schedule():
 def test_held_per_period_and_inside_bounds():
     cfg = load_site(example_path("single_hall")).optimizer
     hold_s = 1800
-    ts = T0 + np.arange(24 * 60, dtype=np.int64) * MIN
+    # end-stamped one-minute samples: (T0, T0 + 30 min] is the first hold period
+    ts = T0 + (1 + np.arange(24 * 60, dtype=np.int64)) * MIN
     schedule = exploration_schedule(ts, cfg, hold_s=hold_s, seed=0)
     bounds = setpoint_bounds(cfg)
     names = {"supply_air_c": "supply_air_temperature", "running_units": "running_units"}

@@ -58,9 +58,10 @@ def test_frame_powers_coverage_and_psychrometrics() -> None:
         frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
     data = frame.data
     assert list(data.columns) == list(FRAME_COLUMNS)
-    # 8 buckets: the first has no counter reading before it, the one at 75 min lacks outdoor air
-    assert (frame.total_rows, frame.dropped_rows, len(frame)) == (8, 2, 6)
-    assert T0 not in data.index and T0 + 75 * MIN not in data.index
+    # 8 buckets; the one at 75 min lacks outdoor air (the first and last are covered 14 of 15
+    # minutes by the counters' interpolation, above min_coverage)
+    assert (frame.total_rows, frame.dropped_rows, len(frame)) == (8, 1, 7)
+    assert T0 in data.index and T0 + 75 * MIN not in data.index
     # IT across the rollover (900 + 600 kWh/h wraps at 1000) still reads 600 kW
     assert data["it_kw"].to_numpy() == pytest.approx(600.0)
     assert data["cooling_kw"].to_numpy() == pytest.approx(100 + 30 + 10 + 5)
@@ -80,8 +81,8 @@ def test_current_state_is_the_last_complete_row() -> None:
     with Store() as store:
         store.append(_readings())
         state = current_state(store, site)
-    # newest reading at 119 min: the bucket [105, 120) is still open, [90, 105) is the last
-    assert state.ts_ms == T0 + 105 * MIN
+    # newest reading at 119 min: the state is the 15 minutes ending there, not an older bucket
+    assert state.ts_ms == T0 + 119 * MIN
     assert state.conditions["it_kw"] == pytest.approx(600.0)
     assert state.setpoints["chilled_water_temperature"] == 12.0
 
@@ -93,3 +94,40 @@ def test_missing_meters_are_named() -> None:
         build_frame(store, site, T0, T0 + STEP)
     with Store() as store, pytest.raises(FrameError, match="no readings"):
         current_state(store, small_site())
+
+
+def _it_counter(case: str) -> ReadingColumns:
+    """The readings of :func:`_readings` with the IT counter replaced: 600 kW (10 kWh a minute)
+    from 5,000,000 kWh, and at minute 40 either one torn sample 0.1 kWh below its predecessor
+    (``torn``), a restart from 0 (``reset``) or a new meter starting at 73,512.3 kWh (``swap``)."""
+    ts = T0 + np.arange(120, dtype=np.int64) * MIN
+    value = 5_000_000.0 + 10.0 * np.arange(120)
+    if case == "torn":
+        value[40] = value[39] - 0.1
+    else:
+        value[40:] += {"reset": 0.0, "swap": 73_512.3}[case] - value[40]
+    others = _readings()
+    keep = others.meter != "it"
+    return ReadingColumns.concat([
+        ReadingColumns.series("it", "energy", "kWh", ts, value),
+        ReadingColumns(*(getattr(others, f)[keep] for f in ReadingColumns.__slots__)),
+    ])
+
+
+@pytest.mark.parametrize("case", ["torn", "reset", "swap"])
+def test_torn_read_reset_or_swap_never_makes_a_giant_it_row(case: str) -> None:
+    """Issue 9: one torn read (a sample 0.1 kWh below its predecessor) once made a 9,994,252 kW
+    IT row that training accepted. Through the counter engine every kept row's IT power is the
+    declared 600 kW (within 1 %: a jitter step may shift 0.1 kWh between buckets) and a bucket
+    whose energy the engine cannot know (a reset) is dropped and counted, not trained on."""
+    site = small_site()
+    next(m for m in site.meters if m.id == "it").rollover = 9_999_999.9
+    with Store() as store:
+        store.append(_it_counter(case))
+        frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
+    assert len(frame) >= 5  # at most the bucket of the event and the thin outdoor-air one go
+    assert frame.data["it_kw"].to_numpy() == pytest.approx(600.0, rel=0.01)
+    assert frame.data["pue"].to_numpy() == pytest.approx(770 / 600, rel=0.01)
+    if frame.resets or frame.implausible:  # the event's bucket [30, 45) min was dropped
+        assert T0 + 30 * MIN not in frame.data.index
+        assert frame.resets | frame.implausible == {"it": 1}

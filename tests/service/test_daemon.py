@@ -312,7 +312,7 @@ def test_bearer_token_protects_everything_but_healthz(live_api):
     assert httpx.get(f"{live_api}/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     ok = httpx.get(f"{live_api}/metrics", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
-    assert httpx.get(f"{live_api}/openapi.json?access_token=s3cret").json()["openapi"] == "3.1.0"
+    assert httpx.get(f"{live_api}/openapi.json", headers={"Authorization": "Bearer s3cret"}).json()["openapi"] == "3.1.0"
 
 
 def test_dashboard_in_headless_chromium_shows_the_api_pue(live_api):

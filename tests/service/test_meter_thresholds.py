@@ -43,5 +43,5 @@ async def test_rack_inlet_above_the_limit_fires_then_resolves():
 
 
 def test_a_rule_naming_an_unknown_meter_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"thresholds\[0\]\.figure names unknown meter 'ghost'"):
+    with pytest.raises(ConfigError, match=r"thresholds\[RackInletHigh\]\.figure names unknown meter .ghost."):
         site_with(RULE | {"figure": "meter:ghost"})
