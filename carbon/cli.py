@@ -6,11 +6,10 @@ import argparse
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.carbon.inventory import load_inventory
-from dcpue.carbon.report import Report, inventory_report, site_report
-from dcpue.config.site import ConfigError, load_site
-from dcpue.core.store import Store
+if TYPE_CHECKING:
+    from dcpue.carbon.report import Report
 
 
 def _date(text: str) -> date:
@@ -45,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> Report:
+    from dcpue.carbon.inventory import load_inventory
+    from dcpue.carbon.report import inventory_report, site_report
+    from dcpue.config.site import ConfigError, load_site
+    from dcpue.core.store import Store
+
     if args.inventory is not None:
         return inventory_report(load_inventory(args.inventory), args.start, args.end,
                                 args.monthly)

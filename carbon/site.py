@@ -17,9 +17,13 @@ A figure whose coverage is below ``calculator.min_coverage`` is "insufficient da
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from dcpue.carbon.accounting import PeriodEnergy
+from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.periods import Window
+from dcpue.carbon.scope2 import Factor, location_based_hourly
 from dcpue.config.carbon import Scope2Method
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
@@ -88,6 +92,30 @@ def hourly_basis(
         for k, h in enumerate(hours)
     ])
     return hours, kwh / 1000.0
+
+
+def hourly_grid_factor(
+    site: Site, store: Store, start_ms: int, end_ms: int, base_dir: Path | None = None
+) -> Factor | None:
+    """The energy-weighted mean of the configured hourly factors over the grid electricity
+    used inside the boundary in ``[start_ms, end_ms)`` (tCO2/MWh = kgCO2/kWh), for CUE; None
+    without ``carbon.hourly_factors_csv``. The hours are whole UTC hours covering the window;
+    hours without a factor use the site factor (as the location-based Scope 2 does)."""
+    settings = site.carbon
+    if settings.hourly_factors_csv is None:
+        return None
+    path = settings.hourly_factors_csv
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    factors = load_hourly_factors(path, settings.hourly_factors_source)
+    first = start_ms // HOUR_MS * HOUR_MS
+    last = -(-end_ms // HOUR_MS) * HOUR_MS
+    hours, mwh = hourly_basis(site, store, first, last, Scope2Method.GHG_PROTOCOL)
+    grid = Factor(site.grid.emission_factor_t_per_mwh, site.grid.source)
+    basis = Figure("grid_inside", float(mwh.sum()), "MWh", start_ms=first, end_ms=last)
+    fig = location_based_hourly(basis, hours, mwh, factors, grid)
+    assert fig.factor is not None and fig.factor_source is not None
+    return Factor(fig.factor, fig.factor_source + (f"; {fig.note}" if fig.note else ""))
 
 
 def slice_hours(

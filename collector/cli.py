@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import signal
+from typing import TYPE_CHECKING
 
-from dcpue.collector.service import Collector
-from dcpue.config import Site, load_site
+if TYPE_CHECKING:
+    from dcpue.config import Site
 
 log = logging.getLogger("dcpue.collector")
 
@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dcpue.config import load_site
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     site = load_site(args.config)
     stats = asyncio.run(_run(site, args))
@@ -44,6 +48,10 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 async def _run(site: Site, args: argparse.Namespace) -> dict[str, object]:
+    import asyncio
+
+    from dcpue.collector.service import Collector
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

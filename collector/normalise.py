@@ -134,6 +134,7 @@ class _SpecColumns:
         self.quantities = sorted({s.quantity for s in rows})
         self.qcode = np.array([self.quantities.index(s.quantity) for s in rows], dtype=np.int64)
         self._conversions: dict[tuple[str, object], tuple[float, float, float] | None] = {}
+        self._tables: dict[tuple[str, ...], np.ndarray] = {}
 
     def conversion(self, quantity: str, symbol: object) -> tuple[float, float, float] | None:
         """Cached :func:`dcpue.core.units.conversion`; None when the unit does not fit."""
@@ -146,6 +147,23 @@ class _SpecColumns:
             except UnitError:
                 self._conversions[key] = None
         return self._conversions[key]
+
+    def table(self, symbols: tuple[str, ...]) -> np.ndarray:
+        """(multiplier, divisor, offset, fits) by (quantity code, position in ``symbols``).
+
+        The last column (index -1: no unit given) is a placeholder. Cached per unit set.
+        """
+        found = self._tables.get(symbols)
+        if found is None:
+            found = np.ones((4, len(self.quantities), len(symbols) + 1))
+            for q, quantity in enumerate(self.quantities):
+                for k, symbol in enumerate(symbols):
+                    conv = self.conversion(quantity, symbol)
+                    found[:, q, k] = (1.0, 1.0, 0.0, 0.0) if conv is None else (*conv, 1.0)
+            if len(self._tables) >= _CLOCK_KEYS_MAX // 100:
+                self._tables.clear()
+            self._tables[symbols] = found
+        return found
 
     @cached_property
     def default(self) -> np.ndarray:
@@ -332,17 +350,11 @@ def normalise_columns(
     multiplier, divisor, offset = cols.default[:, safe]
     unit_ok = known
     if unit is not None:
-        given = [u for u in set(unit) if u is not None and u != ""]
+        given = sorted(str(u) for u in set(unit) if isinstance(u, str) and u != "")
         if given:
             symbols = {u: k for k, u in enumerate(given)}
             ucode = np.fromiter(map(symbols.get, unit, repeat(-1)), np.int64, len(unit))
-            # (quantity, unit) table; column -1 (no unit given) keeps the meter's own unit
-            table = np.ones((4, len(cols.quantities), len(given) + 1))
-            for q, quantity in enumerate(cols.quantities):
-                for k, symbol in enumerate(given):
-                    found = cols.conversion(quantity, symbol)
-                    table[:, q, k] = (1.0, 1.0, 0.0, 0.0) if found is None else (*found, 1.0)
-            picked = table[:, cols.qcode[safe], ucode]
+            picked = cols.table(tuple(given))[:, cols.qcode[safe], ucode]
             use = ucode >= 0
             multiplier = np.where(use, picked[0], multiplier)
             divisor = np.where(use, picked[1], divisor)

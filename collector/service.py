@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from dcpue.collector.modbus import DeviceStatus, ModbusPoller
 
 log = logging.getLogger(__name__)
+#: A source that ran this long before failing was healthy: its restart backoff starts afresh.
+HEALTHY_S = 60.0
+#: How often the collector checks whether store writes fail (s).
+WATCH_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ class Collector:
             self.modbus = ModbusPoller(site, self.pipeline)
         self._sources: list[asyncio.Task[None]] = []
         self._forwarding: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._commits_seen = 0
+        self._errors_at_success = 0
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -98,9 +105,39 @@ class Collector:
             self._forwarding = asyncio.create_task(
                 _supervise("remote", self.forwarder.run), name="remote"
             )
+        self._watching = asyncio.create_task(self._watch(), name="store-watch")
+
+    @property
+    def store_failing(self) -> int:
+        """Failed store writes since the last successful one while readings wait (e.g. a full
+        disk: nothing is acknowledged, the broker keeps the messages); 0 when writing works."""
+        p = self.pipeline.stats
+        if p.commits != self._commits_seen:
+            self._commits_seen, self._errors_at_success = p.commits, p.commit_errors
+        failed = p.commit_errors - self._errors_at_success
+        return failed if failed and self.pipeline.pending else 0
+
+    async def _watch(self) -> None:
+        """Log once when store writes start failing and once when they work again."""
+        failing = False
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            now = bool(self.store_failing)
+            if now and not failing:
+                log.error("store %s: writes failing (disk full?); %d readings held in memory, "
+                          "nothing acknowledged until writes work again", self.store.path,
+                          self.pipeline.pending)
+            elif failing and not now:
+                log.warning("store %s: writes work again; collecting resumed", self.store.path)
+            failing = now
 
     async def stop(self) -> None:
         """Stop sources, write everything received, stop forwarding; close an owned store."""
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         for task in self._sources:
             task.cancel()
         for task in self._sources:
@@ -143,14 +180,25 @@ class Collector:
         )
 
 
-async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Run ``run()`` and restart it with backoff if it fails unexpectedly (never on cancel)."""
-    backoff = Backoff(1.0, 60.0)
+async def _supervise(
+    name: str, run: Callable[[], Awaitable[None]], *, backoff: Backoff | None = None,
+    healthy_s: float = HEALTHY_S,
+) -> None:
+    """Run ``run()`` and restart it with backoff if it fails unexpectedly (never on cancel).
+
+    A run that lasted ``healthy_s`` or longer before failing resets the backoff, so a failure
+    after hours of service is retried after about a second, not after the cap.
+    """
+    backoff = backoff or Backoff(1.0, 60.0)
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             await run()
             return
         except Exception:
+            if loop.time() - started >= healthy_s:
+                backoff.reset()
             delay = backoff.next()
             log.exception("%s: stopped unexpectedly; restarting in %.1f s", name, delay)
             await asyncio.sleep(delay)

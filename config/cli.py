@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from dcpue.config.site import ConfigError, Problem, Site, load_site, near, require_consistent
-
+if TYPE_CHECKING:  # loaded by the command, not by ``dcpue --help``
+    from dcpue.config.site import ConfigError, Problem, Site
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-config", help="validate a site configuration file")
@@ -27,6 +28,7 @@ def startup_problems(site: Site) -> list[Problem]:
     calculator does not produce (e.g. ``ppue_cooling.1h`` without cooling meters)."""
     from dcpue.collector.modbus import check_points
     from dcpue.config.service import METER_FIGURE
+    from dcpue.config.site import ConfigError, Problem, near
     from dcpue.metrics.rolling import RollingCalculator
 
     out: list[Problem] = []
@@ -50,12 +52,16 @@ def startup_problems(site: Site) -> list[Problem]:
 
 
 def _as_problem(exc: ConfigError) -> Problem:
+    from dcpue.config.site import Problem
+
     where, _, reason = str(exc).partition(": ")
     return Problem(where, reason) if reason else Problem("(site)", where)
 
 
 def check(path: str) -> tuple[Site, list[Problem]]:
     """The validated site and its warnings; :class:`ConfigError` with every error otherwise."""
+    from dcpue.config.site import ConfigError, load_site, require_consistent
+
     site = load_site(path)
     try:
         warnings = require_consistent(site, path, log_warnings=False)

@@ -140,6 +140,7 @@ class HallDesign(Section):
     ups_efficiency: float = Field(default=0.95, gt=0, le=1)
     airflow_margin: float = Field(default=1.15, ge=1)
     fan_pressure_pa: float = Field(default=600.0, gt=0)
+    #: Design point of the CRAH coil (its size); the running setpoints are [twin.setpoints].
     supply_air_c: float = 18.0
     chilled_water_c: float = 10.0
     #: Air-side economizer (differential enthalpy, up to 100 % outdoor air below this dry bulb).

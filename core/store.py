@@ -185,7 +185,7 @@ class Store:
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
-            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(".", 1)[0]
+            holder = str(exc).split("Conflicting lock is held in", 1)[-1].split(" by user", 1)[0]
             raise StoreBusy(
                 f"store {self.path} is in use by another process ({holder.strip()}); "
                 "stop it, or read the running daemon's HTTP API (/api/pue, /grafana/query)"

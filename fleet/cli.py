@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.carbon.cli import _date
-from dcpue.config.site import ConfigError, load_site
-from dcpue.core.store import Store
-from dcpue.fleet.config import Fleet, load_fleet
-from dcpue.fleet.query import RemoteError
+if TYPE_CHECKING:  # loaded by the commands, not by `dcpue --help`
+    from dcpue.fleet.config import Fleet
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fleet`` to the ``dcpue`` parser."""
+    from dcpue.carbon.cli import _date
+
     p = sub.add_parser("fleet", help="fleet figures from the sites' hourly terms in the "
                        "remote store (report, publish)")
     fleet_sub = p.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from dcpue.fleet.config import load_fleet
     from dcpue.fleet.jobs import api_routes
     from starlette.applications import Starlette
 
@@ -85,6 +86,8 @@ def _extend_simulate(sub: argparse._SubParsersAction) -> None:
     site_mode = simulate.get_default("func")
 
     def dispatch(args: argparse.Namespace) -> int:
+        from dcpue.config.site import ConfigError
+
         if args.fleet is not None:
             return simulate_command(args)
         if args.config is None:
@@ -95,6 +98,8 @@ def _extend_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _fleet(path: Path, url: str | None) -> Fleet:
+    from dcpue.fleet.config import load_fleet
+
     fleet = load_fleet(path)
     if url:
         fleet.remote.url = url
@@ -102,6 +107,8 @@ def _fleet(path: Path, url: str | None) -> Fleet:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from dcpue.config.site import ConfigError
+    from dcpue.fleet.query import RemoteError
     from dcpue.fleet.report import fleet_report
 
     if args.end <= args.start:
@@ -119,8 +126,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from dcpue.config.site import ConfigError, load_site
+    from dcpue.core.store import Store
     from dcpue.fleet.config import PublishSettings
     from dcpue.fleet.publish import publish_site
+    from dcpue.fleet.query import RemoteError
 
     site = load_site(args.config)
     if args.fleet is not None:
@@ -156,6 +166,8 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
 
 def simulate_command(args: argparse.Namespace) -> int:
     """``dcpue simulate --fleet FILE --days N``."""
+    from dcpue.fleet.config import load_fleet
+    from dcpue.fleet.query import RemoteError
     from dcpue.fleet.simulate import SimulatedSite, simulate_fleet
 
     fleet = load_fleet(args.fleet)

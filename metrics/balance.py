@@ -502,13 +502,14 @@ def read_meter(
 
 def stored_meter_intervals(
     site: Site, store: Store, meter: Meter, start_ms: int, end_ms: int,
-    ceiling_kw: float | None = None,
+    ceiling_kw: float | None = None, with_power: bool = True,
 ) -> Intervals:
     """One meter's intervals from the readings in ``[start_ms, end_ms)``, with its recorded
-    swaps and (``also = ["power"]``) its power readings filling what its counter cannot."""
+    swaps and (``also = ["power"]``, unless not ``with_power``) its power readings filling
+    what its counter cannot."""
     max_gap_ms = site.calculator.max_gap_s * 1000.0
     power = (read_meter(store, meter, start_ms, end_ms, "power")
-             if "power" in meter.also else None)
+             if with_power and "power" in meter.also else None)
     return meter_intervals(
         meter, *read_meter(store, meter, start_ms, end_ms), max_gap_ms,
         settings=site.calculator, ceiling_kw=ceiling_kw, power=power,

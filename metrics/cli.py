@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config.calculator import window_ms
-from dcpue.config.site import Site, load_site
-from dcpue.core.figures import Figure
-from dcpue.core.readings import ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, BalanceTopology, energy_balance
-from dcpue.metrics.indicators import site_indicators
+if TYPE_CHECKING:  # loaded by the command, not by ``dcpue --help``
+    from dcpue.config.site import Site
+    from dcpue.core.figures import Figure
+    from dcpue.core.store import Store
 
 #: Energy flows shown under the indicators.
 SHOWN_FLOWS = ("facility", "it", "cooling", "power_loss", "lighting", "other", "pv_self_consumed",
                "pv_inside")
+
+
+#: Windows longer than this (ms) are read from the hourly rollups.
+LONG_WINDOW_MS = 86_400_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +39,8 @@ def latest_end(site: Site, store: Store) -> int | None:
     newest reading), held back by at most ``max_gap_s`` from the newest reading of any, so a
     lagging meter does not read as missing data while a silent one shows as lost coverage.
     None when the store holds no reading of the balance's meters."""
+    from dcpue.metrics.balance import BalanceTopology
+
     ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
     ends = [r[1] for r in ranges if r is not None]
     if not ends:
@@ -44,23 +48,47 @@ def latest_end(site: Site, store: Store) -> int | None:
     return max(min(ends), max(ends) - int(site.calculator.max_gap_s * 1000))
 
 
-def latest_figures(site: Site, store: Store, window: str) -> dict[str, Figure] | None:
-    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says.
+def latest_figures(
+    site: Site, store: Store, window: str, base_dir: Path | None = None
+) -> dict[str, Figure] | None:
+    """Indicators and energy flows over ``window`` ending where :func:`latest_end` says
+    (windows over a day: at the whole hour before, summed from the hourly rollups); CUE at the
+    window's hourly factors when ``carbon.hourly_factors_csv`` is configured (a relative path
+    from ``base_dir``).
 
     None when the store holds no reading of the balance's meters.
     """
+    from dcpue.config.calculator import window_ms
+    from dcpue.metrics import rollups
+    from dcpue.metrics.balance import energy_balance
+    from dcpue.metrics.indicators import site_indicators
+
     length = window_ms(window)
     end = latest_end(site, store)
     if end is None:
         return None
-    b = energy_balance(site, store, end - length, end)
-    figures = site_indicators(site, b)
+    if length > LONG_WINDOW_MS:  # whole hours from the rollups, as the daemon's long windows
+        rollups.catch_up(site, store)
+        end = rollups.floor_hour(end)
+        b = rollups.rollup_balance(site, store, end - length, end)
+    else:
+        b = energy_balance(site, store, end - length, end)
+    from dcpue.carbon.site import hourly_grid_factor  # adapter only: the pure core stays apart
+
+    hourly = hourly_grid_factor(site, store, end - length, end, base_dir)
+    figures = site_indicators(site, b, None if hourly is None else (hourly.value, hourly.source))
     flows = b.figures()
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
     return figures
 
 
 def _pue(args: argparse.Namespace) -> int:
+    from dcpue.config.calculator import window_ms
+    from dcpue.config.site import load_site
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.metrics.balance import DATA_QUALITY_ERROR
+
     site = load_site(args.config)
     try:
         window_ms(args.window)
@@ -72,7 +100,7 @@ def _pue(args: argparse.Namespace) -> int:
         print(f"dcpue pue: no store at {path}")
         return 1
     with Store(path) as store:
-        figures = latest_figures(site, store, args.window)
+        figures = latest_figures(site, store, args.window, Path(args.config).parent)
     if figures is None:
         print(f"dcpue pue: {path} holds no energy readings of site {site.id!r}")
         return 1
@@ -98,6 +126,8 @@ def _pue(args: argparse.Namespace) -> int:
 
 def status(fig: Figure) -> str:
     """'data-quality error' or 'insufficient' for a figure without a value."""
+    from dcpue.metrics.balance import DATA_QUALITY_ERROR
+
     return "dq-error" if fig.extra.get("status") == DATA_QUALITY_ERROR else "insufficient"
 
 

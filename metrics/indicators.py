@@ -162,13 +162,17 @@ def indicators(
     return {fig.name: fig for fig in figures if fig is not None}
 
 
-def site_indicators(site: Site, b: EnergyBalance) -> dict[str, Figure]:
+def site_indicators(
+    site: Site, b: EnergyBalance, grid_factor: tuple[float, str] | None = None
+) -> dict[str, Figure]:
     """:func:`indicators` with the site's coverage threshold and grid factor, REF counting the
     renewable instruments applied to the window as the carbon report does (ISO/IEC 30134-3).
+    ``grid_factor`` (kgCO2/kWh, source) replaces the flat site factor for CUE, e.g. the
+    energy-weighted hourly factor of the window.
 
     Instruments cover at most the grid electricity used inside the boundary, min(grid import,
     facility - PV inside), so REF never exceeds 1.
     """
     green = purchased_green_kwh(site, b.start_ms, b.end_ms, b.grid_inside_kwh)
-    return indicators(b, site.calculator.min_coverage, site.grid.emission_factor_t_per_mwh,
-                      site.grid.source, green)
+    factor, source = grid_factor or (site.grid.emission_factor_t_per_mwh, site.grid.source)
+    return indicators(b, site.calculator.min_coverage, factor, source, green)

@@ -7,13 +7,10 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config.site import ConfigError, load_site
-from dcpue.config.topology import MeterKind
-from dcpue.core.readings import datetime_to_ms, ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import stored_intervals
-from dcpue.metrics.events import list_events, record_events, record_replacement
+if TYPE_CHECKING:  # loaded by the commands, not by `dcpue --help`
+    pass
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +41,12 @@ def _store_path(args: argparse.Namespace, default: Path) -> Path:
 
 
 def _replace(args: argparse.Namespace) -> int:
+    from dcpue.config.site import ConfigError, load_site
+    from dcpue.config.topology import MeterKind
+    from dcpue.core.readings import datetime_to_ms
+    from dcpue.core.store import Store
+    from dcpue.metrics.events import record_replacement
+
     site = load_site(args.config)
     meter = site.meter_by_id.get(args.meter)
     if meter is None or meter.kind is not MeterKind.COUNTER:
@@ -64,6 +67,12 @@ def _replace(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    from dcpue.config.site import load_site
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.metrics.balance import stored_intervals
+    from dcpue.metrics.events import list_events, record_events
+
     site = load_site(args.config)
     path = _store_path(args, site.store.path)
     if not path.exists():

@@ -21,6 +21,9 @@ Time rules:
   read and one interval split of that meter's span (a day of 1-minute samples: ~1,440 samples,
   milliseconds; a year: ~0.5 M samples, about a second). Without a store late readings are
   ignored and counted in ``ignored_stale``.
+
+A meter with ``also = ["power"]`` is followed through its counter only here (its energy is
+still counted once); the direct balance also fills the counter's unknown time from its power.
 """
 
 from __future__ import annotations
@@ -312,7 +315,7 @@ class RollingCalculator:
         pad = int(self._max_gap_ms)
         start = (from_ms - pad) // HOUR_MS * HOUR_MS
         iv = stored_meter_intervals(self.site, self._source, meter, start - pad, 2**62,
-                                    self._history_ceiling(row))
+                                    self._history_ceiling(row), with_power=False)
         for ring in (self._minutes, self._hours):
             ring.clear_from(row, start)
         self._events[row] = [e for e in self._events[row] if e.ts_ms < start]
@@ -327,7 +330,8 @@ class RollingCalculator:
         calc = cls(site, store, clock)
         span = calc._span_ms + int(calc._max_gap_ms)
         for mid, meter in calc.topology.meters.items():
-            iv = stored_meter_intervals(site, store, meter, now_ms - span, now_ms + 1)
+            iv = stored_meter_intervals(site, store, meter, now_ms - span, now_ms + 1,
+                                        with_power=False)
             calc._add(calc._row[mid], iv, None)
         return calc
 

@@ -2,7 +2,9 @@
 
 The long-term statistics of the store (as Home Assistant keeps hourly statistics beside its
 short-term states): per meter and hour ``[h, h + 1 h)`` the amount (kWh, or m3 for water), the
-measured time (ms) and the counter corrections inside it, computed by the one energy engine
+measured and the known time (ms), the counter corrections inside it and the engine's events
+(rollovers, resets, data-quality findings, in ``energy_hourly_events``), computed by the one
+energy engine
 (:func:`dcpue.metrics.balance.stored_intervals` split by :func:`dcpue.metrics.energy.
 bucket_amounts`) from the raw readings, and kept in the store's ``energy_hourly`` table.
 
@@ -26,14 +28,22 @@ import pandas as pd
 from dcpue.config.site import Site
 from dcpue.core.store import Store
 from dcpue.metrics.balance import (
+    LOOKAROUND_MS,
     BalanceTopology,
     EnergyBalance,
     balance_from_energies,
     stored_intervals,
 )
-from dcpue.metrics.energy import Intervals, MeterEnergy, bucket_amounts
+from dcpue.metrics.energy import (
+    CounterEvent,
+    Intervals,
+    MeterEnergy,
+    bucket_totals,
+    events_in,
+)
 
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 #: Raw readings are refreshed in slices of this many hours (bounds memory on a year's backfill).
 SLICE_HOURS = 24 * 31
 
@@ -43,21 +53,36 @@ CREATE TABLE IF NOT EXISTS energy_hourly (
     hour_ms BIGINT NOT NULL,
     amount DOUBLE NOT NULL,
     measured_ms DOUBLE NOT NULL,
+    known_ms DOUBLE NOT NULL,
     rollovers INTEGER NOT NULL,
-    resets INTEGER NOT NULL
-)
+    resets INTEGER NOT NULL,
+    jitter INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS energy_hourly_events (
+    meter VARCHAR NOT NULL,
+    hour_ms BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    kind VARCHAR NOT NULL,
+    before DOUBLE NOT NULL,
+    after DOUBLE NOT NULL,
+    counted DOUBLE NOT NULL,
+    start_ms BIGINT
+);
 """
 
 
 @dataclass(frozen=True, slots=True)
 class HourlyMeter:
-    """One meter's hours: start (UTC ms), amount (kWh or m3), measured ms, corrections."""
+    """One meter's hours: start (UTC ms), amount (kWh or m3), measured and known ms,
+    corrections."""
 
     hour_ms: np.ndarray
     amount: np.ndarray
     measured_ms: np.ndarray
+    known_ms: np.ndarray
     rollovers: np.ndarray
     resets: np.ndarray
+    jitter: np.ndarray
 
 
 def ensure_table(store: Store) -> None:
@@ -72,22 +97,37 @@ def ceil_hour(ms: int) -> int:
     return -(-int(ms) // HOUR_MS) * HOUR_MS
 
 
-def _hour_rows(mid: str, iv: Intervals, lo: int, n: int) -> pd.DataFrame:
-    """Rows of ``energy_hourly`` for one meter's intervals over hours ``[lo, lo + n h)``."""
-    amount, measured = bucket_amounts(iv, lo, HOUR_MS, n)
-    rollovers = np.zeros(n, np.int32)
-    resets = np.zeros(n, np.int32)
+def _hour_rows(mid: str, iv: Intervals, lo: int, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of ``energy_hourly`` and of ``energy_hourly_events`` for one meter's intervals
+    over hours ``[lo, lo + n h)``."""
+    amount, measured, known = bucket_totals(iv, lo, HOUR_MS, n)
+    flags = {"rollovers": iv.rollover, "resets": iv.reset, "jitter": iv.jitter}
+    counts = {name: np.zeros(n, np.int32) for name in flags}
     if len(iv):
         k = (iv.t0 - lo) // HOUR_MS
         inside = (k >= 0) & (k < n)
-        np.add.at(rollovers, k[inside & iv.rollover], 1)
-        np.add.at(resets, k[inside & iv.reset], 1)
-    keep = (measured > 0) | (amount != 0) | (rollovers > 0) | (resets > 0)
+        for name, flag in flags.items():
+            if flag is not None:
+                np.add.at(counts[name], k[inside & flag], 1)
+    keep = (measured > 0) | (known > 0) | (amount != 0)
+    for c in counts.values():
+        keep |= c > 0
     hours = lo + HOUR_MS * np.arange(n, dtype=np.int64)
-    return pd.DataFrame({
+    rows = pd.DataFrame({
         "meter": mid, "hour_ms": hours[keep], "amount": amount[keep],
-        "measured_ms": measured[keep], "rollovers": rollovers[keep], "resets": resets[keep],
+        "measured_ms": measured[keep], "known_ms": known[keep],
+        **{name: c[keep] for name, c in counts.items()},
     })
+    events = [
+        (mid, int(h), e.ts_ms, e.kind, e.before, e.after, e.counted, e.start_ms)
+        for e in iv.events
+        for h in hours
+        if e.inside(int(h), int(h) + HOUR_MS)
+    ]
+    return rows, pd.DataFrame(events, columns=_EVENT_COLUMNS).astype({"start_ms": "Int64"})
+
+
+_EVENT_COLUMNS = ["meter", "hour_ms", "ts", "kind", "before", "after", "counted", "start_ms"]
 
 
 def refresh(site: Site, store: Store, start_ms: int, end_ms: int) -> int:
@@ -97,23 +137,47 @@ def refresh(site: Site, store: Store, start_ms: int, end_ms: int) -> int:
     readings just stored (live, backfilled or imported).
     """
     ensure_table(store)
-    pad = int(site.calculator.max_gap_s * 1000)
+    pad = int(max(site.calculator.max_gap_s * 1000, LOOKAROUND_MS))
     lo_all, hi_all = floor_hour(start_ms - pad), ceil_hour(end_ms + pad)
     written = 0
     for lo in range(lo_all, hi_all, SLICE_HOURS * HOUR_MS):
         hi = min(lo + SLICE_HOURS * HOUR_MS, hi_all)
         topology, intervals = stored_intervals(site, store, lo, hi)
         n = (hi - lo) // HOUR_MS
-        frame = pd.concat(
-            [_hour_rows(mid, iv, lo, n) for mid, iv in intervals.items()], ignore_index=True
-        )
+        parts = [_hour_rows(mid, iv, lo, n) for mid, iv in intervals.items()]
+        frame = pd.concat([p[0] for p in parts], ignore_index=True)
+        events = pd.concat([p[1] for p in parts], ignore_index=True)
         meters = list(topology.all_meters)
-        store.replace_rows(
-            "energy_hourly",
-            f"hour_ms >= ? AND hour_ms < ? AND meter IN ({', '.join('?' * len(meters))})",
-            [lo, hi, *meters], frame,
-        )
+        where = f"hour_ms >= ? AND hour_ms < ? AND meter IN ({', '.join('?' * len(meters))})"
+        store.replace_rows("energy_hourly", where, [lo, hi, *meters], frame)
+        store.replace_rows("energy_hourly_events", where, [lo, hi, *meters], events)
         written += len(frame)
+    return written
+
+
+#: Store cursor: the ``seq`` of the newest reading the rollups have been refreshed for.
+CURSOR = "rollups.energy_hourly"
+
+
+def catch_up(site: Site, store: Store) -> int:
+    """Refresh the hours touched by every balance reading stored since the last call (live,
+    late, backfilled or imported alike); returns the number of hour rows written."""
+    ensure_table(store)
+    after, newest = store.get_cursor(CURSOR), store.last_seq()
+    if newest <= after:
+        return 0
+    meters = BalanceTopology.from_site(site).all_meters
+    days = np.array(sorted(int(r[0]) for r in store.execute(
+        "SELECT DISTINCT ts // 86400000 FROM readings WHERE seq > ? AND seq <= ? "
+        f"AND meter IN ({', '.join('?' * len(meters))})", [after, newest, *meters],
+    ).fetchall()), dtype=np.int64)
+    written = 0
+    if len(days):  # contiguous runs of touched UTC days, each refreshed once
+        breaks = np.flatnonzero(np.diff(days) > 1)
+        for first, last in zip(np.r_[days[0], days[breaks + 1]], np.r_[days[breaks], days[-1]],
+                               strict=True):
+            written += refresh(site, store, int(first) * DAY_MS, (int(last) + 1) * DAY_MS)
+    store.set_cursor(CURSOR, newest)
     return written
 
 
@@ -125,7 +189,8 @@ def hourly(
     if not meters:
         return {}
     got = store.execute(
-        "SELECT meter, hour_ms, amount, measured_ms, rollovers, resets FROM energy_hourly "
+        "SELECT meter, hour_ms, amount, measured_ms, known_ms, rollovers, resets, jitter "
+        "FROM energy_hourly "
         f"WHERE hour_ms >= ? AND hour_ms < ? AND meter IN ({', '.join('?' * len(meters))}) "
         "ORDER BY meter, hour_ms",
         [int(start_ms), int(end_ms), *meters],
@@ -139,8 +204,9 @@ def hourly(
     return {
         mid: HourlyMeter(
             np.asarray(got["hour_ms"][r], np.int64), np.asarray(got["amount"][r], float),
-            np.asarray(got["measured_ms"][r], float),
+            np.asarray(got["measured_ms"][r], float), np.asarray(got["known_ms"][r], float),
             np.asarray(got["rollovers"][r], np.int64), np.asarray(got["resets"][r], np.int64),
+            np.asarray(got["jitter"][r], np.int64),
         )
         for mid in meters
         for r in (runs.get(mid, empty),)
@@ -160,26 +226,48 @@ def window_energies(
     ensure_table(store)
     meters = topology.all_meters
     rows = store.execute(
-        "SELECT meter, sum(amount), sum(measured_ms), sum(rollovers), sum(resets) "
-        "FROM energy_hourly WHERE hour_ms >= ? AND hour_ms < ? "
+        "SELECT meter, sum(amount), sum(measured_ms), sum(known_ms), sum(rollovers), "
+        "sum(resets), sum(jitter) FROM energy_hourly WHERE hour_ms >= ? AND hour_ms < ? "
         f"AND meter IN ({', '.join('?' * len(meters))}) GROUP BY meter",
         [int(start_ms), int(end_ms), *meters],
     ).fetchall()
+    found = events(store, meters, start_ms, end_ms)
     span = float(end_ms - start_ms)
     got = {str(r[0]): r for r in rows}
     return {
-        mid: MeterEnergy(mid, float(r[1]), float(r[2]) / span, int(r[3]), int(r[4]))
+        mid: MeterEnergy(mid, float(r[1]), float(r[2]) / span, int(r[4]), int(r[5]), int(r[6]),
+                         found.get(mid, ()), float(r[3]) / span)
         if r is not None else MeterEnergy(mid, 0.0, 0.0)
         for mid in meters
         for r in (got.get(mid),)
     }
 
 
+def events(
+    store: Store, meters: tuple[str, ...], start_ms: int, end_ms: int
+) -> dict[str, tuple[CounterEvent, ...]]:
+    """The engine's events concerning ``[start_ms, end_ms)`` per meter (each once)."""
+    rows = store.execute(
+        "SELECT DISTINCT meter, ts, kind, before, after, counted, start_ms "
+        "FROM energy_hourly_events WHERE hour_ms >= ? AND hour_ms < ? "
+        f"AND meter IN ({', '.join('?' * len(meters))}) ORDER BY meter, ts",
+        [int(start_ms), int(end_ms), *meters],
+    ).fetchall()
+    out: dict[str, list[CounterEvent]] = {}
+    for mid, ts, kind, before, after, counted, start in rows:
+        event = CounterEvent(int(ts), str(kind), float(before), float(after), float(counted),
+                             None if start is None else int(start))
+        if event.inside(start_ms, end_ms):
+            out.setdefault(str(mid), []).append(event)
+    return {mid: tuple(found) for mid, found in out.items()}
+
+
 def rollup_balance(site: Site, store: Store, start_ms: int, end_ms: int) -> EnergyBalance:
     """The energy balance of whole hours ``[start_ms, end_ms)`` from the rollups."""
     topology = BalanceTopology.from_site(site)
     energies = window_energies(topology, store, start_ms, end_ms)
-    return balance_from_energies(topology, energies, start_ms, end_ms)
+    return balance_from_energies(topology, energies, start_ms, end_ms,
+                                 min_coverage=site.calculator.min_coverage)
 
 
 def hourly_balances(
@@ -191,19 +279,26 @@ def hourly_balances(
     topology = BalanceTopology.from_site(site)
     rows = hourly(store, topology.all_meters, start_ms, end_ms)
     n = (end_ms - start_ms) // HOUR_MS
-    dense: dict[str, tuple[np.ndarray, ...]] = {}
+    found = events(store, topology.all_meters, start_ms, end_ms)
+    fields = ("amount", "measured_ms", "known_ms", "rollovers", "resets", "jitter")
+    dense: dict[str, dict[str, np.ndarray]] = {}
     for mid, h in rows.items():
         k = (h.hour_ms - start_ms) // HOUR_MS
-        cols = [np.zeros(n), np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)]
-        for col, src in zip(cols, (h.amount, h.measured_ms, h.rollovers, h.resets), strict=True):
-            col[k] = src
-        dense[mid] = tuple(cols)
+        dense[mid] = {f: np.zeros(n) for f in fields}
+        for f in fields:
+            dense[mid][f][k] = getattr(h, f)
     out = []
     for i in range(n):
         lo = start_ms + i * HOUR_MS
         energies = {
-            mid: MeterEnergy(mid, float(a[i]), float(m[i]) / HOUR_MS, int(r[i]), int(s[i]))
-            for mid, (a, m, r, s) in dense.items()
+            mid: MeterEnergy(
+                mid, float(d["amount"][i]), float(d["measured_ms"][i]) / HOUR_MS,
+                int(d["rollovers"][i]), int(d["resets"][i]), int(d["jitter"][i]),
+                events_in(found.get(mid, ()), lo, lo + HOUR_MS),
+                float(d["known_ms"][i]) / HOUR_MS,
+            )
+            for mid, d in dense.items()
         }
-        out.append(balance_from_energies(topology, energies, lo, lo + HOUR_MS))
+        out.append(balance_from_energies(topology, energies, lo, lo + HOUR_MS,
+                                         min_coverage=site.calculator.min_coverage))
     return out

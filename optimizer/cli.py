@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config import SetpointName, Site, load_site
-from dcpue.core.readings import datetime_to_ms
-from dcpue.core.store import Store
-from dcpue.optimizer.frames import FrameError, build_frame
-from dcpue.optimizer.models import ModelError, load_model, save_model, train
-from dcpue.optimizer.mv import measure_savings, record_savings
-from dcpue.optimizer.propose import (
-    ProposalLog,
-    current_state,
-    describe,
-    model_path,
-    propose,
-    publish_proposal,
-    setpoint_bounds,
-)
-from dcpue.optimizer.writeback import Overrides, WritebackRefused, apply_proposal
+if TYPE_CHECKING:  # scikit-learn, pandas and DuckDB load inside the commands
+    from dcpue.config import Site
+    from dcpue.core.store import Store
+
+
+def _setpoint(text: str) -> str:
+    from dcpue.config import SetpointName
+
+    names = [n.value for n in SetpointName]
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+    return text
 
 
 def _moment(text: str) -> datetime:
@@ -70,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("override", help="operator override of a setpoint (always wins)")
     _site_args(p)
-    p.add_argument("setpoint", nargs="?", choices=[n.value for n in SetpointName])
+    p.add_argument("setpoint", nargs="?", type=_setpoint, metavar="SETPOINT",
+                   help="chw_supply_c, ... (see [optimizer] setpoints)")
     p.add_argument("value", nargs="?", help="a value to hold, 'hold' (keep as is) or 'clear'")
     p.add_argument("--note", default="", help="why (kept with the override)")
     p.set_defaults(func=_override)
@@ -93,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _open(args: argparse.Namespace) -> tuple[Site, Store]:
     """The site and its store; ``--store`` replaces ``[store] path`` (the default model
     location follows it)."""
+    from dcpue.config import load_site
+    from dcpue.core.store import Store
+
     site = load_site(args.config)
     if args.store:
         site.store.path = Path(args.store)
@@ -100,6 +100,11 @@ def _open(args: argparse.Namespace) -> tuple[Site, Store]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dcpue.core.readings import datetime_to_ms
+    from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.models import save_model, train
+    from dcpue.optimizer.propose import model_path
+
     site, store = _open(args)
     with store:
         span = store.time_range()
@@ -118,6 +123,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _propose(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dcpue.optimizer.frames import FrameError
+    from dcpue.optimizer.models import ModelError, load_model
+    from dcpue.optimizer.propose import (
+        ProposalLog,
+        current_state,
+        model_path,
+        propose,
+        publish_proposal,
+    )
+    from dcpue.optimizer.writeback import Overrides
+
     site, store = _open(args)
     try:
         model = load_model(args.model or model_path(site))
@@ -142,6 +160,8 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _proposals(args: argparse.Namespace) -> int:
+    from dcpue.optimizer.propose import ProposalLog, describe
+
     _, store = _open(args)
     with store:
         rows = ProposalLog(store).list(args.limit, args.status)
@@ -151,6 +171,11 @@ def _proposals(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dcpue.optimizer.propose import ProposalLog
+    from dcpue.optimizer.writeback import WritebackRefused, apply_proposal
+
     site, store = _open(args)
     with store:
         log = ProposalLog(store)
@@ -170,6 +195,10 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _override(args: argparse.Namespace) -> int:
+    from dcpue.config import SetpointName
+    from dcpue.optimizer.propose import setpoint_bounds
+    from dcpue.optimizer.writeback import Overrides, WritebackRefused
+
     site, store = _open(args)
     with store:
         overrides = Overrides(store)
@@ -193,6 +222,10 @@ def _override(args: argparse.Namespace) -> int:
 
 
 def _mv(args: argparse.Namespace) -> int:
+    from dcpue.core.readings import datetime_to_ms
+    from dcpue.optimizer.frames import build_frame
+    from dcpue.optimizer.mv import measure_savings, record_savings
+
     site, store = _open(args)
     cfg = site.optimizer.mv
     with store:
@@ -215,6 +248,7 @@ def _mv(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from dcpue.config import load_site
     from dcpue.optimizer.evaluate import (  # the twin is only needed here
         EvaluationError,
         run_evaluation,

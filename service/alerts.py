@@ -23,6 +23,8 @@ from dcpue.config.service import AlertSettings, StaleSettings, ThresholdRule
 from dcpue.core.readings import ms_to_datetime
 
 MINUTE_MS = 60_000
+#: Ingestion must stay behind this long before IngestLag fires (and caught up to resolve).
+INGEST_LAG_FOR_MS = 5 * MINUTE_MS
 #: Resolved alerts kept in memory for the API (most recent first).
 HISTORY_SIZE = 100
 
@@ -138,15 +140,19 @@ class Observation:
     figures: Mapping[str, float | None]
     expected_pue: float | None = None
     last_seen_ms: Mapping[str, int] = field(default_factory=dict)
+    #: How far ingestion is behind while readings wait to be stored (s; 0 when caught up).
+    ingest_lag_s: float = 0.0
 
 
 class AlertEngine:
     """Evaluates the configured rules and keeps alert state between evaluations."""
 
     def __init__(
-        self, settings: AlertSettings, site_id: str, meters: list[str], started_ms: int
+        self, settings: AlertSettings, site_id: str, meters: list[str], started_ms: int,
+        lag_limit_s: float = 300.0,
     ) -> None:
         self.settings = settings
+        self.lag_limit_s = lag_limit_s
         self.site_id = site_id
         self.meters = meters
         self.started_ms = started_ms
@@ -188,6 +194,7 @@ class AlertEngine:
             self._threshold(rule, obs, changes)
         if self.settings.stale.enabled:
             self._stale(self.settings.stale, obs, changes)
+        self._ingest_lag(obs, changes)
         return changes
 
     def drift_statistic(self) -> tuple[float, float] | None:
@@ -310,6 +317,24 @@ class AlertEngine:
                            obs.now_ms, age_ms / 1000.0, changes)
             elif verdict == "resolve":
                 self._resolve(key, obs.now_ms, changes)
+
+    def _ingest_lag(self, obs: Observation, changes: list[Alert]) -> None:
+        """IngestLag: readings wait while ingestion is more than ``lag_limit_s`` behind for
+        5 min; resolves once it is back under half the limit for 5 min."""
+        lag, limit = obs.ingest_lag_s, self.lag_limit_s
+        gate = self.gates.setdefault("ingest_lag", Gate())
+        verdict = gate.step(obs.now_ms, lag > limit, lag <= limit / 2, INGEST_LAG_FOR_MS,
+                            INGEST_LAG_FOR_MS)
+        if verdict == "fire":
+            summary = (
+                f"Ingestion at {self.site_id} is {lag:.0f} s behind (limit {limit:.0f} s): the "
+                "collector or the store cannot keep up with what the gateways send. Readings "
+                "wait at the broker (nothing is lost); figures and alerts lag behind."
+            )
+            self._fire("IngestLag", "ingest_lag", "warning", summary, {}, obs.now_ms, lag,
+                       changes)
+        elif verdict == "resolve":
+            self._resolve("ingest_lag", obs.now_ms, changes)
 
     def _fire(
         self, name: str, key: str, severity: str, summary: str, labels: dict[str, str],

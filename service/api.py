@@ -11,7 +11,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -36,7 +36,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 HOUR_MS = 3_600_000
@@ -69,10 +69,15 @@ class ApiSources:
     energy: Callable[[int, int], Mapping[str, Figure]]
     proposals: Callable[[int], list[dict[str, Any]]]
     current_figure: str = "pue.1h"
-    #: Counter rollovers/resets and data-quality events by kind (metrics engine), if known.
+    #: Further counter/data-quality events by kind the daemon knows of (added to those the
+    #: energy engine finds in the requested range).
     counter_events: Callable[[], Mapping[str, int]] = dict
     #: Operator token for every site (``[service] bearer_token``); ``[service] tokens`` add more.
     token: str | None = None
+    #: ``/healthz`` body beyond the site id (e.g. ``{"status": "degraded", "reasons": [...]}``).
+    status: Callable[[], Mapping[str, Any]] | None = None
+    #: Further routes mounted by the daemon (e.g. ``/api/cli``, :mod:`dcpue.service.remote_cli`).
+    routes: Sequence[BaseRoute] = ()
 
 
 def _finite(value: Any) -> Any:
@@ -368,7 +373,7 @@ def create_app(sources: ApiSources) -> Starlette:
     limits = site.service.limits
 
     async def healthz(request: Request) -> Response:
-        return _json({"status": "ok", "site": site.id})
+        return _json({"status": "ok", "site": site.id, **(sources.status() if sources.status else {})})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(sources.registry), media_type=CONTENT_TYPE_LATEST)
@@ -471,8 +476,10 @@ def create_app(sources: ApiSources) -> Starlette:
         out = await asyncio.to_thread(
             views.data_quality, site, store, start, end, sources.now_ms(),
             int(stale.expected_interval_s * stale.factor * 1000))
-        return _json({**range_json(start, end), **out,
-                      "counter_events": sources.counter_events()})
+        events = dict(out.pop("counter_events"))
+        for kind, n in sources.counter_events().items():
+            events[kind] = events.get(kind, 0) + n
+        return _json({**range_json(start, end), **out, "counter_events": events})
 
     async def site_info(request: Request) -> Response:
         from dcpue.config.topology import SetpointName
@@ -631,6 +638,7 @@ def create_app(sources: ApiSources) -> Starlette:
         Route("/grafana/metric-payload-options", grafana_payload_options, methods=["POST"]),
         Route("/grafana/query", grafana_query, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        *sources.routes,
     ]
     middleware = [Middleware(BodyLimit, max_bytes=limits.max_body_bytes)]
     allowed = grants(site.service, sources.token)
@@ -641,44 +649,121 @@ def create_app(sources: ApiSources) -> Starlette:
                      exception_handlers={BadRequest: bad_request})
 
 
-def _get(summary: str, params: tuple[str, ...] = (), media: str = "application/json") -> dict:
-    op: dict[str, Any] = {"summary": summary,
-                          "responses": {"200": {"description": "OK", "content": {media: {}}}}}
+def _schema(props: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object"}
+    if props:
+        out["properties"] = props
+    return out | extra
+
+
+_NUM = {"type": ["number", "null"]}
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_FIGURE = _schema({"name": _STR, "value": _NUM, "unit": _STR, "formula": _STR,
+                   "window": _schema({"from": _STR, "to": _STR}), "coverage": _NUM,
+                   "meters": {"type": "array", "items": _STR}})
+_FIGURES = _schema(additionalProperties=_FIGURE)
+_RANGE = {"from_ms": _INT, "to_ms": _INT, "from": _STR, "to": _STR}
+_ALERT = _schema({"id": _STR, "name": _STR, "severity": _STR, "summary": _STR,
+                  "labels": _schema(additionalProperties=_STR), "status": _STR,
+                  "starts_at": _STR, "ends_at": {"type": ["string", "null"]}, "value": _NUM,
+                  "acknowledged_by": {"type": ["string", "null"]},
+                  "silenced_until_ms": {"type": ["integer", "null"]}})
+_BUCKET = _schema({"start_ms": _INT, "end_ms": _INT, "pue": _NUM, "coverage": _NUM,
+                   **{k: _NUM for k in (*views.PARTS, *views.SUPPLY, "facility")}})
+_RANGE_PARAMS = ("from", "to", "hours")
+
+
+def _get(summary: str, params: tuple[str, ...] = (), media: str = "application/json",
+         schema: dict[str, Any] | None = None, scope: str = "read") -> dict:
+    content: dict[str, Any] = {media: {"schema": schema} if schema else {}}
+    op: dict[str, Any] = {"summary": summary, "x-scope": scope, "responses": {
+        "200": {"description": "OK", "content": content},
+        "400": {"description": "bad parameter (one-line error)"}}}
     if params:
         op["parameters"] = [{"name": p, "in": "query", "schema": {"type": "string"}}
                             for p in params]
     return {"get": op}
 
 
-def _post(summary: str) -> dict:
+def _post(summary: str, schema: dict[str, Any] | None = None, scope: str = "read",
+          body: dict[str, Any] | None = None) -> dict:
     return {"post": {
-        "summary": summary,
-        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-        "responses": {"200": {"description": "OK"}, "400": {"description": "bad request"}},
+        "summary": summary, "x-scope": scope,
+        "requestBody": {"content": {"application/json": {"schema": body or {"type": "object"}}}},
+        "responses": {"200": {"description": "OK", "content": {"application/json": {
+            "schema": schema or {}}}},
+            "400": {"description": "bad request"}, "413": {"description": "body too large"}},
     }}
 
 
-#: The OpenAPI 3.1 document of the routes above.
+#: The OpenAPI 3.1 document of the routes above (``x-scope``: the token scope a route needs).
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "dcpue", "version": "1", "description":
-             "PUE, energy, carbon, alerts and proposals of one data-center site."},
+             "PUE, energy, carbon, alerts and proposals of one data-center site. Times are "
+             "UTC epoch ms or ISO 8601 (without an offset: site-local time)."},
     "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
     "paths": {
-        "/healthz": {"get": {**_get("Liveness (never needs a token)")["get"], "security": []}},
+        "/healthz": {"get": {**_get("Liveness (never needs a token)", schema=_schema(
+            {"status": _STR, "site": _STR}))["get"], "security": []}},
         "/metrics": _get("Daemon health in Prometheus text format", media="text/plain"),
-        "/": _get("Live dashboard (HTML)", ("access_token",), "text/html"),
-        "/api/pue": _get("Current and rolling PUE figures with their audit trail"),
-        "/api/pue/history": _get("Stored rolling PUE series", ("figure", "hours", "step_s")),
-        "/api/energy": _get("Energy balance over the last hours (kWh)", ("hours",)),
-        "/api/carbon": _get("Carbon figures (tCO2e) with factor sources"),
-        "/api/proposals": _get("Latest cooling-setpoint proposals", ("limit",)),
-        "/api/alerts": _get("Active and recently resolved alerts"),
+        "/": {"get": {**_get("Live dashboard (HTML; no data, no token)",
+                             media="text/html")["get"], "security": []}},
+        "/api/site": _get("Site id, name, time zone, windows, setpoints with write-back",
+                          schema=_schema({"site": _STR, "name": _STR, "timezone": _STR,
+                                          "windows": {"type": "array"},
+                                          "write_back": {"type": "array"}})),
+        "/api/pue": _get("Current and rolling PUE figures with their audit trail, the best "
+                         "window with data and the warming-up state", schema=_schema({
+                             "now_ms": _INT, "current_figure": _STR, "current": _FIGURE,
+                             "best_figure": {"type": ["string", "null"]},
+                             "warming_up": {"type": ["object", "null"]},
+                             "figures": _FIGURES})),
+        "/api/pue/history": _get("Stored rolling PUE series (bucket means, dimensionless)",
+                                 ("figure", *_RANGE_PARAMS, "step_s"), schema=_schema(
+                                     {**_RANGE, "figure": _STR, "step_s": _INT, "unit": _STR,
+                                      "points": {"type": "array"}})),
+        "/api/pue/weather": _get("Hourly PUE against outdoor wet bulb (degC)", _RANGE_PARAMS,
+                                 schema=_schema({**_RANGE, "points": {"type": "array"}})),
+        "/api/energy": _get("Energy balance over a range (kWh)", _RANGE_PARAMS,
+                            schema=_schema({**_RANGE, "hours": _NUM, "figures": _FIGURES})),
+        "/api/balance": _get("Energy balance (kWh) and PUE per hour, site-local day or month",
+                             (*_RANGE_PARAMS, "step"), schema=_schema(
+                                 {**_RANGE, "step": _STR, "unit": _STR,
+                                  "buckets": {"type": "array", "items": _BUCKET}})),
+        "/api/readings": _get("Raw readings, bounded pages (continue from next_from)",
+                              ("meter", *_RANGE_PARAMS, "limit", "format"), schema=_schema(
+                                  {**_RANGE, "columns": {"type": "array"},
+                                   "rows": {"type": "array"},
+                                   "next_from": {"type": ["integer", "null"]}})),
+        "/api/quality": _get("Coverage per meter, stale meters, dead letters by reason, "
+                             "counter events", _RANGE_PARAMS, schema=_schema(
+                                 {**_RANGE, "meters": {"type": "array"},
+                                  "stale": {"type": "array"},
+                                  "dead_letters": _schema(additionalProperties=_INT),
+                                  "counter_events": _schema(additionalProperties=_INT)})),
+        "/api/carbon": _get("Carbon figures (tCO2e, MWh) month to date, or whole site days "
+                            "of a range", _RANGE_PARAMS, schema=_schema({"figures": _FIGURES})),
+        "/api/proposals": _get("Latest cooling-setpoint proposals, in plain words", ("limit",),
+                               schema=_schema({"proposals": {"type": "array"}})),
+        "/api/proposals/{proposal_id}/{decision}": _post(
+            "Accept (writes enabled setpoints back) or reject a proposal", scope="operator"),
+        "/api/alerts": _get("Active and recently resolved alerts, grouped by cause",
+                            schema=_schema({"active": {"type": "array", "items": _ALERT},
+                                            "resolved": {"type": "array", "items": _ALERT},
+                                            "groups": {"type": "array"}})),
+        "/api/alerts/{alert_id}/ack": _post("Acknowledge an alert", _ALERT, "operator"),
+        "/api/alerts/{alert_id}/silence": _post(
+            "Silence an alert for minutes (0 lifts it)", _ALERT, "operator",
+            _schema({"minutes": {"type": "number"}})),
+        "/openapi.json": _get("This document"),
         "/grafana/": _get("Grafana JSON data source: connection test"),
         "/grafana/search": _post("Grafana: list targets (meter:, role:, metric:)"),
         "/grafana/metrics": _post("Grafana: targets with aggregation payload"),
         "/grafana/metric-payload-options": _post("Grafana: aggregation options"),
-        "/grafana/query": _post("Grafana: bucketed series for targets over range/intervalMs"),
+        "/grafana/query": _post("Grafana: bucketed series for targets over range/intervalMs "
+                                "(limits: targets, points, range days)"),
     },
 }

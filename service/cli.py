@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.config import example_path, load_site
-from dcpue.config.site import ConfigError, Site, require_consistent
-from dcpue.core.readings import ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
+#: Days of twin history the bundled demo (``dcpue run`` without --config) fills in first: the
+#: 3-day commissioning sweep the optimizer learns from, so every dashboard card has data.
+DEMO_HISTORY_DAYS = 3.5
+
+if TYPE_CHECKING:  # the daemon's modules load when it runs, not for ``dcpue --help``
+    from dcpue.config.site import Site
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,13 +42,44 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="twin: sweep the cooling setpoints within their hard bounds for the "
                    "first DAYS (a commissioning sweep the optimizer learns from); default "
                    "[service.schedule] first_train_after_days without --config, else 0")
+    p.add_argument("--history-days", type=float, default=None, metavar="DAYS",
+                   help="twin in real time: start DAYS before now and catch up as fast as "
+                   f"possible, so every figure has data (default {DEMO_HISTORY_DAYS:g} "
+                   "without --config, else 0)")
     p.add_argument("--port", type=int, help="HTTP port (default: [service] port)")
     p.add_argument("--store", type=Path, help="override the store path")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="text lines, or one JSON object per line (for journald/Loki)")
     p.set_defaults(func=_run)
 
 
-def _site(args: argparse.Namespace) -> Site:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (ISO 8601 UTC), level, logger, message[, exception]."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def _site(args: argparse.Namespace, twin: bool) -> Site:
+    """The site as the daemon runs it (also what SIGHUP re-reads)."""
+    from dcpue.config import example_path, load_site
+    from dcpue.config.site import require_consistent
+
     if args.config is None:
         site = load_site(example_path("single_hall"))
         site.store.path = Path("var") / f"{site.id}.duckdb"
@@ -57,36 +90,51 @@ def _site(args: argparse.Namespace) -> Site:
         site.store.path = args.store
     if args.port is not None:
         site.service.port = args.port
+    if twin:  # the twin replaces the field sources: collect only what it sends
+        site.collector.mqtt.subscriptions = []
+        site.collector.modbus = type(site.collector.modbus)()
+        if args.mqtt:
+            from dcpue.service.demo import subscribe_to_twin
+
+            host, _, port = args.mqtt.rpartition(":")
+            subscribe_to_twin(site, host or "127.0.0.1", int(port))
     return site
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    site = _site(args)
+    import asyncio
+
+    setup_logging(args.log_level, args.log_format)
+    from dcpue.config.site import ConfigError
+
     twin = args.twin or args.config is None
     if not twin and (args.mqtt or args.fast_forward or args.chiller_degradation):
         raise ConfigError("--mqtt, --fast-forward and --chiller-degradation need the twin (--twin)")
+    site = _site(args, twin)
     return asyncio.run(_main(site, args, twin))
 
 
 async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
+    import asyncio
+
+    from dcpue.core.readings import ms_to_datetime
+    from dcpue.core.store import Store
+    from dcpue.service.daemon import DAY_MS, install_stop_handlers, serve_realtime, wall_clock_ms
+
     stop = asyncio.Event()
     install_stop_handlers(stop)
+    load = lambda: _site(args, twin)  # noqa: E731
     with Store(site.store.path) as store:
         if not twin:
-            await serve_realtime(site, store, stop)
+            await serve_realtime(site, store, stop, load)
             return 0
-        from dcpue.service.demo import Fault, run_with_twin, subscribe_to_twin
+        from dcpue.service.demo import Fault, run_with_twin
 
-        # The twin replaces the field sources: collect only what it sends.
-        site.collector.mqtt.subscriptions = []
-        site.collector.modbus = type(site.collector.modbus)()
-        if args.mqtt:
-            host, _, port = args.mqtt.rpartition(":")
-            subscribe_to_twin(site, host or "127.0.0.1", int(port))
+        history = args.history_days
+        if history is None:
+            history = DEMO_HISTORY_DAYS if args.config is None else 0.0
         start = None if args.fast_forward else datetime.fromtimestamp(
-            wall_clock_ms() // 60_000 * 60, tz=UTC)
+            (wall_clock_ms() - round(history * DAY_MS)) // 60_000 * 60, tz=UTC)
         twin_start = start or site.twin.start
         fault = None
         if args.chiller_degradation:
@@ -97,7 +145,7 @@ async def _main(site: Site, args: argparse.Namespace, twin: bool) -> int:
             commission = site.service.schedule.first_train_after_days if args.config is None else 0.0
         runtime = await run_with_twin(
             site, store, stop, days=args.fast_forward, via_mqtt=bool(args.mqtt), fault=fault,
-            start=start, serve_after=args.serve, commission_days=commission,
+            start=start, serve_after=args.serve, commission_days=commission, load=load,
         )
         now = runtime.clock()
         current = runtime.figures(now).get(site.service.current_figure)

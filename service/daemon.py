@@ -7,24 +7,35 @@ either by APScheduler's ``AsyncIOScheduler`` on the wall clock, or, in fast-forw
 simulated clock, so both modes run the same schedule.
 
 Restart safety: readings are only acknowledged (MQTT) after they are durable; the calculator
-is rebuilt from the store; alert state, next fire times and the twin position are kept in the
-store's state table; write-back and report rows are idempotent.
+state (with the store cursor it includes), alert state, next fire times and the twin position
+are kept in the store's state table, so a restart restores the calculator and feeds it only
+the readings stored since; write-back and report rows are idempotent.
+
+The event loop only routes: every job's store and model work runs in a worker thread
+(:meth:`Runtime.run_job`), the live state it shares with the API (calculator, alert engine) is
+guarded by :attr:`Runtime.lock`, and the API reads figures memoised by the jobs, so ``/api/*``
+answers while a job or a fast-forward chunk is running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import json
 import logging
-import os
 import signal
+import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -35,16 +46,20 @@ from dcpue.collector.service import Collector
 from dcpue.config.service import METER_FIGURE
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
-from dcpue.core.readings import Reading, ms_to_datetime
+from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
+from dcpue.metrics import rollups
 from dcpue.metrics.balance import energy_balance
+from dcpue.metrics.energy import CounterEvent
+from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import ProposalLog, describe
-from dcpue.service import plant
+from dcpue.service import plant, remote_cli
 from dcpue.service.alerts import Alert, AlertEngine, Observation
 from dcpue.service.api import ApiSources, create_app
 from dcpue.service.notify import Dispatcher, build_notifiers
+from dcpue.service.remote_cli import bearer_token
 from dcpue.service.telemetry import HealthSnapshot, Telemetry
 
 log = logging.getLogger(__name__)
@@ -56,12 +71,28 @@ INGEST_BATCH = 200_000
 CARBON_TTL_MS = 15 * 60_000
 STATE_ALERTS = "service.alerts"
 STATE_SCHEDULE = "service.schedule"
+STATE_CALCULATOR = "service.calculator"
+#: Least wall time between two saves of the calculator state in real time (s).
+CALCULATOR_SAVE_S = 900.0
+#: With ``hold_future``, readings up to this far past the clock are fed at once: one
+#: calculator update per simulated hour. It must stay below the slack of the calculator's
+#: 1-minute ring (one hour beyond its longest minute window) so no window ending at the clock
+#: loses buckets.
+FEED_AHEAD_MS = 59 * 60_000
+#: Least wall time between two reads of the dead-letter counts for /metrics (s).
+DEAD_LETTER_REFRESH_S = 10.0
+#: Ingest lag (s) past which /healthz says degraded and the IngestLag alert may fire.
+INGEST_LAG_DEGRADED_S = 300.0
 
 Clock = Callable[[], int]
 
 
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start for a reason the operator can fix (printed as one line)."""
 
 
 def job_triggers(site: Site) -> dict[str, BaseTrigger]:
@@ -74,6 +105,8 @@ def job_triggers(site: Site) -> dict[str, BaseTrigger]:
         "proposals": IntervalTrigger(minutes=s.proposals_every_min, start_date=EPOCH),
         "retrain": CronTrigger(hour=s.retrain_at_hour, minute=0, timezone=zone),
         "report": CronTrigger(day=s.report_day_of_month, hour=0, minute=30, timezone=zone),
+        # hourly energy rollups (long windows, reports) follow every stored reading
+        "rollups": IntervalTrigger(hours=1, start_date=EPOCH),
         # hourly boundary terms for the fleet report, to the remote sink (docs/fleet.md)
         **({"fleet_publish": IntervalTrigger(hours=1, start_date=EPOCH)}
            if site.collector.remote.url else {}),
@@ -99,18 +132,25 @@ class SimScheduler:
             first = trigger.get_next_fire_time(None, start)
             self.next_fire[name] = saved.get(name, _ms(first))
 
-    async def advance(self, until_ms: int) -> int:
-        """Run every job due at or before ``until_ms``; returns how many runs were made."""
-        runs = 0
+    def due(self, until_ms: int) -> Iterator[tuple[str, int]]:
+        """Yield (job, fire time) of every run due at or before ``until_ms``, in time order,
+        advancing each job's next fire time as it goes."""
         while True:
             name = min(self.next_fire, key=lambda n: (self.next_fire[n], n))
             fire = self.next_fire[name]
             if fire > until_ms:
-                return runs
-            await self.run(name, fire)
+                return
+            yield name, fire
             at = ms_to_datetime(fire)
             self.next_fire[name] = _ms(self.triggers[name].get_next_fire_time(at, at))
+
+    async def advance(self, until_ms: int) -> int:
+        """Run every job due at or before ``until_ms``; returns how many runs were made."""
+        runs = 0
+        for name, fire in self.due(until_ms):
+            await self.run(name, fire)
             runs += 1
+        return runs
 
 
 def _ms(moment: datetime | None) -> int:
@@ -124,28 +164,133 @@ class _CarbonCache:
     computed_ms: int = 0
 
 
+class MemoCalculator(RollingCalculator):
+    """The rolling calculator with its snapshot memoised for the daemon's jobs and API.
+
+    A window's figures are recomputed only when its (start, end) moved, late readings made the
+    calculator recompute a meter, or, while some balance meter has not yet reported past the
+    window's end, when new readings were fed; so the 7 d, 30 d and 12-month figures are
+    computed once an hour, not once a minute.
+    """
+
+    def __init__(
+        self, site: Site, store: Store | None = None, clock: Clock | None = None
+    ) -> None:
+        super().__init__(site, store, clock)
+        self.version = 0
+        self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
+        self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
+
+    def update(
+        self, readings: Sequence[Reading] | ReadingColumns, now_ms: int | None = None
+    ) -> int:
+        used = super().update(readings, now_ms)
+        if used:
+            self.version += 1
+        return used
+
+    def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
+        key = (now_ms, self.version)
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        reported = int(self._last_ts.min())
+        now = self._now(now_ms)
+        out: dict[str, Figure] = {}
+        for w in self._windows:
+            end = now // w.ring.step_ms * w.ring.step_ms
+            span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
+            hit = self._final.get(w.name)
+            if hit is not None and hit[0] == span:
+                figures = hit[1]
+            else:
+                figures = site_indicators(self.site, self.balance(w.name, now_ms))
+                if reported >= end:  # every meter is past the window: its figures are final
+                    self._final[w.name] = (span, figures)
+            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
+        self._memo = (key, out)
+        return out
+
+
+    # -- persistence (start-up without a rebuild from raw history) -------------------------
+    def _layout(self) -> dict[str, object]:
+        return {"meters": list(self._ids), "windows": [[w.name, w.length_ms] for w in self._windows],
+                "rings": [[r.step_ms, r.size] for r in (self._minutes, self._hours)],
+                "max_gap_ms": self._max_gap_ms}
+
+    def dump(self, cursor: int) -> str:
+        """The buckets, last samples and the store cursor they include, as one state value."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, last_ts=self._last_ts, last_value=self._last_value,
+            ceiling=np.array([np.nan if c is None else c for c in self._ceiling]),
+            ceiling_head=self._ceiling_head,
+            **{f"{n}_{k}": getattr(r, k) for n, r in (("m", self._minutes), ("h", self._hours))
+               for k in ("amount", "measured", "known")},
+        )
+        events = [[[e.ts_ms, e.kind, e.before, e.after, e.counted, e.start_ms] for e in row]
+                  for row in self._events]
+        return json.dumps({"layout": self._layout(), "cursor": cursor,
+                           "heads": [self._minutes.head, self._hours.head], "events": events,
+                           "arrays": base64.b64encode(buf.getvalue()).decode()})
+
+    def load(self, text: str) -> int | None:
+        """Restore a :meth:`dump`; returns its store cursor, or None (nothing restored) when
+        the site's meters, windows or calculator settings changed since."""
+        data = json.loads(text)
+        if data["layout"] != json.loads(json.dumps(self._layout())):
+            return None
+        arrays = np.load(io.BytesIO(base64.b64decode(data["arrays"])))
+        self._last_ts[:], self._last_value[:] = arrays["last_ts"], arrays["last_value"]
+        self._ceiling = [None if np.isnan(c) else float(c) for c in arrays["ceiling"]]
+        self._ceiling_head[:] = arrays["ceiling_head"]
+        self._events = [[CounterEvent(*e) for e in row] for row in data["events"]]
+        for n, ring, head in (("m", self._minutes, data["heads"][0]),
+                              ("h", self._hours, data["heads"][1])):
+            ring.amount[:], ring.measured[:], ring.known[:] = (
+                arrays[f"{n}_amount"], arrays[f"{n}_measured"], arrays[f"{n}_known"])
+            ring.head = head
+        self.version += 1
+        return int(data["cursor"])
+
+
+def _take(cols: ReadingColumns, mask: np.ndarray) -> ReadingColumns:
+    return ReadingColumns(*(getattr(cols, f)[mask] for f in ReadingColumns.__slots__))
+
+
 class Runtime:
     """Live state of one site and the jobs that update it.
 
     ``clock`` returns the daemon's "now" in UTC ms (wall clock, or the simulated clock in
-    fast-forward). ``collector`` supplies ingestion counters when the daemon runs one.
+    fast-forward). ``collector`` supplies ingestion counters when the daemon runs one. With
+    ``hold_future`` (fast-forward) readings stamped well after ``clock()`` wait in memory until
+    the clock comes near, so each job's figures are those at its fire time even when a whole
+    day of readings was stored at once.
     """
 
     def __init__(
-        self, site: Site, store: Store, clock: Clock, collector: Collector | None = None
+        self, site: Site, store: Store, clock: Clock, collector: Collector | None = None,
+        *, hold_future: bool = False,
     ) -> None:
         self.site, self.store, self.clock, self.collector = site, store, clock, collector
+        self.hold_future = hold_future
+        #: Guards the calculator, the alert engine and the held readings (jobs run in threads).
+        self.lock = threading.RLock()
+        self._ingest_lock = threading.Lock()
         now = clock()
-        self.calculator = RollingCalculator.from_store(site, store, now, clock)
-        self.cursor = int(store.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
-        self.last_seen: dict[str, int] = {
-            str(m): int(t) for m, t in store.execute(
-                "SELECT meter, max(ts) FROM readings WHERE meter NOT LIKE 'metric.%' "
-                "GROUP BY meter"
-            ).fetchall()
-        }
+        self.calculator, self.cursor = self._restore(site, store, now, clock)
+        self._fed_cursor = self.cursor  # every reading up to here is in the calculator
+        self._calculator_saved_at = time.monotonic()
+        self.last_seen: dict[str, int] = {}
+        self.last_value: dict[str, float] = {}
+        for meter, ts, value in store.execute(
+            "SELECT meter, max(ts), arg_max(value, ts) FROM readings "
+            "WHERE meter NOT LIKE 'metric.%' GROUP BY meter"
+        ).fetchall():
+            self.last_seen[str(meter)], self.last_value[str(meter)] = int(ts), float(value)
+        self._held = ReadingColumns.empty()
         cfg = site.service
-        self.engine = AlertEngine(cfg.alerts, site.id, [m.id for m in site.meters], now)
+        self.engine = AlertEngine(cfg.alerts, site.id, [m.id for m in site.meters], now,
+                                  INGEST_LAG_DEGRADED_S)
         saved = store.get_state(STATE_ALERTS)
         if saved is not None:
             self.engine.load(saved)
@@ -154,6 +299,8 @@ class Runtime:
         ))
         self.telemetry = Telemetry(self.health)
         self.model = plant.try_load_model(site)
+        self.frames = plant.RecentFrames(site, store)  # drift windows' grid
+        self.state_frames = plant.RecentFrames(site, store)  # the optimizer's step grid
         self.proposal_log = ProposalLog(store)
         store.execute(
             "CREATE TABLE IF NOT EXISTS service_reports (period VARCHAR PRIMARY KEY, "
@@ -164,116 +311,252 @@ class Runtime:
         self.expected: float | None = None
         self._saved_alerts = saved
         self._stored_seen = -1
-        # Write-back rows are buffered and flushed per scheduler round (one store append per
-        # fast-forward chunk instead of one per simulated minute).
+        self._dead_letters = store.dead_letter_counts()
+        self._dead_letters_at = time.monotonic()
+        self._last_proposal: str | None = None
+        self._first_ms: int | None = None  # oldest stored reading, once known
+        # Write-back rows and alert state are saved per scheduler round in fast-forward (one
+        # store append per chunk instead of one per simulated minute), at once in real time.
         self.write_buffer = WriteBuffer(store)
-        self.flush_each_write_back = True
+        self.save_each_job = True
         self.calculator.store = self.write_buffer  # type: ignore[assignment]
+
+    @staticmethod
+    def _restore(
+        site: Site, store: Store, now_ms: int, clock: Clock
+    ) -> tuple[MemoCalculator, int]:
+        """The calculator as saved by the last run plus the readings stored since (no rebuild
+        from raw history), or rebuilt from the store when there is no usable saved state."""
+        saved = store.get_state(STATE_CALCULATOR)
+        if saved is not None:
+            calc = MemoCalculator(site, store, clock)
+            cursor = calc.load(saved)
+            if cursor is not None:
+                log.info("calculator state restored from the store (readings after #%d follow)",
+                         cursor)
+                return calc, cursor
+            log.info("calculator settings or meters changed: rebuilding from the readings")
+        calc = MemoCalculator.from_store(site, store, now_ms, clock)
+        return calc, int(store.execute(
+            "SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
+
+    def save_calculator(self) -> None:
+        """Persist the calculator with the cursor of the readings it holds."""
+        with self.lock:
+            state = self.calculator.dump(self._fed_cursor)
+        self.store.set_state(STATE_CALCULATOR, state)
+        self._calculator_saved_at = time.monotonic()
 
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self) -> int:
-        """Feed readings stored since the last call to the calculator; returns how many."""
+        """Feed readings stored since the last call to the calculator (with ``hold_future``
+        once some are due at ``clock()``, those up to :data:`FEED_AHEAD_MS` later); returns how
+        many were fed. The store is read
+        outside :attr:`lock`, so the API is not kept waiting by a large read."""
+        with self._ingest_lock:
+            self._read_new()
+            cols, horizon = self._held, None
+            if self.hold_future and len(cols):
+                now = self.clock()
+                if int(cols.ts_ms.min()) > now:
+                    return 0  # nothing due yet
+                horizon = now + FEED_AHEAD_MS
+                due = cols.ts_ms <= horizon
+                cols, self._held = (cols, ReadingColumns.empty()) if due.all() else (
+                    _take(cols, due), _take(cols, ~due))
+            else:
+                self._held = ReadingColumns.empty()
+            if len(cols) == 0:
+                return 0
+            with self.lock:
+                # Fed ahead of the simulated clock on purpose: the calculator's future-skew
+                # rule counts from the feed horizon, not from the clock.
+                self.calculator.update(cols, horizon)
+                self._note_latest(cols)
+            if len(self._held) == 0:
+                self._fed_cursor = self.cursor
+            return len(cols)
+
+    def _read_new(self) -> None:
         if self.collector is not None:
             stored = self.collector.pipeline.stats.readings_stored
             if stored == self._stored_seen:
-                return 0
+                return
             self._stored_seen = stored
-        total = 0
+        parts = [self._held]
+        if len(self._held) == 0:
+            self._fed_cursor = self.cursor
         while True:
             cols, last = self.store.read_since(self.cursor, INGEST_BATCH)
             if len(cols) == 0:
-                return total
+                break
             self.cursor = last
-            self.calculator.update(cols)
-            for meter, ts in zip(cols.meter, cols.ts_ms.tolist(), strict=True):
-                if ts > self.last_seen.get(meter, -1) and not meter.startswith("metric."):
-                    self.last_seen[meter] = ts
-            total += len(cols)
+            parts.append(cols)
+        if len(parts) > 1:
+            self._held = ReadingColumns.concat(parts)
+
+    def _note_latest(self, cols: ReadingColumns) -> None:
+        """Newest time and value per field meter (vectorised: one pass per meter, not row)."""
+        codes = pd.factorize(cols.meter)[0]
+        order = np.lexsort((cols.ts_ms, codes))
+        meters = codes[order]
+        last = np.flatnonzero(np.r_[meters[1:] != meters[:-1], True])
+        for i in order[last].tolist():
+            meter, ts = str(cols.meter[i]), int(cols.ts_ms[i])
+            if ts > self.last_seen.get(meter, -1) and not meter.startswith("metric."):
+                self.last_seen[meter], self.last_value[meter] = ts, float(cols.value[i])
 
     # -- jobs -----------------------------------------------------------------------------
     async def run_job(self, name: str, now_ms: int) -> None:
-        """Run one job at ``now_ms``, timing it; a failing job is logged, never fatal."""
+        """Run one job at ``now_ms`` in a worker thread, then its follow-up on the loop."""
+        follow_up = await asyncio.to_thread(self.run_job_sync, name, now_ms)
+        if follow_up is not None:
+            await self.follow(follow_up)
+
+    def run_job_sync(self, name: str, now_ms: int) -> Awaitable[object] | None:
+        """Run one job at ``now_ms`` (blocking: call from a worker thread), timing it; returns
+        the coroutine (notifications, MQTT) to await on the loop, if any. A failing job is
+        logged, never fatal."""
         job = getattr(self, f"job_{name}")
         started = time.perf_counter()
         try:
-            await job(now_ms)
+            follow_up = job(now_ms)
         except Exception:
             log.exception("job %s failed at %s", name, ms_to_datetime(now_ms).isoformat())
             self.telemetry.job_runs.labels(name, "error").inc()
+            return None
         else:
             self.telemetry.job_runs.labels(name, "ok").inc()
+            return follow_up
         finally:
             self.telemetry.job_seconds.labels(name).observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def follow(follow_up: Awaitable[object]) -> None:
+        try:
+            await follow_up
+        except Exception:
+            log.exception("sending a job's notifications failed")
 
     async def run_job_now(self, name: str) -> None:
         """Run one job at the clock's current time (the wall-clock scheduler's entry point)."""
         await self.run_job(name, self.clock())
 
-    async def job_write_back(self, now_ms: int) -> None:
+    def job_write_back(self, now_ms: int) -> None:
         self.ingest()
-        self.calculator.write_back(now_ms)
-        if self.flush_each_write_back:
+        with self.lock:
+            self.calculator.write_back(now_ms)
+        if time.monotonic() - self._dead_letters_at > DEAD_LETTER_REFRESH_S:
+            self._dead_letters = self.store.dead_letter_counts()
+            self._dead_letters_at = time.monotonic()
+        if self.save_each_job:
             self.write_buffer.flush()
+            if time.monotonic() - self._calculator_saved_at > CALCULATOR_SAVE_S:
+                self.save_calculator()
 
-    async def job_alerts(self, now_ms: int) -> None:
+    def job_rollups(self, now_ms: int) -> None:
+        """Refresh the hourly rollups for the readings stored since the last pass
+        (:func:`dcpue.metrics.rollups.catch_up`: late and backfilled hours re-finalized)."""
+        rollups.catch_up(self.site, self.store)
+
+    def job_alerts(self, now_ms: int) -> Awaitable[None] | None:
         self.ingest()
-        snapshot = self.calculator.snapshot(now_ms)
-        drift_fig = snapshot.get(self.site.service.alerts.drift.figure)
-        if self.engine.drift_due(now_ms):  # expected PUE is only needed for a drift sample
+        drift = self.site.service.alerts.drift
+        with self.lock:
+            snapshot = self.calculator.snapshot(now_ms)
+            drift_fig = snapshot.get(drift.figure)
+            due = self.engine.drift_due(now_ms)
+        if due:  # expected PUE is only needed for a drift sample
             self.expected = None
             if self.model is not None and drift_fig is not None and drift_fig.value is not None:
-                self.expected = plant.expected_pue(
-                    self.model, self.site, self.store, int(drift_fig.start_ms or 0),
-                    int(drift_fig.end_ms or 0),
+                self.expected = self.frames.expected_pue(
+                    self.model, int(drift_fig.start_ms or 0), int(drift_fig.end_ms or 0),
+                    self._data_end_ms(),
                 )
         figures = {k: f.value for k, f in snapshot.items()} | self.meter_values()
-        obs = Observation(now_ms, figures, self.expected, self.last_seen)
-        changes = self.engine.evaluate(obs)
+        with self.lock:
+            obs = Observation(now_ms, figures, self.expected, dict(self.last_seen),
+                              self.behind_s(now_ms))
+            changes = self.engine.evaluate(obs)
+            active = list(self.engine.active.values())
+            if self.save_each_job:
+                self.save_alerts()
         for alert in changes:
             log.warning("alert %s %s: %s", alert.status, alert.name, alert.summary)
-        self.save_alerts()
-        await self.dispatcher.dispatch(changes, list(self.engine.active.values()))
+        return self.dispatcher.dispatch(changes, active) if changes else None
+
+    def _data_end_ms(self) -> int:
+        """End of the readings stored so far (a frame built up to here is complete)."""
+        stored = self.collector.pipeline.stats.last_ts_ms if self.collector else {}
+        return max(max(stored.values(), default=0), max(self.last_seen.values(), default=0)) + 1
 
     def meter_values(self) -> dict[str, float | None]:
         """Latest value of each meter a threshold rule names as ``meter:<id>`` (e.g. the
         hottest rack inlet), keyed like the rule's figure."""
-        out: dict[str, float | None] = {}
-        for rule in self.site.service.alerts.thresholds:
-            if rule.figure.startswith(METER_FIGURE):
-                latest = self.store.latest(rule.figure.removeprefix(METER_FIGURE))
-                out[rule.figure] = None if latest is None else latest.value
-        return out
+        return {
+            rule.figure: self.last_value.get(rule.figure.removeprefix(METER_FIGURE))
+            for rule in self.site.service.alerts.thresholds
+            if rule.figure.startswith(METER_FIGURE)
+        }
+
+    def ingest_lag_s(self, now_ms: int) -> float:
+        """How far ingestion is behind ``now`` (s): the age of the newest stored reading while
+        the collector runs (0 before any reading or without a collector)."""
+        if self.collector is None:
+            return 0.0
+        newest = max(self.collector.pipeline.stats.last_ts_ms.values(), default=None)
+        return 0.0 if newest is None else max(0.0, (now_ms - newest) / 1000.0)
+
+    def behind_s(self, now_ms: int) -> float:
+        """The ingest lag while readings wait to be stored (or writes fail), else 0: a
+        silent gateway is a stale meter, not a collector falling behind."""
+        c = self.collector
+        if c is None or not (c.pipeline.pending or c.store_failing):
+            return 0.0
+        return self.ingest_lag_s(now_ms)
 
     def save_alerts(self) -> None:
         """Persist the alert engine's state when it changed since the last save."""
-        state = self.engine.dump()
-        if state != self._saved_alerts:
-            self.store.set_state(STATE_ALERTS, state)
-            self._saved_alerts = state
+        with self.lock:
+            state = self.engine.dump()
+            if state != self._saved_alerts:
+                self.store.set_state(STATE_ALERTS, state)
+                self._saved_alerts = state
 
-    async def job_proposals(self, now_ms: int) -> None:
+    def job_proposals(self, now_ms: int) -> Awaitable[bool] | None:
         if self.model is None:
             self._first_training(now_ms)
-            return
-        proposal = await asyncio.to_thread(plant.propose_now, self.model, self.site,
-                                           self.store, now_ms)
-        if proposal is not None:
-            log.info("proposal %s: %s", proposal.status, proposal.reason)
-            await plant.announce(self.site, proposal)
+            return None
+        proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
+                                     self.state_frames, self._data_end_ms())
+        if proposal is None:
+            return None
+        view = describe(proposal)
+        said = f"{proposal.status}: " + (", ".join(
+            f"{k} {v}" for k, v in view["changes"].items()) or "keep current setpoints")
+        if said != self._last_proposal:  # log when the advice changes, not every interval
+            log.info("proposal %s (%s)", said, proposal.reason)
+            self._last_proposal = said
+        return plant.announce(self.site, proposal)
 
-    async def job_retrain(self, now_ms: int) -> None:
+    def after_remote_command(self, argv: list[str]) -> None:
+        """A forwarded ``dcpue optimize train`` saved a model: use it from now on."""
+        if argv[:2] == ["optimize", "train"] and "--out" not in argv:
+            self.model = plant.try_load_model(self.site) or self.model
+
+    def job_retrain(self, now_ms: int) -> None:
         if not self._enough_history(now_ms):
             return
-        model = await asyncio.to_thread(plant.retrain, self.site, self.store, now_ms,
-                                        self.site.service.schedule.retrain_days)
+        model = plant.retrain(self.site, self.store, now_ms,
+                              self.site.service.schedule.retrain_days)
         if model is not None:
             self.model = model
 
-    async def job_fleet_publish(self, now_ms: int) -> None:
+    def job_fleet_publish(self, now_ms: int) -> None:
         """Publish the finalized hourly terms touched since the last pass (dcpue.fleet)."""
-        await asyncio.to_thread(publish_job, self.site, self.store)
+        publish_job(self.site, self.store)
 
-    async def job_report(self, now_ms: int) -> None:
+    def job_report(self, now_ms: int) -> None:
         """Store the carbon report of the calendar month that just ended."""
         today = ms_to_datetime(now_ms).astimezone(ZoneInfo(self.site.timezone)).date()
         end = today.replace(day=1)
@@ -281,7 +564,7 @@ class Runtime:
         span = self.store.time_range()
         if span is None or span[0] >= _date_ms(end, ZoneInfo(self.site.timezone)):
             return  # no reading in that month
-        report = await asyncio.to_thread(site_report, self.site, self.store, start, end)
+        report = site_report(self.site, self.store, start, end)
         account = report.accounts[0]
         self.store.execute(
             "INSERT OR REPLACE INTO service_reports VALUES (?, ?, ?, ?, ?)",
@@ -291,12 +574,16 @@ class Runtime:
     def _enough_history(self, now_ms: int) -> bool:
         """At least ``first_train_after_days`` of readings are stored, and no PUE drift is
         suspected (a model retrained on faulty data would hide the fault)."""
-        if self.engine.drift_suspected():
+        with self.lock:
+            suspected = self.engine.drift_suspected()
+        if suspected:
             log.warning("retraining postponed: PUE drift suspected")
             return False
-        span = self.store.time_range()
+        if self._first_ms is None:
+            span = self.store.time_range()
+            self._first_ms = None if span is None else span[0]
         need = self.site.service.schedule.first_train_after_days * DAY_MS
-        return span is not None and now_ms - span[0] >= need
+        return self._first_ms is not None and now_ms - self._first_ms >= need
 
     def _first_training(self, now_ms: int) -> None:
         """Train once as soon as enough history exists, instead of waiting for the night."""
@@ -306,8 +593,10 @@ class Runtime:
 
     # -- reads for the API and /metrics ---------------------------------------------------
     def figures(self, now_ms: int) -> dict[str, Figure]:
-        self.ingest()
-        return self.calculator.snapshot(now_ms)
+        """Rolling figures at ``now_ms`` from the readings the jobs fed (at most one job
+        interval old); memoised, so no store read and rarely a computation."""
+        with self.lock:
+            return self.calculator.snapshot(now_ms)
 
     def carbon(self, now_ms: int) -> dict[str, Figure]:
         """Carbon figures of the current calendar month up to the start of today (site time)."""
@@ -330,7 +619,8 @@ class Runtime:
         return [describe(p) for p in self.proposal_log.list(limit)]
 
     def alerts(self) -> tuple[list[Alert], list[Alert]]:
-        return list(self.engine.active.values()), list(self.engine.history)
+        with self.lock:
+            return list(self.engine.active.values()), list(self.engine.history)
 
     def reports(self) -> list[dict]:
         rows = self.store.execute(
@@ -339,10 +629,25 @@ class Runtime:
         return [dict(zip(("period", "start_ms", "end_ms", "created_ms"), r, strict=True))
                 for r in rows]
 
+    def status(self) -> dict[str, object]:
+        """``/healthz`` body: ``ok``, or ``degraded`` with the reasons (store writes failing,
+        e.g. a full disk, or ingestion lagging by more than :data:`INGEST_LAG_DEGRADED_S`)."""
+        now = self.clock()
+        reasons = []
+        lag = self.behind_s(now)
+        waiting = self.collector.pipeline.pending if self.collector is not None else 0
+        if self.collector is not None and self.collector.store_failing:
+            reasons.append(f"store writes failing ({self.collector.store_failing}); "
+                           f"{waiting} readings kept in memory, nothing acknowledged")
+        if lag > INGEST_LAG_DEGRADED_S:
+            reasons.append(f"ingest lag {lag:.0f} s (over {INGEST_LAG_DEGRADED_S:.0f} s)")
+        return {"status": "degraded" if reasons else "ok", "reasons": reasons,
+                "ingest_lag_s": round(lag, 3), "readings_waiting": waiting}
+
     def health(self) -> HealthSnapshot:
         now = self.clock()
         firing: dict[str, int] = {}
-        for a in self.engine.active.values():
+        for a in self.alerts()[0]:
             firing[a.severity] = firing.get(a.severity, 0) + 1
         stats = self.collector.stats() if self.collector is not None else None
         last_seen = dict(self.last_seen)
@@ -351,7 +656,7 @@ class Runtime:
         # The collector counts readings over all its sources together.
         readings_in = {"+".join(stats.sources) or "direct": stats.readings_in} if stats else {}
         name = self.site.service.current_figure
-        current = self.calculator.snapshot(now).get(name)
+        current = self.figures(now).get(name)
         figures = {} if current is None or current.value is None else {
             name: (current.value, current.unit)
         }
@@ -360,7 +665,7 @@ class Runtime:
             readings_in=readings_in,
             readings_stored=stats.readings_stored if stats else 0,
             duplicates=stats.duplicates if stats else 0,
-            dead_letters=self.store.dead_letter_counts(),
+            dead_letters=self._dead_letters,
             backlog={"remote": stats.backlog} if stats and stats.backlog is not None else {},
             pending=stats.pending if stats else 0,
             last_seen_ms=last_seen,
@@ -368,6 +673,7 @@ class Runtime:
             notifications=dict(self.dispatcher.outcomes),
             figures=figures,
             modbus=stats.modbus if stats else (),
+            ingest_lag_s=self.ingest_lag_s(now),
         )
 
     def api_sources(self) -> ApiSources:
@@ -376,15 +682,46 @@ class Runtime:
             site=self.site, store=self.store, registry=self.telemetry.registry,
             now_ms=self.clock, figures=self.figures, alerts=self.alerts, carbon=self.carbon,
             energy=self.energy, proposals=self.proposals, current_figure=cfg.current_figure,
-            token=bearer_token(self.site),
+            token=bearer_token(self.site), status=self.status,
         )
+
+    def reload(self, site: Site) -> list[str]:
+        """Apply a re-read site file (SIGHUP): alert rules, notifiers, the current figure and
+        optimizer settings take effect at once, without a restart or a lost reading. Returns
+        what changed; sections that need a restart (meters, store, collector, calculator, HTTP
+        address) are named in the log and keep their running values."""
+        old = self.site
+        changed = [k for k in ("service", "optimizer", "carbon", "grid", "timezone")
+                   if getattr(old, k) != getattr(site, k)]
+        fixed = [k for k in ("id", "meters", "store", "collector", "calculator", "twin")
+                 if getattr(old, k) != getattr(site, k)]
+        if (old.service.host, old.service.port) != (site.service.host, site.service.port):
+            fixed.append("service.host/port")
+            site.service.host, site.service.port = old.service.host, old.service.port
+        if fixed:
+            log.warning("reload: %s changed; restart the daemon to apply (kept running as is)",
+                        ", ".join(fixed))
+        for key in fixed:
+            if "." not in key:
+                setattr(site, key, getattr(old, key))
+        with self.lock:
+            self.site = site
+            self.calculator.site = site
+            cfg = site.service
+            self.engine.settings = cfg.alerts
+            self.dispatcher = Dispatcher(build_notifiers(
+                cfg.notifiers, site.id, cfg.alerts.evaluate_every_s, cfg.public_url
+            ))
+        return changed
 
     def finish(self, now_ms: int) -> None:
         """Flush on shutdown: feed and write back the last figures, save alert state."""
         self.ingest()
-        self.calculator.write_back(now_ms)
+        with self.lock:
+            self.calculator.write_back(now_ms)
         self.write_buffer.flush()
         self.save_alerts()
+        self.save_calculator()
 
 
 class WriteBuffer:
@@ -407,29 +744,62 @@ def _date_ms(day: date, zone: ZoneInfo) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
 
-def bearer_token(site: Site) -> str | None:
-    """The API token from ``[service] bearer_token`` or the variable ``bearer_token_env`` names."""
-    cfg = site.service
-    if cfg.bearer_token_env:
-        return os.environ.get(cfg.bearer_token_env) or cfg.bearer_token
-    return cfg.bearer_token
-
-
 class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the daemon owns SIGTERM/SIGINT."""
+    """uvicorn without its own signal handlers: the daemon owns SIGTERM/SIGINT/SIGHUP."""
 
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield
 
 
-def http_server(runtime: Runtime, port: int | None = None) -> uvicorn.Server:
-    cfg = runtime.site.service
-    config = uvicorn.Config(
-        create_app(runtime.api_sources()), host=cfg.host,
-        port=cfg.port if port is None else port, log_level="warning", lifespan="off",
-    )
-    return _QuietServer(config)
+def bind_api(site: Site, port: int | None = None) -> socket.socket:
+    """Bind the API's listening socket first, so a busy port stops the daemon with one line
+    before the collector or a store rebuild starts. Port 0 picks a free port."""
+    host = site.service.host
+    port = site.service.port if port is None else port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"cannot serve the API on {host}:{port}: {exc.strerror or exc} (is another dcpue "
+            "or another program using it?); stop it, or choose another port with --port or "
+            "[service] port"
+        ) from None
+    sock.listen(128)
+    return sock
+
+
+class HttpService:
+    """The HTTP API on a bound socket, and the state file beside the store that tells CLI
+    commands where the daemon answers (:mod:`dcpue.service.remote_cli`)."""
+
+    def __init__(self, runtime: Runtime, sock: socket.socket) -> None:
+        self.runtime, self.sock = runtime, sock
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        sources = runtime.api_sources()
+        sources.routes = remote_cli.routes(runtime.after_remote_command)
+        self.server = _QuietServer(uvicorn.Config(
+            create_app(sources), log_level="warning", lifespan="off",
+        ))
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="http")
+        remote_cli.write_daemon_file(self.runtime.site.store.path, self.url)
+        log.info("dashboard on %s/ (API %s/api/pue, metrics %s/metrics)",
+                 self.url, self.url, self.url)
+
+    async def stop(self) -> None:
+        remote_cli.remove_daemon_file(self.runtime.site.store.path)
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self.sock.close()
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:
@@ -438,26 +808,66 @@ def install_stop_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def serve_realtime(site: Site, store: Store, stop: asyncio.Event) -> None:
+SiteLoader = Callable[[], Site]
+
+
+def install_reload_handler(
+    runtime: Runtime, load: SiteLoader, on_reload: Callable[[Site], None] = lambda site: None,
+) -> None:
+    """SIGHUP re-reads the site file (validated in a worker thread); a file that fails keeps
+    the running configuration and logs why."""
+    loop = asyncio.get_running_loop()
+    busy = asyncio.Lock()
+
+    async def reload() -> None:
+        async with busy:
+            try:
+                site = await asyncio.to_thread(load)
+            except Exception as exc:  # a bad file must never stop the daemon
+                log.error("reload failed, still running the previous site file: %s", exc)
+                return
+            changed = runtime.reload(site)
+            on_reload(runtime.site)
+            log.info("reloaded the site file: %s", ", ".join(changed) or "no change")
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+
+
+def log_ready(runtime: Runtime, what: str) -> None:
+    sources = runtime.collector.source_names if runtime.collector is not None else ()
+    log.info("ready: site %s, store %s, %s%s", runtime.site.id, runtime.site.store.path, what,
+             f", collecting from {', '.join(sources)}" if sources else "")
+
+
+async def serve_realtime(
+    site: Site, store: Store, stop: asyncio.Event, load: SiteLoader | None = None,
+) -> None:
     """Production mode: collector + wall-clock scheduler + HTTP API until ``stop`` is set."""
+    sock = bind_api(site)
     collector = Collector(site, store)
     await collector.start()
     runtime = Runtime(site, store, wall_clock_ms, collector)
     scheduler = AsyncIOScheduler(timezone=UTC)
-    for name, trigger in job_triggers(site).items():
-        scheduler.add_job(
-            runtime.run_job_now, trigger, args=[name], id=name,
-            coalesce=True, max_instances=1, misfire_grace_time=None,
-        )
+
+    def schedule(current: Site) -> None:
+        for name, trigger in job_triggers(current).items():
+            scheduler.add_job(
+                runtime.run_job_now, trigger, args=[name], id=name, replace_existing=True,
+                coalesce=True, max_instances=1, misfire_grace_time=None,
+            )
+
+    schedule(site)
     scheduler.start()
-    server = http_server(runtime)
-    api = asyncio.create_task(server.serve(), name="http")
+    if load is not None:
+        install_reload_handler(runtime, load, schedule)
+    http = HttpService(runtime, sock)
+    http.start()
+    log_ready(runtime, "jobs on the wall clock")
     try:
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
-        server.should_exit = True
-        await api
+        await http.stop()
         await collector.stop()
         runtime.finish(wall_clock_ms())
         log.info("daemon stopped cleanly")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,23 +26,29 @@ from dcpue.core.store import Store
 from dcpue.optimizer.explore import exploration_schedule
 from dcpue.service.daemon import (
     DAY_MS,
+    HttpService,
     Runtime,
     SimScheduler,
-    http_server,
+    SiteLoader,
+    bind_api,
+    install_reload_handler,
     job_triggers,
     load_schedule,
+    log_ready,
     save_schedule,
     wall_clock_ms,
 )
 from dcpue.twin.energyplus import EnergyPlusFeed
 from dcpue.twin.plant import Setpoints
 from dcpue.twin.simulator import Twin
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 STATE_TWIN = "service.twin_next_ms"
 STATE_TWIN_START = "service.twin_start_ms"
-#: Twin steps delivered per chunk in fast-forward (one hour of 1-minute steps).
-CHUNK_STEPS = 60
+#: Twin steps delivered per chunk while catching up (one day of 1-minute steps): the jobs of
+#: the chunk then run in time order, each seeing the readings up to its own fire time.
+CHUNK_STEPS = 1440
 #: Longest wait for the collector to store a published chunk, in seconds.
 INGEST_TIMEOUT_S = 60.0
 
@@ -133,7 +141,7 @@ async def deliver(site: Site, collector: Collector, cols: ReadingColumns, via_mq
     """Hand a chunk to the collector and return once it is in the store."""
     pipeline = collector.pipeline
     if not via_mqtt:
-        pipeline.submit(cols.to_readings())
+        pipeline.submit(await asyncio.to_thread(cols.to_readings))
         await pipeline.commit()
         return
     mqtt = site.collector.mqtt
@@ -171,15 +179,19 @@ async def run_with_twin(
     site: Site, store: Store, stop: asyncio.Event, *, days: float | None,
     via_mqtt: bool, fault: Fault | None = None, start: datetime | None = None,
     serve_after: bool = False, port: int | None = None, commission_days: float = 0.0,
+    load: SiteLoader | None = None,
 ) -> Runtime:
     """Run the daemon fed by the twin.
 
     ``days``: fast-forward as fast as possible until the twin is ``days`` after its start (a
     restarted run continues to the same end), then keep serving the API on the frozen clock
-    until ``stop`` if ``serve_after``; None: real time, the twin paced by the wall clock, until
-    ``stop``. Returns the runtime after a clean shutdown.
+    until ``stop`` if ``serve_after``; None: real time until ``stop``, the twin first catching
+    up as fast as possible from ``start`` (or its stored position) to the wall clock, then paced
+    by it. The daemon's clock is the twin's: the fire time of the last job run. A progress bar
+    shows on a terminal. Returns the runtime after a clean shutdown.
     """
     realtime = days is None
+    sock = bind_api(site, port)
     if site.twin.engine == "energyplus":
         if fault is not None:
             raise ConfigError("--chiller-degradation needs the native twin, not EnergyPlus")
@@ -189,17 +201,37 @@ async def run_with_twin(
     clock = SimClock(feed.now_ms - feed.step_ms)
     collector = Collector(site, store)
     await collector.start()
-    runtime = Runtime(site, store, wall_clock_ms if realtime else clock, collector)
-    runtime.flush_each_write_back = realtime
+    runtime = Runtime(site, store, clock, collector, hold_future=True)
+    runtime.save_each_job = False  # saved once per chunk below
 
     async def run_job(name: str, fire_ms: int) -> None:
         clock.now = fire_ms
         await runtime.run_job(name, fire_ms)
 
+    def run_chunk(until_ms: int) -> list[Awaitable[object]]:
+        """The chunk's jobs in one worker thread (no thread hop per simulated minute)."""
+        follow_ups = []
+        for name, fire_ms in scheduler.due(until_ms):
+            clock.now = fire_ms
+            follow_up = runtime.run_job_sync(name, fire_ms)
+            if follow_up is not None:
+                follow_ups.append(follow_up)
+        _save_chunk(runtime, feed, scheduler)
+        return follow_ups
+
     scheduler = SimScheduler(job_triggers(site), run_job, clock.now, load_schedule(store))
-    server = http_server(runtime, port)
-    api = asyncio.create_task(server.serve(), name="http")
+    if load is not None:
+        install_reload_handler(runtime, load,
+                               lambda s: setattr(scheduler, "triggers", job_triggers(s)))
+    http = HttpService(runtime, sock)
+    http.start()
     end_ms = None if realtime else feed.twin.start_ms + round(days * DAY_MS)
+    target = end_ms if end_ms is not None else wall_clock_ms()
+    bar = tqdm(total=max(0, (target - feed.now_ms) // feed.step_ms), unit="step",
+               unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty(),
+               desc=f"{site.id}: {'fast-forward' if end_ms else 'catching up'}")
+    log_ready(runtime, "fast-forward" if end_ms else "twin in real time")
+    live = False
     try:
         while not stop.is_set():
             if end_ms is not None:
@@ -209,28 +241,41 @@ async def run_with_twin(
             else:
                 n = min(CHUNK_STEPS, (wall_clock_ms() - feed.now_ms) // feed.step_ms + 1)
                 if n <= 0:
+                    if not live:
+                        live = True
+                        bar.close()
+                        log.info("caught up with the wall clock: running live")
                     wait_s = (feed.now_ms - wall_clock_ms()) / 1000
                     if not await _stopped(stop, wait_s):
                         continue
                     break
-            cols = feed.next(n)
+            cols = await asyncio.to_thread(feed.next, n)  # the twin off the event loop
             await deliver(site, collector, cols, via_mqtt)
-            feed.save()
-            clock.now = int(cols.ts_ms.max())
-            await scheduler.advance(clock.now)
-            runtime.write_buffer.flush()
-            save_schedule(store, scheduler)
+            for follow_up in await asyncio.to_thread(run_chunk, int(cols.ts_ms.max())):
+                await runtime.follow(follow_up)
+            bar.update(n)
+        bar.close()
         if serve_after:
             await stop.wait()
     finally:
-        server.should_exit = True
-        await api
+        bar.close()
+        await http.stop()
         await collector.stop()
-        runtime.finish(clock.now if not realtime else wall_clock_ms())
+        runtime.finish(clock.now)
         save_schedule(store, scheduler)
         if isinstance(feed, EnergyPlusFeed):
             feed.close()
     return runtime
+
+
+def _save_chunk(runtime: Runtime, feed: TwinFeed, scheduler: SimScheduler) -> None:
+    """After a chunk: figures, alert state, twin position and next fire times, together."""
+    runtime.ingest()
+    runtime.write_buffer.flush()
+    runtime.save_alerts()
+    runtime.save_calculator()
+    feed.save()
+    save_schedule(runtime.store, scheduler)
 
 
 async def _stopped(stop: asyncio.Event, timeout_s: float) -> bool:

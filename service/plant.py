@@ -10,11 +10,13 @@ import logging
 
 import aiomqtt
 import numpy as np
+import pandas as pd
 from dcpue.config import SetpointName, Site
 from dcpue.core.store import Store
-from dcpue.optimizer.frames import FrameError, build_frame
+from dcpue.optimizer.frames import CONDITION_COLUMNS, SETPOINTS, FrameError, build_frame
 from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_model, train
 from dcpue.optimizer.propose import (
+    PlantState,
     Proposal,
     ProposalLog,
     current_state,
@@ -33,7 +35,10 @@ def try_load_model(site: Site) -> PlantModel | None:
     try:
         return load_model(model_path(site))
     except ModelError as exc:
-        log.info("no plant model: %s", exc)
+        log.info("no plant model yet (%s); the daemon trains one itself once %g days of "
+                 "readings are stored, or run `dcpue optimize train --config FILE` now (it "
+                 "works while the daemon runs)", exc,
+                 site.service.schedule.first_train_after_days)
         return None
 
 
@@ -51,35 +56,88 @@ def retrain(site: Site, store: Store, now_ms: int, days: float) -> PlantModel | 
     return model
 
 
-def expected_pue(
-    model: PlantModel, site: Site, store: Store, start_ms: int, end_ms: int
-) -> float | None:
-    """PUE the model expects over ``[start_ms, end_ms)``: Σ predicted facility kW / Σ IT kW.
+class RecentFrames:
+    """The drift detector's expected PUE and the proposals' plant state from one frame per
+    stretch of stored data.
 
-    Rows are the model's own step. A cooling-power model adds the measured non-cooling overhead
-    (facility − cooling) to its prediction. None when no row of the window is usable.
+    A frame is built from the first window asked for up to the end of the stored data and
+    reused for every later window inside it on the same step grid: one store read per
+    fast-forward chunk (a simulated day) instead of one per drift sample or proposal; in real
+    time each call still reads just its own window. Rows are kept by the frame's rules over the
+    whole span (e.g. its median sample count), which for regular data equals a frame of the
+    window alone (tests/service/test_plant_frames.py checks it against the optimizer's
+    ``current_state``). Use one instance per step grid.
     """
-    try:
-        frame = build_frame(store, site, start_ms, end_ms, step_s=model.step_s)
-    except FrameError:
-        return None
-    data = frame.data
-    if len(data) == 0:
-        return None
-    power = model.predict({c: data[c].to_numpy() for c in model.features}).power_kw
-    if model.target == "cooling":
-        power = power + (data["facility_kw"] - data["cooling_kw"]).to_numpy()
-    it = data["it_kw"].to_numpy()
-    value = float(np.sum(power) / np.sum(it))
-    return value if np.isfinite(value) and value > 0 else None
+
+    def __init__(self, site: Site, store: Store) -> None:
+        self.site, self.store = site, store
+        self._frame: pd.DataFrame | None = None
+        self._span = (0, 0, 0)  # start, end, step (ms)
+
+    def rows(self, start_ms: int, end_ms: int, step_s: int, data_end_ms: int) -> pd.DataFrame:
+        """Frame rows of the complete steps in ``[start_ms, end_ms)``."""
+        step = step_s * 1000
+        lo, hi, cached_step = self._span
+        inside = (self._frame is not None and cached_step == step and lo <= start_ms
+                  and end_ms <= hi and (start_ms - lo) % step == 0)
+        if not inside:
+            hi = start_ms + max(end_ms - start_ms, (data_end_ms - start_ms) // step * step)
+            try:
+                self._frame = build_frame(self.store, self.site, start_ms, hi, step_s=step_s).data
+            except FrameError:
+                self._frame = None
+                return pd.DataFrame()
+            self._span = (start_ms, hi, step)
+        data = self._frame
+        assert data is not None
+        ts = data.index.to_numpy(np.int64)
+        return data[(ts >= start_ms) & (ts + step <= end_ms)]
+
+    def expected_pue(
+        self, model: PlantModel, start_ms: int, end_ms: int, data_end_ms: int,
+    ) -> float | None:
+        """PUE the model expects over ``[start_ms, end_ms)``: Σ predicted facility kW / Σ IT kW.
+
+        Rows are the model's own step. A cooling-power model adds the measured non-cooling
+        overhead (facility − cooling) to its prediction. None when no row is usable.
+        """
+        data = self.rows(start_ms, end_ms, model.step_s, data_end_ms)
+        if len(data) == 0:
+            return None
+        power = model.predict({c: data[c].to_numpy() for c in model.features}).power_kw
+        if model.target == "cooling":
+            power = power + (data["facility_kw"] - data["cooling_kw"]).to_numpy()
+        it = data["it_kw"].to_numpy()
+        value = float(np.sum(power) / np.sum(it))
+        return value if np.isfinite(value) and value > 0 else None
+
+    def state(self, end_ms: int, data_end_ms: int) -> PlantState:
+        """Conditions and setpoints of the last complete ``[optimizer] step_s`` row of the
+        4 steps before ``end_ms`` (as :func:`dcpue.optimizer.propose.current_state`)."""
+        step_s = self.site.optimizer.step_s
+        step = step_s * 1000
+        end = end_ms // step * step
+        data = self.rows(end - 4 * step, end, step_s, data_end_ms)
+        if not len(data):
+            raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
+        row = data.iloc[-1]
+        return PlantState(
+            int(data.index[-1]) + step,
+            {c: float(row[c]) for c in CONDITION_COLUMNS},
+            {name: float(row[column]) for name, column in SETPOINTS.items()},
+            float(row["rack_inlet_max_c"]),
+        )
 
 
 def propose_now(
-    model: PlantModel, site: Site, store: Store, now_ms: int
+    model: PlantModel, site: Site, store: Store, now_ms: int,
+    frames: RecentFrames | None = None, data_end_ms: int | None = None,
 ) -> Proposal | None:
-    """Propose setpoints for the latest complete step and log it in ``proposals``."""
+    """Propose setpoints for the latest complete step and log it in ``proposals`` (the plant
+    state from ``frames`` when given, which reuses one frame up to ``data_end_ms``)."""
     try:
-        state = current_state(store, site, now_ms)
+        state = current_state(store, site, now_ms) if frames is None else frames.state(
+            now_ms, data_end_ms or now_ms)
     except FrameError as exc:
         log.warning("no proposal: %s", exc)
         return None

@@ -38,6 +38,8 @@ class HealthSnapshot:
     notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
     figures: Mapping[str, tuple[float, str]] = field(default_factory=dict)
     modbus: tuple[DeviceStatus, ...] = ()
+    #: Age of the newest stored reading (s) while collecting: how far ingestion is behind.
+    ingest_lag_s: float = 0.0
 
 
 class _SnapshotCollector(Collector):
@@ -74,6 +76,9 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily("dcpue_pending_readings",
                                 "Readings received but not yet written to the store.",
                                 value=s.pending)
+        yield GaugeMetricFamily("dcpue_ingest_lag_seconds",
+                                "Age of the newest stored reading: how far ingestion is behind.",
+                                value=s.ingest_lag_s)
         age = GaugeMetricFamily("dcpue_meter_last_reading_age_seconds",
                                 "Seconds since the newest reading of each meter.",
                                 labels=["meter"])

@@ -9,12 +9,14 @@
 - :func:`pue_vs_wet_bulb`: hourly PUE beside the hour's mean outdoor wet bulb (psychrolib
   at the site's standard-atmosphere pressure, as the optimizer's frames compute it).
 - :func:`data_quality`: coverage per meter over the range, stale meters, dead letters by
-  reason, counter rollovers and resets.
+  reason, and the counter engine's events (rollover, reset, replacement, jump, outlier,
+  over_ceiling, ...) inside the range, by kind and per meter.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -120,17 +122,21 @@ def data_quality(site: Site, store: Store, start_ms: int, end_ms: int, now_ms: i
     letters by reason."""
     topology, intervals = stored_intervals(site, store, start_ms, end_ms)
     meters = []
+    events: Counter[str] = Counter()
     for m in site.meters:
         row: dict[str, Any] = {"meter": m.id, "role": m.role.value, "kind": m.kind.value}
         if m.id in intervals:
             e = window_energy(m.id, intervals[m.id], start_ms, end_ms)
-            row |= {"coverage": e.coverage, "rollovers": e.rollovers, "resets": e.resets}
+            row |= {"coverage": e.coverage, "rollovers": e.rollovers, "resets": e.resets,
+                    "events": dict(Counter(ev.kind for ev in e.events))}
+            for ev in e.events:
+                events[ev.kind] += 1
         latest = store.latest(m.id)
         row["age_s"] = None if latest is None else max(0, now_ms - latest.ts_ms) / 1000
         row["stale"] = latest is None or now_ms - latest.ts_ms > stale_after_ms
         meters.append(row)
     return {"meters": meters, "stale": [r["meter"] for r in meters if r["stale"]],
-            "dead_letters": store.dead_letter_counts(),
+            "dead_letters": store.dead_letter_counts(), "counter_events": dict(events),
             "balance_coverage": min((r.get("coverage", 1.0) for r in meters
                                      if r["meter"] in topology.meters), default=None)}
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcpue.collector.gateway_modbus import ModbusGateway, serve_modbus
-from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
-from dcpue.config import Site, example_path, load_site
-from dcpue.core.readings import Reading, datetime_to_ms, ms_to_datetime
-from dcpue.core.store import Store
-from dcpue.metrics.balance import energy_balance
-from dcpue.twin.energyplus import EnergyPlusPlant, make_plant
-from dcpue.twin.runner import RunSummary, fast_forward, paced, recent_steps, simulate_into
-from dcpue.twin.simulator import Twin, TwinStep
+if TYPE_CHECKING:  # the twin, the store and the gateways load inside the commands
+    from dcpue.config import Site
+    from dcpue.core.readings import Reading
+    from dcpue.core.store import Store
+    from dcpue.twin.energyplus import EnergyPlusPlant
+    from dcpue.twin.runner import RunSummary
+    from dcpue.twin.simulator import Twin, TwinStep
 
 DEMO_STORE = Path("var/demo.duckdb")
 
@@ -83,10 +81,16 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _fmt(ts_ms: int) -> str:
+    from dcpue.core.readings import ms_to_datetime
+
     return ms_to_datetime(ts_ms).strftime("%Y-%m-%d %H:%M")
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from dcpue.config import load_site
+    from dcpue.core.readings import datetime_to_ms, ms_to_datetime
+    from dcpue.twin.energyplus import EnergyPlusPlant, make_plant
+
     site = load_site(args.config)
     start = args.start
     if args.realtime and start is None:
@@ -102,6 +106,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_plant(twin: Twin | EnergyPlusPlant, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dcpue.collector.gateway_mqtt import publish_readings, readings_topic
+    from dcpue.core.store import Store
+    from dcpue.twin.runner import fast_forward, simulate_into
+
     site = twin.site
     if args.modbus_port is not None or (args.mqtt and args.realtime):
         asyncio.run(_live(twin, args, None))
@@ -138,6 +148,10 @@ def _show(step: TwinStep) -> None:
 
 async def _live(twin: Twin, args: argparse.Namespace, store: Store | None) -> None:
     """Step the twin in wall time into ``store`` or, as field hardware, to MQTT and/or Modbus."""
+    from dcpue.collector.gateway_modbus import ModbusGateway, serve_modbus
+    from dcpue.collector.gateway_mqtt import publish_readings
+    from dcpue.twin.runner import paced
+
     site = twin.site
 
     async def steps() -> AsyncIterator[list[Reading]]:
@@ -160,6 +174,8 @@ async def _live(twin: Twin, args: argparse.Namespace, store: Store | None) -> No
 
 
 def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:
+    from dcpue.metrics.balance import energy_balance
+
     print(
         f"{site.id}: wrote {summary.added:,} new rows ({summary.generated:,} generated) into "
         f"{path}; store holds {store.count():,} rows"
@@ -175,6 +191,11 @@ def _report(site: Site, store: Store, path: Path, summary: RunSummary) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from dcpue.config import example_path, load_site
+    from dcpue.core.store import Store
+    from dcpue.twin.runner import recent_steps, simulate_into
+    from dcpue.twin.simulator import Twin
+
     site = load_site(args.config or example_path("single_hall"))
     twin = Twin(site)
     path = Path(args.store)
@@ -193,4 +214,18 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{_fmt(s.ts_ms):16}  {s.it_kw:9.1f}  {s.facility_kw:11.1f}  {s.pue:6.3f}  "
                 f"{s.pv_kw:8.1f}"
             )
+    print(f"\nnext: run the daemon on the bundled site, `{_dcpue()} run`, and open "
+          f"http://127.0.0.1:{site.service.port}/ in a browser: it simulates a few days of "
+          "history first (so every card has data within a couple of minutes), then runs live "
+          "(Ctrl-C stops it)")
     return 0
+
+
+def _dcpue() -> str:
+    """How this shell reaches ``dcpue`` (the venv's script when it is not on PATH)."""
+    import shutil
+
+    script = Path(sys.argv[0])
+    if script.name == "dcpue" and shutil.which("dcpue") != str(script.resolve()):
+        return str(script)
+    return "dcpue"

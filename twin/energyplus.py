@@ -44,6 +44,7 @@ from dcpue.twin.energyplus_model import (
     hall_model,
     run_period,
 )
+from dcpue.twin.simulator import _SETPOINT_FIELDS as SETPOINT_FIELDS  # name -> field
 from dcpue.twin.simulator import Twin
 
 _J_PER_KWH = 3.6e6
@@ -267,17 +268,16 @@ class EnergyPlusPlant:
         self.feeds, self.unmapped = self._feeds(generated)
         actuators = HALL_ACTUATORS | cfg.actuators if generated else dict(cfg.actuators)
         self.actuators = actuators
-        hall = cfg.hall
-        initial = {SetpointName.SUPPLY_AIR_TEMPERATURE: hall.supply_air_c,
-                   SetpointName.CHILLED_WATER_TEMPERATURE: hall.chilled_water_c}
+        # Initial setpoints: [twin.setpoints] (for your own model only the keys the site file
+        # sets); a lever without a value runs the model's own control until step() gives one.
+        tw = site.twin.setpoints
+        given = set(SETPOINT_FIELDS.values()) if generated else tw.model_fields_set
         self.setpoints: dict[SetpointName, float] = {
-            k: float(v) for k, v in initial.items() if k in actuators
+            SetpointName(name): float(getattr(tw, f)) for name, f in SETPOINT_FIELDS.items()
+            if name in actuators and f in given and getattr(tw, f) is not None
         }
-        self.setpoints.update(setpoints or {})
+        self.setpoints.update({SetpointName(k): float(v) for k, v in (setpoints or {}).items()})
         self._check_levers(self.setpoints)
-        missing = [str(k) for k in actuators if k not in self.setpoints]
-        if missing:
-            raise ConfigError(f"twin.energyplus.actuators: give initial setpoints for {missing}")
         self._own_dir = workdir is None
         self.output_dir = Path(workdir or tempfile.mkdtemp(prefix="dcpue-energyplus-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -327,8 +327,12 @@ class EnergyPlusPlant:
         meters = sorted({name for f in self.feeds for name in f.source.meters})
         rp = run_period(self.first_day, self.days)
         if generated:
-            doc = hall_model(self.site.twin.nominal_it_kw, self.site.twin.daily_swing, cfg.hall,
-                             self.location, cfg.timesteps_per_hour, self.first_day, self.days)
+            doc = hall_model(
+                self.site.twin.nominal_it_kw, self.site.twin.daily_swing, cfg.hall, self.location,
+                cfg.timesteps_per_hour, self.first_day, self.days,
+                self.setpoints[SetpointName.SUPPLY_AIR_TEMPERATURE],
+                self.setpoints[SetpointName.CHILLED_WATER_TEMPERATURE],
+            )
         elif cfg.model.suffix.lower() == ".idf":
             return self._write_idf(cfg.model, rp, meters)
         else:
@@ -446,7 +450,8 @@ class EnergyPlusPlant:
         def actuate(s) -> None:
             if ready("actuators", resolve_actuators):
                 for name, h in handles.actuators.items():
-                    api.exchange.set_actuator_value(s, h, self.setpoints[name])
+                    if name in self.setpoints:
+                        api.exchange.set_actuator_value(s, h, self.setpoints[name])
 
         def report(s) -> None:
             x = api.exchange
@@ -599,8 +604,12 @@ class EnergyPlusPlant:
         """
         total = round(days * 86400 / self.step_s)
         per_chunk = max(1, round(chunk_days * 86400 / self.step_s))
-        arrays = {SetpointName(k): np.broadcast_to(np.asarray(v, float), (total,))
-                  for k, v in (setpoints or {}).items()}
+        arrays = {}
+        for k, v in (setpoints or {}).items():
+            a = np.asarray(v, float)
+            if a.ndim and len(a) != total:
+                raise ValueError(f"setpoints.{k} has {len(a)} values for {total} steps")
+            arrays[SetpointName(k)] = np.broadcast_to(a, (total,))
         done = 0
         while done < total:
             n = min(per_chunk, total - done)

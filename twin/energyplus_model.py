@@ -466,8 +466,10 @@ def run_period(first_day: date, days: int) -> dict:
 
 
 def hall_model(nominal_it_kw: float, daily_swing: float, hall: HallDesign, where: Location,
-               timesteps_per_hour: int, first_day: date, days: int) -> dict:
-    """The epJSON document of the generated data hall (see the module docstring)."""
+               timesteps_per_hour: int, first_day: date, days: int, supply_air_c: float,
+               chilled_water_c: float) -> dict:
+    """The epJSON document of the generated data hall (see the module docstring), its
+    setpoint schedules at ``supply_air_c`` and ``chilled_water_c`` (degC)."""
     it_w = nominal_it_kw * 1000.0 * (1.0 + daily_swing)
     m: dict = {
         "Version": {"Version 1": {"version_identifier": "25.2"}},
@@ -493,8 +495,8 @@ def hall_model(nominal_it_kw: float, daily_swing: float, hall: HallDesign, where
         "ScheduleTypeLimits": {"Any Number": {}},
         "Schedule:Compact": {
             _ALWAYS: _schedule(1.0),
-            SAT_SCHEDULE: _schedule(hall.supply_air_c),
-            CHW_SCHEDULE: _schedule(hall.chilled_water_c),
+            SAT_SCHEDULE: _schedule(supply_air_c),
+            CHW_SCHEDULE: _schedule(chilled_water_c),
         },
         "Branch": {}, "BranchList": {},
         "Output:SQLite": {"Output:SQLite 1": {"option_type": "Simple"}},

@@ -224,7 +224,7 @@ function showQuality(data) {
   rows(document.querySelector("#quality tbody"), data.meters.map((m) => [
     m.meter, m.coverage === undefined ? "" : fmt(100 * m.coverage, 1) + " %",
     m.age_s === null ? "never" : m.age_s < 120 ? fmt(m.age_s, 0) + " s ago" : fmt(m.age_s / 60, 0) + " min ago",
-    (m.rollovers || m.resets) ? `${m.rollovers || 0} rollover / ${m.resets || 0} reset` : ""]));
+    Object.entries(m.events || {}).map(([k, n]) => `${n} ${k.replaceAll("_", " ")}`).join(", ")]));
   setCsv("quality", ["meter", "role", "kind", "coverage", "age_s", "stale", "rollovers", "resets"],
     data.meters.map((m) => [m.meter, m.role, m.kind, m.coverage, m.age_s, m.stale, m.rollovers, m.resets]));
 }

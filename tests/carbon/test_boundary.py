@@ -5,7 +5,8 @@ Declared (constant powers, UTC, 5-minute counters for two days): grid import 100
 larger than the site. Computed by dcpue and hand-worked here: facility = 100 + 300 - 350 = 50 kW
 (PUE 1.25); PV inside the boundary = 300 x 50 / (50 + 350) = 37.5 kW (the EV chargers take the
 rest, in proportion); grid inside = min(100, 50 - 37.5) = 12.5 kW; the tariff is capped there.
-So REF = (37.5 + 12.5) / 50 = 1.0 and the renewable share 100 %, never 250 %.
+So REF = (37.5 + 12.5) / 50 = 1.0 and the renewable share 100 %, never 250 %; CUE uses the
+configured hourly factors (0.2 t/MWh every hour) rather than the flat site factor (0.5).
 """
 
 import json
@@ -33,6 +34,9 @@ meters = [
   { id = "ev-chargers", role = "other_load", kind = "counter", unit = "kWh" },
   { id = "ups-out", role = "it_load", kind = "counter", unit = "kWh", it_category = "ups_output" },
 ]
+[carbon]
+hourly_factors_csv = "factors.csv"
+hourly_factors_source = "test hourly factors: 0.2 all day"
 [[carbon.instruments]]
 name = "Huge green tariff"
 type = "green_tariff"
@@ -46,6 +50,9 @@ end = 2024-01-01
 def site_file(tmp_path):
     path = tmp_path / "site.toml"
     path.write_text(SITE)
+    (tmp_path / "factors.csv").write_text("timestamp,t_per_mwh\n" + "".join(
+        f"2023-06-{d}T{h:02d}:00:00Z,0.2\n" for d in (29, 30) for h in range(24)) + "".join(
+        f"2023-07-{d:02d}T{h:02d}:00:00Z,0.2\n" for d in (1, 2) for h in range(24)))
     with Store(tmp_path / "bus.duckdb") as store:
         store.append(Reading(T0 + k * 300_000, m, "energy", 500.0 + kw * k / 12, "kWh")
                      for m, kw in KW.items() for k in range(2 * 288 + 5))
@@ -70,4 +77,5 @@ def test_pue_json_ref_is_at_most_one(site_file, capsys):
     assert figs["pue"]["value"] == pytest.approx(1.25)
     assert figs["pv_inside"]["value"] == pytest.approx(37.5)
     assert figs["ref"]["value"] == pytest.approx(1.0)
-    assert figs["cue"]["value"] == pytest.approx(0.5 * 12.5 / 40)  # kg/kWh: grid inside only
+    # kgCO2/kWh: the grid electricity inside only, at the hourly factor (0.2), not the flat 0.5
+    assert figs["cue"]["value"] == pytest.approx(0.2 * 12.5 / 40)

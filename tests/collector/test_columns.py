@@ -40,7 +40,7 @@ def scalar(row):
         return ("rejected", exc.reason)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(rows, st.booleans())
 def test_columns_agree_with_the_scalar_rule(batch, with_units) -> None:
     meter = np.array([r[0] for r in batch], dtype=object)
@@ -72,7 +72,7 @@ def as_rows(columns) -> list[tuple]:
                       columns.unit.tolist(), strict=True))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(clean_items, json_values), max_size=20), st.booleans())
 def test_columnar_decode_equals_the_per_item_decode(items, wrapped) -> None:
     """Clean batches take the NumPy path, others the per-item path: the outcome is the same."""

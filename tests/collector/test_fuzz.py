@@ -29,7 +29,7 @@ NOW_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z, the receive time of every pa
 INT64 = 2**63
 SITE = make_site()
 INDEX = MeterIndex(SITE)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
     st.none(), st.booleans(),

@@ -31,7 +31,7 @@ def test_example_fleet_loads_with_resolved_paths():
     ({"sites": [{"id": "a", "commissioned": date(2020, 1, 1), "region": "nowhere"}]},
      "unknown region 'nowhere'"),
     ({"regions": [{"id": "r", "emission_factor_t_per_mwh": 3.0, "source": "s"}]},
-     "regions[0].emission_factor_t_per_mwh"),
+     "regions[r].emission_factor_t_per_mwh"),  # named by id, not index
     ({"inclusion": {"min_months": -1}}, "inclusion.min_months"),
     ({"regions": [{"id": "r", "emission_factor_t_per_mwh": 0.5, "source": "s",
                    "residual_mix_t_per_mwh": 0.6}]}, "residual_mix_source is required"),

@@ -147,3 +147,18 @@ def test_pue_below_one_is_a_data_quality_error(tmp_path, capsys):
     assert figs["pue"]["value"] is None
     assert figs["pue"]["status"] == "data-quality error"
     assert "PUE < 1" in figs["pue"]["cause"]
+
+
+def test_report_json_says_data_quality_error_for_an_unrecorded_swap(tmp_path, capsys):
+    it = it_values(5_029.0)
+    after = MINUTES >= 60
+    it[after] = 73_512.3 + 1000.0 * (MINUTES[after] - 60) / 60
+    run_pue(tmp_path, capsys, grid_values(), it)
+    assert main(["report", "--config", str(tmp_path / "site.toml"), "--store",
+                 str(tmp_path / "messy.duckdb"), "--from", "2023-01-01", "--to", "2023-01-02",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert rows["pue"]["values"] == [None]
+    assert rows["pue"]["status"] == ["data-quality error"]
+    assert any("ups-out: jump" in w for w in doc["warnings"])

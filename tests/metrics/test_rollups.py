@@ -85,3 +85,17 @@ def test_late_readings_refinalize_only_their_hours_and_refresh_is_idempotent(sit
 def test_unaligned_windows_are_refused(site):
     with pytest.raises(ValueError, match="whole UTC hours"):
         rollups.rollup_balance(site, Store(), T0 + 1, T0 + HOUR)
+
+
+def test_catch_up_follows_every_stored_reading_once(site):
+    """Computed: hours refreshed by catch_up after a live append and after a backfill of an
+    earlier day; hand result: 800 kWh in every hour of both days, and a second catch_up with
+    nothing new stored writes nothing."""
+    store = Store()
+    store.append(counters({"ups-out": 800.0}, T0 + 24 * HOUR, 24 * 60))
+    assert rollups.catch_up(site, store) > 0
+    store.append(counters({"ups-out": 800.0}, T0, 24 * 60, offset=1000.0 - 800.0 * 24))
+    rollups.catch_up(site, store)
+    rows = rollups.hourly(store, ("ups-out",), T0, T0 + 48 * HOUR)["ups-out"]
+    assert rows.amount == pytest.approx([800.0] * 48, rel=1e-9)
+    assert rollups.catch_up(site, store) == 0

@@ -255,6 +255,22 @@ async def test_grafana_query_sums_role_energy(api):
     assert bad.status_code == 400 and "unknown meter" in bad.json()["error"]
 
 
+def test_rollups_kept_by_the_daemon_equal_the_raw_readings(run):
+    """Computed twice: facility and IT kWh of the second simulated day (across the restart's
+    neighbourhood) from the hourly rollups the daemon's ``rollups`` job kept, and from the raw
+    readings (metrics.balance.energy_balance); they must agree to 1e-9."""
+    from dcpue.metrics import rollups
+    from dcpue.metrics.balance import energy_balance
+
+    lo, hi = START_MS + DAY_MS, START_MS + 2 * DAY_MS
+    with Store(run.site.store.path) as store:
+        kept = rollups.rollup_balance(run.site, store, lo, hi)
+        raw = energy_balance(run.site, store, lo, hi)
+    assert kept.it_kwh > 0
+    assert kept.facility_kwh == pytest.approx(raw.facility_kwh, rel=1e-9)
+    assert kept.it_kwh == pytest.approx(raw.it_kwh, rel=1e-9)
+
+
 def test_simulated_scheduler_follows_apscheduler_triggers(run):
     fired: list[tuple[str, int]] = []
 

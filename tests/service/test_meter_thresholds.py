@@ -34,7 +34,7 @@ async def test_rack_inlet_above_the_limit_fires_then_resolves():
     for i, inlet in enumerate([26.0, 27.4, 27.6, 27.8, 27.2, 26.4]):
         clock["now"] = T0 + i * MINUTE
         store.append([Reading(clock["now"], "rack-inlet-max", "temperature", inlet, "degC")])
-        await runtime.job_alerts(clock["now"])
+        await runtime.run_job("alerts", clock["now"])
         firing.append(sorted(a.name for a in runtime.engine.active.values()))
     # above 27 from minute 1, fires after 2 min; 27.2 is inside the 0.5 margin; 26.4 clears
     assert firing == [[], [], [], ["RackInletHigh"], ["RackInletHigh"], []]

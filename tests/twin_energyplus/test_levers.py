@@ -31,20 +31,20 @@ def mechanical():
 
 
 def test_setpoint_applies_at_the_next_timestep(mechanical):
-    """Supply air 18 -> 23 degC given with step k: the coil and chiller run at 23 degC in step
-    k (less chilled water needed at once), the setpoint meter reports 23; the ITE inlet, an
+    """Supply air 20 -> 25 degC given with step k: the coil and chiller run at 25 degC in step
+    k (less chilled water needed at once), the setpoint meter reports 25; the ITE inlet, an
     internal gain EnergyPlus computes at the start of each zone timestep from the supply node,
     shows it from step k + 1: almost +5 K (inlet = supply + 10 % recirculated room air)."""
     with EnergyPlusPlant(mechanical, days=1) as plant:
         assert set(plant.levers) == {SAT, CHW}
         before = plant.step()
-        changed = plant.step({SAT: 23.0})
+        changed = plant.step({SAT: 25.0})
         after = plant.step()
     assert changed.values["chiller"] < 0.97 * before.values["chiller"]
     assert abs(changed.values["inlet"] - before.values["inlet"]) < 0.05
     assert 4.5 < after.values["inlet"] - before.values["inlet"] < 5.5
     sp = {r.meter: r.value for r in changed.readings}
-    assert sp["sp-sat"] == 23.0 and sp["sp-chw"] == 10.0
+    assert sp["sp-sat"] == 25.0 and sp["sp-chw"] == 10.0
     assert [after.ts_ms - changed.ts_ms, changed.ts_ms - before.ts_ms] == [900_000, 900_000]
 
 
@@ -72,7 +72,7 @@ def test_it_power_rises_with_inlet_as_the_curves_declare():
     design_kw = site.twin.nominal_it_kw
     runs = {t: _steps(site, 24, {SAT: t}) for t in (18.0, 24.0)}
     for sat, run in runs.items():
-        for s in run[1:]:  # the first step's inlet still saw the model's default 18 degC
+        for s in run[1:]:  # the first step's inlet still saw [twin.setpoints]' 20 degC
             dt = s.values["inlet"] - 20.0
             expected = design_kw * (0.9 * (1 + 0.01 * dt) + 0.1 * (1 + 0.03 * dt) ** 3)
             assert s.values["it"] * 4 == pytest.approx(expected, rel=1e-6), sat

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from dcpue.config import ConfigError, SetpointName
 from dcpue.twin.energyplus import EnergyPlusError, EnergyPlusPlant, load_api
@@ -140,3 +141,38 @@ def test_hvac_templates_are_refused_with_the_reason(tmp_path):
     path.write_text("Version,25.2;\n  HVACTemplate:Thermostat,T1,,20,,27;\n")
     with pytest.raises(ConfigError, match="uses HVACTemplate objects; pyenergyplus-lbnl cannot"):
         EnergyPlusPlant(hall_site(model=str(path)), days=1)
+
+
+def test_own_model_levers_start_from_the_site_file_or_the_model(tmp_path):
+    """Your own model: a lever the site file sets in [twin.setpoints] is actuated from the
+    first timestep and reported; an unset one keeps the model's own schedule (20 degC supply
+    air here) and has no setpoint readings until step() gives it a value."""
+    path = tmp_path / "user.epJSON"
+    path.write_text(json.dumps(_user_epjson(tmp_path)))
+    actuator = {"component_type": "Schedule:Compact", "control_type": "Schedule Value"}
+    site = hall_site(
+        setpoints={"chilled_water_c": 12.0}, model=str(path),
+        meters={"grid-main": {"meter": "Electricity:Facility"},
+                "it": {"meter": "ITE-CPU:InteriorEquipment:Electricity"},
+                "inlet": {"variable": "ITE Air Inlet Dry-Bulb Temperature", "key": "Data Hall ITE"}},
+        actuators={"chilled_water_temperature": actuator | {"key": "Chilled Water Setpoint"},
+                   "supply_air_temperature": actuator | {"key": "Supply Air Setpoint"}},
+    )
+    with EnergyPlusPlant(site, days=1) as plant:
+        first = {r.meter: r.value for r in plant.step().readings}
+        plant.step({SetpointName.SUPPLY_AIR_TEMPERATURE: 24.0})
+        third = plant.step()
+    assert first["sp-chw"] == 12.0 and "sp-sat" not in first
+    assert 20.5 < first["inlet"] < 21.5  # the model's 20 degC supply plus recirculation
+    assert {r.meter: r.value for r in third.readings}["sp-sat"] == 24.0
+    assert third.values["inlet"] > first["inlet"] + 3.0
+
+
+def test_a_schedule_of_setpoints_runs_open_loop(hall):
+    """run() takes one setpoint per step (an exploration schedule) and refuses a wrong length."""
+    sat = np.repeat([18.0, 24.0], 48)
+    with EnergyPlusPlant(hall, days=1) as plant:
+        with pytest.raises(ValueError, match="has 95 values for 96 steps"):
+            next(plant.run(1, setpoints={SetpointName.SUPPLY_AIR_TEMPERATURE: sat[:-1]}))
+        (cols,) = plant.run(1, setpoints={SetpointName.SUPPLY_AIR_TEMPERATURE: sat})
+    np.testing.assert_array_equal(cols.value[cols.meter == "sp-sat"], sat)

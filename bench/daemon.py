@@ -1,0 +1,202 @@
+"""The daemon's costs, each beside a comparison measured in the same run.
+
+1. ``dcpue run --fast-forward`` of the bundled site: simulated days per wall minute (and per
+   CPU minute), beside ``dcpue simulate`` of the same days (the twin into the store alone).
+2. ``/api/pue`` and ``/healthz`` latency (p50/p99 of sequential requests, in turn) while that
+   fast-forward runs, beside a plain Starlette hello-world app served by uvicorn, asked in
+   the same turns under the same load.
+3. Start-up and the cost of one simulated minute of jobs (write-back + alerts) against stores
+   of 1 and 30 simulated days (``--sizes``), beside the raw DuckDB ``count(*)`` of that store.
+
+Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+HELLO = textwrap.dedent("""
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    async def hello(request):
+        return JSONResponse({"hello": "world"})
+    uvicorn.run(Starlette(routes=[Route("/", hello)]), host="127.0.0.1",
+                port=int(sys.argv[1]), log_level="warning")
+""")
+
+
+def children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def dcpue(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "dcpue", *argv]
+
+
+def latencies(urls: list[str], busy: subprocess.Popen) -> list[list[float]]:
+    """Wall times (s) of sequential GETs of ``urls`` in turn, while ``busy`` runs."""
+    out: list[list[float]] = [[] for _ in urls]
+    with httpx.Client(timeout=60) as client:
+        while busy.poll() is None:
+            for i, url in enumerate(urls):
+                t0 = time.perf_counter()
+                try:
+                    client.get(url).raise_for_status()
+                except httpx.TransportError:
+                    return out  # the daemon finished meanwhile
+                out[i].append(time.perf_counter() - t0)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
+        else values[0]
+
+
+def wait_url(url: str, proc: subprocess.Popen | None, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def daemon_url(store: Path, proc: subprocess.Popen) -> str:
+    info = Path(f"{store}.daemon.json")
+    deadline = time.monotonic() + 120
+    while not info.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the daemon did not start")
+        time.sleep(0.1)
+    return json.loads(info.read_text())["url"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fast_forward(tmp: Path, days: float) -> None:
+    """Sections 1 and 2."""
+    from dcpue.config import example_path
+
+    config = tmp / "site.toml"
+    config.write_text(example_path("single_hall").read_text())
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
+    subprocess.run(dcpue("simulate", "--config", str(config), "--days", str(days), "--store",
+                         str(tmp / "sim.duckdb"), "--no-progress"), check=True,
+                   stdout=subprocess.DEVNULL)
+    sim_wall, sim_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
+
+    hello_port = free_port()
+    hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)])
+    store = tmp / "ff.duckdb"
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
+    proc = subprocess.Popen(dcpue("run", "--fast-forward", str(days), "--port", "0", "--store",
+                                  str(store), "--log-level", "WARNING"),
+                            stdout=subprocess.DEVNULL)
+    try:
+        url = daemon_url(store, proc)
+        wait_url(f"http://127.0.0.1:{hello_port}/", hello)
+        api, health, base = latencies(
+            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], proc)
+        proc.wait()
+    finally:
+        hello.terminate()
+        hello.wait()
+    ff_wall, ff_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
+    print(f"1. fast-forward of the bundled site, {days:g} simulated days")
+    print(f"   dcpue run --fast-forward   {days / ff_wall * 60:7.1f} days/min wall "
+          f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute)")
+    print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
+          f"({sim_wall:6.1f} s, {days / sim_cpu * 60:6.1f} days per CPU minute)")
+    print("2. latency during that fast-forward (sequential GETs, ms): p50 / p99 / max / n")
+    for name, values in (("/api/pue", api), ("/healthz", health),
+                         ("Starlette hello-world (comparison)", base)):
+        if values:
+            print(f"   {name:<36} {pct(values, 50) * 1000:7.1f} / {pct(values, 99) * 1000:7.1f}"
+                  f" / {max(values) * 1000:7.1f} / {len(values)}")
+
+
+def minute_cost(tmp: Path, sizes: list[float]) -> None:
+    """Section 3, in this process."""
+    from dcpue.config import example_path, load_site
+    from dcpue.core.store import Store
+    from dcpue.service.daemon import Runtime
+    from dcpue.service.demo import SimClock
+    from dcpue.twin.runner import simulate_into
+    from dcpue.twin.simulator import Twin
+
+    print("3. start-up and one simulated minute of jobs (write-back + alerts), by store size")
+    for days in sizes:
+        site = load_site(example_path("single_hall"))
+        site.store.path = tmp / f"size-{days:g}.duckdb"
+        with Store(site.store.path) as store:
+            twin = Twin(site)
+            simulate_into(twin, store, days, progress=False)
+            end = twin.now_ms - 60_000  # the newest step
+            t0 = time.perf_counter()
+            rows = store.count()
+            count_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            runtime = Runtime(site, store, SimClock(end), hold_future=True)
+            start_s = time.perf_counter() - t0
+            costs: dict[bool, list[float]] = {True: [], False: []}
+            for k in range(120):
+                now = end - 120 * 60_000 + k * 60_000  # the last two hours, minute by minute
+                runtime.clock.now = now
+                # First hour as in real time (write-back rows and alert state stored every
+                # minute), then as in fast-forward (stored once per chunk).
+                runtime.save_each_job = k < 60
+                t0 = time.perf_counter()
+                runtime.run_job_sync("write_back", now)
+                runtime.run_job_sync("alerts", now)
+                costs[runtime.save_each_job].append(time.perf_counter() - t0)
+            real, fast = (sorted(costs[m])[len(costs[m]) // 2] * 1000 for m in (True, False))
+            runtime.finish(runtime.clock())
+            t0 = time.perf_counter()
+            Runtime(site, store, SimClock(end), hold_future=True)
+            restart_s = time.perf_counter() - t0
+            print(f"   {days:5g} days ({rows:>11,} rows): start-up {start_s:5.2f} s rebuilt, "
+                  f"{restart_s:5.2f} s restored; minute median "
+                  f"{real:6.2f} ms real time, {fast:6.2f} ms fast-forward; raw DuckDB count(*) "
+                  f"{count_s * 1000:6.2f} ms (comparison)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=float, default=4.0)
+    parser.add_argument("--sizes", default="1,30")
+    args = parser.parse_args()
+    print(f"bench/daemon.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        fast_forward(Path(tmp), args.days)
+        minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()
