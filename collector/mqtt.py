@@ -102,36 +102,49 @@ class MqttSource:
         self._unacked: list[int] = []
 
     # -- message handling (no I/O) ----------------------------------------------------------
-    def _decoder(self, topic: aiomqtt.Topic) -> PayloadDecoder | None:
-        name = topic.value
+    def _decoder(self, name: str) -> PayloadDecoder | None:
         if name not in self._cache:
             if len(self._cache) >= _ROUTE_CACHE_MAX:
                 self._cache.clear()
+            topic = aiomqtt.Topic(name)
             self._cache[name] = next((d for f, d in self.routes if topic.matches(f)), None)
         return self._cache[name]
 
-    def handle(self, topic: aiomqtt.Topic, payload: bytes, received_ms: int) -> None:
+    def handle(self, topic: str, payload: bytes, received_ms: int) -> None:
         """Decode one message into the pipeline; never raises on bad input."""
         self.stats.messages += 1
         try:
             decoder = self._decoder(topic)
             if decoder is None:
                 self.pipeline.reject(DeadLetter(
-                    received_ms, "mqtt", topic.value, "unrouted",
+                    received_ms, "mqtt", topic, "unrouted",
                     "topic matches no configured subscription", payload,
                 ))
                 return
-            readings, letters = decoder.decode_any(payload, topic.value, received_ms)
+            readings, letters = decoder.decode_any(payload, topic, received_ms)
         except Exception as exc:  # a decoder bug must not stop ingestion
-            log.exception("mqtt: cannot decode message on %s", topic.value)
+            log.exception("mqtt: cannot decode message on %s", topic)
             self.pipeline.reject(DeadLetter(
-                received_ms, "mqtt", topic.value, "internal_error", repr(exc), payload
+                received_ms, "mqtt", topic, "internal_error", repr(exc), payload
             ))
             return
-        if readings:
+        if len(readings):
             self.pipeline.submit(readings)
-        for letter in letters:
-            self.pipeline.reject(letter)
+        if letters:
+            self.pipeline.reject_many(letters)
+
+    def _on_message(self, due: asyncio.Event, message: paho.MQTTMessage) -> None:
+        """paho's message callback (on the event loop, inside the socket reader): decode at
+        once and remember the id for the acknowledgement after commit."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker checks UTF-8; guard anyway
+            topic = message._topic.decode("utf-8", "replace")
+        self.handle(topic, message.payload, time.time_ns() // 1_000_000)
+        if message.qos > 0:
+            self._unacked.append(message.mid)
+            if len(self._unacked) >= self.settings.ack_batch:
+                due.set()
 
     # -- connection -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -152,8 +165,12 @@ class MqttSource:
     async def _session(self, backoff: Backoff) -> None:
         client = make_client(self.settings)
         # Acknowledge only after commit; set before connecting, as a resumed session's queue
-        # is delivered straight after CONNACK.
-        client._client.manual_ack_set(True)
+        # is delivered straight after CONNACK. Messages are taken from paho's callback
+        # directly: aiomqtt's queue costs a task and an event-loop turn per message.
+        due = asyncio.Event()
+        paho_client = client._client
+        paho_client.manual_ack_set(True)
+        paho_client.on_message = lambda _c, _u, message: self._on_message(due, message)
         async with client:
             for topic, _ in self.routes:
                 granted = await client.subscribe(subscription_topic(self.settings, topic), qos=1)
@@ -163,27 +180,22 @@ class MqttSource:
             self.stats.connects += 1
             backoff.reset()
             log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-            due = asyncio.Event()
-            acker = asyncio.create_task(self._ack_loop(client._client, due))
-            batch = self.settings.ack_batch
+            acker = asyncio.create_task(self._ack_loop(paho_client, due))
             try:
-                async for message in client.messages:
-                    self.handle(message.topic, message.payload, time.time_ns() // 1_000_000)
-                    if message.qos > 0:
-                        self._unacked.append(message.mid)
-                        if len(self._unacked) >= batch:
-                            due.set()
+                async for _ in client.messages:  # returns (raises) only on disconnection
+                    pass
             finally:
                 acker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await acker
                 # Commit and acknowledge what arrived on this session while it is still open.
                 with contextlib.suppress(Exception):
-                    await self._commit_and_ack(client._client)
+                    await self._commit_and_ack(paho_client)
 
     async def _ack_loop(self, paho_client: paho.Client, due: asyncio.Event) -> None:
         """Commit and acknowledge when ``ack_batch`` messages wait or ``ack_interval_s`` has
         passed, whichever is first; receiving goes on while a commit runs."""
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(due.wait(), self.settings.ack_interval_s)
@@ -191,8 +203,14 @@ class MqttSource:
             try:
                 await self._commit_and_ack(paho_client)
             except Exception:
-                log.exception("mqtt: commit failed; messages stay unacknowledged")
-                await asyncio.sleep(self.settings.ack_interval_s)
+                failures += 1
+                if failures == 1:  # once per failure streak, not every 50 ms
+                    log.exception("mqtt: commit failed; messages stay unacknowledged")
+                await asyncio.sleep(min(5.0, self.settings.ack_interval_s * 2**failures))
+                continue
+            if failures:
+                log.info("mqtt: commit works again after %d failed attempts", failures)
+                failures = 0
 
     async def _commit_and_ack(self, paho_client: paho.Client) -> None:
         mids, self._unacked = self._unacked, []

@@ -70,11 +70,13 @@ class DeadLetterBuffer:
         self._minute = -1
         self._seen: Counter[tuple[str, str]] = Counter()
         self._total = 0
-        #: (origin, reason) -> [example letter, letters folded into it]
-        self._folded: dict[tuple[str, str], list] = {}
+        #: (minute, origin, reason) -> [example letter, letters folded into it]; written as
+        #: one aggregate once its minute is over (or on the final drain).
+        self._folded: dict[tuple[int, str, str], list] = {}
 
     def __len__(self) -> int:
-        return len(self._letters) + len(self._folded)
+        """Letters to write (aggregates of the current minute not counted)."""
+        return len(self._letters)
 
     def add(self, letter: DeadLetter) -> bool:
         """Queue ``letter``; False if it was folded into an aggregate instead."""
@@ -90,23 +92,26 @@ class DeadLetterBuffer:
             self._total += 1
             self._letters.append(letter)
             return True
-        folded = self._folded.get(key)
+        folded = self._folded.get((minute, *key))
         if folded is None:
-            self._folded[key] = [letter, letter.count]
+            self._folded[(minute, *key)] = [letter, letter.count]
         else:
             folded[1] += letter.count
         return False
 
-    def drain(self) -> list[DeadLetter]:
+    def drain(self, final: bool = False) -> list[DeadLetter]:
+        """Letters to write now: the verbatim ones, and aggregates of past minutes (all on
+        the ``final`` drain)."""
         out, self._letters = self._letters, []
-        for (origin, reason), (example, n) in self._folded.items():
+        done = [k for k in self._folded if final or k[0] != self._minute]
+        for key in done:
+            (_, origin, reason), (example, n) = key, self._folded.pop(key)
             out.append(DeadLetter(
                 example.received_ms, example.source, origin, reason,
                 f"{n} dead letters beyond {self.cap} per minute for this origin and reason, "
                 f"aggregated; first: {example.detail}"[:1000],
                 example.raw, n,
             ))
-        self._folded = {}
         return out
 
     def restore(self, letters: list[DeadLetter]) -> None:
@@ -133,7 +138,7 @@ class Pipeline:
         on_commit: Callable[[], None] | None = None,
         *,
         dead_letter_cap: int = 100,
-        maintain_every_s: float | None = 600.0,
+        maintain_every_s: float | None = 60.0,
     ) -> None:
         self.store = store
         self.settings = settings or PipelineSettings()
@@ -177,8 +182,9 @@ class Pipeline:
         """Readings and dead letters not yet written."""
         return self._buffered + len(self._letters)
 
-    async def commit(self) -> int:
-        """Write everything submitted before this call; returns rows added.
+    async def commit(self, final: bool = False) -> int:
+        """Write everything submitted before this call; returns rows added. Aggregated dead
+        letters of the current minute wait for its end unless ``final``.
 
         Raises what the store raised for itself (disk full, I/O); the batch then stays
         queued for the next commit. A caller cancelled meanwhile still lets the write finish
@@ -188,7 +194,7 @@ class Pipeline:
         async with self._lock:
             chunks, self._chunks = self._chunks, []
             n, self._buffered = self._buffered, 0
-            letters = self._letters.drain()
+            letters = self._letters.drain(final)
             if not chunks and not letters:
                 return 0
             write = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, letters))
@@ -215,30 +221,30 @@ class Pipeline:
         self, chunks: list[Sequence[Reading] | ReadingColumns], letters: list[DeadLetter]
     ) -> int:
         """Store readings, isolating any the store refuses, then the dead letters; count
-        them here, so the counters move together with the store."""
+        them here, right after the append, so the counters move together with the store."""
         cols, poison = _columns(chunks)
+        newest = _newest(cols.ts_ms, cols.meter) if len(cols) else {}  # before: no lag after
         added, refused = self._isolate(cols, np.arange(len(cols))) if len(cols) else (0, [])
+        if refused:  # recount without the refused readings (their times may be absurd)
+            keep = np.ones(len(cols), dtype=bool)
+            keep[[i for i, _ in refused]] = False
+            newest = _newest(cols.ts_ms[keep], cols.meter[keep]) if keep.any() else {}
+        stats = self.stats
+        stats.readings_stored += added
+        stats.duplicates += len(cols) - added - len(refused)
+        last = stats.last_ts_ms
+        for meter, ts in newest.items():
+            if ts > last.get(meter, -1):
+                last[meter] = ts
         now = time.time_ns() // 1_000_000
-        keep = np.ones(len(cols), dtype=bool)
-        for i, exc in refused:
-            keep[i] = False
-            poison.append(_letter(now, _reading(cols, i), exc))
+        poison += [_letter(now, _reading(cols, i), exc) for i, exc in refused]
+        for letter in poison:
+            stats.dead_letters[letter.reason] += 1
         # Readings first: their append is idempotent, so a retry after a dead-letter failure
         # does not double anything.
         if letters or poison:
             self.store.add_dead_letters(letters + poison)
-        stats = self.stats
         stats.commits += 1
-        stats.readings_stored += added
-        stats.duplicates += len(cols) - added - len(refused)
-        for letter in poison:
-            stats.dead_letters[letter.reason] += 1
-        if keep.any():
-            newest = pd.Series(cols.ts_ms[keep]).groupby(cols.meter[keep], sort=False).max()
-            last = stats.last_ts_ms
-            for meter, ts in newest.items():
-                if ts > last.get(meter, -1):
-                    last[meter] = int(ts)
         return added
 
     def _isolate(self, cols: ReadingColumns, idx: np.ndarray) -> tuple[int, list]:
@@ -305,7 +311,7 @@ class Pipeline:
             self.stop()
             await self._task
             self._task = None
-        await self.commit()
+        await self.commit(final=True)
 
 
 def _columns(
@@ -338,6 +344,11 @@ def _columns(
         if chunk is not None:
             parts.append(chunk)
     return (parts[0] if len(parts) == 1 else ReadingColumns.concat(parts)), letters
+
+
+def _newest(ts: np.ndarray, meter: np.ndarray) -> dict[str, int]:
+    """Newest timestamp per meter."""
+    return {str(m): int(t) for m, t in pd.Series(ts).groupby(meter, sort=False).max().items()}
 
 
 def _take(cols: ReadingColumns, idx: np.ndarray) -> ReadingColumns:

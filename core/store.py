@@ -1,12 +1,12 @@
 """Embedded time-series store on DuckDB: the durable local history every component reads.
 
-Layout (measured in ``bench/store.py``): raw readings live in one table per calendar month of
-their timestamp (``raw_YYYYMM``) holding only integers and the value — ``sid`` (a series id
-for (meter, quantity) from the ``series`` dimension table), ``ts`` (UTC ms), ``value``,
-``uid`` (unit id, ``units`` table) and ``seq``. Live appends arrive in time order, so DuckDB's
-zone maps prune by ``ts``; once a newer month exists, :meth:`Store.maintain` rewrites the
-month ordered by (sid, ts), after which zone maps prune by ``sid`` too and one meter's year
-reads a few row groups per month instead of the whole table. Retention drops whole months.
+Layout (measured in ``bench/store.py``): raw rows hold only integers and the value — ``sid``
+(a series id for (meter, quantity) from the ``series`` dimension table), ``ts`` (UTC ms),
+``value``, ``uid`` (unit id, ``units`` table) and ``seq``. Appends go to a small ``raw_hot``
+table; :meth:`Store.maintain` moves it, ordered by (sid, ts), into one table per calendar
+month of the timestamp (``raw_YYYYMM``), so every moved chunk lets DuckDB's zone maps skip
+other meters; once a newer month exists, the closed month is sorted by (sid, ts) as a whole
+and one meter's year reads about one row group per month. Retention drops whole months.
 
 Readings are keyed by (meter, quantity, ts_ms); appends are idempotent (an anti-join against
 the stored keys of the batch's time range), so replaying a batch never double-counts. Every
@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS raw_partitions (
     name VARCHAR PRIMARY KEY, month INTEGER NOT NULL, sorted_seq BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS raw_hot (
+    sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, uid SMALLINT NOT NULL,
+    seq BIGINT NOT NULL
+);
 CREATE SEQUENCE IF NOT EXISTS dead_letter_seq;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id BIGINT NOT NULL DEFAULT nextval('dead_letter_seq'),
@@ -70,10 +74,6 @@ CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NUL
 _PARTITION = (
     "CREATE TABLE {name} (sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, "
     "uid SMALLINT NOT NULL, seq BIGINT NOT NULL)"
-)
-_EMPTY = (
-    "SELECT NULL::INTEGER AS sid, NULL::BIGINT AS ts, NULL::DOUBLE AS value, "
-    "NULL::SMALLINT AS uid, NULL::BIGINT AS seq WHERE false"
 )
 #: Errors of the store itself (disk full, closed, I/O), as opposed to a batch it cannot take.
 SYSTEM_ERRORS: tuple[type[BaseException], ...] = (
@@ -125,7 +125,7 @@ class Series:
 @dataclass(slots=True)
 class _Partition:
     name: str
-    month: int  # months since 1970-01
+    month: int | None  # months since 1970-01; None: the hot table (any time)
     row_count: int
     #: Upper bound of the seq of its rows (seq may have gaps).
     max_seq: int
@@ -136,11 +136,11 @@ class _Partition:
 
     @property
     def start_ms(self) -> int:
-        return _month_start_ms(self.month)
+        return TS_MIN_MS if self.month is None else _month_start_ms(self.month)
 
     @property
     def end_ms(self) -> int:
-        return _month_start_ms(self.month + 1)
+        return TS_MAX_MS if self.month is None else _month_start_ms(self.month + 1)
 
 
 def _month_start_ms(month: int) -> int:
@@ -160,6 +160,8 @@ class Store:
             (None: kept forever).
         dead_letter_retention_days, dead_letter_max_rows: bounds applied to dead letters by
             :meth:`maintain` (None: unbounded).
+        hot_rows: :meth:`maintain` moves the hot table into the month tables once it holds
+            this many rows.
     """
 
     def __init__(
@@ -169,8 +171,10 @@ class Store:
         raw_retention_days: float | None = None,
         dead_letter_retention_days: float | None = 30.0,
         dead_letter_max_rows: int | None = 100_000,
+        hot_rows: int = 200_000,
     ) -> None:
         self.path = str(path)
+        self.hot_rows = hot_rows
         self.raw_retention_days = raw_retention_days
         self.dead_letter_retention_days = dead_letter_retention_days
         self.dead_letter_max_rows = dead_letter_max_rows
@@ -220,50 +224,59 @@ class Store:
         ).fetchall()
         # Row counts and the newest seq come from the tables themselves, so an append needs
         # no bookkeeping writes beside its INSERT.
-        stats = {} if not listed else {
+        stats = {
             str(r[0]): r[1:] for r in con.execute(" UNION ALL ".join(
                 f"SELECT '{n}', count(*), coalesce(max(seq), 0), count(*) FILTER (WHERE seq > {ss})"
-                f" FROM {n}" for n, _, ss in listed
+                f" FROM {n}" for n, _, ss in [*listed, ("raw_hot", None, 0)]
             )).fetchall()
         }
         self._parts: dict[int, _Partition] = {
             int(mo): _Partition(n, int(mo), *(int(v) for v in stats[n]), int(ss))
             for n, mo, ss in listed
         }
-        row = con.execute("SELECT value FROM store_meta WHERE key = 'next_seq'").fetchone()
-        self._next_seq = max(
-            [int(row[0]) if row else 1, *(p.max_seq + 1 for p in self._parts.values())]
-        )
+        self._hot = _Partition("raw_hot", None, *(int(v) for v in stats["raw_hot"]), 0)
+        # fetchall, not fetchone, on the shared connection: DuckDB 2 keeps a fetchone()
+        # result open, and the next register() on the connection would fail.
+        rows = con.execute("SELECT value FROM store_meta WHERE key = 'next_seq'").fetchall()
+        self._next_seq = max([
+            int(rows[0][0]) if rows else 1,
+            *(p.max_seq + 1 for p in (*self._parts.values(), self._hot)),
+        ])
 
     def _has_view(self) -> bool:
         return bool(self._con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'readings' "
             "AND table_type = 'VIEW'"
-        ).fetchall()[0][0])  # fetchall: DuckDB 2 keeps a fetchone() result open
+        ).fetchall()[0][0])
 
     def _refresh_view(self) -> None:
-        union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._ordered()) or _EMPTY
+        union = " UNION ALL ".join(f"SELECT * FROM {p.name}" for p in self._all())
         self._con.execute(
             "CREATE OR REPLACE VIEW readings AS SELECT s.meter, s.quantity, r.ts, r.value, "
             f"u.unit, r.seq FROM ({union}) r JOIN series s USING (sid) JOIN units u USING (uid)"
         )
 
     def _ordered(self) -> list[_Partition]:
+        """The month tables, oldest first."""
         return [self._parts[m] for m in sorted(self._parts)]
+
+    def _all(self) -> list[_Partition]:
+        """The month tables, oldest first, then the hot table."""
+        return [*self._ordered(), self._hot]
 
     def _migrate_v0(self) -> None:
         """Move a pre-partition ``readings`` table (strings per row) into the month tables."""
-        kind = self._con.execute(
+        kinds = self._con.execute(
             "SELECT table_type FROM information_schema.tables WHERE table_name = 'readings'"
-        ).fetchone()
-        if kind is None or kind[0] == "VIEW":
+        ).fetchall()
+        if not kinds or kinds[0][0] == "VIEW":
             return
         con = self._con
-        n = int(con.execute("SELECT count(*) FROM readings").fetchone()[0])
+        n = int(con.execute("SELECT count(*) FROM readings").fetchall()[0][0])
         started = time.perf_counter()
         con.execute("BEGIN")
         try:
-            lo, hi = con.execute("SELECT min(ts), max(ts) FROM readings").fetchone()
+            lo, hi = con.execute("SELECT min(ts), max(ts) FROM readings").fetchall()[0]
             if n and (lo < TS_MIN_MS or hi >= TS_MAX_MS):
                 raise StoreLayoutError(
                     f"store {self.path}: old readings table has timestamps outside years "
@@ -293,7 +306,7 @@ class Store:
                     f"coalesce(max(seq), 0) FROM {name}"
                 )
             con.execute("INSERT INTO series_units SELECT DISTINCT sid, uid FROM _v0")
-            moved = int(con.execute("SELECT count(*) FROM _v0").fetchone()[0])
+            moved = int(con.execute("SELECT count(*) FROM _v0").fetchall()[0][0])
             if moved != n:
                 raise StoreLayoutError(
                     f"store {self.path}: migration moved {moved} of {n} readings; file unchanged"
@@ -350,15 +363,10 @@ class Store:
         unit_codes, unit_keys = pd.factorize(np.asarray(cols.unit, dtype=object), sort=False)
         if (mq_codes < 0).any() or (unit_codes < 0).any():
             raise ValueError("readings need a meter, a quantity and a unit")
-        lo_month, hi_month = (int(m) for m in _months(np.array([ts.min(), ts.max()])))
-        months = None if lo_month == hi_month else _months(ts)
         with self._lock:
             con = self._con
-            new_dims = any(k not in self._sid for k in mq_keys) or any(
-                u not in self._uid for u in unit_keys
-            )
-            # One INSERT commits on its own; dimension rows or several months need a transaction.
-            single = not new_dims and months is None and lo_month in self._parts
+            # One INSERT commits on its own; new dimension rows need a transaction with it.
+            single = all(k in self._sid for k in mq_keys) and all(u in self._uid for u in unit_keys)
             if not single:
                 con.execute("BEGIN")
             try:
@@ -366,17 +374,7 @@ class Store:
                 uid_of = np.array([self._intern_unit(u) for u in unit_keys], dtype=np.int16)
                 sid, uid = sid_of[mq_codes], uid_of[unit_codes]
                 self._intern_pairs(sid, uid, len(unit_keys))
-                added = 0
-                created = False
-                for month in (lo_month,) if months is None else np.unique(months):
-                    mask = None if months is None else months == month
-                    part, new = self._partition(int(month))
-                    created |= new
-                    added += self._insert(part, *(
-                        a if mask is None else a[mask] for a in (sid, ts, value, uid)
-                    ))
-                if created:
-                    self._refresh_view()
+                added = self._insert(sid, ts, value, uid)
                 if not single:
                     con.execute("COMMIT")
             except BaseException:
@@ -422,20 +420,16 @@ class Store:
             self._con.execute("INSERT INTO series_units VALUES (?, ?)", [s, u])
             self._pairs.add((s, u))
 
-    def _partition(self, month: int) -> tuple[_Partition, bool]:
+    def _partition(self, month: int) -> _Partition:
         part = self._parts.get(month)
-        if part is not None:
-            return part, False
-        part = _Partition(_partition_name(month), month, 0, 0, 0, 0)
-        self._con.execute(_PARTITION.format(name=part.name))
-        self._con.execute("INSERT INTO raw_partitions VALUES (?, ?, 0)", [part.name, month])
-        self._parts[month] = part
-        return part, True
+        if part is None:
+            part = _Partition(_partition_name(month), month, 0, 0, 0, 0)
+            self._con.execute(_PARTITION.format(name=part.name))
+            self._con.execute("INSERT INTO raw_partitions VALUES (?, ?, 0)", [part.name, month])
+            self._parts[month] = part
+        return part
 
-    def _insert(
-        self, part: _Partition, sid: np.ndarray, ts: np.ndarray, value: np.ndarray,
-        uid: np.ndarray,
-    ) -> int:
+    def _insert(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, uid: np.ndarray) -> int:
         # Order by (ts, sid) and keep the first of equal keys (a stable sort), in NumPy.
         order = np.lexsort((sid, ts))
         sid, ts, value, uid = sid[order], ts[order], value[order], uid[order]
@@ -448,22 +442,25 @@ class Store:
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
         frame = pd.DataFrame({"sid": sid, "ts": ts, "value": value, "uid": uid, "seq": seq})
         con = self._con
+        lo, hi = int(ts[0]), int(ts[-1])
+        stored = " UNION ALL ".join(
+            f"SELECT sid, ts FROM {p.name} WHERE ts BETWEEN {lo} AND {hi} "
+            f"AND sid BETWEEN {int(sid.min())} AND {int(sid.max())}"
+            for p in self._all() if p.end_ms > lo and p.start_ms <= hi
+        )
         con.register("_incoming", frame)
         try:
             # Anti-join against the stored keys of the batch's time and series range (zone
             # maps prune the rest). Rows dropped here leave gaps in seq, which is harmless.
             added = int(con.execute(
-                f"INSERT INTO {part.name} SELECT n.* FROM _incoming n ANTI JOIN ("
-                f"SELECT sid, ts FROM {part.name} WHERE ts BETWEEN ? AND ? AND sid BETWEEN ? AND ?"
-                ") e ON e.sid = n.sid AND e.ts = n.ts",
-                [int(ts[0]), int(ts[-1]), int(sid.min()), int(sid.max())],
-            ).fetchone()[0])
+                f"INSERT INTO raw_hot SELECT n.* FROM _incoming n ANTI JOIN ({stored}) e "
+                "ON e.sid = n.sid AND e.ts = n.ts"
+            ).fetchall()[0][0])
         finally:
             con.unregister("_incoming")
         self._next_seq += n
-        part.max_seq = self._next_seq - 1
-        part.row_count += added
-        part.unsorted += added
+        self._hot.max_seq = self._next_seq - 1
+        self._hot.row_count += added
         return added
 
     def replace_rows(
@@ -514,14 +511,15 @@ class Store:
 
     # -- maintenance: sort closed months, retention -----------------------------------------
     def maintain(self, now_ms: int | None = None) -> dict[str, int]:
-        """Apply retention (raw readings, dead letters) and sort closed months by (sid, ts).
+        """Apply retention (raw readings, dead letters), move the hot table into the month
+        tables once it holds ``hot_rows`` rows, and sort closed months by (sid, ts).
 
-        A month is closed once a newer month holds readings. The sort copies the month
+        A month is closed once a newer month holds readings. Moving and sorting copy rows
         without holding the write lock (appends go on meanwhile); only the final swap does.
-        Returns what was done: ``pruned``, ``dead_letters_pruned``, ``sorted`` (rows).
+        Returns what was done: ``pruned``, ``dead_letters_pruned``, ``moved``, ``sorted`` (rows).
         """
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        done = {"pruned": 0, "dead_letters_pruned": 0, "sorted": 0}
+        done = {"pruned": 0, "dead_letters_pruned": 0, "moved": 0, "sorted": 0}
         with self._maint_lock:
             if self.raw_retention_days is not None:
                 done["pruned"] = self.prune_raw(now_ms - int(self.raw_retention_days * DAY_MS))
@@ -530,6 +528,8 @@ class Store:
                 else now_ms - int(self.dead_letter_retention_days * DAY_MS),
                 self.dead_letter_max_rows,
             )
+            if self._hot.row_count and self._hot.row_count >= self.hot_rows:
+                done["moved"] = self._move_hot()
             with self._lock:
                 newest = max(self._parts, default=None)
                 todo = [
@@ -540,6 +540,61 @@ class Store:
             for month in todo:
                 done["sorted"] += self._sort_partition(month)
         return done
+
+    @contextlib.contextmanager
+    def _swapping(self, scratch: str) -> Iterator[None]:
+        """One transaction (caller holds the lock) that swaps tables; on failure it is rolled
+        back, the ``scratch`` table copied outside the lock is dropped, the catalog reloaded."""
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            yield
+            con.execute("INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq])
+            self._refresh_view()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP TABLE IF EXISTS {scratch}")
+            self._load_catalog()
+            raise
+
+    def _move_hot(self) -> int:
+        """Move the hot table's rows, ordered by (sid, ts), to the end of their month tables."""
+        with self._lock:
+            snap = self._next_seq - 1
+            cursor = self._con.cursor()
+        try:
+            cursor.execute(
+                "CREATE OR REPLACE TABLE raw_moving AS SELECT *, ((year(epoch_ms(ts)) - 1970) * 12"
+                f" + month(epoch_ms(ts)) - 1)::INTEGER AS mo FROM raw_hot WHERE seq <= {snap} "
+                "ORDER BY sid, ts"
+            )
+            counts = cursor.execute(
+                "SELECT mo, count(*), max(seq) FROM raw_moving GROUP BY mo ORDER BY mo"
+            ).fetchall()
+        finally:
+            cursor.close()
+        moved = 0
+        with self._lock:
+            con = self._con
+            with self._swapping("raw_moving"):
+                for month, n, top in counts:
+                    part = self._partition(int(month))
+                    con.execute(
+                        f"INSERT INTO {part.name} SELECT sid, ts, value, uid, seq FROM raw_moving "
+                        f"WHERE mo = {int(month)}"
+                    )
+                    part.row_count += int(n)
+                    part.unsorted += int(n)
+                    part.max_seq = max(part.max_seq, int(top))
+                    moved += int(n)
+                con.execute(f"CREATE TABLE raw_hot_tail AS SELECT * FROM raw_hot WHERE seq > {snap}")
+                con.execute("DROP TABLE raw_hot")
+                con.execute("ALTER TABLE raw_hot_tail RENAME TO raw_hot")
+                con.execute("DROP TABLE raw_moving")
+            self._hot.row_count -= moved
+        return moved
 
     def _sort_partition(self, month: int) -> int:
         with self._lock:
@@ -558,26 +613,14 @@ class Store:
             cursor.close()
         with self._lock:
             con = self._con
-            con.execute("BEGIN")
-            try:
+            with self._swapping(tmp):
                 con.execute(f"INSERT INTO {tmp} SELECT * FROM {part.name} WHERE seq > {snap}")
-                tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchone()[0])
+                tail = int(con.execute(f"SELECT count(*) FROM {tmp} WHERE seq > {snap}").fetchall()[0][0])
                 con.execute(f"DROP TABLE {part.name}")
                 con.execute(f"ALTER TABLE {tmp} RENAME TO {part.name}")
                 con.execute(
                     "UPDATE raw_partitions SET sorted_seq = ? WHERE name = ?", [snap, part.name]
                 )
-                con.execute(
-                    "INSERT OR REPLACE INTO store_meta VALUES ('next_seq', ?)", [self._next_seq]
-                )
-                self._refresh_view()
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                with contextlib.suppress(duckdb.Error):
-                    con.execute(f"DROP TABLE IF EXISTS {tmp}")
-                self._load_catalog()
-                raise
             rows = part.row_count - tail
             part.unsorted, part.sorted_seq = tail, snap
         return rows
@@ -599,7 +642,10 @@ class Store:
                         continue
                     removed += int(con.execute(
                         f"DELETE FROM {part.name} WHERE ts < ?", [int(before_ms)]
-                    ).fetchone()[0])
+                    ).fetchall()[0][0])
+                removed += int(con.execute(
+                    "DELETE FROM raw_hot WHERE ts < ?", [int(before_ms)]
+                ).fetchall()[0][0])
                 if removed:
                     # Keep seq increasing even if every row went (cursors of forwarders).
                     con.execute(
@@ -607,11 +653,10 @@ class Store:
                     )
                     con.execute("DELETE FROM series_units")
                     union = " UNION ALL ".join(
-                        f"SELECT DISTINCT sid, uid FROM {p.name}" for p in self._ordered()
+                        f"SELECT DISTINCT sid, uid FROM {p.name}" for p in self._all()
                         if p.end_ms > before_ms
                     )
-                    if union:
-                        con.execute(f"INSERT INTO series_units SELECT DISTINCT * FROM ({union})")
+                    con.execute(f"INSERT INTO series_units SELECT DISTINCT * FROM ({union})")
                     self._load_catalog()
                     self._refresh_view()
                 con.execute("COMMIT")
@@ -651,6 +696,7 @@ class Store:
     def _source(
         self, sids: list[int] | None, start_ms: int | None, end_ms: int | None,
         columns: str = "sid, ts, value, uid, seq", min_seq: int | None = None,
+        among: list[_Partition] | None = None,
     ) -> tuple[str, list[object]] | None:
         """``UNION ALL`` of the month tables that can hold matching rows, filtered."""
         if sids is not None and not sids:
@@ -674,9 +720,9 @@ class Store:
             params.append(int(min_seq))
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         parts = [
-            p for p in self._ordered()
+            p for p in (self._all() if among is None else among)
             if (start_ms is None or p.end_ms > start_ms) and (end_ms is None or p.start_ms < end_ms)
-            and (min_seq is None or p.max_seq > min_seq)
+            and (min_seq is None or p.max_seq > min_seq) and p.row_count
         ]
         if not parts:
             return None
@@ -691,7 +737,7 @@ class Store:
     def count(self, meter: str | None = None) -> int:
         with self._lock:
             if meter is None:
-                return sum(p.row_count for p in self._parts.values())
+                return sum(p.row_count for p in self._all())
             src = self._source(self._sids([meter], None), None, None, "count(*) AS n")
             if src is None:
                 return 0
@@ -715,6 +761,23 @@ class Store:
                 return None
             lo, hi = self._query(f"SELECT min(lo), max(hi) FROM ({src[0]})", src[1]).fetchone()
         return None if lo is None else (int(lo), int(hi))
+
+    def last_ts_by_meter(self) -> dict[str, int]:
+        """Newest timestamp per meter (any quantity), UTC ms: the newest months are read first
+        and older ones only for meters not found yet."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for part in [self._hot, *reversed(self._ordered())]:
+                # Older months cannot beat what is known once every meter has a time in or
+                # after this month (the hot table can hold any month).
+                if len(out) == len(self._meter_sids) and min(out.values()) >= part.end_ms:
+                    break
+                for sid, ts in self._query(
+                    f"SELECT sid, max(ts) FROM {part.name} GROUP BY sid", []
+                ).fetchall():
+                    meter = self._sid_meter[int(sid)][0]
+                    out[meter] = max(int(ts), out.get(meter, int(ts)))
+        return out
 
     def read(
         self,
@@ -755,27 +818,36 @@ class Store:
             src = self._source(self._sids([meter], quantity), start_ms, end_ms, "ts, value, uid")
             if src is None:
                 return Series(np.empty(0, np.int64), np.empty(0), np.empty(0, dtype=object))
-            got = self._query(f"SELECT * FROM ({src[0]}) ORDER BY ts", src[1]).fetchnumpy()
+            # No ORDER BY: rows come month by month, each month in (sid, ts) or append order,
+            # so they are usually in time order already; NumPy checks and sorts if not.
+            got = self._query(src[0], src[1]).fetchnumpy()
             units = self._units[np.asarray(got["uid"], dtype=np.int64)]
-        return Series(
-            np.asarray(got["ts"], dtype=np.int64), np.asarray(got["value"], dtype=np.float64),
-            units,
-        )
+        ts = np.asarray(got["ts"], dtype=np.int64)
+        value = np.asarray(got["value"], dtype=np.float64)
+        if len(ts) > 1 and not (ts[1:] >= ts[:-1]).all():
+            order = np.argsort(ts, kind="stable")
+            ts, value, units = ts[order], value[order], units[order]
+        return Series(ts, value, units)
 
     def latest(self, meter: str, quantity: str | None = None) -> Reading | None:
+        best = None
         with self._lock:
             sids = self._sids([meter], quantity)
-            for part in reversed(self._ordered()):
-                src = self._source(sids, part.start_ms, part.end_ms)
-                if src is None:
-                    return None
-                row = self._query(
+            if not sids:
+                return None
+            for part in [self._hot, *reversed(self._ordered())]:
+                if best is not None and best[0] >= part.end_ms:
+                    break  # an older month cannot hold a newer reading
+                src = self._source(sids, None, None, among=[part])
+                row = None if src is None else self._query(
                     f"SELECT ts, sid, value, uid FROM ({src[0]}) ORDER BY ts DESC LIMIT 1", src[1]
                 ).fetchone()
-                if row is not None:
-                    m, q = self._sid_meter[int(row[1])]
-                    return Reading(int(row[0]), m, q, float(row[2]), str(self._units[row[3]]))
-        return None
+                if row is not None and (best is None or row[0] > best[0]):
+                    best = row
+        if best is None:
+            return None
+        m, q = self._sid_meter[int(best[1])]
+        return Reading(int(best[0]), m, q, float(best[2]), str(self._units[best[3]]))
 
     def bucketed(
         self,
@@ -829,7 +901,8 @@ class Store:
 
     # -- cursors and state (store-and-forward, daemon restart) ------------------------------
     def last_seq(self) -> int:
-        """The ``seq`` of the newest stored row (0 if none was ever stored)."""
+        """The highest ``seq`` handed out (0 if none): no stored row has a larger one. A
+        reading refused as a duplicate may use up a number, so seq can have gaps."""
         with self._lock:
             return self._next_seq - 1
 
@@ -898,11 +971,6 @@ def _checked_ts(raw: np.ndarray) -> np.ndarray:
     if ts.min() < TS_MIN_MS or ts.max() >= TS_MAX_MS:
         raise ValueError("timestamps outside years 1900-9999 cannot be stored")
     return ts.astype(np.int64, copy=False)
-
-
-def _months(ts: np.ndarray) -> np.ndarray:
-    """Calendar month of each UTC ms timestamp, as months since 1970-01."""
-    return ts.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
 
 
 def _factorize_pairs(meter: np.ndarray, quantity: np.ndarray) -> tuple[np.ndarray, list]:

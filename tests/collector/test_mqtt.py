@@ -120,3 +120,47 @@ async def test_shared_subscription_splits_messages_between_collectors(mosquitto)
     assert parts[0] and parts[1]  # both members took a share
     assert not set(parts[0]) & set(parts[1])  # no reading went to both
     assert parts[0] | parts[1] == once(readings)
+
+
+async def test_a_dead_letter_flood_does_not_keep_valid_readings_out(mosquitto):
+    """20 messages of 15,000 unknown-meter items each (300,000 dead letters) between valid
+    batches: every valid reading is stored and acknowledged; the flood is counted in full
+    but kept as at most 100 letters per minute plus one aggregate row per minute."""
+    site = collector_site(mosquitto.port)
+    good = stream(0, 160)  # 640 readings
+    flood = json.dumps([{"meter": f"ghost-{i}", "value": 1.0} for i in range(15_000)]).encode()
+    messages = []
+    for k in range(20):
+        batch = [{"meter": r.meter, "value": r.value, "ts": r.ts_ms} for r in good[32 * k: 32 * k + 32]]
+        messages += [("dcpue/test-site/batch", json.dumps(batch).encode()),
+                     ("dcpue/test-site/flood", flood)]
+    store = Store()
+    async with Collector(site, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await publish_raw(mosquitto.port, messages)
+        # Bounds for a loaded 2-core box; decoding the flood takes about 10 s on an idle one.
+        await wait_until(lambda: store.count() == 640, "valid readings beside the flood", 180)
+        await wait_until(lambda: collector.stats().dead_letters == {"unknown_meter": 300_000},
+                         "flood counted", 60)
+    assert stored(store) == once(good)
+    assert store.dead_letter_counts() == {"unknown_meter": 300_000}
+    assert store.execute("SELECT count(*) FROM dead_letters").fetchone()[0] <= 100 + 2 * 3
+
+
+async def test_a_poison_timestamp_is_dead_lettered_and_acknowledged_not_redelivered(mosquitto):
+    """A timestamp that does not fit int64 ms next to valid readings: they are stored, it is a
+    dead letter, and the message is acknowledged (a restart does not bring it back)."""
+    site = collector_site(mosquitto.port)
+    store = Store()
+    poison = b'[{"meter": "it", "value": 1, "ts": 1e19}, {"meter": "grid", "value": 5, "ts": 1704067200000}]'
+    async with Collector(site, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await publish_raw(mosquitto.port, [("dcpue/test-site/batch", poison)])
+        await wait_until(lambda: store.count() == 1, "the valid reading")
+        await wait_until(lambda: sum(collector.stats().dead_letters.values()) == 1, "dead letter")
+    assert store.latest("grid").value == 5.0
+    async with Collector(site, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "reconnection")
+        await publish_raw(mosquitto.port, [("dcpue/test-site/batch", b'{"oat": 3.5}')])
+        await wait_until(lambda: store.count() == 2, "marker after restart")
+        assert collector.stats().mqtt_messages == 1  # the poison message was not redelivered

@@ -1,11 +1,13 @@
 """The DuckDB pipeline: batching, idempotent commits, counters, failure keeps the batch."""
 
 import asyncio
+import json
 
+import numpy as np
 import pytest
 from dcpue.collector.pipeline import Pipeline
 from dcpue.config.collector import PipelineSettings
-from dcpue.core.readings import Reading
+from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import DeadLetter, Store
 
 from tests.collector.conftest import T0_MS, wait_until
@@ -59,3 +61,56 @@ async def test_failed_write_keeps_the_batch_queued():
         await pipeline.commit()
     assert pipeline.pending == 4
     assert pipeline.stats.commit_errors == 1
+
+
+async def test_a_poison_reading_is_isolated_and_dead_lettered_and_the_rest_stored():
+    """Two readings the store cannot take (a timestamp beyond int64, one in year 33658)
+    among 1,000 valid ones: the batch is split until each is alone; nothing is retried."""
+    store = Store()
+    pipeline = Pipeline(store)
+    good = readings(1000)
+    pipeline.submit([*good[:500], Reading(10**19, "it", "energy", 1.0, "kWh"), *good[500:]])
+    pipeline.submit(ReadingColumns.series(
+        "grid", "energy", "kWh", np.array([T0_MS, 10**15]), np.array([1.0, 2.0])
+    ))
+    assert await pipeline.commit() == 1001
+    assert pipeline.pending == 0
+    assert store.count() == 1001 and store.count("grid") == 1
+    assert store.dead_letter_counts() == {"unstorable": 2}
+    assert pipeline.stats.dead_letters == {"unstorable": 2}
+    assert pipeline.stats.duplicates == 0
+    assert pipeline.stats.last_ts_ms == {"it": T0_MS + 999 * 60_000, "grid": T0_MS}
+    letters = {d.origin: d for d in store.dead_letters()}
+    assert json.loads(letters["it"].raw)["ts"] == 10**19
+    assert "outside years 1900-9999" in letters["grid"].detail
+    assert await pipeline.commit() == 0  # nothing left to retry
+
+
+async def test_a_store_failure_is_not_mistaken_for_poison():
+    """Disk full, closed file: every half fails, so the batch stays queued, none dead-lettered."""
+    store = Store()
+    pipeline = Pipeline(store)
+    pipeline.submit(readings(8))
+    store.close()
+    with pytest.raises(Exception, match="closed"):
+        await pipeline.commit()
+    assert pipeline.pending == 8 and pipeline.stats.dead_letters == {}
+
+
+async def test_dead_letters_beyond_the_cap_are_aggregated_with_their_count():
+    store = Store()
+    pipeline = Pipeline(store, dead_letter_cap=100)
+    minute = T0_MS - T0_MS % 60_000
+    for i in range(15_000):
+        pipeline.reject(DeadLetter(minute + i % 1000, "mqtt", "t/flood", "unknown_meter", f"m{i}", b"{}"))
+    pipeline.reject(DeadLetter(minute, "mqtt", "t/other", "bad_json", "x", b"{"))
+    pipeline.reject(DeadLetter(minute + 60_000, "mqtt", "t/flood", "unknown_meter", "next", b"{}"))
+    assert pipeline.pending == 100 + 1 + 1  # verbatim letters; the aggregate is held ...
+    await pipeline.commit()  # ... until its minute is over: then one row for 14,900
+    assert store.dead_letter_counts() == {"unknown_meter": 15_001, "bad_json": 1}
+    assert pipeline.stats.dead_letters == {"unknown_meter": 15_001, "bad_json": 1}
+    assert pipeline.stats.dead_letters_aggregated == 14_900
+    aggregate = next(d for d in store.dead_letters(200) if d.count > 1)
+    assert (aggregate.origin, aggregate.count) == ("t/flood", 14_900)
+    assert aggregate.detail.startswith("14900 dead letters beyond 100 per minute")
+    assert store.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 103
