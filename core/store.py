@@ -770,7 +770,7 @@ class Store:
             for part in [self._hot, *reversed(self._ordered())]:
                 # Older months cannot beat what is known once every meter has a time in or
                 # after this month (the hot table can hold any month).
-                if len(out) == len(self._meter_sids) and min(out.values()) >= part.end_ms:
+                if out and len(out) == len(self._meter_sids) and min(out.values()) >= part.end_ms:
                     break
                 for sid, ts in self._query(
                     f"SELECT sid, max(ts) FROM {part.name} GROUP BY sid", []

@@ -69,8 +69,7 @@ def touched_span(
 ) -> tuple[int | None, int | None, int]:
     """``(first_ms, last_ms, last_seq)`` spanned by readings of ``meters`` with seq above
     ``after_seq``, widened to each meter's neighbouring samples; None, None when none."""
-    last_seq = int(store.execute(
-        "SELECT coalesce(max(seq), ?) FROM readings", [after_seq]).fetchone()[0])
+    last_seq = max(store.last_seq(), after_seq)
     placeholders = ", ".join("?" for _ in meters)
     rows = store.execute(
         f"""

@@ -281,13 +281,17 @@ class Runtime:
         self.calculator, self.cursor = self._restore(site, store, now, clock)
         self._fed_cursor = self.cursor  # every reading up to here is in the calculator
         self._calculator_saved_at = time.monotonic()
-        self.last_seen: dict[str, int] = {}
+        # Newest reading per meter from the newest months only (no scan of the history); the
+        # latest values only of the meters threshold rules watch.
+        self.last_seen: dict[str, int] = {
+            m: ts for m, ts in store.last_ts_by_meter().items() if not m.startswith("metric.")
+        }
         self.last_value: dict[str, float] = {}
-        for meter, ts, value in store.execute(
-            "SELECT meter, max(ts), arg_max(value, ts) FROM readings "
-            "WHERE meter NOT LIKE 'metric.%' GROUP BY meter"
-        ).fetchall():
-            self.last_seen[str(meter)], self.last_value[str(meter)] = int(ts), float(value)
+        for rule in site.service.alerts.thresholds:
+            if rule.figure.startswith(METER_FIGURE):
+                latest = store.latest(rule.figure.removeprefix(METER_FIGURE))
+                if latest is not None:
+                    self.last_value[latest.meter] = latest.value
         self._held = ReadingColumns.empty()
         cfg = site.service
         self.engine = AlertEngine(cfg.alerts, site.id, [m.id for m in site.meters], now,
@@ -338,8 +342,7 @@ class Runtime:
                 return calc, cursor
             log.info("calculator settings or meters changed: rebuilding from the readings")
         calc = MemoCalculator.from_store(site, store, now_ms, clock)
-        return calc, int(store.execute(
-            "SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0])
+        return calc, store.last_seq()
 
     def save_calculator(self) -> None:
         """Persist the calculator with the cursor of the readings it holds."""

@@ -280,3 +280,9 @@ def test_dead_letter_aggregates_count_and_retention_bounds_rows(store):
     assert store.prune_dead_letters(T0 + 2, None) == 2  # older than T0 + 2
     assert store.prune_dead_letters(None, 3) == 6  # keep the newest three rows
     assert [d.received_ms for d in store.dead_letters()] == [T0 + 20, T0 + 9, T0 + 8]
+
+
+def test_an_empty_store_has_no_newest_readings():
+    with Store() as store:
+        assert store.last_ts_by_meter() == {}
+        assert store.last_seq() == 0
