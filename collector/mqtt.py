@@ -62,6 +62,9 @@ def make_client(settings: MqttSettings) -> aiomqtt.Client:
         # so it keeps sending while one batch is being committed.
         properties.ReceiveMaximum = min(65_535, max(4 * settings.ack_batch, 64))
     tls = settings.tls
+    if tls.enabled and tls.insecure:
+        log.warning("MQTT %s:%d: TLS host-name verification is off (tls.insecure, lab setups "
+                    "only)", settings.host, settings.port)
     return aiomqtt.Client(
         settings.host,
         settings.port,
