@@ -113,3 +113,12 @@ async def test_optimizer_publishes_proposals_with_credentials_and_verified_tls(
     unverified = broker.model_copy(update={"tls": broker.tls.model_copy(update={"ca_file": None})})
     with pytest.raises(aiomqtt.MqttError, match=r"(?i)certificate|verify"):
         await publish_proposal(unverified, "dc/proposal", proposal)
+
+
+def test_an_insecure_tls_opt_out_is_logged(caplog):
+    from dcpue.collector.mqtt import make_client
+
+    site = collector_site(1883, tls={"enabled": True, "insecure": True})
+    with caplog.at_level("WARNING", logger="dcpue.collector.mqtt"):
+        make_client(site.collector.mqtt)
+    assert "verification is off" in caplog.text
