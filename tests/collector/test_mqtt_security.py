@@ -115,7 +115,7 @@ async def test_optimizer_publishes_proposals_with_credentials_and_verified_tls(
         await publish_proposal(unverified, "dc/proposal", proposal)
 
 
-def test_an_insecure_tls_opt_out_is_logged(caplog):
+async def test_an_insecure_tls_opt_out_is_logged(caplog):
     from dcpue.collector.mqtt import make_client
 
     site = collector_site(1883, tls={"enabled": True, "insecure": True})
