@@ -25,6 +25,10 @@ from dcpue.core.readings import ms_to_datetime
 MINUTE_MS = 60_000
 #: Ingestion must stay behind this long before IngestLag fires (and caught up to resolve).
 INGEST_LAG_FOR_MS = 5 * MINUTE_MS
+#: Dead letters per minute above which DeadLetterStorm fires (after DEAD_LETTER_STORM_FOR_MS;
+#: it resolves below half the rate for as long): a faulty or hostile gateway on the broker.
+DEAD_LETTER_STORM_PER_MIN = 1000.0
+DEAD_LETTER_STORM_FOR_MS = 2 * MINUTE_MS
 #: Resolved alerts kept in memory for the API (most recent first).
 HISTORY_SIZE = 100
 
@@ -142,6 +146,8 @@ class Observation:
     last_seen_ms: Mapping[str, int] = field(default_factory=dict)
     #: How far ingestion is behind while readings wait to be stored (s; 0 when caught up).
     ingest_lag_s: float = 0.0
+    #: Dead letters the collector produced since it started (all reasons; None: no collector).
+    dead_letters: int | None = None
 
 
 class AlertEngine:
@@ -160,6 +166,7 @@ class AlertEngine:
         self.gates: dict[str, Gate] = {}
         self.active: dict[str, Alert] = {}
         self.history: deque[Alert] = deque(maxlen=HISTORY_SIZE)
+        self._dead_letters_seen: tuple[int, int] | None = None  # (ms, count) last evaluation
 
     # -- persistence ----------------------------------------------------------------------
     def dump(self) -> str:
@@ -195,6 +202,7 @@ class AlertEngine:
         if self.settings.stale.enabled:
             self._stale(self.settings.stale, obs, changes)
         self._ingest_lag(obs, changes)
+        self._dead_letter_storm(obs, changes)
         return changes
 
     def drift_statistic(self) -> tuple[float, float] | None:
@@ -335,6 +343,30 @@ class AlertEngine:
                        changes)
         elif verdict == "resolve":
             self._resolve("ingest_lag", obs.now_ms, changes)
+
+    def _dead_letter_storm(self, obs: Observation, changes: list[Alert]) -> None:
+        """DeadLetterStorm: more than :data:`DEAD_LETTER_STORM_PER_MIN` dead letters a minute
+        between evaluations for 2 min; resolves below half that rate for 2 min."""
+        if obs.dead_letters is None:
+            return
+        seen, self._dead_letters_seen = self._dead_letters_seen, (obs.now_ms, obs.dead_letters)
+        if seen is None or obs.now_ms <= seen[0]:
+            return
+        rate = max(obs.dead_letters - seen[1], 0) / (obs.now_ms - seen[0]) * MINUTE_MS
+        limit = DEAD_LETTER_STORM_PER_MIN
+        gate = self.gates.setdefault("dead_letter_storm", Gate())
+        verdict = gate.step(obs.now_ms, rate > limit, rate <= limit / 2,
+                            DEAD_LETTER_STORM_FOR_MS, DEAD_LETTER_STORM_FOR_MS)
+        if verdict == "fire":
+            summary = (
+                f"{rate:,.0f} dead letters a minute at {self.site_id} (limit {limit:,.0f}): a "
+                "gateway sends malformed or unknown-meter readings. Valid readings are still "
+                "stored; /metrics dcpue_dead_letters shows the reasons."
+            )
+            self._fire("DeadLetterStorm", "dead_letter_storm", "warning", summary, {},
+                       obs.now_ms, rate, changes)
+        elif verdict == "resolve":
+            self._resolve("dead_letter_storm", obs.now_ms, changes)
 
     def _fire(
         self, name: str, key: str, severity: str, summary: str, labels: dict[str, str],

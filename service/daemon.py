@@ -479,8 +479,11 @@ class Runtime:
                 )
         figures = {k: f.value for k, f in snapshot.items()} | self.meter_values()
         with self.lock:
-            obs = Observation(now_ms, figures, self.expected, dict(self.last_seen),
-                              self.behind_s(now_ms))
+            obs = Observation(
+                now_ms, figures, self.expected, dict(self.last_seen), self.behind_s(now_ms),
+                None if self.collector is None
+                else sum(self.collector.pipeline.stats.dead_letters.values()),
+            )
             changes = self.engine.evaluate(obs)
             active = list(self.engine.active.values())
             if self.save_each_job:

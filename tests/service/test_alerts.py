@@ -139,3 +139,18 @@ def test_stale_meter_fires_and_resolves_itself():
     resolved = eng.evaluate(Observation(T0 + 7 * minute, {}, None, fresh))
     assert [(a.id, a.status) for a in resolved] == [("hall-a:stale:ups-out", "resolved")]
     assert eng.active == {}
+
+
+def test_dead_letter_storm_fires_after_two_minutes_and_resolves():
+    """Declared: 3,000 dead letters a minute up to minute 4, then 10 a minute. Hand result: the
+    rate (3,000/min) is above the 1,000/min limit from the second evaluation (the first only
+    sets the baseline), so DeadLetterStorm fires at minute 3 (2 min later); at 10/min it is
+    under half the limit and resolves 2 min after the rate fell, at minute 7."""
+    eng = AlertEngine(AlertSettings(drift=DriftSettings(enabled=False),
+                                    stale=StaleSettings(enabled=False)), "s", [], 0)
+    total, seen = 0, []
+    for minute in range(10):
+        total += 3000 if minute <= 4 else 10
+        for a in eng.evaluate(Observation(minute * 60_000, {}, dead_letters=total)):
+            seen.append((minute, a.name, a.status))
+    assert seen == [(3, "DeadLetterStorm", "firing"), (7, "DeadLetterStorm", "resolved")]
