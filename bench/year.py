@@ -70,6 +70,7 @@ def main() -> None:
     started = time.perf_counter()
     for day in range(args.days):
         store.append(day_batch(ids, kw, day))
+        store.maintain()  # as the collector's pipeline does every minute
     took = time.perf_counter() - started
     raw = duckdb.connect()
     raw.execute("CREATE TABLE r (meter VARCHAR, ts BIGINT, value DOUBLE)")

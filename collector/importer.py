@@ -268,6 +268,7 @@ def import_csv(
         for accepted, letters, rows in importer.chunks(chunk_rows):
             stats.added += store.append(accepted)
             store.add_dead_letters(letters)
+            store.maintain()  # hot rows into sorted month tables, as the live pipeline does
             _count(stats, accepted, letters, rows)
             bar.update(rows)
     return stats

@@ -67,6 +67,7 @@ def simulate_into(
     for cols in fast_forward(twin, days, chunk_days=chunk_days, progress=progress):
         generated += len(cols)
         added += store.append(cols)
+        store.maintain()  # hot rows into sorted month tables, as the collector's pipeline does
         if len(cols):
             first, last = min(first, int(cols.ts_ms.min())), max(last, int(cols.ts_ms.max()))
     return RunSummary(generated, added, first, last)
