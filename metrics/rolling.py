@@ -40,6 +40,7 @@ from dcpue.config.topology import MeterKind
 from dcpue.core.figures import Figure
 from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import Store
+from dcpue.metrics import rollups
 from dcpue.metrics.balance import (
     BalanceTopology,
     EnergyBalance,
@@ -326,14 +327,40 @@ class RollingCalculator:
     def from_store(
         cls, site: Site, store: Store, now_ms: int, clock: Callable[[], int] | None = None
     ) -> RollingCalculator:
-        """Rebuild the calculator from the store's readings up to ``now_ms`` (after a restart)."""
+        """Rebuild the calculator from the store up to ``now_ms`` (after a restart): the hours
+        before the minute ring's reach from the hourly rollups (brought up to date first, see
+        :mod:`dcpue.metrics.rollups`), the rest from the raw readings. A year of 500 meters
+        then reads 4.4 M hour rows and one day of raw samples instead of 262.8 M samples."""
         calc = cls(site, store, clock)
-        span = calc._span_ms + int(calc._max_gap_ms)
+        pad = int(calc._max_gap_ms)
+        start = now_ms - calc._span_ms - pad
+        raw_from: int | None = (now_ms - calc._minutes.size * MINUTE_MS) // HOUR_MS * HOUR_MS
+        if raw_from is not None and raw_from > start + HOUR_MS:
+            rollups.catch_up(site, store)
+            calc._restore_hours(store, start // HOUR_MS * HOUR_MS, raw_from)
+        else:
+            raw_from = None
         for mid, meter in calc.topology.meters.items():
-            iv = stored_meter_intervals(site, store, meter, now_ms - span, now_ms + 1,
-                                        with_power=False)
-            calc._add(calc._row[mid], iv, None)
+            first = start if raw_from is None else raw_from - pad
+            iv = stored_meter_intervals(site, store, meter, first, now_ms + 1, with_power=False)
+            calc._add(calc._row[mid], iv, raw_from)
         return calc
+
+    def _restore_hours(self, store: Store, start_ms: int, end_ms: int) -> None:
+        """Fill the hour ring's buckets ``[start_ms, end_ms)`` (whole hours) and the events of
+        that span from the rollups."""
+        ring = self._hours
+        ring.advance((end_ms - 1) // HOUR_MS)
+        found = rollups.events(store, self._ids, start_ms, end_ms)
+        for mid, h in rollups.hourly(store, self._ids, start_ms, end_ms).items():
+            row = self._row[mid]
+            k = h.hour_ms // HOUR_MS
+            keep = k > ring.head - ring.size
+            idx = k[keep] % ring.size
+            ring.amount[row, idx] = h.amount[keep]
+            ring.measured[row, idx] = h.measured_ms[keep]
+            ring.known[row, idx] = h.known_ms[keep]
+            self._events[row] = list(found.get(mid, ()))
 
     # -- reading ----------------------------------------------------------------------------
     def balance(self, window: str, now_ms: int | None = None) -> EnergyBalance:
