@@ -225,14 +225,17 @@ def read_toml(path: Path) -> dict:
 
 
 def parse_site(data: dict, source: str = "<memory>", base_dir: Path | None = None) -> Site:
-    """Validate a site document; relative store (and EnergyPlus model) paths are resolved
-    against ``base_dir``."""
+    """Validate a site document; relative store, EnergyPlus model and hourly-factor paths
+    are resolved against ``base_dir``."""
     site = validated(Site, data, source)
     if base_dir is not None and not site.store.path.is_absolute():
         site.store.path = base_dir / site.store.path
     eplus = site.twin.energyplus
     if base_dir is not None and eplus.model is not None and not eplus.model.is_absolute():
         eplus.model = base_dir / eplus.model
+    factors = site.carbon.hourly_factors_csv
+    if base_dir is not None and factors is not None and not factors.is_absolute():
+        site.carbon.hourly_factors_csv = base_dir / factors
     return site
 
 

@@ -79,3 +79,19 @@ def test_pue_json_ref_is_at_most_one(site_file, capsys):
     assert figs["ref"]["value"] == pytest.approx(1.0)
     # kgCO2/kWh: the grid electricity inside only, at the hourly factor (0.2), not the flat 0.5
     assert figs["cue"]["value"] == pytest.approx(0.2 * 12.5 / 40)
+
+
+async def test_daemon_rolling_cue_uses_the_hourly_factors(site_file):
+    """The daemon's rolling cue.1h (service.daemon.Runtime fed from the store) uses the
+    configured hourly factors like ``dcpue pue``: 0.2 x 12.5 / 40 kgCO2/kWh, not 0.5 x ..."""
+    from dcpue.config import load_site
+    from dcpue.service.daemon import Runtime
+
+    site = load_site(site_file)
+    now = T0 + 24 * 3_600_000
+    with Store(site.store.path) as store:
+        runtime = Runtime(site, store, lambda: now)
+        await runtime.run_job("write_back", now)
+        cue = runtime.figures(now)["cue.1h"]
+    assert cue.value == pytest.approx(0.2 * 12.5 / 40)
+    assert "0.2 all day" in (cue.factor_source or "")
