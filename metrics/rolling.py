@@ -334,16 +334,15 @@ class RollingCalculator:
         calc = cls(site, store, clock)
         pad = int(calc._max_gap_ms)
         start = now_ms - calc._span_ms - pad
-        raw_from: int | None = (now_ms - calc._minutes.size * MINUTE_MS) // HOUR_MS * HOUR_MS
-        if raw_from is not None and raw_from > start + HOUR_MS:
+        raw_from = (now_ms - calc._minutes.size * MINUTE_MS) // HOUR_MS * HOUR_MS
+        from_rollups = raw_from > start + HOUR_MS
+        if from_rollups:
             rollups.catch_up(site, store)
             calc._restore_hours(store, start // HOUR_MS * HOUR_MS, raw_from)
-        else:
-            raw_from = None
         for mid, meter in calc.topology.meters.items():
-            first = start if raw_from is None else raw_from - pad
+            first = raw_from - pad if from_rollups else start
             iv = stored_meter_intervals(site, store, meter, first, now_ms + 1, with_power=False)
-            calc._add(calc._row[mid], iv, raw_from)
+            calc._add(calc._row[mid], iv, raw_from if from_rollups else None)
         return calc
 
     def _restore_hours(self, store: Store, start_ms: int, end_ms: int) -> None:

@@ -118,11 +118,13 @@ def _hour_rows(mid: str, iv: Intervals, lo: int, n: int) -> tuple[pd.DataFrame, 
         "measured_ms": measured[keep], "known_ms": known[keep],
         **{name: c[keep] for name, c in counts.items()},
     })
-    events = [
-        (mid, int(h), e.ts_ms, e.kind, e.before, e.after, e.counted, e.start_ms)
+    hi = lo + n * HOUR_MS
+    events = [  # each event in the hours it concerns: from its interval's start to its sample
+        (mid, h, e.ts_ms, e.kind, e.before, e.after, e.counted, e.start_ms)
         for e in iv.events
-        for h in hours
-        if e.inside(int(h), int(h) + HOUR_MS)
+        for h in range(max(floor_hour(e.ts_ms if e.start_ms is None else e.start_ms), lo),
+                       min(e.ts_ms + 1, hi), HOUR_MS)
+        if e.inside(h, h + HOUR_MS)
     ]
     return rows, pd.DataFrame(events, columns=_EVENT_COLUMNS).astype({"start_ms": "Int64"})
 

@@ -55,6 +55,8 @@ def test_rollup_window_equals_the_raw_path_with_a_gap_and_a_rollover(site):
     assert from_hours.meter_energy["chiller-1"].coverage == pytest.approx(
         raw.meter_energy["chiller-1"].coverage, rel=1e-9)
     assert from_hours.meter_energy["grid-main"].rollovers == 1
+    assert from_hours.meter_energy["grid-main"].events == raw.meter_energy["grid-main"].events
+    assert any(e.kind == "rollover" for e in raw.meter_energy["grid-main"].events)
     assert from_hours.meter_energy["chiller-1"].coverage < 1.0
 
 
