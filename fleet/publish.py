@@ -177,7 +177,7 @@ def recompute(
     still_pending = final  # hours from ``final`` on wait for their readings
     computed = changed = 0
     if end > first:
-        rollups.refresh(site, store, first, end)
+        rollups.catch_up(site, store)  # the hours any new reading touched, once
         terms = terms_from_balances(rollups.hourly_balances(site, store, first, end))
         computed = len(terms)
         old = _ledger(store, first, end)
