@@ -41,8 +41,8 @@ def latest_end(site: Site, store: Store) -> int | None:
     None when the store holds no reading of the balance's meters."""
     from dcpue.metrics.balance import BalanceTopology
 
-    ranges = [store.time_range(m) for m in BalanceTopology.from_site(site).all_meters]
-    ends = [r[1] for r in ranges if r is not None]
+    newest = store.last_ts_by_meter()  # one pass over the newest months, not one per meter
+    ends = [newest[m] for m in BalanceTopology.from_site(site).all_meters if m in newest]
     if not ends:
         return None
     return max(min(ends), max(ends) - int(site.calculator.max_gap_s * 1000))
