@@ -10,9 +10,9 @@ import os
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dcpue.collector.jsonpath import JsonPathError, compile_path
 from dcpue.config.base import Section
 from dcpue.config.modbus import ModbusSettings
+from dcpue.core.jsonpath import JsonPathError, compile_path
 from dcpue.core.units import SANITY_RANGES
 from pydantic import Field, field_validator, model_validator
 

@@ -17,7 +17,7 @@ from dcpue import __version__
 
 #: Modules that contribute sub-commands through ``register(subparsers)``.
 COMMAND_MODULES = (
-    "dcpue.config.cli",
+    "dcpue.service.check_cli",
     "dcpue.twin.cli",
     "dcpue.collector.cli",
     "dcpue.collector.import_cli",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from dcpue.config.calculator import window_ms
+from dcpue.config.factors import site_hourly_factors
 from dcpue.config.site import Site
 from dcpue.config.topology import MeterKind
 from dcpue.core.figures import Figure
@@ -61,6 +62,7 @@ from dcpue.metrics.energy import (
 )
 from dcpue.metrics.events import record_events, replacements
 from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.provenance import Origin, stored_origin
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -393,9 +395,19 @@ class RollingCalculator:
         """Every metric over every window, keyed ``<metric>.<window>`` (e.g. ``pue.1h``)."""
         out: dict[str, Figure] = {}
         for w in self._windows:
-            figures = site_indicators(self.site, self.balance(w.name, now_ms))
+            balance = self.balance(w.name, now_ms)
+            figures = site_indicators(self.site, balance, self.origin(balance))
             out.update({f"{name}.{w.name}": fig for name, fig in figures.items()})
         return out
+
+    def origin(self, balance: EnergyBalance) -> Origin | None:
+        """Where the window's facility energy came from (battery provenance, hourly factors;
+        :func:`dcpue.metrics.provenance.stored_origin`, read from the store), or None without
+        a store, a battery or hourly factors."""
+        if self._source is None:
+            return None
+        return stored_origin(self.site, self._source, balance.start_ms, balance.end_ms,
+                             site_hourly_factors(self.site))
 
     def write_back(self, now_ms: int | None = None) -> int:
         """Append the sufficient figures to the store as ``metric.<name>.<window>`` readings.
