@@ -13,6 +13,7 @@ runner (``service/remote_cli.py``, ``POST /api/cli`` runs ``dcpue.cli.main``) im
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import tomllib
 from pathlib import Path
@@ -66,8 +67,9 @@ def layer_of(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] in FOLDERS else ENTRY
 
 
+@functools.cache
 def edges() -> dict[str, dict[str, set[str]]]:
-    """folder -> imported folder -> the files importing it."""
+    """folder -> imported folder -> the files importing it (parsed once per test run)."""
     out: dict[str, dict[str, set[str]]] = {f: {} for f in FOLDERS}
     for folder, path in FOLDERS.items():
         for file in sorted(path.rglob("*.py")):

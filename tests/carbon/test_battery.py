@@ -7,7 +7,7 @@ round-trip efficiency 0.9): facility 50 kW and IT 40 kW all day (PUE 1.25).
   battery, no grid) and 21:00-24:00 the battery discharges 30 kW (90 kWh) and grid gives 20 kW.
   Flat grid factor 0.5 kgCO2/kWh.
 - ``grid`` day: grid 50 kW, except 02:00-03:00 grid 150 kW (100 into the battery) and
-  14:00-17:00 discharge 30 kW with grid 20 kW. Hourly factors 0.3 at 02:00, 0.6 otherwise.
+  21:00-24:00 discharge 30 kW with grid 20 kW. Hourly factors 0.3 at 02:00, 0.6 otherwise.
 
 Computed by dcpue and hand-worked here (the ledger: PV charged is PV when discharged, grid
 charged carries its charge hour's factor; 90 kWh out of 100 in at efficiency 0.9 empties it):
@@ -17,8 +17,8 @@ charged carries its charge hour's factor; 90 kWh out of 100 in at efficiency 0.9
   PV inside 90 kWh, REF = 90 / 150 = 0.6;
 - its whole day: electricity 1.2 MWh = PV 0.14 (50 direct + 90 stored) + grid 1.06; Scope 2
   location-based 1.06 x 0.5 = 0.53 t; renewable share 0.14 / 1.2 = 11.67 %;
-- afternoon 14:00-17:00 of the ``grid`` day: 60 kWh grid at 0.6 + 90 kWh stored at 0.3 =
-  63 kg, CUE = 63 / 120 = 0.525 (at the discharge hour's factor: 0.75);
+- night 21:00-24:00 of the ``grid`` day: 60 kWh grid at 0.6 + 90 kWh stored at 0.3 = 63 kg,
+  CUE = 63 / 120 = 0.525 (at the discharge hours' factor: 0.75), PV inside 0;
 - its whole day: grid 1.2 MWh; Scope 2 = (1000 x 0.6 + 50 x 0.3 + 60 x 0.6 + 90 x 0.3) kg
   = 0.678 t (without the 90 kWh through the battery: 0.651).
 """
@@ -47,7 +47,7 @@ def profile(kind: str) -> dict[str, np.ndarray]:
         kw["grid-main"][21:24], kw["bat-out"][21:24] = 20.0, 30.0
     else:
         kw["grid-main"][2], kw["bat-in"][2] = 150.0, 100.0
-        kw["grid-main"][14:17], kw["bat-out"][14:17] = 20.0, 30.0
+        kw["grid-main"][21:24], kw["bat-out"][21:24] = 20.0, 30.0
     return kw
 
 
@@ -103,8 +103,7 @@ def pue_json(path, capsys, window: str) -> dict:
 
 
 def test_pue_json_over_the_discharge(site_file, capsys):
-    """The latest 3 h (21:00-24:00): CUE, PV inside and REF from the ledger (the grid day's
-    afternoon and 1 h windows are checked through the pure core below)."""
+    """The latest 3 h (21:00-24:00): CUE, PV inside and REF from the ledger."""
     kind, path = site_file
     figs = pue_json(path, capsys, "3h")
     assert figs["pue"]["value"] == pytest.approx(1.25)
@@ -112,8 +111,8 @@ def test_pue_json_over_the_discharge(site_file, capsys):
         assert figs["cue"]["value"] == pytest.approx(0.5 * 60 / 120)
         assert figs["pv_inside"]["value"] == pytest.approx(90.0)
         assert figs["ref"]["value"] == pytest.approx(0.6)
-    else:  # 21:00-24:00 of the grid day: no battery activity, grid at 0.6
-        assert figs["cue"]["value"] == pytest.approx(0.6 * 150 / 120)
+    else:
+        assert figs["cue"]["value"] == pytest.approx((60 * 0.6 + 90 * 0.3) / 120)
         assert figs["pv_inside"]["value"] == pytest.approx(0.0)
         assert figs["ref"]["value"] == pytest.approx(0.0)
 
@@ -141,7 +140,8 @@ def test_report_json_day(site_file, capsys):
 async def test_daemon_rolling_figures_follow_the_ledger(site_file):
     """The daemon's rolling figures (service.daemon.Runtime fed from the store) over the last
     hour, 23:00-24:00: on the PV day grid 20 kWh at 0.5 of facility 50, IT 40, so cue.1h =
-    0.25 and ref.1h = 30 / 50 = 0.6; on the grid day 50 kWh at 0.6: cue.1h = 0.75."""
+    0.25 and ref.1h = 30 / 50 = 0.6; on the grid day 20 kWh at 0.6 + 30 kWh charged at 0.3:
+    cue.1h = 21 / 40 = 0.525."""
     from dcpue.config import load_site
     from dcpue.core.store import Store
     from dcpue.service.daemon import Runtime
@@ -158,7 +158,7 @@ async def test_daemon_rolling_figures_follow_the_ledger(site_file):
         assert figures["ref.1h"].value == pytest.approx(0.6)
         assert "provenance ledger" in (figures["cue.1h"].factor_source or "")
     else:
-        assert figures["cue.1h"].value == pytest.approx(0.75)
+        assert figures["cue.1h"].value == pytest.approx((20 * 0.6 + 30 * 0.3) / 40)
         assert "0.3 at 02:00" in (figures["cue.1h"].factor_source or "")
 
 
@@ -191,11 +191,14 @@ def test_ledger_grid_charged_at_night_carries_the_charge_hour_factor():
     factor = np.full(24, 0.6)
     factor[2] = 0.3
     origins = ledger(steps("grid", factor), efficiency=0.9)
-    afternoon = window_origin(origins, DAY0 + 14 * HOUR, DAY0 + 17 * HOUR)
-    assert afternoon.grid_stored_kwh == pytest.approx(90.0)
-    assert afternoon.grid_kg == pytest.approx(60 * 0.6 + 90 * 0.3)
-    assert afternoon.grid_kg / 120.0 == pytest.approx(0.525)
-    assert afternoon.unknown_stored_kwh == pytest.approx(0.0)
+    night = window_origin(origins, DAY0 + 21 * HOUR, DAY0 + 24 * HOUR)
+    assert night.grid_stored_kwh == pytest.approx(90.0)
+    assert night.grid_kg == pytest.approx(60 * 0.6 + 90 * 0.3)
+    assert night.grid_kg / 120.0 == pytest.approx(0.525)
+    assert night.unknown_stored_kwh == pytest.approx(0.0)
+    charge = window_origin(origins, DAY0 + 2 * HOUR, DAY0 + 3 * HOUR)  # 50 of 150 kWh inside
+    assert charge.grid_inside_kwh == pytest.approx(50.0)
+    assert charge.grid_kg == pytest.approx(50 * 0.3)
 
 
 def test_ledger_losses_and_unknown_discharge_are_bounded():
