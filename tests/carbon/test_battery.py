@@ -28,6 +28,8 @@ import json
 import numpy as np
 import pytest
 from dcpue.metrics.provenance import BusSteps, ledger, step_edges, window_origin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dcpue.cli import main
 
@@ -232,3 +234,28 @@ def test_ledger_shares_pv_with_outside_loads_and_keeps_ref_at_most_one():
 def test_step_edges_cut_hours_at_window_edges():
     edges = step_edges(0, 3 * HOUR, (HOUR + 1_800_000,))
     assert edges.tolist() == [0, HOUR, HOUR + 1_800_000, 2 * HOUR, 3 * HOUR]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(*(st.floats(0, 500) for _ in range(6)), st.floats(0, 1)),
+                min_size=1, max_size=48),
+       st.floats(0.5, 1.0))
+def test_ledger_never_claims_more_than_it_was_given(rows, efficiency):
+    """Any bus steps (grid, export, PV, charge, discharge, outside loads in kWh, factor):
+    the facility's origins add up to its energy, PV inside never exceeds facility energy (REF
+    <= 1) nor the PV generated, PV through the battery never exceeds the PV charged, and the
+    emissions lie between 0 and the grid energy x the highest factor."""
+    a = np.array(rows, dtype=float)
+    t0 = HOUR * np.arange(len(a), dtype=np.int64)
+    s = BusSteps(t0, t0 + HOUR, *(a[:, k] for k in range(6)), a[:, 6], np.ones(len(a), bool))
+    o = ledger(s, efficiency)
+    facility = np.maximum(s.grid_import - s.grid_export + s.pv_generation
+                          + s.battery_discharge - s.battery_charge - s.outside_boundary, 0.0)
+    parts = o.pv_direct + o.pv_stored + o.grid_direct + o.grid_stored + o.unknown_stored
+    assert np.allclose(parts, facility, atol=1e-6)
+    assert np.all(o.pv_direct + o.pv_stored <= facility + 1e-6)
+    total = window_origin(o, 0, int(t0[-1]) + HOUR)
+    assert total.pv_direct_kwh <= float(np.maximum(s.pv_generation - s.grid_export, 0).sum()) + 1e-6
+    assert total.pv_stored_kwh <= float(s.pv_generation.sum()) + 1e-6
+    grid = total.grid_inside_kwh
+    assert -1e-9 <= total.grid_kg <= grid * float(s.factor.max()) + 1e-6
