@@ -22,8 +22,15 @@ Time rules:
   milliseconds; a year: ~0.5 M samples, about a second). Without a store late readings are
   ignored and counted in ``ignored_stale``.
 
-A meter with ``also = ["power"]`` is followed through its counter only here (its energy is
-still counted once); the direct balance also fills the counter's unknown time from its power.
+A counter with ``also = ["power"]`` follows the engine's one rule here too (counter preferred,
+its power readings only for the time the counter's energy is unknown: a jump or swap interval,
+after its last sample), the same call :func:`dcpue.metrics.balance.energy_balance` makes: with
+a store, each batch of such a meter rebuilds its buckets from the store from the hour of its
+last counter sample (less ``max_gap_s``) on, so a provisional power fill after the counter's
+last sample is replaced once the counter reports again. Cost per batch: one store read of that
+meter's samples from ``max(6 h, max_gap_s)`` before that hour on (a few hundred samples at one a
+minute). Without a store it is followed through its counter only (its energy still counted
+once).
 """
 
 from __future__ import annotations
@@ -42,12 +49,14 @@ from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import Store
 from dcpue.metrics import rollups
 from dcpue.metrics.balance import (
+    LOOKAROUND_MS,
     BalanceTopology,
     EnergyBalance,
     balance_from_energies,
     canonical_values,
     counter_rules,
     meter_intervals,
+    read_meter,
     stored_meter_intervals,
 )
 from dcpue.metrics.energy import (
@@ -132,6 +141,24 @@ class _Ring:
         for arr, add in zip(self.arrays, totals, strict=True):
             arr[row, idx] += add
 
+    def changed(
+        self, row: int, old_head: int, old: list[np.ndarray], before_ms: int
+    ) -> tuple[int, int] | None:
+        """Span (ms) of one meter's buckets ending by ``before_ms`` that differ from ``old``
+        (its arrays when the newest bucket was ``old_head``), None when none does."""
+        k_lo = max(self.head, old_head) - self.size + 1
+        k_hi = min(old_head, before_ms // self.step_ms - 1)
+        if old_head < 0 or k_hi < k_lo:
+            return None
+        ks = np.arange(k_lo, k_hi + 1)
+        idx = ks % self.size
+        diff = np.zeros(len(ks), bool)
+        for arr, prev in zip(self.arrays, old, strict=True):
+            diff |= ~np.isclose(arr[row, idx], prev[idx], rtol=1e-12, atol=1e-9)
+        hit = ks[diff]
+        return None if len(hit) == 0 else (int(hit[0]) * self.step_ms,
+                                           int(hit[-1] + 1) * self.step_ms)
+
     def window(self, end_k: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-meter amount, measured ms and known ms over buckets ``[end_k - n, end_k)``
         still retained."""
@@ -200,9 +227,20 @@ class RollingCalculator:
             replacements(store, m) if store is not None and m.kind is MeterKind.COUNTER else ()
             for m in self.topology.meters.values()
         ]
+        #: Counters whose power readings fill their unknown time (``also = ["power"]``), and
+        #: each one's newest counter and power sample fed (ms).
+        self._fills = np.array([m.kind is MeterKind.COUNTER and "power" in m.also
+                                for m in self.topology.meters.values()], dtype=bool)
+        self._counter_ts = np.full(n_meters, _NEVER, dtype=np.int64)
+        self._power_ts = np.full(n_meters, _NEVER, dtype=np.int64)
+        #: Span (ms) whose buckets changed under already-computed windows since the last
+        #: write-back (late data, a backfill, a lagging meter): its stored figures are rewritten.
+        self._dirty: tuple[int, int] | None = None
+        self._written_end = _NEVER  # newest window end written back
         self.ignored_stale = 0
         self.ignored_future = 0
         self.recomputed = 0
+        self.rewritten = 0
 
     # -- feeding ----------------------------------------------------------------------------
     @property
@@ -234,15 +272,55 @@ class RollingCalculator:
             meter = self.topology.meters.get(str(mid))
             if meter is None:
                 continue
-            take = order[bounds[code]:bounds[code + 1]]
-            take = take[cols.quantity[take] == meter.quantity]
-            future = cols.ts_ms[take] > limit
+            mine = order[bounds[code]:bounds[code + 1]]
+            future = cols.ts_ms[mine] > limit
             if future.any():
-                self.ignored_future += int(np.count_nonzero(future))
-                take = take[~future]
+                self.ignored_future += int(np.count_nonzero(
+                    future & np.isin(cols.quantity[mine], meter.quantities)))
+                mine = mine[~future]
+            take = mine[cols.quantity[mine] == meter.quantity]
             values = canonical_values(cols.value[take], cols.unit[take], meter.quantity)
+            row = self._row[meter.id]
+            if self._fills[row] and self._source is not None:
+                power = mine[cols.quantity[mine] == "power"]
+                used += self._update_filled(row, cols.ts_ms[take], values, cols.ts_ms[power])
+                continue
             used += self.update_series(meter.id, cols.ts_ms[take], values)
         return used
+
+    def _update_filled(
+        self, row: int, ts_ms: np.ndarray, values: np.ndarray, power_ts: np.ndarray
+    ) -> int:
+        """Feed a counter with ``also = ["power"]`` (its readings are in the store): rebuild
+        its buckets from its last counter sample (or the earliest new reading, if older) on,
+        through the engine's fill rule (see the module docstring)."""
+        ts = ts_ms[np.isfinite(values)]
+        if len(ts) + len(power_ts) == 0:
+            return 0
+        if self._counter_ts[row] == _NEVER and self._last_ts[row] != _NEVER:
+            self._counter_ts[row] = self._stored_counter_ts(row)  # after a restart
+        firsts = [int(a.min()) for a in (ts, power_ts) if len(a)]
+        late = (len(ts) and int(ts.min()) <= self._counter_ts[row]) or (
+            len(power_ts) and int(power_ts.min()) <= self._power_ts[row])
+        held = self._counter_ts[row]
+        from_ms = min([*firsts, *([int(held)] if held != _NEVER else [])])
+        if len(ts):
+            self._counter_ts[row] = max(self._counter_ts[row], int(ts.max()))
+        if len(power_ts):
+            self._power_ts[row] = max(self._power_ts[row], int(power_ts.max()))
+        # counted as a recompute when late, or when a power fill after the counter's last
+        # sample was replaced under windows already computed
+        if self._rebuild(row, from_ms) or late:
+            self.recomputed += 1
+        return len(ts) + len(power_ts)
+
+    def _stored_counter_ts(self, row: int) -> int:
+        """Newest stored counter sample of a meter up to its newest reading fed (ms)."""
+        assert self._source is not None
+        meter = self.topology.meters[self._ids[row]]
+        last = int(self._last_ts[row])
+        ts, _ = read_meter(self._source, meter, last - LOOKAROUND_MS, last + 1)
+        return int(ts[-1]) if len(ts) else last - LOOKAROUND_MS
 
     def update_series(self, meter_id: str, ts_ms: np.ndarray, values: np.ndarray) -> int:
         """Add one meter's samples (canonical unit: kWh, kW or m3); returns how many were used.
@@ -280,8 +358,13 @@ class RollingCalculator:
                                ceiling_kw=self._history_ceiling(row),
                                replacements=self._replacements[row])
 
-    def _add(self, row: int, iv: Intervals, from_ms: int | None) -> None:
-        """Split ``iv`` over both rings and take over its state and events."""
+    def _add(self, row: int, iv: Intervals, from_ms: int | None, mark: bool = True) -> None:
+        """Split ``iv`` over both rings and take over its state and events; with ``mark``, a
+        split reaching before the newest window end written back marks it for a rewrite."""
+        if mark and len(iv):
+            first = int(iv.t0[0]) if from_ms is None else max(int(iv.t0[0]), from_ms)
+            if first < self._written_end:
+                self._mark(first, int(iv.t1[-1]))
         if len(iv):
             self._minutes.add(row, iv, from_ms)
             self._hours.add(row, iv, from_ms)
@@ -311,17 +394,48 @@ class RollingCalculator:
         store (after late readings or a backfill)."""
         if self._source is None:
             raise ValueError("recompute needs a store: RollingCalculator(site, store)")
-        row = self._row[meter_id]
-        meter = self.topology.meters[meter_id]
+        self._rebuild(self._row[meter_id], from_ms)
+        self.recomputed += 1
+
+    def _rebuild(self, row: int, from_ms: int) -> bool:
+        """Rebuild one meter's buckets from the hour holding ``from_ms - max_gap_s`` on from the
+        store (samples from ``max(6 h, max_gap_s)`` before it, as the direct balance reads).
+
+        Marks for :meth:`write_back` the span whose buckets (before the meter's previous
+        newest reading) or events changed, and, when the meter lagged behind windows already
+        written, the span after its previous newest reading; returns whether anything
+        before that reading changed."""
+        assert self._source is not None
+        meter = self.topology.meters[self._ids[row]]
         pad = int(self._max_gap_ms)
         start = (from_ms - pad) // HOUR_MS * HOUR_MS
-        iv = stored_meter_intervals(self.site, self._source, meter, start - pad, 2**62,
-                                    self._history_ceiling(row), with_power=False)
-        for ring in (self._minutes, self._hours):
+        iv = stored_meter_intervals(self.site, self._source, meter,
+                                    start - max(pad, LOOKAROUND_MS), 2**62,
+                                    self._history_ceiling(row))
+        rings = (self._minutes, self._hours)
+        old = [(ring.head, [arr[row].copy() for arr in ring.arrays]) for ring in rings]
+        events, newest = list(self._events[row]), int(self._last_ts[row])
+        for ring in rings:
             ring.clear_from(row, start)
-        self._events[row] = [e for e in self._events[row] if e.ts_ms < start]
-        self._add(row, iv, start)
-        self.recomputed += 1
+        self._events[row] = [e for e in events if e.ts_ms < start]
+        self._add(row, iv, start, mark=False)
+        spans = [span for ring, (head, arrays) in zip(rings, old, strict=True)
+                 if (span := ring.changed(row, head, arrays, newest)) is not None]
+        moved = {e for e in events if e.ts_ms >= start} ^ {
+            e for e in self._events[row] if e.ts_ms >= start}
+        if moved:
+            spans.append((min(e.ts_ms if e.start_ms is None else e.start_ms for e in moved),
+                          max(e.ts_ms for e in moved) + 1))
+        if spans:
+            self._mark(min(s[0] for s in spans), max(s[1] for s in spans))
+        if newest != _NEVER and newest < self._written_end:
+            self._mark(newest, int(self._written_end))
+        return bool(spans)
+
+    def _mark(self, start_ms: int, end_ms: int) -> None:
+        """Widen the span whose written-back figures :meth:`write_back` checks next."""
+        lo, hi = self._dirty or (start_ms, end_ms)
+        self._dirty = (min(lo, start_ms), max(hi, end_ms))
 
     @classmethod
     def from_store(
@@ -341,7 +455,7 @@ class RollingCalculator:
             calc._restore_hours(store, start // HOUR_MS * HOUR_MS, raw_from)
         for mid, meter in calc.topology.meters.items():
             first = raw_from - pad if from_rollups else start
-            iv = stored_meter_intervals(site, store, meter, first, now_ms + 1, with_power=False)
+            iv = stored_meter_intervals(site, store, meter, first, now_ms + 1)
             calc._add(calc._row[mid], iv, raw_from if from_rollups else None)
         return calc
 
