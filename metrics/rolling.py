@@ -57,12 +57,14 @@ from dcpue.metrics.balance import (
     counter_rules,
     meter_intervals,
     read_meter,
+    stored_intervals,
     stored_meter_intervals,
 )
 from dcpue.metrics.energy import (
     CounterEvent,
     Intervals,
     MeterEnergy,
+    accumulated_all,
     bucket_totals,
     clean_series,
     derived_ceiling_kw,
@@ -512,10 +514,14 @@ class RollingCalculator:
         return out
 
     def write_back(self, now_ms: int | None = None) -> int:
-        """Append the sufficient figures to the store as ``metric.<name>.<window>`` readings.
+        """Append the sufficient figures to the store as ``metric.<name>.<window>`` readings,
+        and rewrite the ones already written that late data changed.
 
         Each reading is stamped at its window's end; returns the number of rows added (the
         store ignores a (meter, quantity, ts) it already holds, so calling twice is harmless).
+        When late readings, a backfill or a lagging meter changed buckets under windows
+        already written back (:meth:`_rebuild` marks the span), the stored rows of every window
+        overlapping that span are recomputed from the store (:meth:`rewrite`).
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
@@ -525,7 +531,96 @@ class RollingCalculator:
             for key, fig in self.snapshot(now_ms).items()
             if fig.value is not None
         ]
-        return self.store.append(rows)
+        added = self.store.append(rows)
+        if self._dirty is not None and self._source is not None:
+            self.rewritten += self.rewrite(*self._dirty)
+        self._dirty = None
+        self._written_end = max([self._written_end, *(r.ts_ms for r in rows)])
+        return added
+
+    def rewrite(self, start_ms: int, end_ms: int) -> int:
+        """Recompute the stored ``metric.*`` rows of every window overlapping ``[start_ms,
+        end_ms)`` (UTC ms) from the store through the engine, as ``dcpue pue`` computes
+        them, and replace those whose value changed (relative 1e-9); a row whose window now
+        has no figure (insufficient data, a data-quality error) is deleted. Returns the rows
+        replaced or deleted; an unchanged span changes nothing.
+
+        Windows up to a day are recomputed from the raw readings of the span (plus 6 h),
+        longer ones from the hourly rollups (brought up to date first). Cost: one balance
+        per stored row ending in ``(start_ms, end_ms + window)``: a day's backfill written
+        back every minute is ~2,900 rows per window of up to a day, ~50 per longer window.
+        CUE rows are left alone when hourly grid factors are configured (the daemon weights
+        them per window, which the calculator cannot).
+        """
+        assert self._source is not None
+        store, changed = self._source, 0
+        hourly_factors = self.site.carbon.hourly_factors_csv is not None
+        for w in self._windows:
+            stored = {
+                name: store.series(f"metric.{name}.{w.name}", name, start_ms + 1,
+                                   end_ms + w.length_ms)
+                for name in METRIC_UNITS if not (hourly_factors and name == "cue")
+            }
+            ends = np.unique(np.concatenate([s.ts_ms for s in stored.values()]))
+            if len(ends) == 0:
+                continue
+            figures = dict(zip(ends.tolist(), (site_indicators(self.site, b)
+                                               for b in self._past_balances(w, ends)),
+                               strict=True))
+            for name, s in stored.items():
+                new = [figures[int(t)][name].value for t in s.ts_ms]
+                stale = np.array([v is None or not np.isclose(v, old, rtol=1e-9, atol=0.0)
+                                  for v, old in zip(new, s.value, strict=True)], dtype=bool)
+                if not stale.any():
+                    continue
+                meter = f"metric.{name}.{w.name}"
+                changed += store.delete_readings(meter, name, s.ts_ms[stale])
+                store.append([Reading(int(t), meter, name, float(v), METRIC_UNITS[name])
+                              for t, v, bad in zip(s.ts_ms, new, stale, strict=True)
+                              if bad and v is not None])
+        return changed
+
+    def _past_balances(self, w: _Window, ends: np.ndarray) -> list[EnergyBalance]:
+        """The balance of window ``w`` ending at each of ``ends`` (sorted UTC ms), from the
+        store: raw readings for windows up to a day, hourly rollups for longer ones."""
+        assert self._source is not None
+        store, n = self._source, len(ends)
+        starts = ends - w.length_ms
+        lo, hi = int(starts[0]), int(ends[-1])
+        totals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if w.length_ms <= DAY_MS:
+            _, intervals = stored_intervals(self.site, store, lo, hi)
+            found = {mid: iv.events for mid, iv in intervals.items()}
+            for mid, iv in intervals.items():
+                acc = accumulated_all(iv, np.concatenate((starts, ends)))
+                totals[mid] = tuple(a[n:] - a[:n] for a in acc)  # type: ignore[assignment]
+        else:
+            rollups.catch_up(self.site, store)
+            found = rollups.events(store, self._ids, lo, hi)
+            k_start, k_end = (starts - lo) // HOUR_MS, (ends - lo) // HOUR_MS
+            for mid, h in rollups.hourly(store, self._ids, lo, hi).items():
+                k = (h.hour_ms - lo) // HOUR_MS
+                sums = []
+                for values in (h.amount, h.measured_ms, h.known_ms):
+                    dense = np.zeros((hi - lo) // HOUR_MS)
+                    dense[k] = values
+                    cum = np.concatenate(([0.0], np.cumsum(dense)))
+                    sums.append(cum[k_end] - cum[k_start])
+                totals[mid] = (sums[0], sums[1], sums[2])
+        zero = np.zeros(n)
+        out = []
+        for i in range(n):
+            s, e = int(starts[i]), int(ends[i])
+            energies = {
+                mid: MeterEnergy(mid, float(a[i]), float(m[i]) / w.length_ms,
+                                 events=events_in(found.get(mid, ()), s, e),
+                                 known=float(k[i]) / w.length_ms)
+                for mid in self._ids
+                for a, m, k in (totals.get(mid, (zero, zero, zero)),)
+            }
+            out.append(balance_from_energies(self.topology, energies, s, e,
+                                             min_coverage=self.settings.min_coverage))
+        return out
 
     def _now(self, now_ms: int | None) -> int:
         """The instant windows end at: ``now_ms`` held back to the slowest meter's newest
