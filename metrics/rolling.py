@@ -235,9 +235,12 @@ class RollingCalculator:
                                 for m in self.topology.meters.values()], dtype=bool)
         self._counter_ts = np.full(n_meters, _NEVER, dtype=np.int64)
         self._power_ts = np.full(n_meters, _NEVER, dtype=np.int64)
-        #: Span (ms) whose buckets changed under already-computed windows since the last
-        #: write-back (late data, a backfill, a lagging meter): its stored figures are rewritten.
-        self._dirty: tuple[int, int] | None = None
+        #: Span (ms) whose buckets changed under windows already computed (late data, a
+        #: backfill, a lagging meter), and the window end up to which its stored figures were
+        #: rewritten since: :meth:`write_back` continues from there.
+        self._dirty: tuple[int, int, int] | None = None
+        #: Most stored figures (window ends) one :meth:`write_back` recomputes (~5 ms each).
+        self.rewrite_budget = 500
         self._written_end = _NEVER  # newest window end written back
         self.ignored_stale = 0
         self.ignored_future = 0
@@ -436,8 +439,13 @@ class RollingCalculator:
 
     def _mark(self, start_ms: int, end_ms: int) -> None:
         """Widen the span whose written-back figures :meth:`write_back` checks next."""
-        lo, hi = self._dirty or (start_ms, end_ms)
-        self._dirty = (min(lo, start_ms), max(hi, end_ms))
+        lo, hi, checked = self._dirty or (start_ms, end_ms, start_ms)
+        self._dirty = (min(lo, start_ms), max(hi, end_ms), min(checked, start_ms))
+
+    @property
+    def rewrite_pending(self) -> bool:
+        """Whether stored figures changed by late data are still to be rewritten."""
+        return self._dirty is not None
 
     @classmethod
     def from_store(
@@ -521,7 +529,9 @@ class RollingCalculator:
         store ignores a (meter, quantity, ts) it already holds, so calling twice is harmless).
         When late readings, a backfill or a lagging meter changed buckets under windows
         already written back (:meth:`_rebuild` marks the span), the stored rows of every window
-        overlapping that span are recomputed from the store (:meth:`rewrite`).
+        overlapping that span are recomputed from the store (:meth:`rewrite`), at most
+        ``rewrite_budget`` window ends per call, the earliest first; the next calls go on
+        from there (``rewrite_pending``), so one call never holds the calculator for long.
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
@@ -533,67 +543,90 @@ class RollingCalculator:
         ]
         added = self.store.append(rows)
         if self._dirty is not None and self._source is not None:
-            self.rewritten += self.rewrite(*self._dirty)
-        self._dirty = None
+            lo, hi, checked = self._dirty
+            changed, done_to = self.rewrite(lo, hi, checked, self.rewrite_budget)
+            self.rewritten += changed
+            self._dirty = None if done_to is None else (lo, hi, done_to)
         self._written_end = max([self._written_end, *(r.ts_ms for r in rows)])
         return added
 
-    def rewrite(self, start_ms: int, end_ms: int) -> int:
+    def rewrite(
+        self, start_ms: int, end_ms: int, after_ms: int | None = None,
+        budget: int | None = None,
+    ) -> tuple[int, int | None]:
         """Recompute the stored ``metric.*`` rows of every window overlapping ``[start_ms,
-        end_ms)`` (UTC ms) from the store through the engine, as ``dcpue pue`` computes
-        them, and replace those whose value changed (relative 1e-9); a row whose window now
-        has no figure (insufficient data, a data-quality error) is deleted. Returns the rows
-        replaced or deleted; an unchanged span changes nothing.
+        end_ms)`` (UTC ms) from the store through the engine, as ``dcpue pue`` computes them,
+        and replace those whose value changed (relative 1e-9); a row whose window now has no
+        figure (insufficient data, a data-quality error) is deleted. Rows ending at or
+        before ``after_ms`` are skipped; with ``budget``, at most that many window ends (the
+        earliest) are recomputed. Returns the rows replaced or deleted and the window end
+        the rows were checked up to when the budget stopped short (None: all checked).
 
-        Windows up to a day are recomputed from the raw readings of the span (plus 6 h),
-        longer ones from the hourly rollups (brought up to date first). Cost: one balance
-        per stored row ending in ``(start_ms, end_ms + window)``: a day's backfill written
-        back every minute is ~2,900 rows per window of up to a day, ~50 per longer window.
-        CUE rows are left alone when hourly grid factors are configured (the daemon weights
-        them per window, which the calculator cannot).
+        Windows up to a day are recomputed from one read of the raw readings of their span
+        (plus 6 h), longer ones from the hourly rollups (brought up to date first). CUE rows
+        are left alone when hourly grid factors are configured (the daemon weights them per
+        window, which the calculator cannot).
         """
         assert self._source is not None
         store, changed = self._source, 0
-        hourly_factors = self.site.carbon.hourly_factors_csv is not None
+        after = start_ms if after_ms is None else max(start_ms, after_ms)
+        names = [n for n in METRIC_UNITS
+                 if not (n == "cue" and self.site.carbon.hourly_factors_csv is not None)]
+        stored = {
+            (w.name, name): store.series(f"metric.{name}.{w.name}", name, after + 1,
+                                         end_ms + w.length_ms)
+            for w in self._windows for name in names
+        }
+        todo = sorted({(int(t), w) for (w, _), ser in stored.items() for t in ser.ts_ms})
+        resume = None
+        if budget is not None and len(todo) > budget:
+            resume = todo[budget - 1][0]
+            todo = [(t, w) for t, w in todo if t <= resume]
+        short = [w for w in self._windows if w.length_ms <= DAY_MS]
+        ends = {w.name: np.array(sorted(t for t, name in todo if name == w.name), np.int64)
+                for w in self._windows}
+        spans = [(int(ends[w.name][0]) - w.length_ms, int(ends[w.name][-1]))
+                 for w in short if len(ends[w.name])]
+        raw = stored_intervals(self.site, store, min(s[0] for s in spans),
+                               max(s[1] for s in spans))[1] if spans else {}
+        figures: dict[tuple[str, int], dict[str, Figure]] = {}
         for w in self._windows:
-            stored = {
-                name: store.series(f"metric.{name}.{w.name}", name, start_ms + 1,
-                                   end_ms + w.length_ms)
-                for name in METRIC_UNITS if not (hourly_factors and name == "cue")
-            }
-            ends = np.unique(np.concatenate([s.ts_ms for s in stored.values()]))
-            if len(ends) == 0:
+            if len(ends[w.name]):
+                figures.update({
+                    (w.name, int(e)): site_indicators(self.site, b)
+                    for e, b in zip(ends[w.name], self._past_balances(w, ends[w.name], raw),
+                                    strict=True)})
+        for (window, name), ser in stored.items():
+            rows = [(int(t), old, figures[(window, int(t))][name].value)
+                    for t, old in zip(ser.ts_ms, ser.value, strict=True)
+                    if (window, int(t)) in figures]
+            stale = [(t, new) for t, old, new in rows
+                     if new is None or not np.isclose(new, old, rtol=1e-9, atol=0.0)]
+            if not stale:
                 continue
-            figures = dict(zip(ends.tolist(), (site_indicators(self.site, b)
-                                               for b in self._past_balances(w, ends)),
-                               strict=True))
-            for name, s in stored.items():
-                new = [figures[int(t)][name].value for t in s.ts_ms]
-                stale = np.array([v is None or not np.isclose(v, old, rtol=1e-9, atol=0.0)
-                                  for v, old in zip(new, s.value, strict=True)], dtype=bool)
-                if not stale.any():
-                    continue
-                meter = f"metric.{name}.{w.name}"
-                changed += store.delete_readings(meter, name, s.ts_ms[stale])
-                store.append([Reading(int(t), meter, name, float(v), METRIC_UNITS[name])
-                              for t, v, bad in zip(s.ts_ms, new, stale, strict=True)
-                              if bad and v is not None])
-        return changed
+            meter = f"metric.{name}.{window}"
+            changed += store.delete_readings(meter, name, [t for t, _ in stale])
+            store.append([Reading(t, meter, name, float(new), METRIC_UNITS[name])
+                          for t, new in stale if new is not None])
+        return changed, resume
 
-    def _past_balances(self, w: _Window, ends: np.ndarray) -> list[EnergyBalance]:
+    def _past_balances(
+        self, w: _Window, ends: np.ndarray, raw: dict[str, Intervals]
+    ) -> list[EnergyBalance]:
         """The balance of window ``w`` ending at each of ``ends`` (sorted UTC ms), from the
-        store: raw readings for windows up to a day, hourly rollups for longer ones."""
+        store: the meters' intervals ``raw`` for windows up to a day, hourly rollups for
+        longer ones."""
         assert self._source is not None
         store, n = self._source, len(ends)
         starts = ends - w.length_ms
         lo, hi = int(starts[0]), int(ends[-1])
         totals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if w.length_ms <= DAY_MS:
-            _, intervals = stored_intervals(self.site, store, lo, hi)
-            found = {mid: iv.events for mid, iv in intervals.items()}
-            for mid, iv in intervals.items():
+            found = {mid: iv.events for mid, iv in raw.items()}
+            for mid, iv in raw.items():
                 acc = accumulated_all(iv, np.concatenate((starts, ends)))
-                totals[mid] = tuple(a[n:] - a[:n] for a in acc)  # type: ignore[assignment]
+                totals[mid] = (acc[0][n:] - acc[0][:n], acc[1][n:] - acc[1][:n],
+                               acc[2][n:] - acc[2][:n])
         else:
             rollups.catch_up(self.site, store)
             found = rollups.events(store, self._ids, lo, hi)
