@@ -15,12 +15,16 @@ Time rules:
   clock, or the ``clock`` given) is ignored and counted in ``ignored_future``: it never
   advances or clears buckets;
 - a reading older than its meter's newest sample (late delivery, store-and-forward, a
-  backfill) makes the calculator recompute that meter from the store: its samples from the
-  hour before the earliest late reading (less ``max_gap_s``) on are re-read and every bucket
-  from that hour on is rebuilt, so every rolling window reflects it at once. Cost: one store
-  read and one interval split of that meter's span (a day of 1-minute samples: ~1,440 samples,
-  milliseconds; a year: ~0.5 M samples, about a second). Without a store late readings are
-  ignored and counted in ``ignored_stale``.
+  backfill) makes the calculator recompute that meter from the store: every bucket from the
+  hour holding the earliest late reading (less ``max_gap_s``) on is rebuilt from its samples
+  from ``max(6 h, max_gap_s)`` before that hour on, so every rolling window reflects it at
+  once. Cost: one store read and one interval split of that meter's span (a day of 1-minute
+  samples: ~1,440 samples, milliseconds; a year: ~0.5 M samples, about a second). Without a
+  store late readings are ignored and counted in ``ignored_stale``;
+- the span whose buckets such a recompute (or a meter lagging behind windows already
+  written back) changed is marked, and :meth:`RollingCalculator.write_back` rewrites the
+  stored ``metric.*`` rows of every window overlapping it (see :meth:`RollingCalculator.
+  rewrite` for the rule and docs/metrics.md for the cost).
 
 A counter with ``also = ["power"]`` follows the engine's one rule here too (counter preferred,
 its power readings only for the time the counter's energy is unknown: a jump or swap interval,
