@@ -29,7 +29,7 @@ Time rules:
 A counter with ``also = ["power"]`` follows the engine's one rule here too (counter preferred,
 its power readings only for the time the counter's energy is unknown: a jump or swap interval,
 after its last sample), the same call :func:`dcpue.metrics.balance.energy_balance` makes: with
-a store, each batch of such a meter rebuilds its buckets from the store from the hour of its
+a store (readings stored before they are fed, as the daemon does), each batch of such a meter rebuilds its buckets from the store from the hour of its
 last counter sample (less ``max_gap_s``) on, so a provisional power fill after the counter's
 last sample is replaced once the counter reports again. Cost per batch: one store read of that
 meter's samples from ``max(6 h, max_gap_s)`` before that hour on (a few hundred samples at one a
