@@ -35,13 +35,15 @@ def _site():
     return parse_site(data)
 
 
-def _readings() -> ReadingColumns:
-    ts = T0 + MINUTE * np.arange(121, dtype=np.int64)
+def _readings(
+    silent: tuple[int, int] = SILENT, minutes: int = 120, jump: float = 50_000.0
+) -> ReadingColumns:
+    ts = T0 + MINUTE * np.arange(minutes + 1, dtype=np.int64)
     parts = [ReadingColumns.series(m, "energy", "kWh", ts, 1000.0 + kw * (ts - T0) / HOUR)
              for m, kw in KW.items() if m != "ups-out"]
     energy = 1000.0 + 1000.0 * (ts - T0) / HOUR
-    energy[ts >= SILENT[1]] += 50_000.0  # the counter comes back 50 MWh too high: a jump
-    keep = (ts <= SILENT[0]) | (ts >= SILENT[1])
+    energy[ts >= silent[1]] += jump  # by default the counter comes back 50 MWh too high
+    keep = (ts <= silent[0]) | (ts >= silent[1])
     parts.append(ReadingColumns.series("ups-out", "energy", "kWh", ts[keep], energy[keep]))
     parts.append(ReadingColumns.series("ups-out", "power", "kW", ts, np.full(len(ts), 1000.0)))
     return ReadingColumns.concat(parts)
@@ -101,3 +103,32 @@ def test_a_replayed_batch_of_such_a_meter_changes_no_figure():
     calc.update(_take(cols, cols.meter == "ups-out"))
     assert {k: f.value for k, f in calc.snapshot(now).items()} == before
     assert before["pue.1h"] == pytest.approx(1.3, rel=1e-9)
+
+
+def test_after_a_restart_a_long_power_fill_is_replaced_by_the_returning_counter():
+    """The counter silent from 00:30 to 03:01 (power filling the time after its last sample),
+    the calculator restarted from the store at 02:30 and fed the rest; the counter comes back
+    without a jump, so the silent time's energy is the counter's (known, but unmeasured: the
+    engine's rule). Over 00:00-04:00 IT is 4 h x 1,000 kW = 4,000 kWh (hand-worked), and every
+    window's energy and coverage equal the direct balance's: a fill kept from before the
+    restart would show the silent time as measured."""
+    site, store = _site(), Store()
+    cols = _readings((T0 + 30 * MINUTE, T0 + 181 * MINUTE), 240, jump=0.0)
+    restart = T0 + 150 * MINUTE
+    store.append(_take(cols, cols.ts_ms <= restart))
+    calc = RollingCalculator.from_store(site, store, restart, clock=lambda: T0 + 4 * HOUR)
+    for lo in range(150, 240, 10):
+        batch = _take(cols, (cols.ts_ms > T0 + lo * MINUTE) & (cols.ts_ms <= T0 + (lo + 10)
+                                                                 * MINUTE))
+        store.append(batch)
+        calc.update(batch)
+    now = T0 + 4 * HOUR
+    assert calc.balance("1d", now).it_kwh == pytest.approx(4000.0, rel=1e-9)
+    for window in ("15m", "1h", "1d"):
+        rolling = calc.balance(window, now)
+        direct = energy_balance(site, store, rolling.start_ms, rolling.end_ms)
+        assert rolling.it_kwh == pytest.approx(direct.it_kwh, rel=1e-9), window
+        assert rolling.coverage == pytest.approx(direct.coverage, abs=1e-9), window
+    assert calc.balance("1d", now).meter_energy["ups-out"].coverage == pytest.approx(
+        (4 * 60 - 151) / (24 * 60), abs=1e-9)  # 151 silent minutes unmeasured
+    assert calc.snapshot(now)["pue.1h"].value == pytest.approx(1.3, rel=1e-9)

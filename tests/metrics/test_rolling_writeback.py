@@ -9,9 +9,9 @@ gateway's store-and-forward). In that hour IT really drew 1,400 kW to 12:00 and 
 ending at 12:00 on day 2: live, IT's last half hour is bridged at its mean (800 kW): PUE
 1.4125; after the backfill the window holds 30 min at 1,400 kW: 1d: 27,120 / (800 x 23.5 +
 700) = 1.3907692; 30h: 33,900 / (800 x 29.5 + 700) = 1.3950617. Computed: the stored rows
-written back every 5 minutes through day 2, then once after the backfill, against
-``energy_balance`` over each row's window (the rewrite spread over several write-backs by a
-small budget).
+written back live (every 5 minutes from 11:00 to 13:00 on day 2, and at the day's end), then
+after the backfill (spread over several write-backs by a small budget), each against
+``energy_balance`` over the row's window.
 """
 
 import numpy as np
@@ -60,8 +60,7 @@ def test_a_backfill_rewrites_the_stored_metric_rows_it_changes():
     live = _take(cols, ~held)
     store = Store()
     calc = RollingCalculator(site, store, clock=lambda: T0 + 2 * DAY)
-    edges = [T0 + DAY + 10 * HOUR, *range(T0 + DAY + 10 * HOUR + STEP, NOON + 2 * HOUR + 1,
-                                          STEP), T0 + 2 * DAY]
+    edges = [NOON - HOUR, *range(NOON - HOUR + STEP, NOON + HOUR + 1, STEP), T0 + 2 * DAY]
     for lo, hi in zip([T0 - 1, *edges], edges, strict=False):  # written back every 5 min
         chunk = _take(live, (live.ts_ms > lo) & (live.ts_ms <= hi))
         store.append(chunk)
@@ -98,7 +97,7 @@ def test_a_backfill_rewrites_the_stored_metric_rows_it_changes():
             b = energy_balance(site, store, ts - lengths[window], ts)
             direct[(window, ts)] = site_indicators(site, b)
         assert value == pytest.approx(direct[(window, ts)][name].value, rel=1e-9), (meter, ts)
-    assert len(direct) > 20
+    assert len(direct) > 15
     assert {k[0] for k in changed} >= {"metric.pue.1d", "metric.pue.30h", "metric.dcie.1d"}
 
     # a replayed identical batch changes nothing: no row, no value, no seq
