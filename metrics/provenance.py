@@ -35,7 +35,7 @@ Units: energies in kWh, emissions in kgCO2, factors in kgCO2/kWh (= tCO2/MWh).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from dcpue.config.factors import HourlyFactors, per_hour
@@ -243,30 +243,41 @@ def stored_origins(
     site: Site, store: Store, start_ms: int, end_ms: int,
     factors: HourlyFactors | None, cuts: Sequence[int] = (), anchor_ms: int = 0,
 ) -> StepOrigins:
-    """The ledger over ``[start_ms - LOOKBACK_MS, end_ms)`` from the stored readings, with
-    steps cut at ``start_ms``, ``end_ms`` and ``cuts`` (more window edges). Spans longer than
-    a day on whole UTC hours (the long rolling windows) read the hourly rollups
-    (:mod:`dcpue.metrics.rollups`) when they are up to date with every stored reading; others
-    the raw readings of the bus meters (up to ``max(max_gap_s, 6 h)`` around, as
-    :func:`dcpue.metrics.balance.stored_intervals`)."""
+    """One ledger over ``[start_ms - LOOKBACK_MS, end_ms)`` from the stored readings, with
+    steps cut at ``start_ms``, ``end_ms`` and ``cuts`` (the windows of a report, which one
+    continuous ledger serves), from the hourly rollups where :func:`_from_rollups` says."""
     lo = start_ms - LOOKBACK_MS
     topology = BalanceTopology.from_site(site)
-    factor = site.grid.emission_factor_t_per_mwh
-    aligned = not (lo % HOUR_MS or end_ms % HOUR_MS or anchor_ms % HOUR_MS or any(
-        c % HOUR_MS for c in cuts))
-    if aligned and end_ms - start_ms > DAY_MS and store.get_cursor(
-            rollups.CURSOR) >= store.last_seq():
-        steps = rollup_steps(topology, store, lo, end_ms, factors, factor)
+    flat = site.grid.emission_factor_t_per_mwh
+    if _from_rollups(store, lo, end_ms, (start_ms, anchor_ms, *cuts)):
+        steps = rollup_steps(topology, store, lo, end_ms, factors, flat)
     else:
-        pad = int(max(site.calculator.max_gap_s * 1000.0, LOOKAROUND_MS))
-        intervals = {
-            mid: stored_meter_intervals(site, store, topology.meters[mid], lo - pad,
-                                        end_ms + pad + 1)
-            for group in BUS_GROUPS for mid in topology.groups[group]
-        }
         edges = step_edges(lo, end_ms, (start_ms, *cuts), anchor_ms)
-        steps = bus_steps(topology, intervals, edges, factors, factor, anchor_ms)
+        steps = bus_steps(topology, _bus_intervals(site, store, topology, lo, end_ms), edges,
+                          factors, flat, anchor_ms)
     return ledger(steps, site.calculator.battery_efficiency)
+
+
+def _from_rollups(store: Store, lo_ms: int, hi_ms: int, marks: Sequence[int]) -> bool:
+    """Spans longer than a day on whole UTC hours (the long rolling windows, reports) read
+    the hourly rollups (:mod:`dcpue.metrics.rollups`) when they are up to date with every
+    stored reading; others the raw readings."""
+    aligned = not any(m % HOUR_MS for m in (lo_ms, hi_ms, *marks))
+    return (aligned and hi_ms - lo_ms > DAY_MS + LOOKBACK_MS
+            and store.get_cursor(rollups.CURSOR) >= store.last_seq())
+
+
+def _bus_intervals(
+    site: Site, store: Store, topology: BalanceTopology, lo_ms: int, hi_ms: int
+) -> dict[str, Intervals]:
+    """The bus meters' intervals from the raw readings (up to ``max(max_gap_s, 6 h)`` around,
+    as :func:`dcpue.metrics.balance.stored_intervals`)."""
+    pad = int(max(site.calculator.max_gap_s * 1000.0, LOOKAROUND_MS))
+    return {
+        mid: stored_meter_intervals(site, store, topology.meters[mid], lo_ms - pad,
+                                    hi_ms + pad + 1)
+        for group in BUS_GROUPS for mid in topology.groups[group]
+    }
 
 
 def rollup_steps(
@@ -295,7 +306,34 @@ def stored_origin(
     """The origin of ``[start_ms, end_ms)``'s facility energy from the stored readings, for
     CUE and REF; None when neither a battery nor hourly factors make it differ from the
     window's own balance (the flat factor, :func:`dcpue.metrics.balance.pv_inside`)."""
-    if factors is None and not has_battery(BalanceTopology.from_site(site)):
+    found = stored_window_origins(site, store, [(start_ms, end_ms)], factors)
+    return None if found is None else found[0]
+
+
+def stored_window_origins(
+    site: Site, store: Store, windows: Sequence[tuple[int, int]],
+    factors: HourlyFactors | None,
+) -> list[Origin] | None:
+    """:func:`stored_origin` of each window ``(start_ms, end_ms)`` (e.g. the past window ends
+    a late-data rewrite recomputes) from one read of the readings they span: each window runs
+    its own ledger from ``LOOKBACK_MS`` before it, so its figures are the same as alone."""
+    topology = BalanceTopology.from_site(site)
+    if (factors is None and not has_battery(topology)) or not windows:
         return None
-    return window_origin(stored_origins(site, store, start_ms, end_ms, factors),
-                         start_ms, end_ms)
+    lo = min(w[0] for w in windows) - LOOKBACK_MS
+    hi = max(w[1] for w in windows)
+    flat, efficiency = site.grid.emission_factor_t_per_mwh, site.calculator.battery_efficiency
+    hourly = rollup_steps(topology, store, lo, hi, factors, flat) if all(
+        _from_rollups(store, s - LOOKBACK_MS, e, (s,)) for s, e in windows) else None
+    intervals = None if hourly is not None else _bus_intervals(site, store, topology, lo, hi)
+    out = []
+    for s, e in windows:
+        if hourly is not None:
+            k = slice((s - LOOKBACK_MS - lo) // HOUR_MS, (e - lo) // HOUR_MS)
+            steps = BusSteps(*(getattr(hourly, f.name)[k] for f in fields(BusSteps)))
+        else:
+            assert intervals is not None
+            steps = bus_steps(topology, intervals, step_edges(s - LOOKBACK_MS, e, (s,)),
+                              factors, flat)
+        out.append(window_origin(ledger(steps, efficiency), s, e))
+    return out

@@ -77,7 +77,7 @@ from dcpue.metrics.energy import (
 )
 from dcpue.metrics.events import record_events, replacements
 from dcpue.metrics.indicators import site_indicators
-from dcpue.metrics.provenance import Origin, stored_origin
+from dcpue.metrics.provenance import Origin, stored_origin, stored_window_origins
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -579,15 +579,14 @@ class RollingCalculator:
         the rows were checked up to when the budget stopped short (None: all checked).
 
         Windows up to a day are recomputed from one read of the raw readings of their span
-        (plus 6 h), longer ones from the hourly rollups (brought up to date first). CUE rows
-        are left alone when hourly grid factors are configured (the daemon weights them per
-        window, which the calculator cannot).
+        (plus 6 h), longer ones from the hourly rollups (brought up to date first); CUE and
+        REF with the hourly factors and the battery provenance ledger of each window
+        (:func:`dcpue.metrics.provenance.stored_window_origins`, one read per window length).
         """
         assert self._source is not None
         store, changed = self._source, 0
         after = start_ms if after_ms is None else max(start_ms, after_ms)
-        names = [n for n in METRIC_UNITS
-                 if not (n == "cue" and self.site.carbon.hourly_factors_csv is not None)]
+        names = list(METRIC_UNITS)
         stored = {
             (w.name, name): store.series(f"metric.{name}.{w.name}", name, after + 1,
                                          end_ms + w.length_ms)
@@ -608,10 +607,13 @@ class RollingCalculator:
         figures: dict[tuple[str, int], dict[str, Figure]] = {}
         for w in self._windows:
             if len(ends[w.name]):
+                origins = stored_window_origins(  # battery provenance, hourly factors
+                    self.site, store, [(int(e) - w.length_ms, int(e)) for e in ends[w.name]],
+                    site_hourly_factors(self.site)) or [None] * len(ends[w.name])
                 figures.update({
-                    (w.name, int(e)): site_indicators(self.site, b)
-                    for e, b in zip(ends[w.name], self._past_balances(w, ends[w.name], raw),
-                                    strict=True)})
+                    (w.name, int(e)): site_indicators(self.site, b, o)
+                    for e, b, o in zip(ends[w.name], self._past_balances(w, ends[w.name], raw),
+                                       origins, strict=True)})
         for (window, name), ser in stored.items():
             rows = [(int(t), old, figures[(window, int(t))][name].value)
                     for t, old in zip(ser.ts_ms, ser.value, strict=True)

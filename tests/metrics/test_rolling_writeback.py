@@ -20,6 +20,7 @@ from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
 from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.provenance import stored_origin
 from dcpue.metrics.rolling import RollingCalculator
 
 from tests.metrics.synth import HOUR, MICROGRID_KW, MINUTE, T0, counters, microgrid_site
@@ -95,7 +96,8 @@ def test_a_backfill_rewrites_the_stored_metric_rows_it_changes():
             continue
         if (window, ts) not in direct:
             b = energy_balance(site, store, ts - lengths[window], ts)
-            direct[(window, ts)] = site_indicators(site, b)
+            origin = stored_origin(site, store, ts - lengths[window], ts, None)  # battery
+            direct[(window, ts)] = site_indicators(site, b, origin)
         assert value == pytest.approx(direct[(window, ts)][name].value, rel=1e-9), (meter, ts)
     assert len(direct) > 15
     assert {k[0] for k in changed} >= {"metric.pue.1d", "metric.pue.30h", "metric.dcie.1d"}
