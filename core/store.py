@@ -23,12 +23,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import numpy as np
-import pandas as pd
 from dcpue.core.readings import Reading, ReadingColumns
+
+if TYPE_CHECKING:  # pandas is loaded by the writers that need it: readers (dcpue pue) skip it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +353,8 @@ class Store:
         Returns the number of rows actually added. Raises ValueError for a batch it cannot
         store (timestamps outside years 1900-9999, non-numeric values); nothing is written then.
         """
+        import pandas as pd
+
         cols = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(
             readings
         )
@@ -430,6 +434,8 @@ class Store:
         return part
 
     def _insert(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, uid: np.ndarray) -> int:
+        import pandas as pd
+
         # Order by (ts, sid) and keep the first of equal keys (a stable sort), in NumPy.
         order = np.lexsort((sid, ts))
         sid, ts, value, uid = sid[order], ts[order], value[order], uid[order]
@@ -485,6 +491,8 @@ class Store:
 
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         """Bulk-insert dead letters (one columnar insert); returns how many rows."""
+        import pandas as pd
+
         rows = list(letters)
         if not rows:
             return 0
@@ -975,6 +983,8 @@ def _checked_ts(raw: np.ndarray) -> np.ndarray:
 
 def _factorize_pairs(meter: np.ndarray, quantity: np.ndarray) -> tuple[np.ndarray, list]:
     """Codes of each row's (meter, quantity) and the distinct pairs, by hashing (no sort)."""
+    import pandas as pd
+
     m_codes, m_keys = pd.factorize(np.asarray(meter, dtype=object), sort=False)
     q_codes, q_keys = pd.factorize(np.asarray(quantity, dtype=object), sort=False)
     if len(q_keys) == 1:
