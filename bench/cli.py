@@ -1,17 +1,16 @@
 """CLI start-up: median wall and CPU time of ``dcpue --version``, ``--help``, ``dcpue pue``,
 ``dcpue report --format json`` and ``dcpue import`` on a small store, beside ``python -c pass``
 and the imports these commands cannot avoid (``import duckdb``; ``import numpy, pydantic,
-duckdb``) measured in the same run, and ``import pandas, duckdb`` (what ``dcpue pue`` loaded
-before pandas became a lazy import of the store's writers).
+duckdb``) measured in the same run, and ``import pandas, duckdb`` and ``dcpue pue`` with pandas
+imported first (what it loaded before pandas became a lazy import of the store's writers).
 
 Usage: ``python bench/cli.py [--runs 11]``. Each command is a fresh process (what a user or a
-shell completion pays) run with bytecode caching on, as in an installed package (the warm-up
-run writes ``__pycache__`` even where ``PYTHONDONTWRITEBYTECODE`` is set; without it every run
-recompiles dcpue's sources, about 0.6 s). The small store is one simulated day of the bundled
-site; ``dcpue import`` re-imports one hour of it (960 readings exported by ``dcpue export``)
-into a second store, so after the warm-up run it validates and adds 0 (idempotent rerun). CPU
-time (user + sys of the child) moves less with the machine's load than wall time does; the load
-average is printed.
+shell completion pays) with bytecode caching on, as in an installed package (the warm-up run
+writes dcpue's ``__pycache__`` even where ``PYTHONDONTWRITEBYTECODE`` is set). The small store
+is one simulated day of the bundled site; ``dcpue import`` re-imports one hour of it (960
+readings exported by ``dcpue export``) into a second store, so after the warm-up run it
+validates and adds 0 (idempotent rerun). CPU time (user + sys of the child) moves less with the
+machine's load than wall time does; the load average is printed.
 """
 
 from __future__ import annotations
@@ -74,6 +73,9 @@ def main() -> None:
             ("dcpue --version", [*dcpue, "--version"]),
             ("dcpue --help", [*dcpue, "--help"]),
             ("dcpue pue --window 1h (1-day store)", [*dcpue, "pue", *site, "--store", str(store)]),
+            ("dcpue pue, pandas imported first (comparison: as before)",
+             [py, "-c", "import sys, pandas; from dcpue.cli import main; sys.exit(main())",
+              "pue", *site, "--store", str(store)]),
             ("dcpue report --format json (1-day store)",
              [*dcpue, "report", *site, "--store", str(store), "--from", "2023-01-01", "--to",
               "2023-01-02", "--format", "json"]),
