@@ -4,13 +4,14 @@ and the imports these commands cannot avoid (``import duckdb``; ``import numpy, 
 duckdb``) measured in the same run, and ``import pandas, duckdb`` and ``dcpue pue`` with pandas
 imported first (what it loaded before pandas became a lazy import of the store's writers).
 
-Usage: ``python bench/cli.py [--runs 11]``. Each command is a fresh process (what a user or a
-shell completion pays) with bytecode caching on, as in an installed package (the warm-up run
-writes dcpue's ``__pycache__`` even where ``PYTHONDONTWRITEBYTECODE`` is set). The small store
-is one simulated day of the bundled site; ``dcpue import`` re-imports one hour of it (960
-readings exported by ``dcpue export``) into a second store, so after the warm-up run it
-validates and adds 0 (idempotent rerun). CPU time (user + sys of the child) moves less with the
-machine's load than wall time does; the load average is printed.
+Usage: ``python bench/cli.py [--runs 11]``. The commands take turns (each round runs every one
+once). Each is a fresh process (what a user or a shell completion pays) with bytecode caching
+on, as in an installed package (the warm-up round writes dcpue's ``__pycache__`` even where
+``PYTHONDONTWRITEBYTECODE`` is set). The small store is one simulated day of the bundled site;
+``dcpue import`` re-imports one hour of it (960 readings exported by ``dcpue export``) into a
+second store, so after the warm-up round it validates and adds 0 (idempotent rerun). CPU time
+(user + sys of the child) moves less with the machine's load than wall time does; the load
+average is printed.
 """
 
 from __future__ import annotations
@@ -29,19 +30,29 @@ from pathlib import Path
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(argv: list[str], runs: int) -> tuple[float, float]:
-    """Median wall and CPU time of ``argv`` over ``runs`` runs (s), after one warm-up run."""
-    wall, cpu = [], []
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU time (user + sys) of one run of ``argv`` (s)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=ENV)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def timed(rows: list[tuple[str, list[str]]], runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU time of each command (s) over ``runs`` rounds after one warm-up
+    round; each round runs every command once, so a change of the machine's load during the
+    benchmark reaches every row alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in rows}
     for i in range(runs + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=ENV)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if i:
-            wall.append(time.perf_counter() - t0)
-            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return statistics.median(wall), statistics.median(cpu)
+        for name, argv in rows:
+            sample = run_once(argv)
+            if i:
+                samples[name].append(sample)
+    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for name, s in samples.items()}
 
 
 def main() -> None:
@@ -86,8 +97,7 @@ def main() -> None:
         print(f"medians over {args.runs} runs, {time.strftime('%Y-%m-%d %H:%M')}, "
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"{'command':<58} {'wall':>8} {'cpu':>8}")
-        for name, argv in rows:
-            wall, cpu = timed(argv, args.runs)
+        for name, (wall, cpu) in timed(rows, args.runs).items():
             print(f"{name:<58} {wall * 1000:5.0f} ms {cpu * 1000:5.0f} ms")
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
