@@ -226,9 +226,13 @@ class Daemon:
             raise
 
     def metrics(self) -> dict[str, dict[tuple, float]]:
-        """``/metrics`` as sample name -> labels -> value."""
-        text = httpx.get(f"{self.url}/metrics", timeout=10,
-                         headers={"Authorization": f"Bearer {TOKEN}"}).text
+        """``/metrics`` as sample name -> labels -> value (OSError when unreachable, which
+        bounded polling retries)."""
+        try:
+            text = httpx.get(f"{self.url}/metrics", timeout=10,
+                             headers={"Authorization": f"Bearer {TOKEN}"}).text
+        except httpx.HTTPError as exc:
+            raise OSError(f"/metrics: {exc!r}") from exc
         out: dict[str, dict[tuple, float]] = {}
         for family in text_string_to_metric_families(text):
             for s in family.samples:
@@ -237,9 +241,12 @@ class Daemon:
 
     def stored(self, meter: str, ts_ms: int) -> bool:
         """Whether the store holds ``meter``'s reading at ``ts_ms`` (``/api/readings``)."""
-        got = httpx.get(f"{self.url}/api/readings", timeout=10,
-                        params={"meter": meter, "from": ts_ms, "to": ts_ms + 1},
-                        headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            got = httpx.get(f"{self.url}/api/readings", timeout=10,
+                            params={"meter": meter, "from": ts_ms, "to": ts_ms + 1},
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        except httpx.HTTPError:
+            return False
         return got.status_code == 200 and bool(got.json()["rows"])
 
     def tail(self, n: int = 30) -> str:
@@ -445,7 +452,10 @@ def test_soak_loses_nothing_doubles_nothing_and_stays_bounded(tmp_path, record_p
             seen: list[tuple] = []
 
             def settled() -> bool:
-                seen.append(snapshot())
+                try:
+                    seen.append(snapshot())
+                except OSError:
+                    return False
                 last = seen[-3:]
                 return (len(last) == 3 and len(set(last)) == 1 and last[-1][2] == 0
                         and all(b == 0 for b in last[-1][3])
