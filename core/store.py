@@ -489,6 +489,34 @@ class Store:
                 self._con.execute("ROLLBACK")
                 raise
 
+    def delete_readings(self, meter: str, quantity: str, ts_ms: Sequence[int] | np.ndarray) -> int:
+        """Delete one series' readings stamped at ``ts_ms`` (UTC ms), in one transaction;
+        returns the rows deleted. How a derived series (``metric.*``) replaces values it
+        recomputed: delete, then :meth:`append` the new ones, which get a new ``seq`` so
+        cursor readers (forwarders) send them on."""
+        ts = np.unique(np.asarray(ts_ms, dtype=np.int64))
+        sid = self._sid.get((meter, quantity))
+        if sid is None or len(ts) == 0:
+            return 0
+        lo, hi = int(ts[0]), int(ts[-1])
+        keys = ", ".join(str(int(t)) for t in ts)
+        removed = 0
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                counts = [(part, int(self._con.execute(
+                    f"DELETE FROM {part.name} WHERE sid = ? AND ts BETWEEN ? AND ? "
+                    f"AND ts IN ({keys})", [sid, lo, hi]).fetchall()[0][0]))
+                    for part in self._all() if part.end_ms > lo and part.start_ms <= hi]
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            for part, n in counts:
+                part.row_count -= n
+                removed += n
+        return removed
+
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         """Bulk-insert dead letters (one columnar insert); returns how many rows."""
         import pandas as pd
