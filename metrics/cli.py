@@ -61,7 +61,6 @@ def latest_figures(
     """
     from dcpue.config.calculator import window_ms
     from dcpue.config.factors import site_hourly_factors
-    from dcpue.metrics import rollups
     from dcpue.metrics.balance import energy_balance
     from dcpue.metrics.indicators import site_indicators
     from dcpue.metrics.provenance import stored_origin, with_origin
@@ -71,6 +70,8 @@ def latest_figures(
     if end is None:
         return None
     if length > LONG_WINDOW_MS:  # whole hours from the rollups, as the daemon's long windows
+        from dcpue.metrics import rollups  # writes rollups with pandas: only for long windows
+
         rollups.catch_up(site, store)
         end = rollups.floor_hour(end)
         b = rollups.rollup_balance(site, store, end - length, end)

@@ -41,7 +41,6 @@ import numpy as np
 from dcpue.config.factors import HourlyFactors, per_hour
 from dcpue.config.site import Site
 from dcpue.core.store import Store
-from dcpue.metrics import rollups
 from dcpue.metrics.balance import (
     LOOKAROUND_MS,
     BalanceTopology,
@@ -262,9 +261,11 @@ def _from_rollups(store: Store, lo_ms: int, hi_ms: int, marks: Sequence[int]) ->
     """Spans longer than a day on whole UTC hours (the long rolling windows, reports) read
     the hourly rollups (:mod:`dcpue.metrics.rollups`) when they are up to date with every
     stored reading; others the raw readings."""
-    aligned = not any(m % HOUR_MS for m in (lo_ms, hi_ms, *marks))
-    return (aligned and hi_ms - lo_ms > DAY_MS + LOOKBACK_MS
-            and store.get_cursor(rollups.CURSOR) >= store.last_seq())
+    if any(m % HOUR_MS for m in (lo_ms, hi_ms, *marks)) or hi_ms - lo_ms <= DAY_MS + LOOKBACK_MS:
+        return False
+    from dcpue.metrics import rollups  # pandas: loaded for long windows only (CLI start-up)
+
+    return store.get_cursor(rollups.CURSOR) >= store.last_seq()
 
 
 def _bus_intervals(
@@ -285,6 +286,8 @@ def rollup_steps(
     factors: HourlyFactors | None, site_factor: float,
 ) -> BusSteps:
     """Hourly steps over the whole UTC hours ``[lo_ms, hi_ms)`` from the stored rollups."""
+    from dcpue.metrics import rollups  # pandas: loaded for long windows only (CLI start-up)
+
     n = (hi_ms - lo_ms) // HOUR_MS
     t0 = lo_ms + HOUR_MS * np.arange(n, dtype=np.int64)
     meters = tuple(mid for group in BUS_GROUPS for mid in topology.groups[group])

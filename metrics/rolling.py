@@ -623,9 +623,10 @@ class RollingCalculator:
             if not stale:
                 continue
             meter = f"metric.{name}.{window}"
-            changed += store.delete_readings(meter, name, [t for t, _ in stale])
-            store.append([Reading(t, meter, name, float(new), METRIC_UNITS[name])
-                          for t, new in stale if new is not None])
+            changed += store.rewrite_series(
+                meter, name, [t for t, _ in stale],
+                [Reading(t, meter, name, float(new), METRIC_UNITS[name])
+                 for t, new in stale if new is not None])
         return changed, resume
 
     def _past_balances(
