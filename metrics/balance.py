@@ -121,7 +121,9 @@ class BalanceTopology:
             ]
             groups[name] = _outermost(members, by_id)
         used = {mid for ids in groups.values() for mid in ids}
-        return cls(groups, {mid: by_id[mid] for mid in used}, category)
+        # In site order (not the set's, which varies with string hashing per process): the
+        # daemon's saved calculator state is laid out by this order.
+        return cls(groups, {m.id: m for m in site.meters if m.id in used}, category)
 
     @property
     def all_meters(self) -> tuple[str, ...]:
