@@ -8,7 +8,10 @@
 3. Start-up and the cost of one simulated minute of jobs (write-back + alerts) against stores
    of 1 and 30 simulated days (``--sizes``), beside the raw DuckDB ``count(*)`` of that store.
 
-Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30]``.
+With ``--burn N``, N CPU burners (``python -c 'while 1: pass'``) run beside sections 1 and 2:
+the latency of a loaded machine.
+
+Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30] [--burn 1]``.
 """
 
 from __future__ import annotations
@@ -99,8 +102,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fast_forward(tmp: Path, days: float) -> None:
-    """Sections 1 and 2."""
+def fast_forward(tmp: Path, days: float, burn: int = 0) -> None:
+    """Sections 1 and 2 (with ``burn`` CPU burners beside them)."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(burn)]
+    try:
+        _fast_forward(tmp, days)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def _fast_forward(tmp: Path, days: float) -> None:
     from dcpue.config import example_path
 
     config = tmp / "site.toml"
@@ -128,7 +141,8 @@ def fast_forward(tmp: Path, days: float) -> None:
         hello.terminate()
         hello.wait()
     ff_wall, ff_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
-    print(f"1. fast-forward of the bundled site, {days:g} simulated days")
+    print(f"1. fast-forward of the bundled site, {days:g} simulated days "
+          f"(load {os.getloadavg()[0]:.1f} at its end)")
     print(f"   dcpue run --fast-forward   {days / ff_wall * 60:7.1f} days/min wall "
           f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute)")
     print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
@@ -189,13 +203,18 @@ def minute_cost(tmp: Path, sizes: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=4.0)
-    parser.add_argument("--sizes", default="1,30")
+    parser.add_argument("--sizes", default="1,30", help="store sizes of section 3 (days); "
+                        "'' skips it")
+    parser.add_argument("--burn", type=int, default=0,
+                        help="CPU burners beside sections 1 and 2")
     args = parser.parse_args()
     print(f"bench/daemon.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {args.burn} CPU burner(s) "
+          "beside the fast-forward")
     with tempfile.TemporaryDirectory() as tmp:
-        fast_forward(Path(tmp), args.days)
-        minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
+        fast_forward(Path(tmp), args.days, args.burn)
+        if args.sizes:
+            minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
 
 
 if __name__ == "__main__":

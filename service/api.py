@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -96,10 +96,8 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 
 
 def _figure_json(fig: Figure, deep: bool) -> dict[str, Any]:
-    out = fig.explain()
-    if not deep:
-        out.pop("inputs", None)
-    return out
+    """The figure's explanation; with its inputs, recursively, only when ``deep``."""
+    return (fig if deep else replace(fig, inputs=())).explain()
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
