@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 from dcpue.config.calculator import CalculatorSettings
@@ -201,16 +201,30 @@ class EnergyBalance:
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
-        covs = [self.meter_energy[m].coverage for n in names for m in self.groups.get(n, ())]
-        return min(covs, default=1.0)
+        return self._group(names)[1]
 
     def group_meters(self, *names: str) -> tuple[str, ...]:
-        return tuple(m for n in names for m in self.groups.get(n, ()))
+        return self._group(names)[0]
 
     def quality(self, *names: str) -> str:
         """The data-quality errors of the meters in ``names`` groups ('' when none)."""
-        return "; ".join(q for m in self.group_meters(*names)
-                         for q in (self.meter_energy[m].quality,) if q)
+        return self._group(names)[2]
+
+    def _group(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], float, str]:
+        """Meters, lowest coverage and data-quality errors of ``names`` groups, worked out
+        once per balance (its figures ask for the same few group sets again and again)."""
+        hit = self._groups_seen.get(names)
+        if hit is None:
+            meters = tuple(m for n in names for m in self.groups.get(n, ()))
+            energies = [self.meter_energy[m] for m in meters]
+            hit = (meters, min((e.coverage for e in energies), default=1.0),
+                   "; ".join(q for e in energies for q in (e.quality,) if q))
+            self._groups_seen[names] = hit
+        return hit
+
+    @cached_property
+    def _groups_seen(self) -> dict[tuple[str, ...], tuple[tuple[str, ...], float, str]]:
+        return {}
 
     def figures(self) -> dict[str, Figure]:
         """Every flow as a :class:`Figure` with its meters, window, coverage and formula."""
@@ -220,10 +234,10 @@ class EnergyBalance:
     def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
-            cause = self.quality(*groups)
+            meters, coverage, cause = self._group(groups)
             return Figure(
                 name, None if cause else value, unit_, formula, self.start_ms, self.end_ms,
-                self.group_coverage(*groups), self.group_meters(*groups), inputs,
+                coverage, meters, inputs,
                 note=cause, extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause
                 else {},
             )
@@ -326,6 +340,7 @@ def pv_inside(
     return min(local_pv * max(facility_kwh, 0.0) / consumers, max(facility_kwh, 0.0))
 
 
+@cache
 def _group_formula(name: str, category: ITCategory) -> str:
     if name == "it":
         return f"sum of it_load meters at category {category.value}"

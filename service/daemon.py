@@ -55,6 +55,7 @@ from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import ProposalLog, describe
+from dcpue.optimizer.writeback import Overrides
 from dcpue.service import plant, remote_cli
 from dcpue.service.actions import AlertActions
 from dcpue.service.alerts import Alert, AlertEngine, Observation
@@ -80,6 +81,8 @@ CALCULATOR_SAVE_S = 900.0
 #: 1-minute ring (one hour beyond its longest minute window) so no window ending at the clock
 #: loses buckets.
 FEED_AHEAD_MS = 59 * 60_000
+#: Longest wait (s) of an API read for the calculator before it takes the last snapshot.
+FIGURES_WAIT_S = 0.02
 #: Least wall time between two reads of the dead-letter counts for /metrics (s).
 DEAD_LETTER_REFRESH_S = 10.0
 #: Ingest lag (s) past which /healthz says degraded and the IngestLag alert may fire.
@@ -181,6 +184,12 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
+
+    @property
+    def latest(self) -> dict[str, Figure] | None:
+        """The newest snapshot computed (None before any); safe to read without the lock."""
+        memo = self._memo
+        return None if memo is None else memo[1]
 
     def update(
         self, readings: Sequence[Reading] | ReadingColumns, now_ms: int | None = None
@@ -307,6 +316,7 @@ class Runtime:
         self.frames = plant.RecentFrames(site, store)  # drift windows' grid
         self.state_frames = plant.RecentFrames(site, store)  # the optimizer's step grid
         self.proposal_log = ProposalLog(store)
+        self.overrides = Overrides(store)
         store.execute(
             "CREATE TABLE IF NOT EXISTS service_reports (period VARCHAR PRIMARY KEY, "
             "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, "
@@ -538,7 +548,8 @@ class Runtime:
             self._first_training(now_ms)
             return None
         proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
-                                     self.state_frames, self._data_end_ms())
+                                     self.state_frames, self._data_end_ms(), self.proposal_log,
+                                     self.overrides)
         if proposal is None:
             return None
         view = describe(proposal)
@@ -604,9 +615,18 @@ class Runtime:
     # -- reads for the API and /metrics ---------------------------------------------------
     def figures(self, now_ms: int) -> dict[str, Figure]:
         """Rolling figures at ``now_ms`` from the readings the jobs fed (at most one job
-        interval old); memoised, so no store read and rarely a computation."""
-        with self.lock:
+        interval old); memoised, so no store read and rarely a computation. While a job holds
+        the calculator longer than :data:`FIGURES_WAIT_S`, the newest memoised snapshot (the
+        last job's figures) instead: the API never waits on a long job."""
+        if not self.lock.acquire(timeout=FIGURES_WAIT_S):
+            latest = self.calculator.latest
+            if latest is not None:
+                return latest
+            self.lock.acquire()
+        try:
             return self.calculator.snapshot(now_ms)
+        finally:
+            self.lock.release()
 
     def carbon(self, now_ms: int) -> dict[str, Figure]:
         """Carbon figures of the current calendar month up to the start of today (site time)."""
@@ -777,7 +797,9 @@ def bind_api(site: Site, port: int | None = None) -> socket.socket:
     host = site.service.host
     port = site.service.port if port is None else port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+    # without it every response waited ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -865,7 +887,7 @@ async def serve_realtime(
     sock = bind_api(site)
     collector = Collector(site, store)
     await collector.start()
-    runtime = Runtime(site, store, wall_clock_ms, collector)
+    runtime = await asyncio.to_thread(Runtime, site, store, wall_clock_ms, collector)
     scheduler = AsyncIOScheduler(timezone=UTC)
 
     def schedule(current: Site) -> None:
@@ -879,7 +901,7 @@ async def serve_realtime(
     scheduler.start()
     if load is not None:
         install_reload_handler(runtime, load, schedule)
-    http = HttpService(runtime, sock)
+    http = await asyncio.to_thread(HttpService, runtime, sock)
     http.start()
     log_ready(runtime, "jobs on the wall clock")
     try:
@@ -888,7 +910,7 @@ async def serve_realtime(
         scheduler.shutdown(wait=False)
         await http.stop()
         await collector.stop()
-        runtime.finish(wall_clock_ms())
+        await asyncio.to_thread(runtime.finish, wall_clock_ms())
         log.info("daemon stopped cleanly")
 
 
