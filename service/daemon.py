@@ -29,7 +29,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -89,6 +89,21 @@ DEAD_LETTER_REFRESH_S = 10.0
 INGEST_LAG_DEGRADED_S = 300.0
 
 Clock = Callable[[], int]
+
+
+def dead_letters_now(
+    stored: Mapping[str, int], live: Mapping[str, int], live_at_read: Mapping[str, int]
+) -> dict[str, int]:
+    """Dead letters by reason: the store's counts at their last read (every source, earlier
+    runs included) plus what the running collector has counted since that read, so a flood
+    shows on /metrics at once instead of at the next read. Letters the collector had counted
+    but not yet written at the read are missed until the next read: never counted twice."""
+    counts = dict(stored)
+    for reason, n in live.items():
+        since = n - live_at_read.get(reason, 0)
+        if since > 0:
+            counts[reason] = counts.get(reason, 0) + since
+    return counts
 
 
 def wall_clock_ms() -> int:
@@ -328,6 +343,7 @@ class Runtime:
         self._stored_seen = -1
         self._dead_letters = store.dead_letter_counts()
         self._dead_letters_at = time.monotonic()
+        self._live_letters_at_read: dict[str, int] = {}  # the collector's counts at that read
         self._last_proposal: str | None = None
         self._first_ms: int | None = None  # oldest stored reading, once known
         # Write-back rows and alert state are saved per scheduler round in fast-forward (one
@@ -461,8 +477,10 @@ class Runtime:
         with self.lock:
             self.calculator.write_back(now_ms)
         if time.monotonic() - self._dead_letters_at > DEAD_LETTER_REFRESH_S:
+            live = self._live_letters()
             self._dead_letters = self.store.dead_letter_counts()
             self._dead_letters_at = time.monotonic()
+            self._live_letters_at_read = live
         if self.save_each_job:
             self.write_buffer.flush()
             if time.monotonic() - self._calculator_saved_at > CALCULATOR_SAVE_S:
@@ -504,6 +522,14 @@ class Runtime:
             silences = AlertActions(self.store)
             changes = [a for a in changes if not silences.silenced(a.id, now_ms)]
         return self.dispatcher.dispatch(changes, active) if changes else None
+
+    def _live_letters(self) -> dict[str, int]:
+        return {} if self.collector is None else dict(self.collector.pipeline.stats.dead_letters)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by reason for /metrics (see :func:`dead_letters_now`)."""
+        return dead_letters_now(self._dead_letters, self._live_letters(),
+                                self._live_letters_at_read)
 
     def _data_end_ms(self) -> int:
         """End of the readings stored so far (a frame built up to here is complete)."""
@@ -703,7 +729,7 @@ class Runtime:
             readings_in=readings_in,
             readings_stored=stats.readings_stored if stats else 0,
             duplicates=stats.duplicates if stats else 0,
-            dead_letters=self._dead_letters,
+            dead_letters=self.dead_letter_counts(),
             backlog={"remote": stats.backlog} if stats and stats.backlog is not None else {},
             pending=stats.pending if stats else 0,
             last_seen_ms=last_seen,
