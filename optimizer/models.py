@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 
 
 class ModelError(ValueError):
@@ -47,10 +47,12 @@ class ModelError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """Predicted plant response per row: target power in kW (facility or cooling, see the
-    model's ``target``) and maximum rack inlet temperature in degC."""
+    model's ``target``), maximum rack inlet temperature in degC and, from
+    :meth:`PlantModel.predict_work`, the IT power in kW at that inlet (None otherwise)."""
 
     power_kw: np.ndarray
     rack_inlet_c: np.ndarray
+    it_kw: np.ndarray | None = None
 
 
 class InletResponse(Protocol):
@@ -269,17 +271,36 @@ def _estimator(kind: ModelKind, seed: int) -> Pipeline | GradientBoostingRegress
     )
 
 
+def _work(data: pd.DataFrame) -> np.ndarray:
+    """The IT work column (``work_kw``, IT power at the model's reference inlet), or IT."""
+    return data["work_kw" if "work_kw" in data else "it_kw"].to_numpy()
+
+
 def _targets(data: pd.DataFrame, target: Target) -> tuple[np.ndarray, np.ndarray]:
     it = data["it_kw"].to_numpy()
     power = data["facility_kw"].to_numpy() - it if target == "facility" else data[
         "cooling_kw"
     ].to_numpy()
     rise = data["rack_inlet_max_c"].to_numpy() - data["supply_air_c"].to_numpy()
-    return power / it, rise
+    return power / _work(data), rise
 
 
 def _columns(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy() for c in FEATURE_COLUMNS}
+    """Model inputs: the feature columns with IT work in place of IT power (see
+    :class:`PlantModel`)."""
+    return {c: data[c].to_numpy() for c in FEATURE_COLUMNS} | {"it_kw": _work(data)}
+
+
+def with_work(data: pd.DataFrame, response: ITResponse | None, ref_c: float | None) -> (
+    pd.DataFrame
+):
+    """``data`` with a ``work_kw`` column: metered IT divided by the IT response between the
+    row's measured hottest inlet and ``ref_c`` (metered IT where there is no response)."""
+    it = data["it_kw"].to_numpy()
+    if response is None or ref_c is None:
+        return data.assign(work_kw=it)
+    inlet = data["rack_inlet_max_c"].to_numpy()
+    return data.assign(work_kw=it * np.exp(-response.log_ratio(inlet, ref_c)))
 
 
 @dataclass
@@ -289,6 +310,14 @@ class PlantModel:
     ``metrics`` holds ``cv`` (out-of-fold, time-ordered) and ``holdout`` dictionaries with
     ``pue_mae`` (1), ``power_cvrmse_pct`` and ``power_nmbe_pct`` (%), ``power_rmse_kw`` (kW),
     ``inlet_mae_c`` and ``inlet_rmse_c`` (degC) and ``rows``. ``trust`` is the training range.
+
+    Load input: where IT power responds to inlet temperature (``it_response``), metered IT is
+    not an input the setpoints leave alone (a warmer hall draws more IT power), so the models
+    take the **IT work** instead: IT power at the reference inlet ``it_reference_c`` (the
+    training's 10th percentile, near normal operation; the exploration's hot corners are not), ``work = IT x exp(-h(inlet) + h(ref))`` (:meth:`work_kw`). Both targets
+    are then functions of work, weather and setpoints, and IT power is an output
+    (:meth:`predict_work`); the trust region's ``it_kw`` range is that of work. Without a
+    response work is metered IT.
     """
 
     kind: ModelKind
@@ -305,6 +334,7 @@ class PlantModel:
     dropped_rows: int
     step_s: int
     it_response: ITResponse | None = None
+    it_reference_c: float | None = None
     format: int = MODEL_FORMAT
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -322,16 +352,49 @@ class PlantModel:
     def inlet_rmse_c(self) -> float:
         return float(self.error_metrics["inlet_rmse_c"])
 
-    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
-        """Predict for feature columns (arrays, or scalars broadcast to a common length)."""
+    def work_kw(self, it_kw: np.ndarray, inlet_c: np.ndarray) -> np.ndarray:
+        """IT work (kW at ``it_reference_c``) of IT power ``it_kw`` drawn at inlet ``inlet_c``."""
+        if self.it_response is None or self.it_reference_c is None:
+            return np.asarray(it_kw, float)
+        return np.asarray(it_kw, float) * np.exp(
+            -self.it_response.log_ratio(np.asarray(inlet_c, float), self.it_reference_c))
+
+    def _broadcast(self, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = max(np.size(v) for v in x.values())
-        cols = {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
+        return {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
+
+    def predict_work(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict with ``x["it_kw"]`` the IT **work** (see the class docstring): the
+        prediction's ``it_kw`` is the IT power at the predicted inlet, its ``power_kw`` the
+        target power (facility: overhead + that IT power)."""
+        cols = self._broadcast(x)
         design = design_matrix(cols, self.scales)
-        it = cols["it_kw"]
-        power = self.power_model.predict(design) * it
+        work = cols["it_kw"]
+        inlet = self.inlet_model.predict(design) + cols["supply_air_c"]
+        it = work if self.it_response is None or self.it_reference_c is None else work * np.exp(
+            self.it_response.log_ratio(inlet, self.it_reference_c))
+        power = self.power_model.predict(design) * work
         if self.target == "facility":
             power = power + it
-        return Prediction(power, self.inlet_model.predict(design) + cols["supply_air_c"])
+        return Prediction(power, inlet, it)
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict for feature columns (arrays, or scalars broadcast to a common length) with
+        ``it_kw`` the metered IT power: it is turned into work at the measured hottest inlet
+        when ``x`` has ``rack_inlet_max_c``, else at the predicted one (fixed point, 3 passes)."""
+        cols = self._broadcast(x)
+        it = cols["it_kw"]
+        if self.it_response is None or self.it_reference_c is None:
+            return self.predict_work(cols)
+        if "rack_inlet_max_c" in x:
+            work = self.work_kw(it, np.broadcast_to(np.asarray(x["rack_inlet_max_c"]), it.shape))
+        else:
+            work = it
+            for _ in range(3):
+                work = self.work_kw(it, self.predict_work(cols | {"it_kw": work}).rack_inlet_c)
+        pred = self.predict_work(cols | {"it_kw": work})
+        power = pred.power_kw if self.target == "cooling" else pred.power_kw - pred.it_kw + it
+        return Prediction(power, pred.rack_inlet_c)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: kind, target, training window, rows and metrics."""
@@ -352,10 +415,10 @@ class PlantModel:
 def _scores(
     data: pd.DataFrame, target: Target, power_hat: np.ndarray, rise_hat: np.ndarray
 ) -> dict[str, float]:
-    """Accuracy of per-IT-kW power and inlet-rise predictions on the rows of ``data``."""
-    it = data["it_kw"].to_numpy()
+    """Accuracy of per-IT-work-kW power and inlet-rise predictions on the rows of ``data``."""
+    it, work = data["it_kw"].to_numpy(), _work(data)
     power_y, rise_y = _targets(data, target)
-    actual_kw, predicted_kw = power_y * it, power_hat * it
+    actual_kw, predicted_kw = power_y * work, power_hat * work
     # PUE from the prediction: the modelled part replaced, the rest as metered.
     pue = data["pue"].to_numpy()
     pue_hat = pue + (predicted_kw - actual_kw) / it
@@ -419,11 +482,15 @@ def train(
 
     Metrics: ``cv`` from :func:`cross_validate` over the first ``1 - holdout_fraction`` of the
     rows, ``holdout`` from a model fitted on those rows and scored on the later tail. The
-    returned model is then refitted on all rows; its trust region spans all rows.
+    returned model is then refitted on all rows; its trust region spans all rows. The IT
+    response (and with it the work column, see :class:`PlantModel`) is fitted on all rows.
     """
     data = frame.data.sort_index()
     if len(data) < 4 * splits:
         raise ValueError(f"{len(data)} usable rows is too few to train ({4 * splits} needed)")
+    response = _significant(ITResponse.fit(data, frame.step_s))
+    ref_c = None if response is None else float(np.quantile(data["rack_inlet_max_c"], 0.1))
+    data = with_work(data, response, ref_c)
     cut = int(len(data) * (1.0 - holdout_fraction))
     metrics = {"cv": cross_validate(data.iloc[:cut], kind, target, splits, seed)}
     if cut < len(data):
@@ -434,11 +501,12 @@ def train(
     fitted = _fit(data, kind, target, seed)
     return PlantModel(
         kind=kind, target=target, features=FEATURE_COLUMNS, power_model=fitted.power,
-        inlet_model=fitted.inlet, trust=TrustRegion.of(data, FEATURE_COLUMNS),
+        inlet_model=fitted.inlet,
+        trust=TrustRegion.of(data.assign(it_kw=data["work_kw"]), FEATURE_COLUMNS),
         scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
-        it_response=_significant(ITResponse.fit(data, frame.step_s)),
+        it_response=response, it_reference_c=ref_c,
     )
 
 

@@ -208,38 +208,46 @@ def _grid(axes: list[np.ndarray]) -> np.ndarray:
 class _Search:
     """Candidate evaluation for one state: predictions and feasibility, accumulated.
 
-    ``power`` is the objective, total facility power in kW: with an ``it_response`` on the
-    predictor each candidate's IT power is the metered IT scaled by the response between the
-    inlet predicted at the current setpoints (``reference``) and at the candidate, and the
-    plant is predicted again at that IT load; for a ``cooling`` target the candidate's IT power
-    is added to the predicted cooling power (losses then stay out of the objective)."""
+    ``power`` is the objective, total facility power in kW. A predictor with an
+    ``it_response`` and ``predict_work`` (a :class:`dcpue.optimizer.models.PlantModel`) is
+    given the IT work in ``conditions`` (:func:`model_conditions`) and predicts each
+    candidate's IT power itself; another predictor with an ``it_response`` (the evaluation's
+    oracle) scales the metered IT by the response between the inlet predicted at the current
+    setpoints (``reference``) and at the candidate and is predicted again at that IT load. For
+    a ``cooling`` target the candidate's IT power is added to the predicted cooling power
+    (losses then stay out of the objective)."""
 
     def __init__(
-        self, predictor: PlantPredictor, state: PlantState, limit_c: float,
+        self, predictor: PlantPredictor, conditions: Mapping[str, float], limit_c: float,
         reference: np.ndarray,
     ) -> None:
-        self.predictor, self.state, self.limit = predictor, state, limit_c
+        self.predictor, self.conditions, self.limit = predictor, conditions, limit_c
         self.response = getattr(predictor, "it_response", None)
+        self.predict_work = getattr(predictor, "predict_work", None)
         self.points = np.empty((0, len(SETPOINTS)))
         self.power = np.empty(0)
         self.inlet = np.empty(0)
         self.it_kw = np.empty(0)
-        if self.response is None:
+        if self.response is None or self.predict_work is not None:
             self.ref_inlet = float("nan")
         else:
             self.ref_inlet = float(predictor.predict(self._columns(reference[None, :])
                                                      ).rack_inlet_c[0])
 
     def _columns(self, points: np.ndarray) -> dict[str, np.ndarray]:
-        x = {c: np.full(len(points), self.state.conditions[c]) for c in CONDITION_COLUMNS}
+        x = {c: np.full(len(points), self.conditions[c]) for c in CONDITION_COLUMNS}
         for j, column in enumerate(SETPOINTS.values()):
             x[column] = points[:, j]
         return x
 
     def add(self, points: np.ndarray) -> None:
         x = self._columns(points)
-        pred = self.predictor.predict(x)
         it = x["it_kw"]
+        if self.response is not None and self.predict_work is not None:
+            pred = self.predict_work(x)
+            it = pred.it_kw
+        else:
+            pred = self.predictor.predict(x)
         if self.response is not None and np.isfinite(self.ref_inlet):
             ratio = np.exp(self.response.log_ratio(np.asarray(pred.rack_inlet_c, float),
                                                    self.ref_inlet))
@@ -274,6 +282,24 @@ class _Search:
         return None
 
 
+def model_conditions(
+    predictor: PlantPredictor, state: PlantState, setpoints: Mapping[str, float]
+) -> dict[str, float]:
+    """The state's conditions as the predictor takes them: for a model of IT work (an
+    ``it_response`` and ``work_kw``, see :class:`dcpue.optimizer.models.PlantModel`) ``it_kw``
+    is the metered IT turned into work at the measured hottest inlet (the inlet predicted at
+    ``setpoints``, keyed by frame column, when none is measured); else as measured."""
+    work_kw = getattr(predictor, "work_kw", None)
+    if getattr(predictor, "it_response", None) is None or work_kw is None:
+        return dict(state.conditions)
+    inlet = state.rack_inlet_c
+    if inlet is None or not np.isfinite(inlet):
+        x = {k: np.array([v]) for k, v in (state.conditions | dict(setpoints)).items()}
+        inlet = float(predictor.predict(x).rack_inlet_c[0])
+    work = work_kw(np.array([state.conditions["it_kw"]]), np.array([inlet]))
+    return state.conditions | {"it_kw": float(work[0])}
+
+
 def propose(
     predictor: PlantPredictor,
     state: PlantState,
@@ -302,9 +328,10 @@ def propose(
     notes = [f"{k} {current[k]:g} outside hard bounds, clamped" for k in names
              if base[k] != current[k] and SetpointName(k) not in fixed]
     trust = None if predictor.trust is None else predictor.trust.widened(cfg.trust_tolerance)
+    at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
+    conditions = model_conditions(predictor, state, at_base)
     if trust is not None:
-        at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
-        outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
+        outside = trust.outside(conditions | at_base, FEATURE_COLUMNS)
         if outside:
             return _fallback(proposal, state, cfg, bounds, fixed, "; ".join(outside + notes))
         free = [c for n, c in SETPOINTS.items() if n not in fixed and not bounds[n.value].held]
@@ -317,7 +344,7 @@ def propose(
                 None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)
         for n, c in zip(names, SETPOINTS.values(), strict=True)
     ]
-    search = _Search(predictor, state, limit, np.array([current[n] for n in names]))
+    search = _Search(predictor, conditions, limit, np.array([current[n] for n in names]))
     search.add(np.array([[base[n] for n in names]]))
     measured = state.rack_inlet_c
     allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
