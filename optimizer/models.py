@@ -185,16 +185,20 @@ def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
 class Scales:
     """Site scales taken from the training data so the features are dimensionless:
     ``it_kw`` the largest IT load (kW), ``airflow`` the largest running units x fan speed
-    fraction per IT kW (a proxy of airflow per kW of heat, in units per kW)."""
+    fraction per IT kW (a proxy of airflow per kW of heat, in units per kW); ``instances`` the
+    per-instance lever columns (``<column>@<meter id>``, see
+    :func:`dcpue.optimizer.frames.instance_columns`) the design adds."""
 
     it_kw: float
     airflow: float
+    instances: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
         it = np.asarray(x["it_kw"], float)
         airflow = np.asarray(x["running_units"], float) * np.asarray(x["crah_fan_speed_pct"]) / 100
-        return cls(float(it.max()), float((airflow / it).max()))
+        return cls(float(it.max()), float((airflow / it).max()),
+                   tuple(c for c in x if "@" in c))
 
 
 def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
@@ -255,7 +259,16 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
         *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 5.0, 6.0, 8.0)),
         *(np.maximum(k - air, 0.0) for k in (0.35, 0.55, 0.75, 0.9)),
     ]
-    return np.column_stack(raw + extra)
+    # several instances of a lever (one supply-air setpoint per air handler): each instance,
+    # and how far the warmest and coolest stand from the type's mean (the hottest rack inlet
+    # follows the warmest supply)
+    per_type: dict[str, list[np.ndarray]] = {}
+    for c in scales.instances:
+        per_type.setdefault(c.split("@", 1)[0], []).append(np.asarray(x[c], float))
+    spread = [f(np.column_stack(v), axis=1) - np.asarray(x[t], float)
+              for t, v in per_type.items() for f in (np.max, np.min)]
+    return np.column_stack(raw + extra + [np.asarray(x[c], float) for c in scales.instances]
+                           + spread)
 
 
 def _ridge() -> Pipeline:
@@ -285,10 +298,16 @@ def _targets(data: pd.DataFrame, target: Target) -> tuple[np.ndarray, np.ndarray
     return power / _work(data), rise
 
 
+def feature_columns(data: pd.DataFrame) -> tuple[str, ...]:
+    """The model's input columns of a frame: ``FEATURE_COLUMNS`` and any per-instance lever
+    columns (``<column>@<meter id>``)."""
+    return FEATURE_COLUMNS + tuple(c for c in data.columns if "@" in c)
+
+
 def _columns(data: pd.DataFrame) -> dict[str, np.ndarray]:
     """Model inputs: the feature columns with IT work in place of IT power (see
     :class:`PlantModel`)."""
-    return {c: data[c].to_numpy() for c in FEATURE_COLUMNS} | {"it_kw": _work(data)}
+    return {c: data[c].to_numpy() for c in feature_columns(data)} | {"it_kw": _work(data)}
 
 
 def with_work(data: pd.DataFrame, response: ITResponse | None, ref_c: float | None) -> (
@@ -500,9 +519,9 @@ def train(
         )
     fitted = _fit(data, kind, target, seed)
     return PlantModel(
-        kind=kind, target=target, features=FEATURE_COLUMNS, power_model=fitted.power,
+        kind=kind, target=target, features=feature_columns(data), power_model=fitted.power,
         inlet_model=fitted.inlet,
-        trust=TrustRegion.of(data.assign(it_kw=data["work_kw"]), FEATURE_COLUMNS),
+        trust=TrustRegion.of(data.assign(it_kw=data["work_kw"]), feature_columns(data)),
         scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
