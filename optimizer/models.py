@@ -20,7 +20,7 @@ Guideline 14 definitions), MAE and RMSE of the maximum inlet (degC).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -181,24 +181,73 @@ def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
     return np.column_stack([x, *(np.maximum(x - k, 0.0) for k in knots)])
 
 
+#: Candidate values of the plant parameters the physical features use (K), searched by
+#: :func:`fit_physics`; the search starts at each grid's middle.
+PHYSICS_GRID: dict[str, tuple[float, ...]] = {
+    "coil_approach_k": tuple(float(k) for k in range(0, 9)),
+    "return_rise_k": tuple(float(k) for k in range(3, 16, 2)),
+    "tower_approach_k": tuple(float(k) for k in range(1, 8)),
+    "economizer_approach_k": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Scales:
-    """Site scales taken from the training data so the features are dimensionless:
-    ``it_kw`` the largest IT load (kW), ``airflow`` the largest running units x fan speed
-    fraction per IT kW (a proxy of airflow per kW of heat, in units per kW); ``instances`` the
-    per-instance lever columns (``<column>@<meter id>``, see
+    """Site scales and plant parameters taken from the training data, so the features are
+    dimensionless and carry no constant of one plant: ``it_kw`` the largest IT load (kW),
+    ``airflow`` the largest running units x fan speed fraction per IT kW (a proxy of airflow
+    per kW of heat, in units per kW), ``pump_hz`` the highest pump frequency (Hz, the pump
+    affinity law's reference speed); ``physics`` the plant parameters of
+    :data:`PHYSICS_GRID` (K) as :func:`fit_physics` found them (the grid middles until
+    then); ``instances`` the per-instance lever columns (``<column>@<meter id>``, see
     :func:`dcpue.optimizer.frames.instance_columns`) the design adds."""
 
     it_kw: float
     airflow: float
+    pump_hz: float = 50.0
+    physics: tuple[tuple[str, float], ...] = tuple(
+        (k, v[len(v) // 2]) for k, v in PHYSICS_GRID.items())
     instances: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
         it = np.asarray(x["it_kw"], float)
         airflow = np.asarray(x["running_units"], float) * np.asarray(x["crah_fan_speed_pct"]) / 100
-        return cls(float(it.max()), float((airflow / it).max()),
-                   tuple(c for c in x if "@" in c))
+        pump = float(np.max(x["pump_frequency_hz"]))
+        return cls(float(it.max()), float((airflow / it).max()), pump if pump > 0 else 1.0,
+                   instances=tuple(c for c in x if "@" in c))
+
+    def param(self, name: str) -> float:
+        return dict(self.physics)[name]
+
+
+def fit_physics(x: Mapping[str, np.ndarray], power_y: np.ndarray, rise_y: np.ndarray,
+                scales: Scales, passes: int = 2) -> Scales:
+    """``scales`` with the plant parameters (:data:`PHYSICS_GRID`) chosen from the data:
+    coordinate search, each parameter over its grid in turn, for the lowest validation error
+    of the linear model (:func:`_ridge`: fitted on the first 75 % of the rows, scored on the
+    rest, both targets' mean squared errors over their variances summed)."""
+    n = len(power_y)
+    cut = int(0.75 * n)
+    if cut < 20 or n - cut < 10:
+        return scales
+    targets = [(np.asarray(y, float), max(float(np.var(y[cut:])), 1e-12)) for y in (power_y, rise_y)]
+
+    def error(candidate: Scales) -> float:
+        design = design_matrix(x, candidate)
+        return sum(float(np.mean((_ridge().fit(design[:cut], y[:cut]).predict(design[cut:])
+                                  - y[cut:]) ** 2)) / var for y, var in targets)
+
+    best, best_err = scales, error(scales)
+    for _ in range(passes):
+        for name, grid in PHYSICS_GRID.items():
+            for value in grid:
+                candidate = replace(best, physics=tuple(
+                    (k, value if k == name else v) for k, v in best.physics))
+                err = error(candidate)
+                if err < best_err - 1e-12:
+                    best, best_err = candidate, err
+    return best
 
 
 def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
@@ -209,28 +258,33 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     (tracking outdoor wet bulb) and chilled water, and falls to the economizer's share when
     chilled-water return is warm enough; chilled-water flow (pump power ~ flow^3) goes with
     heat over the coil's water temperature rise; hot-aisle recirculation at the racks grows as
-    airflow per IT kW falls. Loads per IT kW are divided by ``it_kw``. Typical plant values
-    stand in for unknown constants: 5 K coil approach, coil water leaving a third of the way to
-    return air, cooling-tower approach 3.5 K and range 5.5 K at full load and condenser flow,
-    1.5 K economizer and refrigerant approaches, 8 K minimum lift, return air 7 K above supply
-    at the trained maximum airflow per kW.
+    airflow per IT kW falls. Loads per IT kW are divided by ``it_kw``, pump speed by the
+    trained highest. The plant parameters (coil approach, return-air rise at the most airflow
+    per kW seen, cooling-tower and economizer approaches) are the ones :func:`fit_physics`
+    learned from the site's data; hinges of supply air over chilled water every kelvin from 0
+    to 8 K and of airflow per kW leave their shape to the fit. Generic shapes remain (coil
+    water leaving a third of the way to return air, tower range 5.5 K at full load and
+    condenser flow, a 3 K refrigerant lift allowance, 8 K minimum lift): typical plant values,
+    not fitted.
     """
     it = np.asarray(x["it_kw"], float)
     units = np.asarray(x["running_units"], float)
     fan = np.asarray(x["crah_fan_speed_pct"], float) / 100.0
-    pump = np.asarray(x["pump_frequency_hz"], float) / 50.0
+    pump = np.maximum(np.asarray(x["pump_frequency_hz"], float) / scales.pump_hz, 1e-3)
     wb, db = np.asarray(x["wet_bulb_c"], float), np.asarray(x["dry_bulb_c"], float)
     chw, sa = np.asarray(x["chilled_water_c"], float), np.asarray(x["supply_air_c"], float)
+    coil, rise_k = scales.param("coil_approach_k"), scales.param("return_rise_k")
+    tower_k, econ_k = scales.param("tower_approach_k"), scales.param("economizer_approach_k")
     load = it / scales.it_kw
     air = np.maximum(units * fan / it / scales.airflow, 1e-3)  # 1 = most airflow per kW seen
-    return_air = np.maximum(sa, chw + 5.0) + 7.0 / air
+    return_air = np.maximum(sa, chw + coil) + rise_k / air
     rise = np.maximum((return_air - chw) / 3.0, 0.5)
     flow = load * 6.0 / rise
-    tower = wb + 3.5 * np.sqrt(np.maximum(load, 0.2) / pump)
-    econ = np.clip((chw + rise - tower - 1.5) / rise, 0.0, 1.0)
+    tower = wb + tower_k * np.sqrt(np.maximum(load, 0.2) / pump)
+    econ = np.clip((chw + rise - tower - econ_k) / rise, 0.0, 1.0)
     lift = np.maximum(tower + 5.5 * load / pump + 3.0 - chw, 8.0)
     mech_lift = (1.0 - econ) * lift
-    carnot = lift / (chw + 271.65)
+    carnot = lift / (chw + 273.15 - econ_k)
     raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
     extra = [
         load,
@@ -256,7 +310,8 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
         air,
         1.0 / air,
         # hinges: supply air held up by the coil, and recirculation once airflow falls short
-        *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 5.0, 6.0, 8.0)),
+        *(np.maximum(chw + k - sa, 0.0) for k in range(9)),
+        np.maximum(chw + coil - sa, 0.0),
         *(np.maximum(k - air, 0.0) for k in (0.35, 0.55, 0.75, 0.9)),
     ]
     # several instances of a lever (one supply-air setpoint per air handler): each instance,
@@ -427,6 +482,9 @@ class PlantModel:
                 "inlet_range_c": [getattr(self.it_response, "lo_c", np.nan),
                                   getattr(self.it_response, "hi_c", np.nan)],
             },
+            "it_reference_c": self.it_reference_c,
+            "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
+                       "physics": dict(self.scales.physics)},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
         }
 
@@ -463,9 +521,14 @@ class _Fitted:
         return self.power.predict(design), self.inlet.predict(design)
 
 
-def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> _Fitted:
+def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int,
+         physics: Scales | None = None) -> _Fitted:
+    """Fit both models; the plant parameters come from ``physics`` (a :func:`fit_physics`
+    result) when given, else from the grid middles."""
     columns = _columns(data)
     scales = Scales.of(columns)
+    if physics is not None:
+        scales = replace(scales, physics=physics.physics)
     design = design_matrix(columns, scales)
     power_y, rise_y = _targets(data, target)
     return _Fitted(
@@ -475,15 +538,18 @@ def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> _Fit
 
 
 def cross_validate(
-    data: pd.DataFrame, kind: ModelKind, target: Target, splits: int = 5, seed: int = 0
+    data: pd.DataFrame, kind: ModelKind, target: Target, splits: int = 5, seed: int = 0,
+    physics: Scales | None = None,
 ) -> dict[str, float]:
     """Time-ordered cross-validation: each fold trains on the past and scores the next block;
-    scores are computed over all out-of-fold predictions together."""
+    scores are computed over all out-of-fold predictions together. ``physics``: the plant
+    parameters to use (see :func:`_fit`)."""
     data = data.sort_index()
     power_hat = np.full(len(data), np.nan)
     rise_hat = np.full(len(data), np.nan)
     for train, test in TimeSeriesSplit(n_splits=splits).split(data):
-        power_hat[test], rise_hat[test] = _fit(data.iloc[train], kind, target, seed).targets(
+        power_hat[test], rise_hat[test] = _fit(data.iloc[train], kind, target, seed,
+                                               physics).targets(
             data.iloc[test])
     scored = np.isfinite(power_hat)
     return _scores(data[scored], target, power_hat[scored], rise_hat[scored])
@@ -502,7 +568,8 @@ def train(
     Metrics: ``cv`` from :func:`cross_validate` over the first ``1 - holdout_fraction`` of the
     rows, ``holdout`` from a model fitted on those rows and scored on the later tail. The
     returned model is then refitted on all rows; its trust region spans all rows. The IT
-    response (and with it the work column, see :class:`PlantModel`) is fitted on all rows.
+    response (and with it the work column, see :class:`PlantModel`) is fitted on all rows,
+    the plant parameters of the features (:func:`fit_physics`) on the rows before the tail.
     """
     data = frame.data.sort_index()
     if len(data) < 4 * splits:
@@ -511,13 +578,14 @@ def train(
     ref_c = None if response is None else float(np.quantile(data["rack_inlet_max_c"], 0.1))
     data = with_work(data, response, ref_c)
     cut = int(len(data) * (1.0 - holdout_fraction))
-    metrics = {"cv": cross_validate(data.iloc[:cut], kind, target, splits, seed)}
+    head, tail = data.iloc[:cut], data.iloc[cut:]
+    physics = fit_physics(_columns(head), *_targets(head, target), Scales.of(_columns(head)))
+    metrics = {"cv": cross_validate(head, kind, target, splits, seed, physics)}
     if cut < len(data):
-        head, tail = data.iloc[:cut], data.iloc[cut:]
         metrics["holdout"] = _scores(
-            tail, target, *_fit(head, kind, target, seed).targets(tail)
+            tail, target, *_fit(head, kind, target, seed, physics).targets(tail)
         )
-    fitted = _fit(data, kind, target, seed)
+    fitted = _fit(data, kind, target, seed, physics)
     return PlantModel(
         kind=kind, target=target, features=feature_columns(data), power_model=fitted.power,
         inlet_model=fitted.inlet,

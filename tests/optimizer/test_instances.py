@@ -10,8 +10,8 @@ independently in 18-27 degC, held 30 min, 5-minute samples) train the real model
 
 Computed: with both supply airs at 21.5 degC (hottest inlets 23.5 and 25.5 degC, inlet limit
 27 - 1 - 2 x the model's inlet RMSE ~ 26 degC) the proposal raises AHU-1's supply air by its
-maximum step and leaves AHU-2's where its zone's inlet limit binds: one lever per air handler,
-proposed separately, not their mean.
+maximum step and AHU-2's by at most what its zone's inlet limit leaves (its true inlet stays
+within 27 - 1 degC): one lever per air handler, proposed separately, not their mean.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def test_each_air_handler_is_its_own_lever(trained) -> None:
     p = propose(model, state, site.optimizer)
     one, two = (p.proposed[f"supply_air_temperature@{m}"] for m in ("sp-sa", "sp-sa2"))
     assert one == pytest.approx(22.5)  # one max_step up: AHU-1's racks have room
-    assert two <= 21.6  # AHU-2's zone is at the inlet limit
+    # AHU-2's zone is at its inlet limit: its true hottest inlet (SA2 + 4) stays within
+    # 27 - 1 degC, and the two levers are not moved together
+    assert two + 4.0 <= 26.0 and one - two >= 0.5
     assert p.predicted_inlet_c <= p.inlet_limit_c
     assert p.proposed["supply_air_temperature"] == pytest.approx((one + two) / 2)
     assert all(p.proposed[k] == v for k, v in HELD.items())  # held levers stay
