@@ -121,7 +121,9 @@ class BalanceTopology:
             ]
             groups[name] = _outermost(members, by_id)
         used = {mid for ids in groups.values() for mid in ids}
-        return cls(groups, {mid: by_id[mid] for mid in used}, category)
+        # In site order (not the set's, which varies with string hashing per process): the
+        # daemon's saved calculator state is laid out by this order.
+        return cls(groups, {m.id: m for m in site.meters if m.id in used}, category)
 
     @property
     def all_meters(self) -> tuple[str, ...]:
@@ -179,6 +181,9 @@ class EnergyBalance:
     meter_kinds: Mapping[str, MeterKind] = field(default_factory=dict)
     pv_inside_kwh: float | None = None
     bridged: Mapping[str, float] = field(default_factory=dict)
+    #: PV that reached the facility through the battery (set by the provenance ledger,
+    #: :func:`dcpue.metrics.provenance.with_origin`; None: the window rule :func:`pv_inside`).
+    pv_stored_kwh: float | None = None
 
     def __post_init__(self) -> None:
         if self.pv_inside_kwh is None:
@@ -188,9 +193,11 @@ class EnergyBalance:
 
     @property
     def grid_inside_kwh(self) -> float:
-        """Grid electricity used inside the boundary: min(grid import, facility - PV inside)."""
+        """Grid electricity used inside the boundary: facility - PV inside, at most what came
+        from the grid directly or through the battery (grid import + battery discharge)."""
         assert self.pv_inside_kwh is not None
-        return min(self.grid_import_kwh, max(self.facility_kwh - self.pv_inside_kwh, 0.0))
+        return min(self.grid_import_kwh + self.battery_discharge_kwh,
+                   max(self.facility_kwh - self.pv_inside_kwh, 0.0))
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
@@ -242,14 +249,17 @@ class EnergyBalance:
         )
         assert self.pv_inside_kwh is not None
         out["pv_inside"] = fig(
-            "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS, PV_INSIDE_FORMULA,
+            "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS,
+            PV_INSIDE_FORMULA if self.pv_stored_kwh is None else PV_LEDGER_FORMULA,
             (out["pv_self_consumed"], out["facility"], out["outside_boundary"],
-             out["battery_charge"]),
+             out["battery_charge"], out["battery_discharge"]),
         )
+        if self.pv_stored_kwh is not None:
+            out["pv_inside"].extra["pv_stored_kwh"] = self.pv_stored_kwh
         out["grid_inside"] = fig(
             "grid_inside", self.grid_inside_kwh, FACILITY_GROUPS,
-            "min(grid_import, facility - pv_inside)",
-            (out["grid_import"], out["facility"], out["pv_inside"]),
+            "min(grid_import + battery_discharge, facility - pv_inside)",
+            (out["grid_import"], out["battery_discharge"], out["facility"], out["pv_inside"]),
         )
         parts = ("it", "cooling", "power_loss", "lighting")
         out["other"] = fig(
@@ -290,6 +300,10 @@ LOOKAROUND_MS = 6 * 3_600_000
 DATA_QUALITY_ERROR = "data-quality error"
 PV_INSIDE_FORMULA = (
     "(pv_generation - grid_export) x facility / (facility + outside_boundary + battery_charge)"
+)
+PV_LEDGER_FORMULA = (
+    "per step: PV used as generated + PV discharged from the battery, each in proportion "
+    "facility / site-bus sinks (state-of-charge provenance ledger)"
 )
 
 

@@ -42,7 +42,6 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dcpue.carbon.report import site_report
-from dcpue.carbon.site import hourly_grid_factor
 from dcpue.collector.service import Collector
 from dcpue.config.service import METER_FIGURE
 from dcpue.config.site import Site
@@ -51,7 +50,7 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, EnergyBalance, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
@@ -206,23 +205,12 @@ class MemoCalculator(RollingCalculator):
                 figures = hit[1]
             else:
                 balance = self.balance(w.name, now_ms)
-                figures = site_indicators(self.site, balance, self._hourly_factor(balance))
+                figures = site_indicators(self.site, balance, self.origin(balance))
                 if reported >= end:  # every meter is past the window: its figures are final
                     self._final[w.name] = (span, figures)
             out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
         self._memo = (key, out)
         return out
-
-
-    def _hourly_factor(self, balance: EnergyBalance) -> tuple[float, str] | None:
-        """CUE's grid factor over the window from ``carbon.hourly_factors_csv`` (energy-
-        weighted over the grid electricity inside the boundary, as ``dcpue pue`` does); None
-        without hourly factors (the flat site factor). Costs a store read of the window's
-        balance meters, once per window end thanks to the memo."""
-        if self.site.carbon.hourly_factors_csv is None or self._source is None:
-            return None
-        factor = hourly_grid_factor(self.site, self._source, balance.start_ms, balance.end_ms)
-        return None if factor is None else (factor.value, factor.source)
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:

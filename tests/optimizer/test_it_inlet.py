@@ -15,7 +15,7 @@ power at its metered value (the same model with its IT response removed).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -26,10 +26,12 @@ from dcpue.core.units import unit
 from dcpue.optimizer.evaluate import (
     PlantRun,
     TwinPlant,
+    TwinPredictor,
+    _Decider,
     explore_and_train,
     run_evaluation,
 )
-from dcpue.optimizer.models import PlantModel, PlantPredictor, Prediction, TrustRegion
+from dcpue.optimizer.models import PlantModel, Prediction, TrustRegion
 
 from tests.optimizer.conftest import JULY
 
@@ -86,8 +88,13 @@ class InletSensitiveTwin(TwinPlant):
         extra = r.it_kw * (self.response.factor(r.rack_inlet_max_c) - 1.0)
         return PlantRun(r.facility_kw + extra, r.cooling_kw, r.it_kw + extra, r.rack_inlet_max_c)
 
-    def oracle(self, target: str) -> PlantPredictor:
-        return replace(super().oracle(target), it_response=self.response)
+    def oracle(self, start_ms: int, intervals: int, interval_s: int
+               ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]:
+        """The loop's search with the twin's equations and the declared IT response."""
+        physics = TwinPredictor(self.params, self.pressure_pa, target=self.site.optimizer.target,
+                                it_response=self.response)
+        return self.control(start_ms, intervals, interval_s,
+                            _Decider(physics, self.site, self, intervals))
 
 
 @dataclass(frozen=True, slots=True)
