@@ -126,6 +126,7 @@ class RecentFrames:
             {c: float(row[c]) for c in CONDITION_COLUMNS},
             {name: float(row[column]) for name, column in SETPOINTS.items()},
             float(row["rack_inlet_max_c"]),
+            {c: float(row[c]) for c in data.columns if "@" in c},  # per-instance levers
         )
 
 
