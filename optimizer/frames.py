@@ -344,3 +344,61 @@ def _utility_kw(grid: _Grid, site: Site) -> np.ndarray:
         for mid in topology.groups[group]:
             total = total + _FACILITY_SIGNS[group] * grid.power_kw(topology.meters[mid])
     return total
+
+
+def lever_columns(data: pd.DataFrame) -> list[str]:
+    """The columns of a frame's data that a lever sets: the setpoint types and their
+    instances (``<column>@<meter id>``)."""
+    return [c for c in data.columns if c.split("@", 1)[0] in SETPOINT_COLUMNS]
+
+
+def response_lag(data: pd.DataFrame, step_s: int, response: str = "rack_inlet_max_c",
+                 max_lag: int = 3, settled_share: float = 0.9) -> int:
+    """How many frame rows ``response`` takes to follow a lever change, learned from the
+    step responses of the data (the exploration sweep): 0 when it responds within the row.
+
+    Least squares over consecutive rows (``step_s`` apart) of the response's change on every
+    lever's changes in the same row and the ``max_lag`` rows before, ``d y_k ~ sum_j b_j
+    d x_{k-j}``; the lag is the fewest rows ``L`` after which the levers' cumulative responses
+    ``b_0 + ... + b_L`` to a typical change (one standard deviation of the lever's row-to-row
+    changes) miss at most ``1 - settled_share`` of their total, summed over the levers (EnergyPlus's ITE inlet,
+    an internal gain computed from the supply-air node at the start of each zone timestep:
+    1 row at 15-min frames; the native twin: 0). 0 when the data hold too few changes."""
+    levers = [c for c in lever_columns(data) if data[c].nunique() > 1]
+    ts = data.index.to_numpy()
+    y = data[response].to_numpy()
+    # rows k with max_lag + 1 consecutive predecessors
+    run = np.concatenate([[False], np.diff(ts) == step_s * 1000])
+    ok = np.ones(len(ts), bool)
+    for j in range(max_lag + 1):
+        ok &= np.concatenate([np.zeros(j, bool), run[: len(ts) - j]])
+    rows = np.flatnonzero(ok)
+    if not levers or len(rows) < 10 * (max_lag + 1) * len(levers):
+        return 0
+    design = np.column_stack([
+        np.diff(data[c].to_numpy(), prepend=np.nan)[rows - j]
+        for c in levers for j in range(max_lag + 1)])
+    dy = np.diff(y, prepend=np.nan)[rows]
+    beta = np.linalg.lstsq(design - design.mean(axis=0), dy - dy.mean(), rcond=None)[0]
+    # each lever's cumulative response to a typical change of it (response units)
+    scale = np.nanstd(design[:, :: max_lag + 1], axis=0)[:, None]
+    cumulative = np.cumsum(beta.reshape(len(levers), max_lag + 1), axis=1) * scale
+    total = cumulative[:, -1:]
+    missing = np.abs(cumulative - total).sum(axis=0)
+    return int(np.argmax(missing <= (1.0 - settled_share) * np.abs(total).sum()))
+
+
+def settled_rows(data: pd.DataFrame, step_s: int, lag: int) -> np.ndarray:
+    """Mask of the rows whose response has settled: no lever changed in the row or the
+    ``lag - 1`` rows before it (a change is a lever differing from the previous row's value,
+    ``step_s`` earlier; after a gap the row counts as settled). All True for ``lag`` 0."""
+    keep = np.ones(len(data), bool)
+    if lag <= 0 or len(data) < 2:
+        return keep
+    ts = data.index.to_numpy()
+    values = data[lever_columns(data)].to_numpy()
+    changed = np.concatenate([[False], (np.diff(ts) == step_s * 1000)
+                              & np.any(np.diff(values, axis=0) != 0, axis=1)])
+    for j in range(lag):
+        keep &= ~np.concatenate([np.zeros(j, bool), changed[: len(data) - j]])
+    return keep

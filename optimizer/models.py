@@ -27,7 +27,12 @@ from typing import Any, Literal, Protocol
 import joblib
 import numpy as np
 import pandas as pd
-from dcpue.optimizer.frames import FEATURE_COLUMNS, TrainingFrame
+from dcpue.optimizer.frames import (
+    FEATURE_COLUMNS,
+    TrainingFrame,
+    response_lag,
+    settled_rows,
+)
 from dcpue.optimizer.stats import cvrmse_pct, mae, nmbe_pct
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import Ridge
@@ -384,6 +389,10 @@ class PlantModel:
     ``metrics`` holds ``cv`` (out-of-fold, time-ordered) and ``holdout`` dictionaries with
     ``pue_mae`` (1), ``power_cvrmse_pct`` and ``power_nmbe_pct`` (%), ``power_rmse_kw`` (kW),
     ``inlet_mae_c`` and ``inlet_rmse_c`` (degC) and ``rows``. ``trust`` is the training range.
+    ``settling_rows``: the frame rows the rack inlet took to follow a lever change in the
+    training data (:func:`dcpue.optimizer.frames.response_lag`); the models were fitted and
+    scored on the settled rows only (:func:`dcpue.optimizer.frames.settled_rows`), ``rows``
+    counts those.
 
     Load input: where IT power responds to inlet temperature (``it_response``), metered IT is
     not an input the setpoints leave alone (a warmer hall draws more IT power), so the models
@@ -409,6 +418,7 @@ class PlantModel:
     step_s: int
     it_response: ITResponse | None = None
     it_reference_c: float | None = None
+    settling_rows: int = 0
     format: int = MODEL_FORMAT
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -483,6 +493,7 @@ class PlantModel:
                                   getattr(self.it_response, "hi_c", np.nan)],
             },
             "it_reference_c": self.it_reference_c,
+            "settling_rows": self.settling_rows,
             "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
                        "physics": dict(self.scales.physics)},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
@@ -570,13 +581,23 @@ def train(
     returned model is then refitted on all rows; its trust region spans all rows. The IT
     response (and with it the work column, see :class:`PlantModel`) is fitted on all rows,
     the plant parameters of the features (:func:`fit_physics`) on the rows before the tail.
+
+    Settling: where the rack inlet follows a lever change only some frame rows later (the
+    data's step responses say how many, :func:`dcpue.optimizer.frames.response_lag`), the rows
+    before it settles pair new setpoints with the old inlet (and the old IT power); every fit
+    and score then uses the settled rows only (the IT response, fitted on differences of
+    measured inlet and IT power, uses all rows).
     """
     data = frame.data.sort_index()
     if len(data) < 4 * splits:
         raise ValueError(f"{len(data)} usable rows is too few to train ({4 * splits} needed)")
     response = _significant(ITResponse.fit(data, frame.step_s))
     ref_c = None if response is None else float(np.quantile(data["rack_inlet_max_c"], 0.1))
-    data = with_work(data, response, ref_c)
+    lag = response_lag(data, frame.step_s)
+    data = with_work(data, response, ref_c)[settled_rows(data, frame.step_s, lag)]
+    if len(data) < 4 * splits:
+        raise ValueError(f"{len(data)} settled rows is too few to train ({4 * splits} needed; "
+                         f"the rack inlet settles {lag} rows after a setpoint change)")
     cut = int(len(data) * (1.0 - holdout_fraction))
     head, tail = data.iloc[:cut], data.iloc[cut:]
     physics = fit_physics(_columns(head), *_targets(head, target), Scales.of(_columns(head)))
@@ -593,7 +614,7 @@ def train(
         scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
-        it_response=response, it_reference_c=ref_c,
+        it_response=response, it_reference_c=ref_c, settling_rows=lag,
     )
 
 
