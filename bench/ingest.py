@@ -247,17 +247,10 @@ def queued_drain(
         }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--readings", type=int, default=500_000)
-    parser.add_argument("--single-messages", type=int, default=100_000)
-    parser.add_argument("--mqtt-readings", type=int, default=500_000)
-    args = parser.parse_args()
-    site = bench_site()
-    data = payloads(args.readings)
+def processing_rows(site: Site, data: list[bytes]) -> list[tuple[str, str, str]]:
+    """Table rows of the processing part (no network) and its memory."""
     n = len(data) * BATCH
-
-    rows: list[tuple[str, str, str]] = []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t = asyncio.run(process(site, data, Store(Path(tmp) / "p.duckdb")))
     for label, part in (
@@ -272,6 +265,23 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rows.append((f"tracemalloc peak, {len(sample) * BATCH:,} readings", f"{peak / 2**20:.1f} MiB", ""))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readings", type=int, default=500_000)
+    parser.add_argument("--single-messages", type=int, default=100_000)
+    parser.add_argument("--mqtt-readings", type=int, default=500_000)
+    parser.add_argument("--mqtt-only", action="store_true", help="skip the processing part")
+    args = parser.parse_args()
+    site = bench_site()
+    data = payloads(args.readings)
+    n = len(data) * BATCH
+
+    rows: list[tuple[str, str, str]] = []
+    if not args.mqtt_only:
+        rows += processing_rows(site, data)
     with tempfile.TemporaryDirectory() as tmp:
         single = queued_drain(single_payloads(args.single_messages), 1, Path(tmp), "single")
         batched = queued_drain(payloads(args.mqtt_readings), BATCH, Path(tmp), "batched")
