@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.scanner
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -90,6 +91,28 @@ def load_json(payload: bytes) -> object:
         raise Rejected("too_deep", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected("bad_json", str(exc)[:DETAIL_KEEP_CHARS]) from None
+
+
+#: The C scanner behind json.loads (same defaults: NaN and Infinity read, strict strings).
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_JSON_SPACE = " \t\n\r"
+
+
+def quick_json(payload: bytes) -> object | None:
+    """The document of a plain UTF-8 object or array payload, parsed straight by the C
+    scanner (no encoding detection, no regex for whitespace); None wherever
+    :func:`load_json` must decide (other openings, possible UTF-16/32, invalid UTF-8, any
+    parse error)."""
+    if payload[:1] not in (b"{", b"[") or payload[1:2] == b"\x00":
+        return None
+    try:
+        text = payload.decode()
+        document, end = _scan_json(text, 0)
+    except Exception:  # every refusal and edge case comes from load_json
+        return None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return None
+    return document
 
 
 class PayloadDecoder:
@@ -163,9 +186,10 @@ class PayloadDecoder:
         self, payloads: list[bytes], origin: str, received_ms: int
     ) -> tuple[list[list[Reading] | ReadingColumns], list[DeadLetter]]:
         """:meth:`decode_any` of many payloads received together on ``origin``: the same
-        readings and dead letters, but the single readings (``reading``) and the arrays
-        without a top-level ``ts`` (``batch``) of all the payloads are validated as one
-        batch, in columns when clean and large enough. Returns chunks of readings and the
+        readings and dead letters, but the single readings (``reading``) and the small
+        arrays without a top-level ``ts`` (``batch``) of all the payloads are validated as
+        one batch, in columns when clean and large enough (a large array goes into columns
+        on its own: merging large ones measured slower). Returns chunks of readings and the
         dead letters. Never raises."""
         if len(payloads) == 1:
             readings, letters = self.decode_any(payloads[0], origin, received_ms)
@@ -173,22 +197,32 @@ class PayloadDecoder:
         out: Decoded = ([], [])
         chunks: list[list[Reading] | ReadingColumns] = [out[0]]
         single, batch = self._shape == self._reading, self._shape == self._batch
-        parts: list[list[object]] = []  # the mergeable items, per payload
+        parts: list[list[object]] = []  # items to validate together, per payload
         for payload in payloads:
-            if len(payload) > self.max_payload_bytes:
+            oversized = len(payload) > self.max_payload_bytes
+            document = None if oversized else quick_json(payload)
+            if single and type(document) is dict:  # the hot case, no guard needed
+                parts.append([document])
+                continue
+            if oversized:
                 out[1].extend(self.decode(payload, origin, received_ms)[1])
                 continue
             with self._guard(out, origin, received_ms, payload):
-                document = load_json(payload)
+                if document is None:
+                    document = load_json(payload)
                 if single and type(document) is dict:
                     parts.append([document])
-                elif batch and type(document) is list:
-                    parts.append(document)
-                elif (batch and type(document) is dict and document.get("ts") is None
-                      and type(document.get("readings")) is list):
-                    parts.append(document["readings"])
-                elif not (batch and self._emit_columns(document, origin, received_ms, chunks, out)):
-                    self._shape(document, origin, received_ms, out)
+                    continue
+                items = document
+                if (batch and type(document) is dict and document.get("ts") is None
+                        and type(document.get("readings")) is list):
+                    items = document["readings"]
+                if not (batch and type(items) is list):
+                    if not (batch and self._emit_columns(document, origin, received_ms, chunks, out)):
+                        self._shape(document, origin, received_ms, out)
+                elif len(items) < COLUMNAR_MIN_ITEMS or not self._emit_columns(
+                        items, origin, received_ms, chunks, out):
+                    parts.append(items)
         merged = [item for part in parts for item in part]
         if not self._emit_columns(merged, origin, received_ms, chunks, out):
             for part in parts:  # not clean as a whole: payload by payload, as decode_any would

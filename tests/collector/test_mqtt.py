@@ -186,8 +186,17 @@ def test_decoding_a_read_at_once_equals_decoding_each_message():
     rng = random.Random(3)
     now_ms = T0_MS + 7 * 86_400_000  # after every reading
     bad = [b"{", b"[1, 2]", b'{"meter": "ghost", "value": 1, "ts": 1704067200000}',
-           b'{"meter": "it", "value": "x", "ts": 1704067200000}', b" " * 5000,
-           b'{"meter": "pdu-1", "value": 1e9, "ts": 1704067200000}']
+           b'{"meter": "it", "value": "x", "ts": 1704067200000}', b" " * 9000,
+           b'{"meter": "pdu-1", "value": 1e9, "ts": 1704067200000}',
+           # encodings json.loads(bytes) detects, invalid UTF-8, an integer beyond the limit
+           '{"meter": "it", "value": 2, "ts": 1704067200000}'.encode("utf-16-le"),
+           b'\xef\xbb\xbf{"meter": "it", "value": 3, "ts": 1704067200000}',
+           b'{"meter": "it\xff", "value": 1, "ts": 1704067200000}',
+           b'{"meter": "it", "value": 1' + b"0" * 4400 + b', "ts": 1704067200000}',
+           # trailing JSON whitespace, trailing data, a trailing form feed (not JSON space)
+           b'{"meter": "it", "value": 4, "ts": 1704067200000}\r\n',
+           b'{"meter": "it", "value": 4, "ts": 1704067200000} x',
+           b'[{"meter": "it", "value": 5, "ts": 1704067200000}]\x0c']
     for fmt in ("reading", "batch"):
         payloads = []
         for i in range(400):
@@ -200,7 +209,7 @@ def test_decoding_a_read_at_once_equals_decoding_each_message():
                 doc = rng.choice([items, {"readings": items},
                                   {"ts": T0_MS, "readings": [{**x, "ts": None} for x in items]}])
                 payloads.append(json.dumps(doc).encode())
-        decoder = PayloadDecoder(MeterIndex(make_site()), Subscription(topic="#", format=fmt), 4096)
+        decoder = PayloadDecoder(MeterIndex(make_site()), Subscription(topic="#", format=fmt), 8192)
         one_by_one_readings, one_by_one_letters = [], []
         for payload in payloads:
             readings, letters = decoder.decode_any(payload, "t", now_ms)
