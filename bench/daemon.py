@@ -2,13 +2,16 @@
 
 1. ``dcpue run --fast-forward`` of the bundled site: simulated days per wall minute (and per
    CPU minute), beside ``dcpue simulate`` of the same days (the twin into the store alone).
-2. ``/api/pue`` and ``/healthz`` latency (p50/p99 of sequential requests, in turn) while that
-   fast-forward runs, beside a plain Starlette hello-world app served by uvicorn, asked in
-   the same turns under the same load.
+2. ``/api/pue`` and ``/healthz`` latency (p50/p99 of sequential requests, in turn, at most
+   ``--rate`` turns per second) while that fast-forward runs, beside a plain Starlette
+   hello-world app served by uvicorn, asked in the same turns under the same load.
 3. Start-up and the cost of one simulated minute of jobs (write-back + alerts) against stores
    of 1 and 30 simulated days (``--sizes``), beside the raw DuckDB ``count(*)`` of that store.
 
-Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30]``.
+With ``--burn N``, N CPU burners (``python -c 'while 1: pass'``) run beside sections 1 and 2:
+the latency of a loaded machine.
+
+Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30] [--burn 1] [--rate 10]``.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ def dcpue(*argv: str) -> list[str]:
     return [sys.executable, "-m", "dcpue", *argv]
 
 
-def latencies(urls: list[str], busy: subprocess.Popen) -> list[list[float]]:
-    """Wall times (s) of sequential GETs of ``urls`` in turn, while ``busy`` runs."""
+def latencies(urls: list[str], busy: subprocess.Popen, rate: float) -> list[list[float]]:
+    """Wall times (s) of sequential GETs of ``urls`` in turn, ``rate`` turns per second at
+    most, while ``busy`` runs (paced: a tight loop would load the daemon by its own speed)."""
     out: list[list[float]] = [[] for _ in urls]
     with httpx.Client(timeout=60) as client:
+        next_turn = time.perf_counter()
         while busy.poll() is None:
             for i, url in enumerate(urls):
                 t0 = time.perf_counter()
@@ -60,6 +65,8 @@ def latencies(urls: list[str], busy: subprocess.Popen) -> list[list[float]]:
                 except httpx.TransportError:
                     return out  # the daemon finished meanwhile
                 out[i].append(time.perf_counter() - t0)
+            next_turn += 1.0 / rate
+            time.sleep(max(0.0, next_turn - time.perf_counter()))
     return out
 
 
@@ -99,8 +106,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fast_forward(tmp: Path, days: float) -> None:
-    """Sections 1 and 2."""
+def fast_forward(tmp: Path, days: float, burn: int = 0, rate: float = 10.0) -> None:
+    """Sections 1 and 2 (with ``burn`` CPU burners beside them)."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(burn)]
+    try:
+        _fast_forward(tmp, days, rate)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def _fast_forward(tmp: Path, days: float, rate: float) -> None:
     from dcpue.config import example_path
 
     config = tmp / "site.toml"
@@ -122,18 +139,20 @@ def fast_forward(tmp: Path, days: float) -> None:
         url = daemon_url(store, proc)
         wait_url(f"http://127.0.0.1:{hello_port}/", hello)
         api, health, base = latencies(
-            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], proc)
+            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], proc, rate)
         proc.wait()
     finally:
         hello.terminate()
         hello.wait()
     ff_wall, ff_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
-    print(f"1. fast-forward of the bundled site, {days:g} simulated days")
+    print(f"1. fast-forward of the bundled site, {days:g} simulated days "
+          f"(load {os.getloadavg()[0]:.1f} at its end)")
     print(f"   dcpue run --fast-forward   {days / ff_wall * 60:7.1f} days/min wall "
           f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute)")
     print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
           f"({sim_wall:6.1f} s, {days / sim_cpu * 60:6.1f} days per CPU minute)")
-    print("2. latency during that fast-forward (sequential GETs, ms): p50 / p99 / max / n")
+    print(f"2. latency during that fast-forward (sequential GETs, at most {rate:g} turns/s, "
+          "ms): p50 / p99 / max / n")
     for name, values in (("/api/pue", api), ("/healthz", health),
                          ("Starlette hello-world (comparison)", base)):
         if values:
@@ -189,13 +208,20 @@ def minute_cost(tmp: Path, sizes: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=4.0)
-    parser.add_argument("--sizes", default="1,30")
+    parser.add_argument("--sizes", default="1,30", help="store sizes of section 3 (days); "
+                        "'' skips it")
+    parser.add_argument("--burn", type=int, default=0,
+                        help="CPU burners beside sections 1 and 2")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="section 2: turns of GETs per second at most")
     args = parser.parse_args()
     print(f"bench/daemon.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {args.burn} CPU burner(s) "
+          "beside the fast-forward")
     with tempfile.TemporaryDirectory() as tmp:
-        fast_forward(Path(tmp), args.days)
-        minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
+        fast_forward(Path(tmp), args.days, args.burn, args.rate)
+        if args.sizes:
+            minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
 
 
 if __name__ == "__main__":

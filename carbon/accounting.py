@@ -23,12 +23,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from dcpue.carbon.scope2 import (
     T_PER_MWH,
-    Factor,
-    HourlyFactors,
-    allocate,
     cap_note,
     emissions,
-    instrument_claims,
     instrument_figures,
     location_based_hourly,
     market_based_ghg,
@@ -36,6 +32,8 @@ from dcpue.carbon.scope2 import (
     total,
 )
 from dcpue.config.carbon import CarbonSettings, GridFactor, Scope2Method
+from dcpue.config.factors import Factor, HourlyFactors
+from dcpue.config.instruments import allocate, instrument_claims
 from dcpue.core.figures import Figure
 
 #: Keys of the fixed figures, in table order (measures follow as ``avoided:<name>``).

@@ -1,16 +1,17 @@
-"""Reporting windows: calendar dates in a time zone to UTC epoch-ms windows, labels, proration.
+"""Reporting windows: calendar dates in a time zone to UTC epoch-ms windows and their labels.
 
-Windows are half-open ``[start, end)``; dates mean local midnight in the given zone.
+Windows are half-open ``[start, end)``; dates mean local midnight in the given zone
+(:func:`dcpue.core.periods.date_ms`, also importable from here).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date
 from zoneinfo import ZoneInfo
 
-from dcpue.core.readings import datetime_to_ms
+from dcpue.core.periods import date_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,17 +21,6 @@ class Window:
     label: str
     start_ms: int
     end_ms: int
-
-
-def date_ms(day: date, zone: ZoneInfo) -> int:
-    """Local midnight starting ``day`` in ``zone`` -> UTC epoch ms."""
-    return datetime_to_ms(datetime.combine(day, time(0), tzinfo=zone))
-
-
-def overlap_share(start_ms: int, end_ms: int, window_start_ms: int, window_end_ms: int) -> float:
-    """Share (0-1) of ``[start, end)`` that lies inside the window (proration by time)."""
-    inside = min(end_ms, window_end_ms) - max(start_ms, window_start_ms)
-    return max(inside, 0) / (end_ms - start_ms)
 
 
 def period_label(start: date, end: date) -> str:

@@ -19,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dcpue.carbon.accounting import FIGURE_KEYS, MEASURE_PREFIX, PeriodAccount, account
-from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.inventory import (
     FleetInventory,
     ghg_protocol_figures,
@@ -29,11 +28,14 @@ from dcpue.carbon.inventory import (
 from dcpue.carbon.periods import report_windows
 from dcpue.carbon.savings import declared_savings, measured_savings
 from dcpue.carbon.site import hourly_basis, site_energy, slice_hours
+from dcpue.config.carbon import Scope2Method
+from dcpue.config.factors import site_hourly_factors
 from dcpue.config.site import ConfigError, Site
 from dcpue.core.figures import Figure
 from dcpue.core.readings import ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, BalanceTopology, energy_balance
+from dcpue.metrics.provenance import has_battery, stored_origins, window_origin
 
 #: Table label and display decimals of each fixed figure.
 ROWS: dict[str, tuple[str, int]] = {
@@ -235,19 +237,22 @@ def site_report(
     zone = ZoneInfo(site.timezone)
     settings = site.carbon
     windows = report_windows(start, end, zone, monthly)
-    hourly = basis = None
-    if settings.hourly_factors_csv is not None:
-        path = settings.hourly_factors_csv
-        if base_dir is not None and not path.is_absolute():
-            path = base_dir / path
-        hourly = load_hourly_factors(path, settings.hourly_factors_source)
-        basis = hourly_basis(site, store, windows[0].start_ms, windows[-1].end_ms,
-                             settings.method)
+    hourly = site_hourly_factors(site, base_dir)
+    first, last = windows[0].start_ms, windows[-1].end_ms
+    origins = None  # the battery's provenance ledger, run once over all windows
+    if has_battery(BalanceTopology.from_site(site)):
+        origins = stored_origins(site, store, first, last, hourly,
+                                 cuts=[w.start_ms for w in windows], anchor_ms=first)
+    basis = None  # hourly location basis, unless the ledger's emissions replace it
+    if hourly is not None and (origins is None or settings.method is not Scope2Method.GHG_PROTOCOL):
+        basis = hourly_basis(site, store, first, last, settings.method)
     accounts = []
     for w in windows:
         balance = energy_balance(site, store, w.start_ms, w.end_ms)
         energy = site_energy(site, balance, w.label,
-                             None if basis is None else slice_hours(basis, w))
+                             None if basis is None else slice_hours(basis, w),
+                             None if origins is None else window_origin(
+                                 origins, w.start_ms, w.end_ms), hourly)
         savings = declared_savings(settings.measures, w.start_ms, w.end_ms, zone)
         measured = measured_savings(store, settings.mv_measure, w.start_ms, w.end_ms)
         accounts.append(account(

@@ -15,9 +15,9 @@ import math
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
-from dcpue.carbon.periods import date_ms, overlap_share
 from dcpue.config.carbon import EfficiencyMeasure
 from dcpue.core.figures import Figure
+from dcpue.core.periods import date_ms, overlap_share
 from dcpue.core.store import Store
 
 MV_SCHEMA = (

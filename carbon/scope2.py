@@ -6,10 +6,9 @@ Source: GHG Protocol Scope 2 Guidance (WRI/WBCSD, 2015).
 - Location-based (ch. 6.2): electricity consumed x grid-average emission factor of the location,
   optionally with a time-resolved (hourly) factor, each hour's MWh x that hour's factor.
 - Market-based (ch. 6.3, 6.11): MWh covered by contractual instruments at the instrument's own
-  factor (0 for renewables) plus the uncovered remainder at the residual-mix factor. Instruments
-  are applied only if they meet the Scope 2 Quality Criteria (table 7.1) checked here: tracked and
-  retired (``traceable``), same market as the consumption (``same_market``), vintage close to the
-  period. Instruments are capped at the electricity they can cover; the excess is not claimed.
+  factor (0 for renewables) plus the uncovered remainder at the residual-mix factor. Which
+  instruments apply to a window, and how much of each, is :mod:`dcpue.config.instruments`
+  (quality criteria, proration, cap), shared with REF.
 - Avoided emissions (reference operator's ESG method): MWh x one grid factor, by source.
 
 Every function returns :class:`dcpue.core.figures.Figure` objects whose inputs are the figures
@@ -19,150 +18,14 @@ they came from, so the audit trail reaches the meters and factor sources.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
-from dcpue.carbon.periods import date_ms, overlap_share
-from dcpue.config.carbon import Instrument
-from dcpue.config.site import Site
+from dcpue.config.factors import Factor, HourlyFactors, per_hour
+from dcpue.config.instruments import Allocation, InstrumentClaim
 from dcpue.core.figures import Figure
 
 T_PER_MWH = "tCO2/MWh"
-
-
-@dataclass(frozen=True, slots=True)
-class Factor:
-    """An emission factor in tCO2/MWh and where it comes from."""
-
-    value: float
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class HourlyFactors:
-    """Hourly emission factors: hour-start UTC ms (sorted, unique) and tCO2/MWh."""
-
-    ts_ms: np.ndarray
-    t_per_mwh: np.ndarray
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class InstrumentClaim:
-    """The part of a contractual instrument that falls in a reporting window.
-
-    ``mwh`` is the instrument's MWh x the share of its period inside the window; ``reasons`` lists
-    the Scope 2 Quality Criteria it fails (empty: it qualifies).
-    """
-
-    name: str
-    type: str
-    mwh: float
-    factor: Factor
-    renewable: bool
-    reasons: tuple[str, ...]
-    attributes: dict[str, Any]
-
-    @property
-    def qualifies(self) -> bool:
-        return not self.reasons
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """Qualifying instruments applied against the electricity they may cover.
-
-    ``applied`` pairs each claim with the MWh actually applied (claims are applied in
-    configuration order until the covered electricity is exhausted); ``excess_mwh`` is the
-    qualifying MWh beyond it, not claimed; ``excluded`` failed the quality criteria.
-    """
-
-    applied: tuple[tuple[InstrumentClaim, float], ...]
-    excluded: tuple[InstrumentClaim, ...]
-    covered_mwh: float
-    excess_mwh: float
-
-    @property
-    def applied_mwh(self) -> float:
-        return sum(mwh for _, mwh in self.applied)
-
-    @property
-    def renewable_mwh(self) -> float:
-        return sum(mwh for claim, mwh in self.applied if claim.renewable)
-
-
-def instrument_claims(
-    instruments: Sequence[Instrument],
-    window_start_ms: int,
-    window_end_ms: int,
-    zone: ZoneInfo,
-    max_vintage_gap_years: int,
-) -> list[InstrumentClaim]:
-    """Claims of the instruments overlapping the window, prorated by time, with criteria verdicts.
-
-    An instrument covering a year contributes a twelfth-ish to each month (by duration); its
-    vintage must lie within ``max_vintage_gap_years`` of the window's years.
-    """
-    first_year = datetime.fromtimestamp(window_start_ms / 1000, zone).year
-    last_year = datetime.fromtimestamp((window_end_ms - 1) / 1000, zone).year
-    claims = []
-    for inst in instruments:
-        start, end = date_ms(inst.start, zone), date_ms(inst.end, zone)
-        share = overlap_share(start, end, window_start_ms, window_end_ms)
-        if share == 0:
-            continue
-        reasons = []
-        if not inst.traceable:
-            reasons.append("not tracked and retired on a registry (quality criterion: tracking)")
-        if not inst.same_market:
-            reasons.append("not from the market where the electricity is consumed "
-                           "(quality criterion: market boundary)")
-        if inst.vintage is not None and not (
-            first_year - max_vintage_gap_years <= inst.vintage <= last_year + max_vintage_gap_years
-        ):
-            reasons.append(
-                f"vintage {inst.vintage} more than {max_vintage_gap_years} year(s) from the "
-                "reporting period (quality criterion: vintage)"
-            )
-        attributes = {
-            "type": inst.type.value,
-            "period": {"start": inst.start.isoformat(), "end": inst.end.isoformat()},
-            "contract_mwh": inst.mwh,
-            "share_in_window": share,
-            "additional": inst.additional,
-            "traceable": inst.traceable,
-            "same_market": inst.same_market,
-            "vintage": inst.vintage,
-        }
-        attributes.update({k: v for k, v in (
-            ("technology", inst.technology), ("reference", inst.reference)
-        ) if v})
-        source = inst.source or f"contractual instrument {inst.name!r}"
-        claims.append(InstrumentClaim(
-            inst.name, inst.type.value, inst.mwh * share,
-            Factor(inst.emission_factor_t_per_mwh, source), inst.renewable, tuple(reasons),
-            attributes,
-        ))
-    return claims
-
-
-def allocate(claims: Sequence[InstrumentClaim], covered_mwh: float) -> Allocation:
-    """Apply qualifying claims in order until ``covered_mwh`` is used up (the cap)."""
-    applied: list[tuple[InstrumentClaim, float]] = []
-    left = max(covered_mwh, 0.0)
-    excess = 0.0
-    for claim in claims:
-        if not claim.qualifies:
-            continue
-        take = min(claim.mwh, left)
-        applied.append((claim, take))
-        left -= take
-        excess += claim.mwh - take
-    excluded = tuple(c for c in claims if not c.qualifies)
-    return Allocation(tuple(applied), excluded, covered_mwh, excess)
 
 
 def _window(basis: Figure) -> dict[str, Any]:
@@ -189,12 +52,7 @@ def location_based_hourly(
     ``hour_ms`` are the hour starts (UTC ms) of the consumption ``mwh``. Hours without a factor
     in the series use ``fallback`` (the site factor) and are counted in the note.
     """
-    idx = np.searchsorted(factors.ts_ms, hour_ms)
-    inside = idx < len(factors.ts_ms)
-    found = np.zeros(len(hour_ms), dtype=bool)
-    found[inside] = factors.ts_ms[idx[inside]] == hour_ms[inside]
-    hourly = np.full(len(hour_ms), fallback.value)
-    hourly[found] = factors.t_per_mwh[idx[found]]
+    hourly, found = per_hour(factors, hour_ms, fallback.value)
     total_mwh = float(mwh.sum())
     tonnes = float((mwh * hourly).sum())
     missing = int((~found).sum())
@@ -302,13 +160,3 @@ def total(name: str, unit: str, parts: Sequence[Figure]) -> Figure:
         name, value, unit, formula=" + ".join(p.name for p in parts),
         start_ms=parts[0].start_ms, end_ms=parts[0].end_ms, inputs=tuple(parts),
     )
-
-
-def purchased_green_kwh(site: Site, start_ms: int, end_ms: int, grid_import_kwh: float) -> float:
-    """kWh of renewable instruments applied to ``[start_ms, end_ms)`` (for REF, ISO/IEC 30134-3).
-
-    Same rules as the report: quality criteria met, prorated by time, capped at grid import.
-    """
-    claims = instrument_claims(site.carbon.instruments, start_ms, end_ms,
-                               ZoneInfo(site.timezone), site.carbon.max_vintage_gap_years)
-    return allocate(claims, grid_import_kwh / 1000.0).renewable_mwh * 1000.0

@@ -4,12 +4,15 @@ Mapping from :class:`dcpue.metrics.balance.EnergyBalance` (kWh) to
 :class:`~dcpue.carbon.accounting.PeriodEnergy` (MWh):
 - electricity = facility energy (ISO/IEC 30134-2 balance: grid import - export + PV + battery
   discharge - charge - loads outside the boundary);
-- grid electricity = grid electricity used inside the boundary, min(grid import, facility - PV
-  inside) (purchased electricity, the GHG Protocol Scope 2 basis; grid energy feeding loads
-  outside the boundary, e.g. EV chargers, is not the data center's);
+- grid electricity = grid electricity used inside the boundary, min(grid import + battery
+  discharge, facility - PV inside) (purchased electricity, the GHG Protocol Scope 2 basis;
+  grid energy feeding loads outside the boundary, e.g. EV chargers, is not the data center's);
 - on-site renewable = PV consumed inside the boundary (generation - export, shared in
   proportion with loads outside the boundary and the battery charge,
   :func:`dcpue.metrics.balance.pv_inside`), so the renewable share never exceeds 100 %;
+- with a battery, both follow the stored energy's origin hour by hour (the provenance ledger,
+  :mod:`dcpue.metrics.provenance`): PV charged and discharged later is on-site PV, grid
+  discharged later is grid electricity at the factors of the hours it was charged;
 - total energy = electricity: the site model meters no fuels;
 - PUE from :func:`dcpue.metrics.indicators.pue`.
 A figure whose coverage is below ``calculator.min_coverage`` is "insufficient data" (None).
@@ -17,20 +20,19 @@ A figure whose coverage is below ``calculator.min_coverage`` is "insufficient da
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from dcpue.carbon.accounting import PeriodEnergy
-from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.periods import Window
-from dcpue.carbon.scope2 import Factor, location_based_hourly
+from dcpue.carbon.scope2 import T_PER_MWH
 from dcpue.config.carbon import Scope2Method
+from dcpue.config.factors import HourlyFactors
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.core.store import Store
 from dcpue.metrics.balance import EnergyBalance, balance_from_energies, stored_intervals
 from dcpue.metrics.energy import MeterEnergy, bucket_amounts
-from dcpue.metrics.indicators import pue
+from dcpue.metrics.indicators import origin_source, pue
+from dcpue.metrics.provenance import Origin, has_battery, with_origin
 
 HOUR_MS = 3_600_000
 
@@ -51,8 +53,16 @@ def _mwh(fig: Figure, name: str, min_coverage: float) -> Figure:
 def site_energy(
     site: Site, balance: EnergyBalance, label: str,
     hourly_basis: tuple[np.ndarray, np.ndarray] | None = None,
+    origin: Origin | None = None, factors: HourlyFactors | None = None,
 ) -> PeriodEnergy:
-    """The accounting input of one window from the site's energy balance over it."""
+    """The accounting input of one window from the site's energy balance over it.
+
+    With a battery and ``origin`` (the provenance ledger's sums over the window), on-site PV
+    and grid electricity follow the stored energy's origin, and with hourly ``factors`` the
+    GHG Protocol location-based total is the ledger's: grid used directly x its hour's factor
+    + grid discharged from the battery x the factors of the hours it was charged.
+    """
+    balance = with_origin(balance, origin)
     figures = balance.figures()
     threshold = site.calculator.min_coverage
     electricity = _mwh(figures["facility"], "electricity", threshold)
@@ -61,12 +71,33 @@ def site_energy(
         formula="electricity (the site model meters no fuels)", start_ms=balance.start_ms,
         end_ms=balance.end_ms, coverage=electricity.coverage, inputs=(electricity,),
     )
+    grid = _mwh(figures["grid_inside"], "grid_electricity", threshold)
+    location = None
+    if (origin is not None and factors is not None and has_battery(balance)
+            and site.carbon.method is Scope2Method.GHG_PROTOCOL):
+        location, hourly_basis = ledger_location(site, grid, origin, balance.facility_kwh), None
     return PeriodEnergy(
         label=label, start_ms=balance.start_ms, end_ms=balance.end_ms,
-        total_energy=total_energy, electricity=electricity,
-        grid_electricity=_mwh(figures["grid_inside"], "grid_electricity", threshold),
+        total_energy=total_energy, electricity=electricity, grid_electricity=grid,
         onsite_renewable=_mwh(figures["pv_inside"], "onsite_renewable", threshold),
-        pue=pue(balance, threshold), hourly_basis=hourly_basis,
+        pue=pue(balance, threshold), location_based=location, hourly_basis=hourly_basis,
+    )
+
+
+def ledger_location(site: Site, grid: Figure, origin: Origin, facility_kwh: float) -> Figure:
+    """Location-based Scope 2 (tCO2e) of the grid electricity used inside, from the
+    provenance ledger's emissions scaled to the window balance's facility energy."""
+    o = origin.scaled(facility_kwh)
+    tonnes = None if grid.value is None else o.grid_kg / 1000.0
+    return Figure(
+        "scope2_location", tonnes, "tCO2e",
+        formula=f"sum over steps of grid used directly [MWh] x the step's factor + grid "
+        f"discharged from the battery [MWh] x its charge steps' factors [{T_PER_MWH}] "
+        "(GHG Protocol Scope 2 6.2)",
+        start_ms=grid.start_ms, end_ms=grid.end_ms, coverage=grid.coverage, inputs=(grid,),
+        factor=o.factor if o.factor is not None else site.grid.emission_factor_t_per_mwh,
+        factor_unit=T_PER_MWH, factor_source=origin_source(site, origin, True),
+        extra={"steps": o.steps, "steps_with_factor": o.steps - o.steps_without_factor},
     )
 
 
@@ -92,30 +123,6 @@ def hourly_basis(
         for k, h in enumerate(hours)
     ])
     return hours, kwh / 1000.0
-
-
-def hourly_grid_factor(
-    site: Site, store: Store, start_ms: int, end_ms: int, base_dir: Path | None = None
-) -> Factor | None:
-    """The energy-weighted mean of the configured hourly factors over the grid electricity
-    used inside the boundary in ``[start_ms, end_ms)`` (tCO2/MWh = kgCO2/kWh), for CUE; None
-    without ``carbon.hourly_factors_csv``. The hours are whole UTC hours covering the window;
-    hours without a factor use the site factor (as the location-based Scope 2 does)."""
-    settings = site.carbon
-    if settings.hourly_factors_csv is None:
-        return None
-    path = settings.hourly_factors_csv
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    factors = load_hourly_factors(path, settings.hourly_factors_source)
-    first = start_ms // HOUR_MS * HOUR_MS
-    last = -(-end_ms // HOUR_MS) * HOUR_MS
-    hours, mwh = hourly_basis(site, store, first, last, Scope2Method.GHG_PROTOCOL)
-    grid = Factor(site.grid.emission_factor_t_per_mwh, site.grid.source)
-    basis = Figure("grid_inside", float(mwh.sum()), "MWh", start_ms=first, end_ms=last)
-    fig = location_based_hourly(basis, hours, mwh, factors, grid)
-    assert fig.factor is not None and fig.factor_source is not None
-    return Factor(fig.factor, fig.factor_source + (f"; {fig.note}" if fig.note else ""))
 
 
 def slice_hours(

@@ -32,7 +32,6 @@ from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from dcpue.collector.jsonpath import Step, compile_path, resolve
 from dcpue.collector.normalise import (
     LocalTimes,
     MeterIndex,
@@ -42,6 +41,7 @@ from dcpue.collector.normalise import (
     parse_timestamp,
 )
 from dcpue.config.collector import PayloadFormat, Subscription
+from dcpue.core.jsonpath import Step, compile_path, resolve
 from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import DeadLetter
 

@@ -14,6 +14,9 @@ Line protocol (one line per reading)::
 
 ``role`` is the meter's configured role, ``metric`` for derived series whose meter id starts
 with ``metric.`` (e.g. the PUE calculator's ``metric.pue.1h``), and ``unknown`` otherwise.
+
+TLS: an ``https://`` server's certificate and host name are verified against the system trust
+store plus ``ca_file``; ``tls_verify = false`` turns that off and is logged.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dcpue.collector.backoff import Backoff
-from dcpue.config import Site
+from dcpue.config import ConfigError, Site
 from dcpue.config.collector import RemoteSettings
 from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
@@ -38,6 +42,45 @@ log = logging.getLogger(__name__)
 
 #: HTTP statuses meaning "this batch can never be accepted": it is skipped, not retried.
 _POISON_STATUSES = frozenset({400, 422})
+
+
+def tls_context(settings: RemoteSettings) -> ssl.SSLContext:
+    """Client TLS for ``settings.url``: the system trust store plus ``ca_file`` (PEM), host name
+    checked (RFC 6125); with ``tls_verify = false`` nothing is verified (logged as a warning)."""
+    try:
+        ctx = ssl.create_default_context(cafile=settings.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"collector.remote.ca_file {settings.ca_file}: {exc}") from None
+    if not settings.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if settings.url.startswith("https://"):
+            log.warning("remote %s: TLS certificate verification is OFF (tls_verify = false, "
+                        "lab setups only)", settings.url)
+    return ctx
+
+
+def _client(settings: RemoteSettings) -> InfluxDBClient:
+    return InfluxDBClient(
+        url=settings.url, token=settings.token() or "", org=settings.org,
+        enable_gzip=settings.gzip, timeout=int(settings.timeout_s * 1000),
+        verify_ssl=settings.tls_verify, ssl_context=tls_context(settings),
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming why a write failed; an untrusted TLS certificate says what to set."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop()
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return (f"TLS certificate verify failed: {e.verify_message or e.reason}; set "
+                    "collector.remote.ca_file to the CA that signed the server's certificate")
+        seen.append(e)
+        todo += [x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *e.args)
+                 if isinstance(x, BaseException) and x not in seen]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _escape(text: str) -> str:
@@ -117,13 +160,7 @@ class Forwarder:
         self.settings = settings
         self.encoder = LineEncoder(site.id, meter_roles(site), settings.measurement)
         self.stats = ForwarderStats()
-        self._client = InfluxDBClient(
-            url=settings.url,
-            token=settings.token() or "",
-            org=settings.org,
-            enable_gzip=settings.gzip,
-            timeout=int(settings.timeout_s * 1000),
-        )
+        self._client = _client(settings)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -175,7 +212,7 @@ class Forwarder:
                 sent = await asyncio.to_thread(self.push_once)
             except Exception as exc:
                 self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.stats.last_error = describe(exc)[:500]
                 if on_error is None:
                     raise
                 on_error(exc)
@@ -244,10 +281,7 @@ def write_lines(settings: RemoteSettings, lines: Sequence[str]) -> int:
     Re-writing a line with the same series and timestamp overwrites it on InfluxDB; see
     :mod:`dcpue.fleet.publish` for VictoriaMetrics.
     """
-    with InfluxDBClient(
-        url=settings.url, token=settings.token() or "", org=settings.org,
-        enable_gzip=settings.gzip, timeout=int(settings.timeout_s * 1000),
-    ) as client:
+    with _client(settings) as client:
         api = client.write_api(write_options=SYNCHRONOUS)
         for first in range(0, len(lines), settings.batch_size):
             api.write(

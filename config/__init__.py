@@ -1,6 +1,6 @@
 """Site configuration: schema, loader and bundled examples.
 
-The names below load on first use (PEP 562), so importing ``dcpue.config.cli`` to build the
+The names below load on first use (PEP 562), so importing a ``cli`` module to build the
 ``dcpue`` parser does not load pydantic and the whole schema.
 """
 

@@ -47,6 +47,9 @@ class CalculatorSettings(Section):
       at least the floor, at most the default (kW).
     - ``future_skew_s``: readings stamped further than this past the calculator's clock are
       ignored and counted (``RollingCalculator.ignored_future``).
+    - ``battery_efficiency``: the site battery's round-trip efficiency (0..1] the provenance
+      ledger draws stored energy with (``dcpue.metrics.provenance``; default 0.85, NREL
+      Annual Technology Baseline, utility-scale lithium-ion).
     """
 
     windows: list[str] = Field(default_factory=lambda: ["15m", "1h", "1d", "7d", "30d", "12mo"])
@@ -61,6 +64,7 @@ class CalculatorSettings(Section):
     ceiling_floor_kw: float = Field(default=1.0, gt=0)
     default_max_power_kw: float = Field(default=100_000.0, gt=0)
     future_skew_s: float = Field(default=300.0, ge=0)
+    battery_efficiency: float = Field(default=0.85, gt=0, le=1)
 
     @field_validator("windows")
     @classmethod

@@ -10,9 +10,9 @@ import os
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dcpue.collector.jsonpath import JsonPathError, compile_path
 from dcpue.config.base import Section
 from dcpue.config.modbus import ModbusSettings
+from dcpue.core.jsonpath import JsonPathError, compile_path
 from dcpue.core.units import SANITY_RANGES
 from pydantic import Field, field_validator, model_validator
 
@@ -154,10 +154,17 @@ class RemoteSettings(Section):
 
     Empty ``url`` disables it. ``token_env`` names the environment variable holding the API
     token. Works with InfluxDB 2.x/3.x and VictoriaMetrics (run VictoriaMetrics with
-    ``-dedup.minScrapeInterval=1ms`` so replays overwrite instead of duplicating).
+    ``-dedup.minScrapeInterval=1ms`` so replays overwrite instead of duplicating). An
+    ``https://`` server's certificate and host name are verified against the system trust
+    store plus ``ca_file`` (PEM, e.g. a private CA) unless ``tls_verify = false``, an explicit
+    opt-out for lab setups that is logged.
     """
 
     url: str = ""
+    #: PEM file of the CA that signed the server's certificate, trusted besides the system store.
+    ca_file: str | None = None
+    #: False: verify neither certificate nor host name (lab setups only; logged at start).
+    tls_verify: bool = True
     org: str = "dcpue"
     bucket: str = "dcpue"
     token_env: str | None = None

@@ -23,12 +23,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import numpy as np
-import pandas as pd
 from dcpue.core.readings import Reading, ReadingColumns
+
+if TYPE_CHECKING:  # pandas is loaded by the writers that need it: readers (dcpue pue) skip it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -351,30 +353,55 @@ class Store:
         Returns the number of rows actually added. Raises ValueError for a batch it cannot
         store (timestamps outside years 1900-9999, non-numeric values); nothing is written then.
         """
+        return self._write(readings, None)
+
+    def rewrite_series(
+        self, meter: str, quantity: str, ts_ms: Sequence[int] | np.ndarray,
+        readings: ReadingColumns | Iterable[Reading],
+    ) -> int:
+        """Replace one series' readings stamped at ``ts_ms`` (UTC ms) by ``readings`` (which
+        may hold fewer keys: a key left out is deleted), in ONE transaction, so no reader sees
+        a hole and a crash keeps either the old rows or the new. How a derived series
+        (``metric.*``) overwrites values it recomputed; the new rows get a new ``seq``, so
+        cursor readers (forwarders) send them on. Returns the rows deleted."""
+        return self._write(readings, (meter, quantity, np.asarray(ts_ms, dtype=np.int64)))
+
+    def _write(
+        self, readings: ReadingColumns | Iterable[Reading],
+        replace: tuple[str, str, np.ndarray] | None,
+    ) -> int:
+        import pandas as pd
+
         cols = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(
             readings
         )
         n = len(cols)
-        if n == 0:
+        if n == 0 and replace is None:
             return 0
         ts = _checked_ts(cols.ts_ms)
         value = np.asarray(cols.value, dtype=np.float64)
-        mq_codes, mq_keys = _factorize_pairs(cols.meter, cols.quantity)
-        unit_codes, unit_keys = pd.factorize(np.asarray(cols.unit, dtype=object), sort=False)
+        mq_codes, mq_keys, unit_codes, unit_keys = _empty_codes() if n == 0 else (
+            *_factorize_pairs(cols.meter, cols.quantity),
+            *pd.factorize(np.asarray(cols.unit, dtype=object), sort=False))
         if (mq_codes < 0).any() or (unit_codes < 0).any():
             raise ValueError("readings need a meter, a quantity and a unit")
         with self._lock:
             con = self._con
-            # One INSERT commits on its own; new dimension rows need a transaction with it.
-            single = all(k in self._sid for k in mq_keys) and all(u in self._uid for u in unit_keys)
+            # One INSERT commits on its own; new dimension rows or a delete need a transaction.
+            single = replace is None and all(k in self._sid for k in mq_keys) and all(
+                u in self._uid for u in unit_keys)
             if not single:
                 con.execute("BEGIN")
             try:
-                sid_of = np.array([self._intern_series(m, q) for m, q in mq_keys], dtype=np.int32)
-                uid_of = np.array([self._intern_unit(u) for u in unit_keys], dtype=np.int16)
-                sid, uid = sid_of[mq_codes], uid_of[unit_codes]
-                self._intern_pairs(sid, uid, len(unit_keys))
-                added = self._insert(sid, ts, value, uid)
+                deleted = self._delete_keys(*replace) if replace is not None else []
+                added = 0
+                if n:
+                    sid_of = np.array([self._intern_series(m, q) for m, q in mq_keys],
+                                      dtype=np.int32)
+                    uid_of = np.array([self._intern_unit(u) for u in unit_keys], dtype=np.int16)
+                    sid, uid = sid_of[mq_codes], uid_of[unit_codes]
+                    self._intern_pairs(sid, uid, len(unit_keys))
+                    added = self._insert(sid, ts, value, uid)
                 if not single:
                     con.execute("COMMIT")
             except BaseException:
@@ -384,7 +411,9 @@ class Store:
                 with contextlib.suppress(duckdb.Error):
                     self._load_catalog()
                 raise
-        return added
+            for part, count in deleted:
+                part.row_count -= count
+        return added if replace is None else sum(count for _, count in deleted)
 
     def _intern_series(self, meter: object, quantity: object) -> int:
         key = (str(meter), str(quantity))
@@ -430,6 +459,8 @@ class Store:
         return part
 
     def _insert(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, uid: np.ndarray) -> int:
+        import pandas as pd
+
         # Order by (ts, sid) and keep the first of equal keys (a stable sort), in NumPy.
         order = np.lexsort((sid, ts))
         sid, ts, value, uid = sid[order], ts[order], value[order], uid[order]
@@ -483,8 +514,24 @@ class Store:
                 self._con.execute("ROLLBACK")
                 raise
 
+    def _delete_keys(self, meter: str, quantity: str, ts_ms: np.ndarray) -> list:
+        """Delete one series' rows at ``ts_ms`` inside the caller's transaction; returns
+        (partition, rows deleted) pairs for the caller to book after its commit."""
+        ts = np.unique(ts_ms)
+        sid = self._sid.get((meter, quantity))
+        if sid is None or len(ts) == 0:
+            return []
+        lo, hi = int(ts[0]), int(ts[-1])
+        keys = ", ".join(str(int(t)) for t in ts)
+        return [(part, int(self._con.execute(
+            f"DELETE FROM {part.name} WHERE sid = ? AND ts BETWEEN ? AND ? AND ts IN ({keys})",
+            [sid, lo, hi]).fetchall()[0][0]))
+            for part in self._all() if part.end_ms > lo and part.start_ms <= hi]
+
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
         """Bulk-insert dead letters (one columnar insert); returns how many rows."""
+        import pandas as pd
+
         rows = list(letters)
         if not rows:
             return 0
@@ -973,8 +1020,14 @@ def _checked_ts(raw: np.ndarray) -> np.ndarray:
     return ts.astype(np.int64, copy=False)
 
 
+def _empty_codes() -> tuple[np.ndarray, list, np.ndarray, list]:
+    return np.zeros(0, np.int64), [], np.zeros(0, np.int64), []
+
+
 def _factorize_pairs(meter: np.ndarray, quantity: np.ndarray) -> tuple[np.ndarray, list]:
     """Codes of each row's (meter, quantity) and the distinct pairs, by hashing (no sort)."""
+    import pandas as pd
+
     m_codes, m_keys = pd.factorize(np.asarray(meter, dtype=object), sort=False)
     q_codes, q_keys = pd.factorize(np.asarray(quantity, dtype=object), sort=False)
     if len(q_keys) == 1:

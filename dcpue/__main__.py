@@ -1,3 +1,3 @@
-from dcpue.cli import main
+from dcpue.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 import pandas as pd
-from dcpue.collector.remote import encode_rows, write_lines
+from dcpue.collector.remote import encode_rows, tls_context, write_lines
 from dcpue.config.site import Site
 from dcpue.core.store import Store
 from dcpue.fleet.config import PublishSettings, RemoteKind
@@ -147,10 +147,12 @@ def delete_site_series(settings: PublishSettings, site_id: str) -> None:
     right after a write (a backfill shortly after a pass) deletes what that write created.
     """
     base = (settings.admin_url or settings.url).rstrip("/")
-    httpx.get(f"{base}/internal/force_flush", timeout=settings.timeout_s).raise_for_status()
+    tls = tls_context(settings)
+    httpx.get(f"{base}/internal/force_flush", timeout=settings.timeout_s,
+              verify=tls).raise_for_status()
     match = f'{{__name__=~"{settings.measurement}_.*",site="{site_id}"}}'
     url = f"{base}/api/v1/admin/tsdb/delete_series?" + urllib.parse.urlencode({"match[]": match})
-    httpx.post(url, timeout=settings.timeout_s).raise_for_status()
+    httpx.post(url, timeout=settings.timeout_s, verify=tls).raise_for_status()
 
 
 def recompute(

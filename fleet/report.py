@@ -25,18 +25,18 @@ import dataclasses
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from dcpue.carbon.accounting import PeriodEnergy, account
-from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.periods import date_ms, period_label
 from dcpue.carbon.report import ROWS, _tree_lines
-from dcpue.carbon.scope2 import HourlyFactors
+from dcpue.config.calculator import CalculatorSettings
 from dcpue.config.carbon import CarbonSettings, GridFactor, Scope2Method
+from dcpue.config.factors import HourlyFactors, load_hourly_factors
 from dcpue.config.site import ConfigError
 from dcpue.core.figures import Figure
 from dcpue.fleet.cfe import CfeResult, match_hourly
@@ -44,13 +44,17 @@ from dcpue.fleet.config import Fleet, FleetSite
 from dcpue.fleet.profiles import load_profile, on_hours
 from dcpue.fleet.query import SiteSums, hourly, period_sums
 from dcpue.fleet.terms import FIELDS, HOUR_MS, TERMS, field_name, hour_floor
-from dcpue.metrics.balance import PV_INSIDE_FORMULA, EnergyBalance
+from dcpue.metrics.balance import PV_INSIDE_FORMULA, PV_LEDGER_FORMULA, EnergyBalance
+from dcpue.metrics.provenance import LOOKBACK_MS, BusSteps, ledger, window_origin
 
 #: Terms the report reads (period sums), with their coverage fields.
 ENERGY_TERMS = ("it", "facility", "grid_import", "grid_export", "pv_generation",
                 "battery_charge", "battery_discharge", "outside_boundary", "reused_heat", "water")
 #: Hourly fields 24/7 matching and hourly factors need.
 HOURLY_FIELDS = ("facility_kwh", "grid_import_kwh", "pv_generation_kwh")
+#: Hourly site-bus fields of the battery provenance ledger (from 48 h before the period).
+BUS_FIELDS = ("grid_import_kwh", "grid_export_kwh", "pv_generation_kwh", "battery_charge_kwh",
+              "battery_discharge_kwh", "outside_boundary_kwh")
 
 FLEET_ROWS: dict[str, tuple[str, int]] = {
     "fleet_pue": ("Fleet PUE (sites in operation >= {months} months)", 3),
@@ -257,11 +261,14 @@ def _metered_figures(
 
 
 def _inside_figures(
-    site: FleetSite, figures: dict[str, Figure], start_ms: int, end_ms: int
+    site: FleetSite, figures: dict[str, Figure], start_ms: int, end_ms: int,
+    bus: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Figure]:
     """PV consumed inside the boundary and grid electricity used inside it over the period,
     by the metrics balance's own definitions (:class:`dcpue.metrics.balance.EnergyBalance`
-    ``pv_inside_kwh`` / ``grid_inside_kwh``) applied to the period sums."""
+    ``pv_inside_kwh`` / ``grid_inside_kwh``) applied to the period sums; for a site with a
+    battery and its hourly ``bus`` fields (from :data:`LOOKBACK_MS` before the period) by the
+    battery provenance ledger, as the site's own report (at the default battery efficiency)."""
     keys = ("grid_import", "grid_export", "pv_generation", "facility", "outside_boundary",
             "battery_charge")
     parts = tuple(figures[k] for k in keys)
@@ -282,12 +289,23 @@ def _inside_figures(
         reused_heat_kwh=0.0, water_m3=0.0, coverage=window["coverage"] or 0.0,
         outside_boundary_kwh=v["outside_boundary"],
     )
+    if bus is not None and (bus["battery_charge_kwh"].any() or bus["battery_discharge_kwh"].any()):
+        t0 = start_ms - LOOKBACK_MS + HOUR_MS * np.arange(len(bus["grid_import_kwh"]),
+                                                          dtype=np.int64)
+        steps = BusSteps(t0, t0 + HOUR_MS, *(bus[f] for f in BUS_FIELDS),
+                         factor=np.zeros(len(t0)), found=np.ones(len(t0), bool))
+        origin = window_origin(ledger(steps, CalculatorSettings().battery_efficiency),
+                               start_ms, end_ms).scaled(balance.facility_kwh)
+        balance = replace(balance, pv_inside_kwh=origin.pv_inside_kwh,
+                          pv_stored_kwh=origin.pv_stored_kwh)
     assert balance.pv_inside_kwh is not None
     pv_inside = Figure(f"{site.id}:pv_inside", balance.pv_inside_kwh / 1000.0, "MWh",
-                       formula=PV_INSIDE_FORMULA, **window, inputs=parts)
+                       formula=PV_INSIDE_FORMULA if balance.pv_stored_kwh is None
+                       else PV_LEDGER_FORMULA, **window, inputs=parts)
     grid_inside = Figure(f"{site.id}:grid_inside", balance.grid_inside_kwh / 1000.0, "MWh",
-                         formula="min(grid_import, facility - pv_inside)", **window,
-                         inputs=(figures["grid_import"], figures["facility"], pv_inside))
+                         formula="min(grid_import + battery_discharge, facility - pv_inside)",
+                         **window, inputs=(figures["grid_import"], figures["facility"],
+                                           pv_inside))
     return {"pv_inside": pv_inside, "grid_inside": grid_inside}
 
 
@@ -319,9 +337,11 @@ def _sum(name: str, unit: str, parts: Sequence[Figure], formula: str, window: di
 
 
 def site_rows(
-    fleet: Fleet, start: date, end: date, sums: Mapping[str, SiteSums]
+    fleet: Fleet, start: date, end: date, sums: Mapping[str, SiteSums],
+    bus: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> list[SiteRow]:
-    """Every site of the fleet with its figures and inclusion status."""
+    """Every site of the fleet with its figures and inclusion status (``bus``: field -> site
+    -> hourly kWh from :data:`LOOKBACK_MS` before the period, for battery provenance)."""
     zone = fleet.zone
     start_ms, end_ms = date_ms(start, zone), date_ms(end, zone)
     rows = []
@@ -343,7 +363,10 @@ def site_rows(
             figures = _metered_figures(site, got, fleet.remote.measurement, start_ms, end_ms,
                                        fleet.inclusion.min_coverage,
                                        hour_floor(date_ms(site.commissioned, zone)))
-            figures.update(_inside_figures(site, figures, start_ms, end_ms))
+            figures.update(_inside_figures(
+                site, figures, start_ms, end_ms,
+                {f: bus[f][site.id] for f in BUS_FIELDS}
+                if bus is not None and site.id in bus[BUS_FIELDS[0]] else None))
             source, hours = "metered", got.hours
         figures["pue"] = _ratio(f"{site.id}:pue", figures["facility"], figures["it"],
                                 "facility / it")
@@ -386,6 +409,7 @@ def compute(
     hourly_terms: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     hourly_factors: Mapping[str, HourlyFactors] | None = None,
     deliveries: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    bus: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> FleetReport:
     """The report from the sites' period sums (and hourly terms for CFE and hourly factors).
 
@@ -397,7 +421,7 @@ def compute(
     window = {"start_ms": start_ms, "end_ms": end_ms}
     n_hours = (end_ms - start_ms) // HOUR_MS
     hour_ms = start_ms + HOUR_MS * np.arange(n_hours, dtype=np.int64)
-    rows = site_rows(fleet, start, end, sums)
+    rows = site_rows(fleet, start, end, sums, bus)
     warnings: list[str] = []
     figures: dict[str, Figure] = {}
 
@@ -519,7 +543,8 @@ def compute(
 
 def fleet_report(fleet: Fleet, start: date, end: date, hourly_matching: bool = True) -> FleetReport:
     """Query the remote store and compute the report (``hourly_matching`` False skips the
-    hourly export, i.e. 24/7 CFE and hourly factors)."""
+    hourly export, i.e. 24/7 CFE and hourly factors; the hourly site-bus terms of sites with
+    a battery are always read, for the battery provenance ledger)."""
     zone = fleet.zone
     start_ms, end_ms = date_ms(start, zone), date_ms(end, zone)
     if start_ms % HOUR_MS or end_ms % HOUR_MS:
@@ -532,10 +557,14 @@ def fleet_report(fleet: Fleet, start: date, end: date, hourly_matching: bool = T
     hourly_terms = None
     if hourly_matching and metered:
         hourly_terms = hourly(fleet.remote, metered, HOURLY_FIELDS, start_ms, end_ms)
+    batteries = [s for s in metered if s in sums and any(
+        sums[s].sums.get(f, 0.0) for f in ("battery_charge_kwh", "battery_discharge_kwh"))]
+    bus = (hourly(fleet.remote, batteries, BUS_FIELDS, start_ms - LOOKBACK_MS, end_ms)
+           if batteries else None)
     factors = {
         r.id: load_hourly_factors(r.hourly_factors_csv, r.hourly_factors_source)
         for r in fleet.regions if r.hourly_factors_csv is not None
     }
     deliveries = {i.name: load_profile(Path(i.delivery_csv))
                   for i in fleet.instruments if i.delivery_csv is not None}
-    return compute(fleet, start, end, sums, hourly_terms, factors, deliveries)
+    return compute(fleet, start, end, sums, hourly_terms, factors, deliveries, bus)

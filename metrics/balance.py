@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 from dcpue.config.calculator import CalculatorSettings
@@ -121,7 +121,9 @@ class BalanceTopology:
             ]
             groups[name] = _outermost(members, by_id)
         used = {mid for ids in groups.values() for mid in ids}
-        return cls(groups, {mid: by_id[mid] for mid in used}, category)
+        # In site order (not the set's, which varies with string hashing per process): the
+        # daemon's saved calculator state is laid out by this order.
+        return cls(groups, {m.id: m for m in site.meters if m.id in used}, category)
 
     @property
     def all_meters(self) -> tuple[str, ...]:
@@ -179,6 +181,9 @@ class EnergyBalance:
     meter_kinds: Mapping[str, MeterKind] = field(default_factory=dict)
     pv_inside_kwh: float | None = None
     bridged: Mapping[str, float] = field(default_factory=dict)
+    #: PV that reached the facility through the battery (set by the provenance ledger,
+    #: :func:`dcpue.metrics.provenance.with_origin`; None: the window rule :func:`pv_inside`).
+    pv_stored_kwh: float | None = None
 
     def __post_init__(self) -> None:
         if self.pv_inside_kwh is None:
@@ -188,22 +193,38 @@ class EnergyBalance:
 
     @property
     def grid_inside_kwh(self) -> float:
-        """Grid electricity used inside the boundary: min(grid import, facility - PV inside)."""
+        """Grid electricity used inside the boundary: facility - PV inside, at most what came
+        from the grid directly or through the battery (grid import + battery discharge)."""
         assert self.pv_inside_kwh is not None
-        return min(self.grid_import_kwh, max(self.facility_kwh - self.pv_inside_kwh, 0.0))
+        return min(self.grid_import_kwh + self.battery_discharge_kwh,
+                   max(self.facility_kwh - self.pv_inside_kwh, 0.0))
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
-        covs = [self.meter_energy[m].coverage for n in names for m in self.groups.get(n, ())]
-        return min(covs, default=1.0)
+        return self._group(names)[1]
 
     def group_meters(self, *names: str) -> tuple[str, ...]:
-        return tuple(m for n in names for m in self.groups.get(n, ()))
+        return self._group(names)[0]
 
     def quality(self, *names: str) -> str:
         """The data-quality errors of the meters in ``names`` groups ('' when none)."""
-        return "; ".join(q for m in self.group_meters(*names)
-                         for q in (self.meter_energy[m].quality,) if q)
+        return self._group(names)[2]
+
+    def _group(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], float, str]:
+        """Meters, lowest coverage and data-quality errors of ``names`` groups, worked out
+        once per balance (its figures ask for the same few group sets again and again)."""
+        hit = self._groups_seen.get(names)
+        if hit is None:
+            meters = tuple(m for n in names for m in self.groups.get(n, ()))
+            energies = [self.meter_energy[m] for m in meters]
+            hit = (meters, min((e.coverage for e in energies), default=1.0),
+                   "; ".join(q for e in energies for q in (e.quality,) if q))
+            self._groups_seen[names] = hit
+        return hit
+
+    @cached_property
+    def _groups_seen(self) -> dict[tuple[str, ...], tuple[tuple[str, ...], float, str]]:
+        return {}
 
     def figures(self) -> dict[str, Figure]:
         """Every flow as a :class:`Figure` with its meters, window, coverage and formula."""
@@ -213,10 +234,10 @@ class EnergyBalance:
     def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
-            cause = self.quality(*groups)
+            meters, coverage, cause = self._group(groups)
             return Figure(
                 name, None if cause else value, unit_, formula, self.start_ms, self.end_ms,
-                self.group_coverage(*groups), self.group_meters(*groups), inputs,
+                coverage, meters, inputs,
                 note=cause, extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause
                 else {},
             )
@@ -242,14 +263,17 @@ class EnergyBalance:
         )
         assert self.pv_inside_kwh is not None
         out["pv_inside"] = fig(
-            "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS, PV_INSIDE_FORMULA,
+            "pv_inside", self.pv_inside_kwh, FACILITY_GROUPS,
+            PV_INSIDE_FORMULA if self.pv_stored_kwh is None else PV_LEDGER_FORMULA,
             (out["pv_self_consumed"], out["facility"], out["outside_boundary"],
-             out["battery_charge"]),
+             out["battery_charge"], out["battery_discharge"]),
         )
+        if self.pv_stored_kwh is not None:
+            out["pv_inside"].extra["pv_stored_kwh"] = self.pv_stored_kwh
         out["grid_inside"] = fig(
             "grid_inside", self.grid_inside_kwh, FACILITY_GROUPS,
-            "min(grid_import, facility - pv_inside)",
-            (out["grid_import"], out["facility"], out["pv_inside"]),
+            "min(grid_import + battery_discharge, facility - pv_inside)",
+            (out["grid_import"], out["battery_discharge"], out["facility"], out["pv_inside"]),
         )
         parts = ("it", "cooling", "power_loss", "lighting")
         out["other"] = fig(
@@ -291,6 +315,10 @@ DATA_QUALITY_ERROR = "data-quality error"
 PV_INSIDE_FORMULA = (
     "(pv_generation - grid_export) x facility / (facility + outside_boundary + battery_charge)"
 )
+PV_LEDGER_FORMULA = (
+    "per step: PV used as generated + PV discharged from the battery, each in proportion "
+    "facility / site-bus sinks (state-of-charge provenance ledger)"
+)
 
 
 def pv_inside(
@@ -312,6 +340,7 @@ def pv_inside(
     return min(local_pv * max(facility_kwh, 0.0) / consumers, max(facility_kwh, 0.0))
 
 
+@cache
 def _group_formula(name: str, category: ITCategory) -> str:
     if name == "it":
         return f"sum of it_load meters at category {category.value}"

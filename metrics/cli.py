@@ -54,30 +54,32 @@ def latest_figures(
     """Indicators and energy flows over ``window`` ending where :func:`latest_end` says
     (windows over a day: at the whole hour before, summed from the hourly rollups); CUE at the
     window's hourly factors when ``carbon.hourly_factors_csv`` is configured (a relative path
-    from ``base_dir``).
+    from ``base_dir``), and with a battery CUE, PV inside and REF from the provenance ledger
+    (:func:`dcpue.metrics.provenance.stored_origin`).
 
     None when the store holds no reading of the balance's meters.
     """
     from dcpue.config.calculator import window_ms
-    from dcpue.metrics import rollups
+    from dcpue.config.factors import site_hourly_factors
     from dcpue.metrics.balance import energy_balance
     from dcpue.metrics.indicators import site_indicators
+    from dcpue.metrics.provenance import stored_origin, with_origin
 
     length = window_ms(window)
     end = latest_end(site, store)
     if end is None:
         return None
     if length > LONG_WINDOW_MS:  # whole hours from the rollups, as the daemon's long windows
+        from dcpue.metrics import rollups  # writes rollups with pandas: only for long windows
+
         rollups.catch_up(site, store)
         end = rollups.floor_hour(end)
         b = rollups.rollup_balance(site, store, end - length, end)
     else:
         b = energy_balance(site, store, end - length, end)
-    from dcpue.carbon.site import hourly_grid_factor  # adapter only: the pure core stays apart
-
-    hourly = hourly_grid_factor(site, store, end - length, end, base_dir)
-    figures = site_indicators(site, b, None if hourly is None else (hourly.value, hourly.source))
-    flows = b.figures()
+    origin = stored_origin(site, store, end - length, end, site_hourly_factors(site, base_dir))
+    figures = site_indicators(site, b, origin)
+    flows = with_origin(b, origin).figures()  # PV inside as CUE and REF count it
     figures.update({name: flows[name] for name in SHOWN_FLOWS})
     return figures
 

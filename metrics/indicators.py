@@ -16,7 +16,9 @@ error"`` with the cause: never a confident wrong number.
   (ISO/IEC 30134-8, location-based); the grid-sourced share is facility energy minus the
   on-site PV consumed inside the boundary (:func:`dcpue.metrics.balance.pv_inside`), which
   emits nothing at use. The battery is on the site bus: its charge is not facility energy and
-  its discharge is, so a window is charged for stored energy when it is used, not when stored.
+  its discharge is, so a window is charged for stored energy when it is used; with the
+  provenance ledger (:mod:`dcpue.metrics.provenance`) the discharge keeps the origin and the
+  charge-time factor of the energy stored (PV charged at noon is PV at night).
 - REF = (on-site PV consumed inside the boundary + purchased green power) / facility energy
   (ISO/IEC 30134-3); the instruments are capped at the grid electricity used inside the
   boundary, so REF <= 1.
@@ -26,10 +28,11 @@ error"`` with the cause: never a confident wrong number.
 
 from __future__ import annotations
 
-from dcpue.carbon.scope2 import purchased_green_kwh
+from dcpue.config.instruments import purchased_green_kwh
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
 from dcpue.metrics.balance import DATA_QUALITY_ERROR, FACILITY_GROUPS, EnergyBalance
+from dcpue.metrics.provenance import LEDGER_NOTE, Origin, has_battery, with_origin
 
 LITRES_PER_M3 = 1000.0
 
@@ -163,16 +166,44 @@ def indicators(
 
 
 def site_indicators(
-    site: Site, b: EnergyBalance, grid_factor: tuple[float, str] | None = None
+    site: Site, b: EnergyBalance, origin: Origin | None = None
 ) -> dict[str, Figure]:
     """:func:`indicators` with the site's coverage threshold and grid factor, REF counting the
     renewable instruments applied to the window as the carbon report does (ISO/IEC 30134-3).
-    ``grid_factor`` (kgCO2/kWh, source) replaces the flat site factor for CUE, e.g. the
-    energy-weighted hourly factor of the window.
 
-    Instruments cover at most the grid electricity used inside the boundary, min(grid import,
-    facility - PV inside), so REF never exceeds 1.
+    ``origin`` (:func:`dcpue.metrics.provenance.stored_origin`) is where the window's facility
+    energy came from: with a battery, PV inside and grid inside follow the stored energy's
+    origin (PV charged at noon and discharged at night is PV), and CUE's factor is the
+    energy-weighted mean over the grid electricity used inside, stored grid energy at the
+    factors of the steps it was charged in; with hourly factors, each step's factor. Without
+    it: the flat ``[grid]`` factor and the window rule.
+
+    Instruments cover at most the grid electricity used inside the boundary, so REF <= 1.
     """
+    factor, source = site.grid.emission_factor_t_per_mwh, site.grid.source
+    if origin is not None:
+        b = with_origin(b, origin)
+        factor = origin.factor if origin.factor is not None else factor
+        source = origin_source(site, origin, has_battery(b))
     green = purchased_green_kwh(site, b.start_ms, b.end_ms, b.grid_inside_kwh)
-    factor, source = grid_factor or (site.grid.emission_factor_t_per_mwh, site.grid.source)
     return indicators(b, site.calculator.min_coverage, factor, source, green)
+
+
+def origin_source(site: Site, origin: Origin, battery: bool) -> str:
+    """The factor source of CUE over ``origin``: the hourly series or the site factor, with
+    the steps that lacked an hourly factor and the battery ledger named."""
+    if site.carbon.hourly_factors_csv is None:
+        parts = [site.grid.source]
+    else:
+        parts = [f"hourly factors, energy-weighted mean: {site.carbon.hourly_factors_source}"]
+        if origin.steps_without_factor:
+            parts.append(
+                f"{origin.steps_without_factor} of {origin.steps} steps had no factor in the "
+                f"series; the site factor {site.grid.emission_factor_t_per_mwh} "
+                f"({site.grid.source}) was used for them")
+    if battery:
+        parts.append(LEDGER_NOTE)
+        if origin.unknown_stored_kwh > 0:
+            parts.append(f"{origin.unknown_stored_kwh:,.6g} kWh of battery discharge had no "
+                         "recorded charge in the ledger: counted as grid at its own step")
+    return "; ".join(parts)

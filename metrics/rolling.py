@@ -15,15 +15,26 @@ Time rules:
   clock, or the ``clock`` given) is ignored and counted in ``ignored_future``: it never
   advances or clears buckets;
 - a reading older than its meter's newest sample (late delivery, store-and-forward, a
-  backfill) makes the calculator recompute that meter from the store: its samples from the
-  hour before the earliest late reading (less ``max_gap_s``) on are re-read and every bucket
-  from that hour on is rebuilt, so every rolling window reflects it at once. Cost: one store
-  read and one interval split of that meter's span (a day of 1-minute samples: ~1,440 samples,
-  milliseconds; a year: ~0.5 M samples, about a second). Without a store late readings are
-  ignored and counted in ``ignored_stale``.
+  backfill) makes the calculator recompute that meter from the store: every bucket from the
+  hour holding the earliest late reading (less ``max_gap_s``) on is rebuilt from its samples
+  from ``max(6 h, max_gap_s)`` before that hour on, so every rolling window reflects it at
+  once. Cost: one store read and one interval split of that meter's span (a day of 1-minute
+  samples: ~1,440 samples, milliseconds; a year: ~0.5 M samples, about a second). Without a
+  store late readings are ignored and counted in ``ignored_stale``;
+- the span whose buckets such a recompute (or a meter lagging behind windows already
+  written back) changed is marked, and :meth:`RollingCalculator.write_back` rewrites the
+  stored ``metric.*`` rows of every window overlapping it (see :meth:`RollingCalculator.
+  rewrite` for the rule and docs/metrics.md for the cost).
 
-A meter with ``also = ["power"]`` is followed through its counter only here (its energy is
-still counted once); the direct balance also fills the counter's unknown time from its power.
+A counter with ``also = ["power"]`` follows the engine's one rule here too (counter preferred,
+its power readings only for the time the counter's energy is unknown: a jump or swap interval,
+after its last sample), the same call :func:`dcpue.metrics.balance.energy_balance` makes: with
+a store (readings stored before they are fed, as the daemon does), each batch of such a meter rebuilds its buckets from the store from the hour of its
+last counter sample (less ``max_gap_s``) on, so a provisional power fill after the counter's
+last sample is replaced once the counter reports again. Cost per batch: one store read of that
+meter's samples from ``max(6 h, max_gap_s)`` before that hour on (a few hundred samples at one a
+minute). Without a store it is followed through its counter only (its energy still counted
+once).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from dcpue.config.calculator import window_ms
+from dcpue.config.factors import site_hourly_factors
 from dcpue.config.site import Site
 from dcpue.config.topology import MeterKind
 from dcpue.core.figures import Figure
@@ -42,18 +54,22 @@ from dcpue.core.readings import Reading, ReadingColumns
 from dcpue.core.store import Store
 from dcpue.metrics import rollups
 from dcpue.metrics.balance import (
+    LOOKAROUND_MS,
     BalanceTopology,
     EnergyBalance,
     balance_from_energies,
     canonical_values,
     counter_rules,
     meter_intervals,
+    read_meter,
+    stored_intervals,
     stored_meter_intervals,
 )
 from dcpue.metrics.energy import (
     CounterEvent,
     Intervals,
     MeterEnergy,
+    accumulated_all,
     bucket_totals,
     clean_series,
     derived_ceiling_kw,
@@ -61,6 +77,7 @@ from dcpue.metrics.energy import (
 )
 from dcpue.metrics.events import record_events, replacements
 from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.provenance import Origin, stored_origin, stored_window_origins
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -132,6 +149,24 @@ class _Ring:
         for arr, add in zip(self.arrays, totals, strict=True):
             arr[row, idx] += add
 
+    def changed(
+        self, row: int, old_head: int, old: list[np.ndarray], before_ms: int
+    ) -> tuple[int, int] | None:
+        """Span (ms) of one meter's buckets ending by ``before_ms`` that differ from ``old``
+        (its arrays when the newest bucket was ``old_head``), None when none does."""
+        k_lo = max(self.head, old_head) - self.size + 1
+        k_hi = min(old_head, before_ms // self.step_ms - 1)
+        if old_head < 0 or k_hi < k_lo:
+            return None
+        ks = np.arange(k_lo, k_hi + 1)
+        idx = ks % self.size
+        diff = np.zeros(len(ks), bool)
+        for arr, prev in zip(self.arrays, old, strict=True):
+            diff |= ~np.isclose(arr[row, idx], prev[idx], rtol=1e-12, atol=1e-9)
+        hit = ks[diff]
+        return None if len(hit) == 0 else (int(hit[0]) * self.step_ms,
+                                           int(hit[-1] + 1) * self.step_ms)
+
     def window(self, end_k: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-meter amount, measured ms and known ms over buckets ``[end_k - n, end_k)``
         still retained."""
@@ -200,9 +235,23 @@ class RollingCalculator:
             replacements(store, m) if store is not None and m.kind is MeterKind.COUNTER else ()
             for m in self.topology.meters.values()
         ]
+        #: Counters whose power readings fill their unknown time (``also = ["power"]``), and
+        #: each one's newest counter and power sample fed (ms).
+        self._fills = np.array([m.kind is MeterKind.COUNTER and "power" in m.also
+                                for m in self.topology.meters.values()], dtype=bool)
+        self._counter_ts = np.full(n_meters, _NEVER, dtype=np.int64)
+        self._power_ts = np.full(n_meters, _NEVER, dtype=np.int64)
+        #: Span (ms) whose buckets changed under windows already computed (late data, a
+        #: backfill, a lagging meter), and the window end up to which its stored figures were
+        #: rewritten since: :meth:`write_back` continues from there.
+        self._dirty: tuple[int, int, int] | None = None
+        #: Most stored figures (window ends) one :meth:`write_back` recomputes (~5 ms each).
+        self.rewrite_budget = 500
+        self._written_end = _NEVER  # newest window end written back
         self.ignored_stale = 0
         self.ignored_future = 0
         self.recomputed = 0
+        self.rewritten = 0
 
     # -- feeding ----------------------------------------------------------------------------
     @property
@@ -234,15 +283,55 @@ class RollingCalculator:
             meter = self.topology.meters.get(str(mid))
             if meter is None:
                 continue
-            take = order[bounds[code]:bounds[code + 1]]
-            take = take[cols.quantity[take] == meter.quantity]
-            future = cols.ts_ms[take] > limit
+            mine = order[bounds[code]:bounds[code + 1]]
+            future = cols.ts_ms[mine] > limit
             if future.any():
-                self.ignored_future += int(np.count_nonzero(future))
-                take = take[~future]
+                self.ignored_future += int(np.count_nonzero(
+                    future & np.isin(cols.quantity[mine], meter.quantities)))
+                mine = mine[~future]
+            take = mine[cols.quantity[mine] == meter.quantity]
             values = canonical_values(cols.value[take], cols.unit[take], meter.quantity)
+            row = self._row[meter.id]
+            if self._fills[row] and self._source is not None:
+                power = mine[cols.quantity[mine] == "power"]
+                used += self._update_filled(row, cols.ts_ms[take], values, cols.ts_ms[power])
+                continue
             used += self.update_series(meter.id, cols.ts_ms[take], values)
         return used
+
+    def _update_filled(
+        self, row: int, ts_ms: np.ndarray, values: np.ndarray, power_ts: np.ndarray
+    ) -> int:
+        """Feed a counter with ``also = ["power"]`` (its readings are in the store): rebuild
+        its buckets from its last counter sample (or the earliest new reading, if older) on,
+        through the engine's fill rule (see the module docstring)."""
+        ts = ts_ms[np.isfinite(values)]
+        if len(ts) + len(power_ts) == 0:
+            return 0
+        if self._counter_ts[row] == _NEVER and self._last_ts[row] != _NEVER:
+            self._counter_ts[row] = self._stored_counter_ts(row)  # after a restart
+        firsts = [int(a.min()) for a in (ts, power_ts) if len(a)]
+        late = (len(ts) and int(ts.min()) <= self._counter_ts[row]) or (
+            len(power_ts) and int(power_ts.min()) <= self._power_ts[row])
+        held = self._counter_ts[row]
+        from_ms = min([*firsts, *([int(held)] if held != _NEVER else [])])
+        if len(ts):
+            self._counter_ts[row] = max(self._counter_ts[row], int(ts.max()))
+        if len(power_ts):
+            self._power_ts[row] = max(self._power_ts[row], int(power_ts.max()))
+        # counted as a recompute when late, or when a power fill after the counter's last
+        # sample was replaced under windows already computed
+        if self._rebuild(row, from_ms) or late:
+            self.recomputed += 1
+        return len(ts) + len(power_ts)
+
+    def _stored_counter_ts(self, row: int) -> int:
+        """Newest stored counter sample of a meter up to its newest reading fed (ms)."""
+        assert self._source is not None
+        meter = self.topology.meters[self._ids[row]]
+        last = int(self._last_ts[row])
+        ts, _ = read_meter(self._source, meter, last - LOOKAROUND_MS, last + 1)
+        return int(ts[-1]) if len(ts) else last - LOOKAROUND_MS
 
     def update_series(self, meter_id: str, ts_ms: np.ndarray, values: np.ndarray) -> int:
         """Add one meter's samples (canonical unit: kWh, kW or m3); returns how many were used.
@@ -280,8 +369,13 @@ class RollingCalculator:
                                ceiling_kw=self._history_ceiling(row),
                                replacements=self._replacements[row])
 
-    def _add(self, row: int, iv: Intervals, from_ms: int | None) -> None:
-        """Split ``iv`` over both rings and take over its state and events."""
+    def _add(self, row: int, iv: Intervals, from_ms: int | None, mark: bool = True) -> None:
+        """Split ``iv`` over both rings and take over its state and events; with ``mark``, a
+        split reaching before the newest window end written back marks it for a rewrite."""
+        if mark and len(iv):
+            first = int(iv.t0[0]) if from_ms is None else max(int(iv.t0[0]), from_ms)
+            if first < self._written_end:
+                self._mark(first, int(iv.t1[-1]))
         if len(iv):
             self._minutes.add(row, iv, from_ms)
             self._hours.add(row, iv, from_ms)
@@ -311,17 +405,53 @@ class RollingCalculator:
         store (after late readings or a backfill)."""
         if self._source is None:
             raise ValueError("recompute needs a store: RollingCalculator(site, store)")
-        row = self._row[meter_id]
-        meter = self.topology.meters[meter_id]
+        self._rebuild(self._row[meter_id], from_ms)
+        self.recomputed += 1
+
+    def _rebuild(self, row: int, from_ms: int) -> bool:
+        """Rebuild one meter's buckets from the hour holding ``from_ms - max_gap_s`` on from the
+        store (samples from ``max(6 h, max_gap_s)`` before it, as the direct balance reads).
+
+        Marks for :meth:`write_back` the span whose buckets (before the meter's previous
+        newest reading) or events changed, and, when the meter lagged behind windows already
+        written, the span after its previous newest reading; returns whether anything
+        before that reading changed."""
+        assert self._source is not None
+        meter = self.topology.meters[self._ids[row]]
         pad = int(self._max_gap_ms)
         start = (from_ms - pad) // HOUR_MS * HOUR_MS
-        iv = stored_meter_intervals(self.site, self._source, meter, start - pad, 2**62,
-                                    self._history_ceiling(row), with_power=False)
-        for ring in (self._minutes, self._hours):
+        iv = stored_meter_intervals(self.site, self._source, meter,
+                                    start - max(pad, LOOKAROUND_MS), 2**62,
+                                    self._history_ceiling(row))
+        rings = (self._minutes, self._hours)
+        old = [(ring.head, [arr[row].copy() for arr in ring.arrays]) for ring in rings]
+        events, newest = list(self._events[row]), int(self._last_ts[row])
+        for ring in rings:
             ring.clear_from(row, start)
-        self._events[row] = [e for e in self._events[row] if e.ts_ms < start]
-        self._add(row, iv, start)
-        self.recomputed += 1
+        self._events[row] = [e for e in events if e.ts_ms < start]
+        self._add(row, iv, start, mark=False)
+        spans = [span for ring, (head, arrays) in zip(rings, old, strict=True)
+                 if (span := ring.changed(row, head, arrays, newest)) is not None]
+        moved = {e for e in events if e.ts_ms >= start} ^ {
+            e for e in self._events[row] if e.ts_ms >= start}
+        if moved:
+            spans.append((min(e.ts_ms if e.start_ms is None else e.start_ms for e in moved),
+                          max(e.ts_ms for e in moved) + 1))
+        if spans:
+            self._mark(min(s[0] for s in spans), max(s[1] for s in spans))
+        if newest != _NEVER and newest < self._written_end:
+            self._mark(newest, int(self._written_end))
+        return bool(spans)
+
+    def _mark(self, start_ms: int, end_ms: int) -> None:
+        """Widen the span whose written-back figures :meth:`write_back` checks next."""
+        lo, hi, checked = self._dirty or (start_ms, end_ms, start_ms)
+        self._dirty = (min(lo, start_ms), max(hi, end_ms), min(checked, start_ms))
+
+    @property
+    def rewrite_pending(self) -> bool:
+        """Whether stored figures changed by late data are still to be rewritten."""
+        return self._dirty is not None
 
     @classmethod
     def from_store(
@@ -341,7 +471,7 @@ class RollingCalculator:
             calc._restore_hours(store, start // HOUR_MS * HOUR_MS, raw_from)
         for mid, meter in calc.topology.meters.items():
             first = raw_from - pad if from_rollups else start
-            iv = stored_meter_intervals(site, store, meter, first, now_ms + 1, with_power=False)
+            iv = stored_meter_intervals(site, store, meter, first, now_ms + 1)
             calc._add(calc._row[mid], iv, raw_from if from_rollups else None)
         return calc
 
@@ -393,15 +523,31 @@ class RollingCalculator:
         """Every metric over every window, keyed ``<metric>.<window>`` (e.g. ``pue.1h``)."""
         out: dict[str, Figure] = {}
         for w in self._windows:
-            figures = site_indicators(self.site, self.balance(w.name, now_ms))
+            balance = self.balance(w.name, now_ms)
+            figures = site_indicators(self.site, balance, self.origin(balance))
             out.update({f"{name}.{w.name}": fig for name, fig in figures.items()})
         return out
 
+    def origin(self, balance: EnergyBalance) -> Origin | None:
+        """Where the window's facility energy came from (battery provenance, hourly factors;
+        :func:`dcpue.metrics.provenance.stored_origin`, read from the store), or None without
+        a store, a battery or hourly factors."""
+        if self._source is None:
+            return None
+        return stored_origin(self.site, self._source, balance.start_ms, balance.end_ms,
+                             site_hourly_factors(self.site))
+
     def write_back(self, now_ms: int | None = None) -> int:
-        """Append the sufficient figures to the store as ``metric.<name>.<window>`` readings.
+        """Append the sufficient figures to the store as ``metric.<name>.<window>`` readings,
+        and rewrite the ones already written that late data changed.
 
         Each reading is stamped at its window's end; returns the number of rows added (the
         store ignores a (meter, quantity, ts) it already holds, so calling twice is harmless).
+        When late readings, a backfill or a lagging meter changed buckets under windows
+        already written back (:meth:`_rebuild` marks the span), the stored rows of every window
+        overlapping that span are recomputed from the store (:meth:`rewrite`), at most
+        ``rewrite_budget`` window ends per call, the earliest first; the next calls go on
+        from there (``rewrite_pending``), so one call never holds the calculator for long.
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
@@ -411,7 +557,122 @@ class RollingCalculator:
             for key, fig in self.snapshot(now_ms).items()
             if fig.value is not None
         ]
-        return self.store.append(rows)
+        added = self.store.append(rows)
+        if self._dirty is not None and self._source is not None:
+            lo, hi, checked = self._dirty
+            changed, done_to = self.rewrite(lo, hi, checked, self.rewrite_budget)
+            self.rewritten += changed
+            self._dirty = None if done_to is None else (lo, hi, done_to)
+        self._written_end = max([self._written_end, *(r.ts_ms for r in rows)])
+        return added
+
+    def rewrite(
+        self, start_ms: int, end_ms: int, after_ms: int | None = None,
+        budget: int | None = None,
+    ) -> tuple[int, int | None]:
+        """Recompute the stored ``metric.*`` rows of every window overlapping ``[start_ms,
+        end_ms)`` (UTC ms) from the store through the engine, as ``dcpue pue`` computes them,
+        and replace those whose value changed (relative 1e-9); a row whose window now has no
+        figure (insufficient data, a data-quality error) is deleted. Rows ending at or
+        before ``after_ms`` are skipped; with ``budget``, at most that many window ends (the
+        earliest) are recomputed. Returns the rows replaced or deleted and the window end
+        the rows were checked up to when the budget stopped short (None: all checked).
+
+        Windows up to a day are recomputed from one read of the raw readings of their span
+        (plus 6 h), longer ones from the hourly rollups (brought up to date first); CUE and
+        REF with the hourly factors and the battery provenance ledger of each window
+        (:func:`dcpue.metrics.provenance.stored_window_origins`, one read per window length).
+        """
+        assert self._source is not None
+        store, changed = self._source, 0
+        after = start_ms if after_ms is None else max(start_ms, after_ms)
+        names = list(METRIC_UNITS)
+        stored = {
+            (w.name, name): store.series(f"metric.{name}.{w.name}", name, after + 1,
+                                         end_ms + w.length_ms)
+            for w in self._windows for name in names
+        }
+        todo = sorted({(int(t), w) for (w, _), ser in stored.items() for t in ser.ts_ms})
+        resume = None
+        if budget is not None and len(todo) > budget:
+            resume = todo[budget - 1][0]
+            todo = [(t, w) for t, w in todo if t <= resume]
+        short = [w for w in self._windows if w.length_ms <= DAY_MS]
+        ends = {w.name: np.array(sorted(t for t, name in todo if name == w.name), np.int64)
+                for w in self._windows}
+        spans = [(int(ends[w.name][0]) - w.length_ms, int(ends[w.name][-1]))
+                 for w in short if len(ends[w.name])]
+        raw = stored_intervals(self.site, store, min(s[0] for s in spans),
+                               max(s[1] for s in spans))[1] if spans else {}
+        figures: dict[tuple[str, int], dict[str, Figure]] = {}
+        for w in self._windows:
+            if len(ends[w.name]):
+                origins = stored_window_origins(  # battery provenance, hourly factors
+                    self.site, store, [(int(e) - w.length_ms, int(e)) for e in ends[w.name]],
+                    site_hourly_factors(self.site)) or [None] * len(ends[w.name])
+                figures.update({
+                    (w.name, int(e)): site_indicators(self.site, b, o)
+                    for e, b, o in zip(ends[w.name], self._past_balances(w, ends[w.name], raw),
+                                       origins, strict=True)})
+        for (window, name), ser in stored.items():
+            rows = [(int(t), old, figures[(window, int(t))][name].value)
+                    for t, old in zip(ser.ts_ms, ser.value, strict=True)
+                    if (window, int(t)) in figures]
+            stale = [(t, new) for t, old, new in rows
+                     if new is None or not np.isclose(new, old, rtol=1e-9, atol=0.0)]
+            if not stale:
+                continue
+            meter = f"metric.{name}.{window}"
+            changed += store.rewrite_series(
+                meter, name, [t for t, _ in stale],
+                [Reading(t, meter, name, float(new), METRIC_UNITS[name])
+                 for t, new in stale if new is not None])
+        return changed, resume
+
+    def _past_balances(
+        self, w: _Window, ends: np.ndarray, raw: dict[str, Intervals]
+    ) -> list[EnergyBalance]:
+        """The balance of window ``w`` ending at each of ``ends`` (sorted UTC ms), from the
+        store: the meters' intervals ``raw`` for windows up to a day, hourly rollups for
+        longer ones."""
+        assert self._source is not None
+        store, n = self._source, len(ends)
+        starts = ends - w.length_ms
+        lo, hi = int(starts[0]), int(ends[-1])
+        totals: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if w.length_ms <= DAY_MS:
+            found = {mid: iv.events for mid, iv in raw.items()}
+            for mid, iv in raw.items():
+                acc = accumulated_all(iv, np.concatenate((starts, ends)))
+                totals[mid] = (acc[0][n:] - acc[0][:n], acc[1][n:] - acc[1][:n],
+                               acc[2][n:] - acc[2][:n])
+        else:
+            rollups.catch_up(self.site, store)
+            found = rollups.events(store, self._ids, lo, hi)
+            k_start, k_end = (starts - lo) // HOUR_MS, (ends - lo) // HOUR_MS
+            for mid, h in rollups.hourly(store, self._ids, lo, hi).items():
+                k = (h.hour_ms - lo) // HOUR_MS
+                sums = []
+                for values in (h.amount, h.measured_ms, h.known_ms):
+                    dense = np.zeros((hi - lo) // HOUR_MS)
+                    dense[k] = values
+                    cum = np.concatenate(([0.0], np.cumsum(dense)))
+                    sums.append(cum[k_end] - cum[k_start])
+                totals[mid] = (sums[0], sums[1], sums[2])
+        zero = np.zeros(n)
+        out = []
+        for i in range(n):
+            s, e = int(starts[i]), int(ends[i])
+            energies = {
+                mid: MeterEnergy(mid, float(a[i]), float(m[i]) / w.length_ms,
+                                 events=events_in(found.get(mid, ()), s, e),
+                                 known=float(k[i]) / w.length_ms)
+                for mid in self._ids
+                for a, m, k in (totals.get(mid, (zero, zero, zero)),)
+            }
+            out.append(balance_from_energies(self.topology, energies, s, e,
+                                             min_coverage=self.settings.min_coverage))
+        return out
 
     def _now(self, now_ms: int | None) -> int:
         """The instant windows end at: ``now_ms`` held back to the slowest meter's newest

@@ -79,11 +79,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--post", nargs=2, type=_moment, required=True, metavar=("START", "END"))
     p.set_defaults(func=_mv)
 
-    p = cmds.add_parser("evaluate", help="twin evaluation: fixed vs loop vs oracle")
+    p = cmds.add_parser("evaluate", help="plant evaluation: fixed vs loop vs oracle")
     p.add_argument("--config", required=True, help="site TOML file")
     p.add_argument("--days", type=float, required=True)
     p.add_argument("--start", type=_moment, help="default: [twin] start")
     p.add_argument("--explore-days", type=float, default=14.0)
+    p.add_argument("--baseline-days", type=float,
+                   help="M&V baseline at the conventional setpoints before the exploration "
+                        "(default: [optimizer.mv] min_baseline_days; 0: no M&V)")
+    p.add_argument("--oracle-points", type=int, default=5,
+                   help="EnergyPlus: grid values per lever for the fixed-setpoint oracle")
     p.set_defaults(func=_evaluate)
 
 
@@ -267,7 +272,7 @@ def _mv(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dcpue.config import load_site
+    from dcpue.config import ConfigError, load_site
     from dcpue.optimizer.evaluate import (  # the twin is only needed here
         EvaluationError,
         run_evaluation,
@@ -275,14 +280,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
 
     site = load_site(args.config)
+    baseline = args.baseline_days
     try:
-        plant = site_plant(site)
-    except EvaluationError as exc:
+        plant = site_plant(site, oracle_points=args.oracle_points)
+        result = run_evaluation(
+            site, args.days, args.start, explore_days=args.explore_days, plant=plant,
+            baseline_days=site.optimizer.mv.min_baseline_days if baseline is None else baseline,
+            progress=lambda msg: print(f"... {msg}", flush=True),
+        )
+    except (EvaluationError, ConfigError, ValueError) as exc:  # e.g. too few rows to train
         print(f"dcpue optimize evaluate: {exc}")
         return 1
-    result = run_evaluation(
-        site, args.days, args.start, explore_days=args.explore_days, plant=plant,
-        progress=lambda msg: print(f"... {msg}", flush=True),
-    )
     print(result.report())
     return 0

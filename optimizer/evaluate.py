@@ -35,6 +35,7 @@ from dcpue.core.store import Store
 from dcpue.optimizer.explore import exploration_schedule
 from dcpue.optimizer.frames import (
     SETPOINTS,
+    TrainingFrame,
     build_frame,
     dew_point_c,
     site_pressure_pa,
@@ -48,6 +49,7 @@ from dcpue.optimizer.models import (
     TrustRegion,
     train,
 )
+from dcpue.optimizer.mv import measure_savings
 from dcpue.optimizer.propose import PlantState, propose
 from dcpue.twin.plant import Conditions, PlantParams, Setpoints, evaluate
 from dcpue.twin.simulator import Twin
@@ -67,40 +69,47 @@ class PlantRun:
     rack_inlet_max_c: np.ndarray
 
 
+#: ``decide(interval index, plant state at the decision or None) -> setpoints`` (all names).
+Decide = Callable[[int, PlantState | None], dict[SetpointName, float]]
+
+
 class EvaluationPlant(Protocol):
     """What :func:`run_evaluation` needs of a plant.
 
-    Setpoint mappings are keyed by frame column (``SETPOINTS`` values, e.g. ``supply_air_c``)
-    and hold one value per plant step of ``step_s`` seconds from ``start_ms`` (UTC epoch ms).
+    Setpoint schedules given to ``readings`` and ``run`` are keyed by frame column
+    (``SETPOINTS`` values, e.g. ``supply_air_c``) and hold one value per plant step of
+    ``step_s`` seconds from ``start_ms`` (UTC epoch ms); per-interval setpoints are keyed by
+    name, one value per control interval.
 
-    - ``conventional``: the setpoints the plant runs with when nobody optimizes it;
-    - ``readings(start_ms, setpoints)``: the site meters' readings of such a run (exploration),
-      as the collector would store them;
-    - ``conditions(ts_ms)``: what the optimizer does not control, at instants: the
-      ``CONDITION_COLUMNS`` with ``it_kw`` the IT power the workload draws where inlet
-      temperature does not raise it;
-    - ``observe(conditions, setpoints)``: what the meters show at a decision: metered IT kW and
-      the hottest rack inlet (degC), for one instant's conditions and one value per setpoint;
+    - ``conventional``: the setpoints the plant runs with when nobody optimizes it (every
+      name; a name that is not a lever at the value the frames carry for it);
+    - ``levers``: the setpoints the plant takes; the others are held where they are;
+    - ``readings(start_ms, setpoints)``: the site meters' readings of such a run (exploration,
+      M&V), as the collector would store them;
     - ``run(start_ms, setpoints)``: the true per-step result (:class:`PlantRun`);
-    - ``oracle(target)``: a :class:`PlantPredictor` with the plant's own physics.
+    - ``control(start_ms, intervals, interval_s, decide)``: the closed loop: at each interval
+      boundary ``decide`` gets the plant state the meters show (None before there is one) and
+      returns the next interval's setpoints; (setpoints applied per interval, the run);
+    - ``oracle(start_ms, intervals, interval_s)``: the best the plant allows, knowing its
+      physics (for the native twin ``propose`` with the twin's equations; for a plant without
+      equations, the best fixed setpoints of a grid per interval); (setpoints, the run).
     """
 
     step_s: int
     conventional: dict[SetpointName, float]
+    levers: list[SetpointName]
 
     def readings(
         self, start_ms: int, setpoints: Mapping[str, np.ndarray]
     ) -> Iterator[ReadingColumns]: ...
 
-    def conditions(self, ts_ms: np.ndarray) -> dict[str, np.ndarray]: ...
-
-    def observe(
-        self, conditions: Mapping[str, float], setpoints: Mapping[SetpointName, float]
-    ) -> tuple[float, float]: ...
-
     def run(self, start_ms: int, setpoints: Mapping[str, np.ndarray]) -> PlantRun: ...
 
-    def oracle(self, target: str) -> PlantPredictor: ...
+    def control(self, start_ms: int, intervals: int, interval_s: int, decide: Decide
+                ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]: ...
+
+    def oracle(self, start_ms: int, intervals: int, interval_s: int
+               ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,7 @@ class TwinPlant:
         self.pressure_pa = site_pressure_pa(site)
         self.conventional = {name: float(getattr(self.params.default_setpoints, column))
                              for name, column in SETPOINTS.items()}
+        self.levers = list(SETPOINTS)
         self._physics = TwinPredictor(self.params, self.pressure_pa)
 
     def _twin(self, start_ms: int) -> Twin:
@@ -161,9 +171,35 @@ class TwinPlant:
     def observe(
         self, conditions: Mapping[str, float], setpoints: Mapping[SetpointName, float]
     ) -> tuple[float, float]:
+        """What the meters show at a decision: metered IT kW and the hottest rack inlet (degC)."""
         x = dict(conditions) | {column: setpoints[name] for name, column in SETPOINTS.items()}
         inlet = self._physics.predict({k: np.array([v]) for k, v in x.items()}).rack_inlet_c
         return float(conditions["it_kw"]), float(inlet[0])
+
+    def control(self, start_ms: int, intervals: int, interval_s: int, decide: Decide
+                ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]:
+        """Decisions on the twin's conditions (weather and IT work, known at every instant)
+        and what its meters show at the current setpoints; then one run of the choices."""
+        decisions = start_ms + np.arange(intervals, dtype=np.int64) * interval_s * 1000
+        observed = self.conditions(decisions)
+        current = dict(self.conventional)
+        chosen = {name: np.empty(intervals) for name in SETPOINTS}
+        for i, ts in enumerate(decisions):
+            conditions = {k: float(v[i]) for k, v in observed.items()}
+            it_kw, inlet = self.observe(conditions, current)
+            current = decide(i, PlantState(int(ts), conditions | {"it_kw": it_kw}, current, inlet))
+            for name in SETPOINTS:
+                chosen[name][i] = current[name]
+        per_step = interval_s // self.step_s
+        return chosen, self.run(start_ms, {SETPOINTS[k]: np.repeat(v, per_step)
+                                           for k, v in chosen.items()})
+
+    def oracle(self, start_ms: int, intervals: int, interval_s: int
+               ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]:
+        """The loop's search with the twin's own equations as the model."""
+        physics = TwinPredictor(self.params, self.pressure_pa, target=self.site.optimizer.target)
+        return self.control(start_ms, intervals, interval_s,
+                            _Decider(physics, self.site, self, intervals))
 
     def run(self, start_ms: int, setpoints: Mapping[str, np.ndarray]) -> PlantRun:
         steps = len(next(iter(setpoints.values())))
@@ -171,23 +207,21 @@ class TwinPlant:
         return PlantRun(*(np.broadcast_to(np.asarray(v, float), (steps,)) for v in (
             r.facility_kw, r.cooling_kw, r.it_kw, r.rack_inlet_max_c)))
 
-    def oracle(self, target: str) -> PlantPredictor:
-        return TwinPredictor(self.params, self.pressure_pa, target=target)
 
-
-def site_plant(site: Site, seed: int | None = None) -> EvaluationPlant:
-    """The plant a site declares in ``[twin]``; :class:`EvaluationError` when it has none
-    (evaluating dcpue's default twin instead would report figures of a plant that is not the
-    site's)."""
+def site_plant(site: Site, seed: int | None = None, *, oracle_points: int = 5
+               ) -> EvaluationPlant:
+    """The plant a site declares in ``[twin]`` (the native twin, or EnergyPlus with
+    ``oracle_points`` grid values per lever for its oracle); :class:`EvaluationError` when it
+    has none (evaluating dcpue's default twin instead would report figures of a plant that is
+    not the site's)."""
     if "twin" not in site.model_fields_set:
         raise EvaluationError(
             f"site {site.id} has no [twin] section: there is no plant to evaluate on "
             "(describe the hall in [twin], see docs/twin.md)")
-    if getattr(site.twin, "engine", "native") != "native":
-        raise EvaluationError(
-            f"site {site.id}: [twin] engine = {site.twin.engine!r} has no EvaluationPlant "
-            "adapter yet (optimizer/evaluate.py); evaluating the native twin instead would "
-            "report another plant's figures")
+    if site.twin.engine == "energyplus":
+        from dcpue.optimizer.evaluate_energyplus import EnergyPlusEvaluationPlant
+
+        return EnergyPlusEvaluationPlant(site, oracle_points=oracle_points)
     return TwinPlant(site, site.twin.seed if seed is None else seed)
 
 
@@ -224,6 +258,7 @@ class Evaluation:
     oracle: Scenario
     model: dict = field(default_factory=dict)
     period_accuracy: dict[str, float] = field(default_factory=dict)
+    mv: dict = field(default_factory=dict)
 
     def saving_kwh(self, run: Scenario, what: str = "facility") -> float:
         return getattr(self.fixed, f"{what}_kwh") - getattr(run, f"{what}_kwh")
@@ -270,6 +305,14 @@ class Evaluation:
                 f"{a['pue_mae']:.4f} (bias {a['pue_bias']:+.4f}), inlet MAE "
                 f"{a['inlet_mae_c']:.2f} degC (bias {a['inlet_bias_c']:+.2f})"
             )
+        if self.mv:
+            v = self.mv
+            lines.append(
+                f"M&V of the loop ({v['baseline_days']:g} baseline days, option "
+                f"{v['ipmvp_option']}): {v['savings_kwh']:.0f} +- {v['uncertainty_kwh']:.0f} kWh "
+                f"({100 * v['confidence']:.0f} %), {v['status']}; truth "
+                f"{v['truth_kwh']:.0f} kWh" + (f" ({v['reason']})" if v["reason"] else "")
+            )
         return "\n".join(lines)
 
 
@@ -292,61 +335,65 @@ def explore_and_train(
     return train(frame, cfg.model_kind, cfg.target, cfg.cv_splits, seed=seed)
 
 
-@dataclass(frozen=True, slots=True)
-class _Loop:
-    """Setpoints per control interval, how often they changed, and the predicted facility
-    power (kW), IT power (kW) and hottest inlet (degC) of each interval's choice."""
+class _Decider:
+    """``propose`` with ``predictor`` at each decision (a :data:`Decide`); keeps the choices'
+    predicted facility power (kW), IT power (kW) and hottest inlet (degC) per interval (NaN
+    where it made no prediction). Levers the plant lacks are ``enabled = false`` (left where
+    the state has them) and not ``integer`` (the frames hold an unmetered integer lever at its
+    range's midpoint, which a whole-number search window would not contain)."""
 
-    setpoints: dict[SetpointName, np.ndarray]
-    changes: int
-    facility_kw: np.ndarray
-    it_kw: np.ndarray
-    inlet_c: np.ndarray
+    def __init__(self, predictor: PlantPredictor, site: Site, plant: EvaluationPlant,
+                 intervals: int) -> None:
+        self.predictor, self.site = predictor, site
+        sp = site.optimizer.setpoints
+        self.cfg = site.optimizer.model_copy(update={"setpoints": sp.model_copy(update={
+            name.value: getattr(sp, name.value).model_copy(update={"enabled": False, "integer": False})
+            for name in SETPOINTS if name not in plant.levers})})
+        self.current = dict(plant.conventional)
+        self.predicted = np.full((3, intervals), np.nan)
 
-
-def _control(
-    predictor: PlantPredictor, site: Site, plant: EvaluationPlant, decisions: np.ndarray,
-    observed: Mapping[str, np.ndarray], start_sp: Mapping[SetpointName, float],
-) -> _Loop:
-    """Setpoints per control interval chosen by ``propose`` with ``predictor`` on what the
-    plant's meters show at each decision."""
-    current = dict(start_sp)
-    chosen = {name: np.empty(len(decisions)) for name in SETPOINTS}
-    predicted = np.full((3, len(decisions)), np.nan)
-    changes = 0
-    for i, ts in enumerate(decisions):
-        conditions = {k: float(v[i]) for k, v in observed.items()}
-        it_kw, inlet = plant.observe(conditions, current)
-        state = PlantState(int(ts), conditions | {"it_kw": it_kw}, current, inlet)
-        proposal = propose(predictor, state, site.optimizer, site=site.id, levels=3)
-        changes += proposal.status == "proposed"
-        current = {SetpointName(k): v for k, v in proposal.proposed.items()}
-        for name in SETPOINTS:
-            chosen[name][i] = current[name]
-        if proposal.proposed_kw is not None:
-            predicted[:, i] = (proposal.proposed_kw, proposal.proposed_it_kw,
-                               proposal.predicted_inlet_c)
-    return _Loop(chosen, changes, *predicted)
+    def __call__(self, i: int, state: PlantState | None) -> dict[SetpointName, float]:
+        if state is not None:
+            proposal = propose(self.predictor, state, self.cfg, site=self.site.id, levels=3)
+            # A type with several instances also has per-instance keys (<name>@<meter>); the
+            # evaluation plants actuate one value per type, which the type's key carries.
+            self.current = {SetpointName(k): v for k, v in proposal.proposed.items()
+                            if "@" not in k}
+            if proposal.proposed_kw is not None:
+                self.predicted[:, i] = (proposal.proposed_kw, proposal.proposed_it_kw,
+                                        proposal.predicted_inlet_c)
+        return dict(self.current)
 
 
-def _accuracy(loop: _Loop, run: PlantRun, per_step: int, target: str) -> dict[str, float]:
+def _accuracy(predicted: np.ndarray, run: PlantRun, per_step: int, target: str
+              ) -> dict[str, float]:
     """The loop model's predictions at each decision against the interval that followed."""
     def per_interval(a: np.ndarray, how: Callable = np.mean) -> np.ndarray:
         return how(a.reshape(-1, per_step), axis=1)
 
+    facility_hat, it_hat, inlet_hat = predicted
     it = per_interval(run.it_kw)
     measured = per_interval(run.facility_kw if target == "facility" else run.cooling_kw + it)
     inlet = per_interval(run.rack_inlet_max_c, np.max)
-    ok = np.isfinite(loop.facility_kw)
-    pue_hat = loop.facility_kw[ok] / loop.it_kw[ok]
+    ok = np.isfinite(facility_hat)
+    pue_hat = facility_hat[ok] / it_hat[ok]
     pue = measured[ok] / it[ok]
     return {
         "pue_mae": float(np.mean(np.abs(pue_hat - pue))),
         "pue_bias": float(np.mean(pue_hat - pue)),
-        "inlet_mae_c": float(np.mean(np.abs(loop.inlet_c[ok] - inlet[ok]))),
-        "inlet_bias_c": float(np.mean(loop.inlet_c[ok] - inlet[ok])),
+        "inlet_mae_c": float(np.mean(np.abs(inlet_hat[ok] - inlet[ok]))),
+        "inlet_bias_c": float(np.mean(inlet_hat[ok] - inlet[ok])),
         "intervals": float(np.count_nonzero(ok)),
     }
+
+
+def _changes(setpoints: Mapping[SetpointName, np.ndarray],
+             start: Mapping[SetpointName, float]) -> int:
+    """Intervals whose setpoints differ from the previous interval's (the first: from
+    ``start``)."""
+    names = list(setpoints)
+    a = np.array([np.concatenate([[start[n]], setpoints[n]]) for n in names])
+    return int(np.count_nonzero(np.any(np.diff(a, axis=1) != 0, axis=0)))
 
 
 def _scenario(name: str, run: PlantRun, per_step: int, step_s: int, limit_c: float,
@@ -361,19 +408,58 @@ def _scenario(name: str, run: PlantRun, per_step: int, step_s: int, limit_c: flo
     )
 
 
+def _per_step(setpoints: Mapping[SetpointName, np.ndarray], per_step: int
+              ) -> dict[str, np.ndarray]:
+    return {SETPOINTS[k]: np.repeat(v, per_step) for k, v in setpoints.items()}
+
+
+def _frame(plant: EvaluationPlant, site: Site, start_ms: int, setpoints: Mapping[str, np.ndarray]
+           ) -> TrainingFrame:
+    """The M&V frame (``[optimizer.mv] step_s``, utility boundary) of a run's readings."""
+    steps = len(next(iter(setpoints.values())))
+    with Store(":memory:") as store:
+        for cols in plant.readings(start_ms, setpoints):
+            store.append(cols)
+        return build_frame(store, site, start_ms, start_ms + steps * plant.step_s * 1000,
+                           step_s=site.optimizer.mv.step_s, utility=True)
+
+
+def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_ms: int,
+                   baseline_start_ms: int, baseline_days: float,
+                   loop: Mapping[SetpointName, np.ndarray], truth_kwh: float) -> dict:
+    """M&V of the loop as a measure (``measure_savings``, the site's ``[optimizer.mv]``): the
+    baseline is ``baseline_days`` from ``baseline_start_ms`` at the conventional setpoints,
+    the post-period the loop's run; beside it the truth (fixed run - loop run, kWh)."""
+    cfg = site.optimizer
+    per_step = cfg.interval_s // plant.step_s
+    steps = round(baseline_days * 86400 / plant.step_s)
+    pre = _frame(plant, site, baseline_start_ms,
+                 {SETPOINTS[k]: np.full(steps, v) for k, v in plant.conventional.items()})
+    post = _frame(plant, site, start_ms, _per_step(loop, per_step))
+    r = measure_savings(pre, post, "optimizer loop", target=cfg.mv.target, settings=cfg.mv,
+                        it_response=model.it_response)
+    return {"savings_kwh": r.savings_kwh, "uncertainty_kwh": r.uncertainty_kwh,
+            "confidence": r.confidence, "truth_kwh": truth_kwh, "status": r.status,
+            "reason": r.reason, "basis": r.basis, "ipmvp_option": r.ipmvp_option,
+            "cvrmse_pct": r.cvrmse_pct, "baseline_days": baseline_days}
+
+
 def run_evaluation(
     site: Site,
     days: float,
     start: datetime | None = None,
     *,
     explore_days: float = 14.0,
+    baseline_days: float = 0.0,
     seed: int | None = None,
     model: PlantModel | None = None,
     plant: EvaluationPlant | None = None,
     progress: Callable[[str], object] | None = None,
 ) -> Evaluation:
     """Run the three scenarios (see the module docstring) on ``plant`` (default: the site's
-    own, :func:`site_plant`). ``model`` skips exploration."""
+    own, :func:`site_plant`). ``model`` skips exploration. ``baseline_days`` > 0 also
+    verifies the loop's saving with M&V against a baseline of that many days at the
+    conventional setpoints before the exploration (:func:`verify_savings`)."""
     cfg = site.optimizer
     seed = site.twin.seed if seed is None else seed
     plant = plant or site_plant(site, seed)
@@ -388,29 +474,31 @@ def run_evaluation(
     intervals = round(days * 86400 / cfg.interval_s)
     per_step = cfg.interval_s // plant.step_s
     start_ms = datetime_to_ms(start)
-    decisions = start_ms + np.arange(intervals, dtype=np.int64) * cfg.interval_s * 1000
-    observed = plant.conditions(decisions)
-    fixed = _Loop({k: np.full(intervals, v) for k, v in plant.conventional.items()}, 0,
-                  *np.full((3, intervals), np.nan))
+    say("running the conventional setpoints")
+    setpoints = {"fixed": {k: np.full(intervals, v) for k, v in plant.conventional.items()}}
+    runs = {"fixed": plant.run(start_ms, _per_step(setpoints["fixed"], per_step))}
     say("running the loop")
-    loops = {"fixed": fixed,
-             "loop": _control(model, site, plant, decisions, observed, plant.conventional)}
+    decider = _Decider(model, site, plant, intervals)
+    setpoints["loop"], runs["loop"] = plant.control(start_ms, intervals, cfg.interval_s, decider)
     say("running the oracle")
-    loops["oracle"] = _control(plant.oracle(cfg.target), site, plant, decisions, observed,
-                               plant.conventional)
-    runs = {
-        name: plant.run(start_ms, {SETPOINTS[k]: np.repeat(v, per_step)
-                                   for k, v in loop.setpoints.items()})
-        for name, loop in loops.items()
-    }
+    setpoints["oracle"], runs["oracle"] = plant.oracle(start_ms, intervals, cfg.interval_s)
     scenarios = {
         name: _scenario(name, runs[name], per_step, plant.step_s, cfg.inlet_limit_c,
-                        loop.changes)
-        for name, loop in loops.items()
+                        _changes(setpoints[name], plant.conventional))
+        for name in runs
     }
+    mv = {}
+    if baseline_days > 0:
+        say(f"M&V: {baseline_days:g} baseline days before the exploration")
+        what = "facility" if cfg.mv.target == "facility" else "cooling"
+        truth = (getattr(scenarios["fixed"], f"{what}_kwh")
+                 - getattr(scenarios["loop"], f"{what}_kwh"))
+        begin = datetime_to_ms(start - timedelta(days=explore_days + baseline_days))
+        mv = verify_savings(site, plant, model, start_ms, begin, baseline_days,
+                            setpoints["loop"], truth)
     return Evaluation(
         start_ms=start_ms, days=days, interval_s=cfg.interval_s,
         inlet_limit_c=cfg.inlet_limit_c, model=model.summary(),
-        period_accuracy=_accuracy(loops["loop"], runs["loop"], per_step, cfg.target),
-        **scenarios,
+        period_accuracy=_accuracy(decider.predicted, runs["loop"], per_step, cfg.target),
+        mv=mv, **scenarios,
     )

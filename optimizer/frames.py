@@ -17,9 +17,11 @@ setpoints (see SETPOINTS)   various setpoint meters, bucket mean (mean over inst
 ``pue``                     1       facility_kw / it_kw
 ==========================  ======  =====================================================
 
-Levers: a setpoint type with several meters (one supply-air setpoint per air handler) is their
-mean, and the optimizer proposes one value for all of them; a type the site does not meter is
-held at :func:`unmetered_value`, so training works with any subset of levers.
+Levers: a setpoint type with several meters (one supply-air setpoint per air handler) gets one
+column per instance, ``<column>@<meter id>`` (:func:`instance_columns`), each its own lever that
+the optimizer proposes separately; the type's column is then their mean (a derived input). A
+type the site does not meter is held at :func:`unmetered_value`, so training works with any
+subset of levers.
 
 Facility power is the sum of the data-center boundary's sub-meters, not the utility incomer, so
 on-site PV, batteries and loads outside the boundary (EV chargers) do not enter the plant model.
@@ -168,6 +170,18 @@ def setpoint_meters(site: Site) -> dict[SetpointName, list[Meter]]:
     return out
 
 
+def instance_column(column: str, meter_id: str) -> str:
+    """Frame column of one instance of a setpoint type: ``<column>@<meter id>``."""
+    return f"{column}@{meter_id}"
+
+
+def instance_columns(site: Site) -> dict[SetpointName, list[str]]:
+    """Per setpoint type metered by two or more meters, the frame column of each instance
+    (in site order); types with at most one meter are absent (their column is the lever)."""
+    return {name: [instance_column(SETPOINTS[name], m.id) for m in meters]
+            for name, meters in setpoint_meters(site).items() if len(meters) > 1}
+
+
 def unmetered_value(site: Site, name: SetpointName) -> float:
     """The value a frame carries for a lever the site does not meter: the lever is held (never
     searched) at its declared value, ``min`` (declare ``min = max`` = what the plant runs at;
@@ -282,15 +296,20 @@ def build_frame(
     cols: dict[str, np.ndarray] = {"it_kw": grid.power_sum(it_meters)}
     cols["dry_bulb_c"] = grid.value(_one(site, MeterRole.OUTDOOR_TEMPERATURE).id)
     cols["relative_humidity_pct"] = grid.value(_one(site, MeterRole.OUTDOOR_HUMIDITY).id)
+    extra = list(FRAME_COLUMNS)
     for name, column in SETPOINTS.items():
-        instances = [grid.value(m.id) for m in sp_meters.get(name, ())]
+        meters = sp_meters.get(name, [])
+        instances = [grid.value(m.id) for m in meters]
         cols[column] = (np.mean(instances, axis=0) if instances
                         else np.full(len(grid.index), unmetered_value(site, name)))
+        if len(meters) > 1:
+            for m, values in zip(meters, instances, strict=True):
+                cols[instance_column(column, m.id)] = values
+                extra.append(instance_column(column, m.id))
     cols["cooling_kw"] = grid.power_sum(m for m in site.meters if m.role in COOLING_ROLES)
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
-    extra = list(FRAME_COLUMNS)
     if utility and site.meters_with(MeterRole.GRID_IMPORT):
         cols["utility_kw"] = _utility_kw(grid, site)
         extra.append("utility_kw")

@@ -20,7 +20,7 @@ Guideline 14 definitions), MAE and RMSE of the maximum inlet (degC).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 2
+MODEL_FORMAT = 3
 
 
 class ModelError(ValueError):
@@ -47,10 +47,12 @@ class ModelError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """Predicted plant response per row: target power in kW (facility or cooling, see the
-    model's ``target``) and maximum rack inlet temperature in degC."""
+    model's ``target``), maximum rack inlet temperature in degC and, from
+    :meth:`PlantModel.predict_work`, the IT power in kW at that inlet (None otherwise)."""
 
     power_kw: np.ndarray
     rack_inlet_c: np.ndarray
+    it_kw: np.ndarray | None = None
 
 
 class InletResponse(Protocol):
@@ -179,20 +181,73 @@ def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
     return np.column_stack([x, *(np.maximum(x - k, 0.0) for k in knots)])
 
 
+#: Candidate values of the plant parameters the physical features use (K), searched by
+#: :func:`fit_physics`; the search starts at each grid's middle.
+PHYSICS_GRID: dict[str, tuple[float, ...]] = {
+    "coil_approach_k": tuple(float(k) for k in range(0, 9)),
+    "return_rise_k": tuple(float(k) for k in range(3, 16, 2)),
+    "tower_approach_k": tuple(float(k) for k in range(1, 8)),
+    "economizer_approach_k": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Scales:
-    """Site scales taken from the training data so the features are dimensionless:
-    ``it_kw`` the largest IT load (kW), ``airflow`` the largest running units x fan speed
-    fraction per IT kW (a proxy of airflow per kW of heat, in units per kW)."""
+    """Site scales and plant parameters taken from the training data, so the features are
+    dimensionless and carry no constant of one plant: ``it_kw`` the largest IT load (kW),
+    ``airflow`` the largest running units x fan speed fraction per IT kW (a proxy of airflow
+    per kW of heat, in units per kW), ``pump_hz`` the highest pump frequency (Hz, the pump
+    affinity law's reference speed); ``physics`` the plant parameters of
+    :data:`PHYSICS_GRID` (K) as :func:`fit_physics` found them (the grid middles until
+    then); ``instances`` the per-instance lever columns (``<column>@<meter id>``, see
+    :func:`dcpue.optimizer.frames.instance_columns`) the design adds."""
 
     it_kw: float
     airflow: float
+    pump_hz: float = 50.0
+    physics: tuple[tuple[str, float], ...] = tuple(
+        (k, v[len(v) // 2]) for k, v in PHYSICS_GRID.items())
+    instances: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
         it = np.asarray(x["it_kw"], float)
         airflow = np.asarray(x["running_units"], float) * np.asarray(x["crah_fan_speed_pct"]) / 100
-        return cls(float(it.max()), float((airflow / it).max()))
+        pump = float(np.max(x["pump_frequency_hz"]))
+        return cls(float(it.max()), float((airflow / it).max()), pump if pump > 0 else 1.0,
+                   instances=tuple(c for c in x if "@" in c))
+
+    def param(self, name: str) -> float:
+        return dict(self.physics)[name]
+
+
+def fit_physics(x: Mapping[str, np.ndarray], power_y: np.ndarray, rise_y: np.ndarray,
+                scales: Scales, passes: int = 2) -> Scales:
+    """``scales`` with the plant parameters (:data:`PHYSICS_GRID`) chosen from the data:
+    coordinate search, each parameter over its grid in turn, for the lowest validation error
+    of the linear model (:func:`_ridge`: fitted on the first 75 % of the rows, scored on the
+    rest, both targets' mean squared errors over their variances summed)."""
+    n = len(power_y)
+    cut = int(0.75 * n)
+    if cut < 20 or n - cut < 10:
+        return scales
+    targets = [(np.asarray(y, float), max(float(np.var(y[cut:])), 1e-12)) for y in (power_y, rise_y)]
+
+    def error(candidate: Scales) -> float:
+        design = design_matrix(x, candidate)
+        return sum(float(np.mean((_ridge().fit(design[:cut], y[:cut]).predict(design[cut:])
+                                  - y[cut:]) ** 2)) / var for y, var in targets)
+
+    best, best_err = scales, error(scales)
+    for _ in range(passes):
+        for name, grid in PHYSICS_GRID.items():
+            for value in grid:
+                candidate = replace(best, physics=tuple(
+                    (k, value if k == name else v) for k, v in best.physics))
+                err = error(candidate)
+                if err < best_err - 1e-12:
+                    best, best_err = candidate, err
+    return best
 
 
 def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
@@ -203,28 +258,33 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     (tracking outdoor wet bulb) and chilled water, and falls to the economizer's share when
     chilled-water return is warm enough; chilled-water flow (pump power ~ flow^3) goes with
     heat over the coil's water temperature rise; hot-aisle recirculation at the racks grows as
-    airflow per IT kW falls. Loads per IT kW are divided by ``it_kw``. Typical plant values
-    stand in for unknown constants: 5 K coil approach, coil water leaving a third of the way to
-    return air, cooling-tower approach 3.5 K and range 5.5 K at full load and condenser flow,
-    1.5 K economizer and refrigerant approaches, 8 K minimum lift, return air 7 K above supply
-    at the trained maximum airflow per kW.
+    airflow per IT kW falls. Loads per IT kW are divided by ``it_kw``, pump speed by the
+    trained highest. The plant parameters (coil approach, return-air rise at the most airflow
+    per kW seen, cooling-tower and economizer approaches) are the ones :func:`fit_physics`
+    learned from the site's data; hinges of supply air over chilled water every kelvin from 0
+    to 8 K and of airflow per kW leave their shape to the fit. Generic shapes remain (coil
+    water leaving a third of the way to return air, tower range 5.5 K at full load and
+    condenser flow, a 3 K refrigerant lift allowance, 8 K minimum lift): typical plant values,
+    not fitted.
     """
     it = np.asarray(x["it_kw"], float)
     units = np.asarray(x["running_units"], float)
     fan = np.asarray(x["crah_fan_speed_pct"], float) / 100.0
-    pump = np.asarray(x["pump_frequency_hz"], float) / 50.0
+    pump = np.maximum(np.asarray(x["pump_frequency_hz"], float) / scales.pump_hz, 1e-3)
     wb, db = np.asarray(x["wet_bulb_c"], float), np.asarray(x["dry_bulb_c"], float)
     chw, sa = np.asarray(x["chilled_water_c"], float), np.asarray(x["supply_air_c"], float)
+    coil, rise_k = scales.param("coil_approach_k"), scales.param("return_rise_k")
+    tower_k, econ_k = scales.param("tower_approach_k"), scales.param("economizer_approach_k")
     load = it / scales.it_kw
     air = np.maximum(units * fan / it / scales.airflow, 1e-3)  # 1 = most airflow per kW seen
-    return_air = np.maximum(sa, chw + 5.0) + 7.0 / air
+    return_air = np.maximum(sa, chw + coil) + rise_k / air
     rise = np.maximum((return_air - chw) / 3.0, 0.5)
     flow = load * 6.0 / rise
-    tower = wb + 3.5 * np.sqrt(np.maximum(load, 0.2) / pump)
-    econ = np.clip((chw + rise - tower - 1.5) / rise, 0.0, 1.0)
+    tower = wb + tower_k * np.sqrt(np.maximum(load, 0.2) / pump)
+    econ = np.clip((chw + rise - tower - econ_k) / rise, 0.0, 1.0)
     lift = np.maximum(tower + 5.5 * load / pump + 3.0 - chw, 8.0)
     mech_lift = (1.0 - econ) * lift
-    carnot = lift / (chw + 271.65)
+    carnot = lift / (chw + 273.15 - econ_k)
     raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
     extra = [
         load,
@@ -250,10 +310,20 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
         air,
         1.0 / air,
         # hinges: supply air held up by the coil, and recirculation once airflow falls short
-        *(np.maximum(chw + k - sa, 0.0) for k in (2.0, 4.0, 5.0, 6.0, 8.0)),
+        *(np.maximum(chw + k - sa, 0.0) for k in range(9)),
+        np.maximum(chw + coil - sa, 0.0),
         *(np.maximum(k - air, 0.0) for k in (0.35, 0.55, 0.75, 0.9)),
     ]
-    return np.column_stack(raw + extra)
+    # several instances of a lever (one supply-air setpoint per air handler): each instance,
+    # and how far the warmest and coolest stand from the type's mean (the hottest rack inlet
+    # follows the warmest supply)
+    per_type: dict[str, list[np.ndarray]] = {}
+    for c in scales.instances:
+        per_type.setdefault(c.split("@", 1)[0], []).append(np.asarray(x[c], float))
+    spread = [f(np.column_stack(v), axis=1) - np.asarray(x[t], float)
+              for t, v in per_type.items() for f in (np.max, np.min)]
+    return np.column_stack(raw + extra + [np.asarray(x[c], float) for c in scales.instances]
+                           + spread)
 
 
 def _ridge() -> Pipeline:
@@ -269,17 +339,42 @@ def _estimator(kind: ModelKind, seed: int) -> Pipeline | GradientBoostingRegress
     )
 
 
+def _work(data: pd.DataFrame) -> np.ndarray:
+    """The IT work column (``work_kw``, IT power at the model's reference inlet), or IT."""
+    return data["work_kw" if "work_kw" in data else "it_kw"].to_numpy()
+
+
 def _targets(data: pd.DataFrame, target: Target) -> tuple[np.ndarray, np.ndarray]:
     it = data["it_kw"].to_numpy()
     power = data["facility_kw"].to_numpy() - it if target == "facility" else data[
         "cooling_kw"
     ].to_numpy()
     rise = data["rack_inlet_max_c"].to_numpy() - data["supply_air_c"].to_numpy()
-    return power / it, rise
+    return power / _work(data), rise
+
+
+def feature_columns(data: pd.DataFrame) -> tuple[str, ...]:
+    """The model's input columns of a frame: ``FEATURE_COLUMNS`` and any per-instance lever
+    columns (``<column>@<meter id>``)."""
+    return FEATURE_COLUMNS + tuple(c for c in data.columns if "@" in c)
 
 
 def _columns(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: data[c].to_numpy() for c in FEATURE_COLUMNS}
+    """Model inputs: the feature columns with IT work in place of IT power (see
+    :class:`PlantModel`)."""
+    return {c: data[c].to_numpy() for c in feature_columns(data)} | {"it_kw": _work(data)}
+
+
+def with_work(data: pd.DataFrame, response: ITResponse | None, ref_c: float | None) -> (
+    pd.DataFrame
+):
+    """``data`` with a ``work_kw`` column: metered IT divided by the IT response between the
+    row's measured hottest inlet and ``ref_c`` (metered IT where there is no response)."""
+    it = data["it_kw"].to_numpy()
+    if response is None or ref_c is None:
+        return data.assign(work_kw=it)
+    inlet = data["rack_inlet_max_c"].to_numpy()
+    return data.assign(work_kw=it * np.exp(-response.log_ratio(inlet, ref_c)))
 
 
 @dataclass
@@ -289,6 +384,14 @@ class PlantModel:
     ``metrics`` holds ``cv`` (out-of-fold, time-ordered) and ``holdout`` dictionaries with
     ``pue_mae`` (1), ``power_cvrmse_pct`` and ``power_nmbe_pct`` (%), ``power_rmse_kw`` (kW),
     ``inlet_mae_c`` and ``inlet_rmse_c`` (degC) and ``rows``. ``trust`` is the training range.
+
+    Load input: where IT power responds to inlet temperature (``it_response``), metered IT is
+    not an input the setpoints leave alone (a warmer hall draws more IT power), so the models
+    take the **IT work** instead: IT power at the reference inlet ``it_reference_c`` (the
+    training's 10th percentile, near normal operation; the exploration's hot corners are not), ``work = IT x exp(-h(inlet) + h(ref))`` (:meth:`work_kw`). Both targets
+    are then functions of work, weather and setpoints, and IT power is an output
+    (:meth:`predict_work`); the trust region's ``it_kw`` range is that of work. Without a
+    response work is metered IT.
     """
 
     kind: ModelKind
@@ -305,6 +408,7 @@ class PlantModel:
     dropped_rows: int
     step_s: int
     it_response: ITResponse | None = None
+    it_reference_c: float | None = None
     format: int = MODEL_FORMAT
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -322,16 +426,49 @@ class PlantModel:
     def inlet_rmse_c(self) -> float:
         return float(self.error_metrics["inlet_rmse_c"])
 
-    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
-        """Predict for feature columns (arrays, or scalars broadcast to a common length)."""
+    def work_kw(self, it_kw: np.ndarray, inlet_c: np.ndarray) -> np.ndarray:
+        """IT work (kW at ``it_reference_c``) of IT power ``it_kw`` drawn at inlet ``inlet_c``."""
+        if self.it_response is None or self.it_reference_c is None:
+            return np.asarray(it_kw, float)
+        return np.asarray(it_kw, float) * np.exp(
+            -self.it_response.log_ratio(np.asarray(inlet_c, float), self.it_reference_c))
+
+    def _broadcast(self, x: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = max(np.size(v) for v in x.values())
-        cols = {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
+        return {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
+
+    def predict_work(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict with ``x["it_kw"]`` the IT **work** (see the class docstring): the
+        prediction's ``it_kw`` is the IT power at the predicted inlet, its ``power_kw`` the
+        target power (facility: overhead + that IT power)."""
+        cols = self._broadcast(x)
         design = design_matrix(cols, self.scales)
-        it = cols["it_kw"]
-        power = self.power_model.predict(design) * it
+        work = cols["it_kw"]
+        inlet = self.inlet_model.predict(design) + cols["supply_air_c"]
+        it = work if self.it_response is None or self.it_reference_c is None else work * np.exp(
+            self.it_response.log_ratio(inlet, self.it_reference_c))
+        power = self.power_model.predict(design) * work
         if self.target == "facility":
             power = power + it
-        return Prediction(power, self.inlet_model.predict(design) + cols["supply_air_c"])
+        return Prediction(power, inlet, it)
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict for feature columns (arrays, or scalars broadcast to a common length) with
+        ``it_kw`` the metered IT power: it is turned into work at the measured hottest inlet
+        when ``x`` has ``rack_inlet_max_c``, else at the predicted one (fixed point, 3 passes)."""
+        cols = self._broadcast(x)
+        it = cols["it_kw"]
+        if self.it_response is None or self.it_reference_c is None:
+            return self.predict_work(cols)
+        if "rack_inlet_max_c" in x:
+            work = self.work_kw(it, np.broadcast_to(np.asarray(x["rack_inlet_max_c"]), it.shape))
+        else:
+            work = it
+            for _ in range(3):
+                work = self.work_kw(it, self.predict_work(cols | {"it_kw": work}).rack_inlet_c)
+        pred = self.predict_work(cols | {"it_kw": work})
+        power = pred.power_kw if self.target == "cooling" else pred.power_kw - pred.it_kw + it
+        return Prediction(power, pred.rack_inlet_c)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: kind, target, training window, rows and metrics."""
@@ -345,6 +482,9 @@ class PlantModel:
                 "inlet_range_c": [getattr(self.it_response, "lo_c", np.nan),
                                   getattr(self.it_response, "hi_c", np.nan)],
             },
+            "it_reference_c": self.it_reference_c,
+            "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
+                       "physics": dict(self.scales.physics)},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
         }
 
@@ -352,10 +492,10 @@ class PlantModel:
 def _scores(
     data: pd.DataFrame, target: Target, power_hat: np.ndarray, rise_hat: np.ndarray
 ) -> dict[str, float]:
-    """Accuracy of per-IT-kW power and inlet-rise predictions on the rows of ``data``."""
-    it = data["it_kw"].to_numpy()
+    """Accuracy of per-IT-work-kW power and inlet-rise predictions on the rows of ``data``."""
+    it, work = data["it_kw"].to_numpy(), _work(data)
     power_y, rise_y = _targets(data, target)
-    actual_kw, predicted_kw = power_y * it, power_hat * it
+    actual_kw, predicted_kw = power_y * work, power_hat * work
     # PUE from the prediction: the modelled part replaced, the rest as metered.
     pue = data["pue"].to_numpy()
     pue_hat = pue + (predicted_kw - actual_kw) / it
@@ -381,9 +521,14 @@ class _Fitted:
         return self.power.predict(design), self.inlet.predict(design)
 
 
-def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> _Fitted:
+def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int,
+         physics: Scales | None = None) -> _Fitted:
+    """Fit both models; the plant parameters come from ``physics`` (a :func:`fit_physics`
+    result) when given, else from the grid middles."""
     columns = _columns(data)
     scales = Scales.of(columns)
+    if physics is not None:
+        scales = replace(scales, physics=physics.physics)
     design = design_matrix(columns, scales)
     power_y, rise_y = _targets(data, target)
     return _Fitted(
@@ -393,15 +538,18 @@ def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int) -> _Fit
 
 
 def cross_validate(
-    data: pd.DataFrame, kind: ModelKind, target: Target, splits: int = 5, seed: int = 0
+    data: pd.DataFrame, kind: ModelKind, target: Target, splits: int = 5, seed: int = 0,
+    physics: Scales | None = None,
 ) -> dict[str, float]:
     """Time-ordered cross-validation: each fold trains on the past and scores the next block;
-    scores are computed over all out-of-fold predictions together."""
+    scores are computed over all out-of-fold predictions together. ``physics``: the plant
+    parameters to use (see :func:`_fit`)."""
     data = data.sort_index()
     power_hat = np.full(len(data), np.nan)
     rise_hat = np.full(len(data), np.nan)
     for train, test in TimeSeriesSplit(n_splits=splits).split(data):
-        power_hat[test], rise_hat[test] = _fit(data.iloc[train], kind, target, seed).targets(
+        power_hat[test], rise_hat[test] = _fit(data.iloc[train], kind, target, seed,
+                                               physics).targets(
             data.iloc[test])
     scored = np.isfinite(power_hat)
     return _scores(data[scored], target, power_hat[scored], rise_hat[scored])
@@ -419,26 +567,33 @@ def train(
 
     Metrics: ``cv`` from :func:`cross_validate` over the first ``1 - holdout_fraction`` of the
     rows, ``holdout`` from a model fitted on those rows and scored on the later tail. The
-    returned model is then refitted on all rows; its trust region spans all rows.
+    returned model is then refitted on all rows; its trust region spans all rows. The IT
+    response (and with it the work column, see :class:`PlantModel`) is fitted on all rows,
+    the plant parameters of the features (:func:`fit_physics`) on the rows before the tail.
     """
     data = frame.data.sort_index()
     if len(data) < 4 * splits:
         raise ValueError(f"{len(data)} usable rows is too few to train ({4 * splits} needed)")
+    response = _significant(ITResponse.fit(data, frame.step_s))
+    ref_c = None if response is None else float(np.quantile(data["rack_inlet_max_c"], 0.1))
+    data = with_work(data, response, ref_c)
     cut = int(len(data) * (1.0 - holdout_fraction))
-    metrics = {"cv": cross_validate(data.iloc[:cut], kind, target, splits, seed)}
+    head, tail = data.iloc[:cut], data.iloc[cut:]
+    physics = fit_physics(_columns(head), *_targets(head, target), Scales.of(_columns(head)))
+    metrics = {"cv": cross_validate(head, kind, target, splits, seed, physics)}
     if cut < len(data):
-        head, tail = data.iloc[:cut], data.iloc[cut:]
         metrics["holdout"] = _scores(
-            tail, target, *_fit(head, kind, target, seed).targets(tail)
+            tail, target, *_fit(head, kind, target, seed, physics).targets(tail)
         )
-    fitted = _fit(data, kind, target, seed)
+    fitted = _fit(data, kind, target, seed, physics)
     return PlantModel(
-        kind=kind, target=target, features=FEATURE_COLUMNS, power_model=fitted.power,
-        inlet_model=fitted.inlet, trust=TrustRegion.of(data, FEATURE_COLUMNS),
+        kind=kind, target=target, features=feature_columns(data), power_model=fitted.power,
+        inlet_model=fitted.inlet,
+        trust=TrustRegion.of(data.assign(it_kw=data["work_kw"]), feature_columns(data)),
         scales=fitted.scales, metrics=metrics,
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
-        it_response=_significant(ITResponse.fit(data, frame.step_s)),
+        it_response=response, it_reference_c=ref_c,
     )
 
 

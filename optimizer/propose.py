@@ -53,13 +53,17 @@ STATUSES = ("proposed", "keep", "accepted", "applied", "rejected")
 
 @dataclass(frozen=True, slots=True)
 class PlantState:
-    """Measured conditions (``CONDITION_COLUMNS``), current setpoints keyed by name, and the
-    measured maximum rack inlet in degC (None if unknown)."""
+    """Measured conditions (``CONDITION_COLUMNS``), current setpoints keyed by name (a type
+    with several instances: their mean), the measured maximum rack inlet in degC (None if
+    unknown) and each instance's setpoint keyed by frame column (``<column>@<meter id>``,
+    :func:`dcpue.optimizer.frames.instance_columns`; an instance missing here is taken at its
+    type's value)."""
 
     ts_ms: int
     conditions: dict[str, float]
     setpoints: dict[SetpointName, float]
     rack_inlet_c: float | None = None
+    instances: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantS
         {c: float(row[c]) for c in CONDITION_COLUMNS},
         {name: float(row[column]) for name, column in SETPOINTS.items()},
         float(row["rack_inlet_max_c"]),
+        {c: float(row[c]) for c in frame.data.columns if "@" in c},
     )
 
 
@@ -142,10 +147,11 @@ def enforce_bounds(values: Mapping[str, float], bounds: Mapping[str, SetpointBou
     str, float
 ]:
     """Clamp each setpoint into its hard bounds (integer setpoints rounded inside them); a
-    disabled lever (``enabled = false``) keeps its value, the optimizer does not own it."""
+    disabled lever (``enabled = false``) keeps its value, the optimizer does not own it. An
+    instance key ``<name>@<meter id>`` takes its type's bounds."""
     out = {}
     for name, value in values.items():
-        b = bounds[name]
+        b = bounds[name.split("@", 1)[0]]
         if not np.isfinite(value):
             raise ValueError(f"setpoint {name} is not a finite number: {value!r}")
         if not b.enabled:
@@ -161,6 +167,52 @@ def enforce_bounds(values: Mapping[str, float], bounds: Mapping[str, SetpointBou
 def setpoint_bounds(cfg: OptimizerSettings) -> dict[str, SetpointBounds]:
     """Hard bounds per setpoint name (``SetpointName`` values)."""
     return {name.value: getattr(cfg.setpoints, name.value) for name in SETPOINTS}
+
+
+@dataclass(frozen=True, slots=True)
+class Lever:
+    """One searched setpoint: ``key`` in proposals (the setpoint name, or ``<name>@<meter id>``
+    for one instance of a type the site meters several times), its type and the predictor's
+    input ``column``."""
+
+    key: str
+    name: SetpointName
+    column: str
+
+
+def levers(predictor: PlantPredictor) -> list[Lever]:
+    """The predictor's levers: one per setpoint type, or one per instance where the predictor
+    takes per-instance columns (its ``features``, see
+    :func:`dcpue.optimizer.frames.instance_columns`)."""
+    features = tuple(getattr(predictor, "features", FEATURE_COLUMNS))
+    out = []
+    for name, column in SETPOINTS.items():
+        instances = [c for c in features if c.startswith(column + "@")]
+        out += ([Lever(f"{name.value}@{c.split('@', 1)[1]}", name, c) for c in instances]
+                or [Lever(name.value, name, column)])
+    return out
+
+
+def _inputs(levers: list[Lever], values: np.ndarray) -> dict[str, np.ndarray]:
+    """Predictor setpoint inputs of points (one column per lever): each lever's column and,
+    for a type searched per instance, the type's column as the instances' mean."""
+    x = {lv.column: values[:, j] for j, lv in enumerate(levers)}
+    for column in SETPOINTS.values():
+        group = [j for j, lv in enumerate(levers) if lv.column.startswith(column + "@")]
+        if group:
+            x[column] = values[:, group].mean(axis=1)
+    return x
+
+
+def _with_types(values: Mapping[str, float], levers: list[Lever]) -> dict[str, float]:
+    """Proposal values per lever plus, for a type searched per instance, the type's key at the
+    instances' mean (what a type-level write-back and listing see)."""
+    out = dict(values)
+    for name in SETPOINTS:
+        group = [values[lv.key] for lv in levers if lv.name is name and lv.key != name.value]
+        if group:
+            out[name.value] = float(np.mean(group))
+    return out
 
 
 def _phi(z: float) -> float:
@@ -208,38 +260,45 @@ def _grid(axes: list[np.ndarray]) -> np.ndarray:
 class _Search:
     """Candidate evaluation for one state: predictions and feasibility, accumulated.
 
-    ``power`` is the objective, total facility power in kW: with an ``it_response`` on the
-    predictor each candidate's IT power is the metered IT scaled by the response between the
-    inlet predicted at the current setpoints (``reference``) and at the candidate, and the
-    plant is predicted again at that IT load; for a ``cooling`` target the candidate's IT power
-    is added to the predicted cooling power (losses then stay out of the objective)."""
+    ``power`` is the objective, total facility power in kW. A predictor with an
+    ``it_response`` and ``predict_work`` (a :class:`dcpue.optimizer.models.PlantModel`) is
+    given the IT work in ``conditions`` (:func:`model_conditions`) and predicts each
+    candidate's IT power itself; another predictor with an ``it_response`` (the evaluation's
+    oracle) scales the metered IT by the response between the inlet predicted at the current
+    setpoints (``reference``) and at the candidate and is predicted again at that IT load. For
+    a ``cooling`` target the candidate's IT power is added to the predicted cooling power
+    (losses then stay out of the objective)."""
 
     def __init__(
-        self, predictor: PlantPredictor, state: PlantState, limit_c: float,
-        reference: np.ndarray,
+        self, predictor: PlantPredictor, conditions: Mapping[str, float], limit_c: float,
+        reference: np.ndarray, levers: list[Lever],
     ) -> None:
-        self.predictor, self.state, self.limit = predictor, state, limit_c
+        self.predictor, self.conditions, self.limit = predictor, conditions, limit_c
+        self.levers = levers
         self.response = getattr(predictor, "it_response", None)
-        self.points = np.empty((0, len(SETPOINTS)))
+        self.predict_work = getattr(predictor, "predict_work", None)
+        self.points = np.empty((0, len(levers)))
         self.power = np.empty(0)
         self.inlet = np.empty(0)
         self.it_kw = np.empty(0)
-        if self.response is None:
+        if self.response is None or self.predict_work is not None:
             self.ref_inlet = float("nan")
         else:
             self.ref_inlet = float(predictor.predict(self._columns(reference[None, :])
                                                      ).rack_inlet_c[0])
 
     def _columns(self, points: np.ndarray) -> dict[str, np.ndarray]:
-        x = {c: np.full(len(points), self.state.conditions[c]) for c in CONDITION_COLUMNS}
-        for j, column in enumerate(SETPOINTS.values()):
-            x[column] = points[:, j]
-        return x
+        x = {c: np.full(len(points), self.conditions[c]) for c in CONDITION_COLUMNS}
+        return x | _inputs(self.levers, points)
 
     def add(self, points: np.ndarray) -> None:
         x = self._columns(points)
-        pred = self.predictor.predict(x)
         it = x["it_kw"]
+        if self.response is not None and self.predict_work is not None:
+            pred = self.predict_work(x)
+            it = pred.it_kw
+        else:
+            pred = self.predictor.predict(x)
         if self.response is not None and np.isfinite(self.ref_inlet):
             ratio = np.exp(self.response.log_ratio(np.asarray(pred.rack_inlet_c, float),
                                                    self.ref_inlet))
@@ -274,6 +333,24 @@ class _Search:
         return None
 
 
+def model_conditions(
+    predictor: PlantPredictor, state: PlantState, setpoints: Mapping[str, float]
+) -> dict[str, float]:
+    """The state's conditions as the predictor takes them: for a model of IT work (an
+    ``it_response`` and ``work_kw``, see :class:`dcpue.optimizer.models.PlantModel`) ``it_kw``
+    is the metered IT turned into work at the measured hottest inlet (the inlet predicted at
+    ``setpoints``, keyed by frame column, when none is measured); else as measured."""
+    work_kw = getattr(predictor, "work_kw", None)
+    if getattr(predictor, "it_response", None) is None or work_kw is None:
+        return dict(state.conditions)
+    inlet = state.rack_inlet_c
+    if inlet is None or not np.isfinite(inlet):
+        x = {k: np.array([v]) for k, v in (state.conditions | dict(setpoints)).items()}
+        inlet = float(predictor.predict(x).rack_inlet_c[0])
+    work = work_kw(np.array([state.conditions["it_kw"]]), np.array([inlet]))
+    return state.conditions | {"it_kw": float(work[0])}
+
+
 def propose(
     predictor: PlantPredictor,
     state: PlantState,
@@ -291,50 +368,61 @@ def propose(
     """
     fixed = dict(fixed or {})
     bounds = setpoint_bounds(cfg)
-    names = [n.value for n in SETPOINTS]
-    current = {n.value: float(state.setpoints[n]) for n in SETPOINTS}
-    base = enforce_bounds(current | {k.value: v for k, v in fixed.items()}, bounds)
+    searched = levers(predictor)
+    keys = [lv.key for lv in searched]
+    current = {lv.key: float(state.instances.get(lv.column, state.setpoints[lv.name]))
+               for lv in searched}
+    base = enforce_bounds(current | {lv.key: fixed[lv.name] for lv in searched
+                                     if lv.name in fixed}, bounds)
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c - cfg.inlet_sigmas * predictor.inlet_rmse_c
     proposal = Proposal(
-        id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep", current=current,
-        proposed=base, reason="", target=predictor.target, inlet_limit_c=limit,
+        id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep",
+        current=_with_types(current, searched), proposed=_with_types(base, searched), reason="",
+        target=predictor.target, inlet_limit_c=limit,
     )
-    notes = [f"{k} {current[k]:g} outside hard bounds, clamped" for k in names
-             if base[k] != current[k] and SetpointName(k) not in fixed]
+    notes = [f"{lv.key} {current[lv.key]:g} outside hard bounds, clamped" for lv in searched
+             if base[lv.key] != current[lv.key] and lv.name not in fixed]
     trust = None if predictor.trust is None else predictor.trust.widened(cfg.trust_tolerance)
+    at_base = {c: float(v[0]) for c, v in _inputs(searched, np.array([[base[k] for k in keys]])
+                                                  ).items()}
+    conditions = model_conditions(predictor, state, at_base)
     if trust is not None:
-        at_base = {c: base[n.value] for n, c in SETPOINTS.items()}
-        outside = trust.outside(state.conditions | at_base, FEATURE_COLUMNS)
+        outside = trust.outside(conditions | at_base, tuple(trust.lo))
         if outside:
-            return _fallback(proposal, state, cfg, bounds, fixed, "; ".join(outside + notes))
-        free = [c for n, c in SETPOINTS.items() if n not in fixed and not bounds[n.value].held]
+            return _fallback(proposal, state, cfg, bounds, fixed, searched,
+                             "; ".join(outside + notes))
+        free = [lv.column for lv in searched
+                if lv.name not in fixed and not bounds[lv.name.value].held]
         if all(trust.lo[c] == trust.hi[c] for c in free):
             return replace(proposal, reason=(
                 "keep current: the model was trained at fixed setpoints and cannot tell what a "
                 "change would do; run a commissioning sweep (docs/optimizer.md) and retrain"))
     windows = [
-        _window(n, base[n], bounds[n],
-                None if trust is None else (trust.lo[c], trust.hi[c]), SetpointName(n) in fixed)
-        for n, c in zip(names, SETPOINTS.values(), strict=True)
+        _window(lv.key, base[lv.key], bounds[lv.name.value],
+                None if trust is None else (trust.lo[lv.column], trust.hi[lv.column]),
+                lv.name in fixed)
+        for lv in searched
     ]
-    search = _Search(predictor, state, limit, np.array([current[n] for n in names]))
-    search.add(np.array([[base[n] for n in names]]))
+    search = _Search(predictor, conditions, limit, np.array([current[k] for k in keys]),
+                     searched)
+    search.add(np.array([[base[k] for k in keys]]))
     measured = state.rack_inlet_c
     allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
     if (measured is not None and base == current and np.isfinite(search.inlet[0])
             and abs(search.inlet[0] - measured) > allowed):
-        return _fallback(proposal, state, cfg, bounds, fixed, (
+        return _fallback(proposal, state, cfg, bounds, fixed, searched, (
             f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
             f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
             "plant is outside what the model learned"))
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
     if best is None:
-        return _fallback(proposal, state, cfg, bounds, fixed, "model gave no finite prediction")
+        return _fallback(proposal, state, cfg, bounds, fixed, searched,
+                         "model gave no finite prediction")
     spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
     search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
                       for j, w in enumerate(windows)]))
-    return _decide(proposal, search, windows, names, bounds, cfg, predictor, notes)
+    return _decide(proposal, search, windows, searched, bounds, cfg, predictor, notes)
 
 
 #: Levers that lower rack inlet, and which way (-1: lower the setpoint, +1: raise it).
@@ -346,17 +434,18 @@ _COOLER = {
 
 def _fallback(
     proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
-    bounds: Mapping[str, SetpointBounds], fixed: Mapping[SetpointName, float], why: str,
+    bounds: Mapping[str, SetpointBounds], fixed: Mapping[SetpointName, float],
+    searched: list[Lever], why: str,
 ) -> Proposal:
     """No usable model: keep current, or step cooler if the measured inlet is too warm."""
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c
     if state.rack_inlet_c is None or state.rack_inlet_c <= limit:
         return replace(proposal, reason=f"keep current: {why}")
-    cooler = dict(proposal.proposed)
-    for name, sign in _COOLER.items():
-        if name not in fixed and not bounds[name.value].held:
-            cooler[name.value] += sign * bounds[name.value].max_step
-    cooler = enforce_bounds(cooler, bounds)
+    cooler = {lv.key: proposal.proposed[lv.key] for lv in searched}
+    for lv in searched:
+        if lv.name in _COOLER and lv.name not in fixed and not bounds[lv.name.value].held:
+            cooler[lv.key] += _COOLER[lv.name] * bounds[lv.name.value].max_step
+    cooler = _with_types(enforce_bounds(cooler, bounds), searched)
     return replace(
         proposal, status="proposed" if cooler != proposal.current else "keep", proposed=cooler,
         reason=f"step cooler without the model: measured inlet {state.rack_inlet_c:.2f} degC "
@@ -368,7 +457,7 @@ def _decide(
     proposal: Proposal,
     search: _Search,
     windows: list[_Window],
-    names: list[str],
+    searched: list[Lever],
     bounds: Mapping[str, SetpointBounds],
     cfg: OptimizerSettings,
     predictor: PlantPredictor,
@@ -380,6 +469,7 @@ def _decide(
     best_kw = float(search.power[best])
     saving = now_kw - best_kw if np.isfinite(now_kw) else 0.0
     pct = 100.0 * saving / now_kw if np.isfinite(now_kw) and now_kw > 0 else 0.0
+    names = [lv.key for lv in searched]
     point = dict(zip(names, search.points[best], strict=True))
     binding = [w.lo_why for w, n in zip(windows, names, strict=True) if point[n] <= w.lo
                and w.lo < w.hi] + [w.hi_why for w, n in zip(windows, names, strict=True)
@@ -397,7 +487,7 @@ def _decide(
         reason = f"predicted inlet {now_inlet:.2f} degC above {proposal.inlet_limit_c:.2f}: cool"
     else:
         reason = f"predicted saving {saving:.1f} kW ({pct:.2f} %)"
-    proposed = enforce_bounds(point, bounds)
+    proposed = _with_types(enforce_bounds(point, bounds), searched)
     sigma = sqrt(2.0) * predictor.power_rmse_kw
     confidence = _phi(saving / sigma) if sigma > 0 else float(saving > 0)
     status = "proposed" if proposed != proposal.current else "keep"

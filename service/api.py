@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -96,10 +96,8 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
 
 
 def _figure_json(fig: Figure, deep: bool) -> dict[str, Any]:
-    out = fig.explain()
-    if not deep:
-        out.pop("inputs", None)
-    return out
+    """The figure's explanation; with its inputs, recursively, only when ``deep``."""
+    return (fig if deep else replace(fig, inputs=())).explain()
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -376,7 +374,8 @@ def create_app(sources: ApiSources) -> Starlette:
         return _json({"status": "ok", "site": site.id, **(sources.status() if sources.status else {})})
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(sources.registry), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(generate_latest, sources.registry)  # reads figures
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
         return _json(OPENAPI)
@@ -385,11 +384,15 @@ def create_app(sources: ApiSources) -> Starlette:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
 
     async def pue(request: Request) -> Response:
+        # off the loop: the figures may need computing, and the JSON of ~50 of them
+        return await asyncio.to_thread(lambda: _json(pue_body()))
+
+    def pue_body() -> dict[str, Any]:
         now = sources.now_ms()
         figs = sources.figures(now)
         current = figs.get(sources.current_figure)
         best = best_figure(figs, sources.current_figure)
-        return _json({
+        return {
             "site": site.id, "name": site.name, "timezone": site.timezone,
             "now": ms_to_datetime(now).isoformat(), "now_ms": now,
             "current_figure": sources.current_figure,
@@ -397,7 +400,7 @@ def create_app(sources: ApiSources) -> Starlette:
             "best_figure": best,
             "warming_up": warming_up(site, store, sources.current_figure, current, now),
             "figures": {k: _figure_json(f, deep=False) for k, f in figs.items()},
-        })
+        }
 
     async def pue_history(request: Request) -> Response:
         start, end = time_range(request)
@@ -516,10 +519,11 @@ def create_app(sources: ApiSources) -> Starlette:
         limit = _int_param(request, "limit", 10, 1, 1000)
         from dcpue.optimizer.propose import ProposalLog
 
+        listed = await asyncio.to_thread(lambda: ProposalLog(store).list(limit))
         texts = {p.id: (views.plain_words(p), p.predicted_inlet_c, p.inlet_limit_c)
-                 for p in ProposalLog(store).list(limit)}
+                 for p in listed}
         out = []
-        for p in sources.proposals(limit):
+        for p in await asyncio.to_thread(sources.proposals, limit):
             text, inlet, limit_c = texts.get(p["id"], (p.get("reason", ""), None, None))
             out.append(p | {"text": text, "predicted_inlet_c": inlet, "inlet_limit_c": limit_c})
         return _json({"proposals": out})
@@ -528,12 +532,12 @@ def create_app(sources: ApiSources) -> Starlette:
         from dcpue.optimizer.propose import ProposalLog
         from dcpue.optimizer.writeback import WritebackRefused, apply_proposal
 
-        log = ProposalLog(store)
-        proposal = log.get(request.path_params["proposal_id"])
+        log = await asyncio.to_thread(ProposalLog, store)
+        proposal = await asyncio.to_thread(log.get, request.path_params["proposal_id"])
         if proposal is None:
             return _json({"error": "no such proposal"}, 404)
         if request.path_params["decision"] == "reject":
-            log.set_status(proposal, "rejected")
+            await asyncio.to_thread(log.set_status, proposal, "rejected")
             return _json({"id": proposal.id, "status": "rejected", "writes": []})
         try:
             writes = await apply_proposal(store, site.optimizer, proposal)
@@ -549,6 +553,9 @@ def create_app(sources: ApiSources) -> Starlette:
         return a.to_dict() | actions.view(a.id, now)
 
     async def alerts(request: Request) -> Response:
+        return await asyncio.to_thread(alerts_body)  # the alert state and actions' store
+
+    def alerts_body() -> Response:
         active, history = sources.alerts()
         now = sources.now_ms()
         return _json({"active": [alert_view(a, now) for a in active],
@@ -561,13 +568,15 @@ def create_app(sources: ApiSources) -> Starlette:
 
     async def alert_ack(request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
-        action = actions.acknowledge(alert_id, who(request), sources.now_ms())
+        action = await asyncio.to_thread(actions.acknowledge, alert_id, who(request),
+                                         sources.now_ms())
         return _json({"id": alert_id, **action.__dict__})
 
     async def alert_silence(request: Request) -> Response:
         alert_id = request.path_params["alert_id"]
         body = _body(await request.body(), SilenceBody)
-        action = actions.silence(alert_id, who(request), sources.now_ms(), body.minutes)
+        action = await asyncio.to_thread(actions.silence, alert_id, who(request),
+                                         sources.now_ms(), body.minutes)
         return _json({"id": alert_id, **action.__dict__})
 
     async def grafana_health(request: Request) -> Response:
@@ -577,13 +586,15 @@ def create_app(sources: ApiSources) -> Starlette:
         return sorted(sources.figures(sources.now_ms()))
 
     async def grafana_search(request: Request) -> Response:
-        return _json([t["value"] for t in grafana_targets(site, store, names())])
+        targets = await asyncio.to_thread(lambda: grafana_targets(site, store, names()))
+        return _json([t["value"] for t in targets])
 
     async def grafana_metrics(request: Request) -> Response:
         options = [{"label": a, "value": a} for a in AGGREGATIONS]
         payloads = [{"name": "agg", "label": "Aggregation", "type": "select",
                      "options": options}]
-        return _json([{**t, "payloads": payloads} for t in grafana_targets(site, store, names())])
+        targets = await asyncio.to_thread(lambda: grafana_targets(site, store, names()))
+        return _json([{**t, "payloads": payloads} for t in targets])
 
     async def grafana_payload_options(request: Request) -> Response:
         return _json([{"label": a, "value": a} for a in AGGREGATIONS])

@@ -29,7 +29,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -42,7 +42,6 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dcpue.carbon.report import site_report
-from dcpue.carbon.site import hourly_grid_factor
 from dcpue.collector.service import Collector
 from dcpue.config.service import METER_FIGURE
 from dcpue.config.site import Site
@@ -51,11 +50,12 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, EnergyBalance, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import ProposalLog, describe
+from dcpue.optimizer.writeback import Overrides
 from dcpue.service import plant, remote_cli
 from dcpue.service.actions import AlertActions
 from dcpue.service.alerts import Alert, AlertEngine, Observation
@@ -81,12 +81,29 @@ CALCULATOR_SAVE_S = 900.0
 #: 1-minute ring (one hour beyond its longest minute window) so no window ending at the clock
 #: loses buckets.
 FEED_AHEAD_MS = 59 * 60_000
+#: Longest wait (s) of an API read for the calculator before it takes the last snapshot.
+FIGURES_WAIT_S = 0.02
 #: Least wall time between two reads of the dead-letter counts for /metrics (s).
 DEAD_LETTER_REFRESH_S = 10.0
 #: Ingest lag (s) past which /healthz says degraded and the IngestLag alert may fire.
 INGEST_LAG_DEGRADED_S = 300.0
 
 Clock = Callable[[], int]
+
+
+def dead_letters_now(
+    stored: Mapping[str, int], live: Mapping[str, int], live_at_read: Mapping[str, int]
+) -> dict[str, int]:
+    """Dead letters by reason: the store's counts at their last read (every source, earlier
+    runs included) plus what the running collector has counted since that read, so a flood
+    shows on /metrics at once instead of at the next read. Letters the collector had counted
+    but not yet written at the read are missed until the next read: never counted twice."""
+    counts = dict(stored)
+    for reason, n in live.items():
+        since = n - live_at_read.get(reason, 0)
+        if since > 0:
+            counts[reason] = counts.get(reason, 0) + since
+    return counts
 
 
 def wall_clock_ms() -> int:
@@ -183,6 +200,12 @@ class MemoCalculator(RollingCalculator):
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
 
+    @property
+    def latest(self) -> dict[str, Figure] | None:
+        """The newest snapshot computed (None before any); safe to read without the lock."""
+        memo = self._memo
+        return None if memo is None else memo[1]
+
     def update(
         self, readings: Sequence[Reading] | ReadingColumns, now_ms: int | None = None
     ) -> int:
@@ -206,23 +229,12 @@ class MemoCalculator(RollingCalculator):
                 figures = hit[1]
             else:
                 balance = self.balance(w.name, now_ms)
-                figures = site_indicators(self.site, balance, self._hourly_factor(balance))
+                figures = site_indicators(self.site, balance, self.origin(balance))
                 if reported >= end:  # every meter is past the window: its figures are final
                     self._final[w.name] = (span, figures)
             out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
         self._memo = (key, out)
         return out
-
-
-    def _hourly_factor(self, balance: EnergyBalance) -> tuple[float, str] | None:
-        """CUE's grid factor over the window from ``carbon.hourly_factors_csv`` (energy-
-        weighted over the grid electricity inside the boundary, as ``dcpue pue`` does); None
-        without hourly factors (the flat site factor). Costs a store read of the window's
-        balance meters, once per window end thanks to the memo."""
-        if self.site.carbon.hourly_factors_csv is None or self._source is None:
-            return None
-        factor = hourly_grid_factor(self.site, self._source, balance.start_ms, balance.end_ms)
-        return None if factor is None else (factor.value, factor.source)
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:
@@ -319,6 +331,7 @@ class Runtime:
         self.frames = plant.RecentFrames(site, store)  # drift windows' grid
         self.state_frames = plant.RecentFrames(site, store)  # the optimizer's step grid
         self.proposal_log = ProposalLog(store)
+        self.overrides = Overrides(store)
         store.execute(
             "CREATE TABLE IF NOT EXISTS service_reports (period VARCHAR PRIMARY KEY, "
             "start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, "
@@ -330,6 +343,7 @@ class Runtime:
         self._stored_seen = -1
         self._dead_letters = store.dead_letter_counts()
         self._dead_letters_at = time.monotonic()
+        self._live_letters_at_read: dict[str, int] = {}  # the collector's counts at that read
         self._last_proposal: str | None = None
         self._first_ms: int | None = None  # oldest stored reading, once known
         # Write-back rows and alert state are saved per scheduler round in fast-forward (one
@@ -463,8 +477,10 @@ class Runtime:
         with self.lock:
             self.calculator.write_back(now_ms)
         if time.monotonic() - self._dead_letters_at > DEAD_LETTER_REFRESH_S:
+            live = self._live_letters()
             self._dead_letters = self.store.dead_letter_counts()
             self._dead_letters_at = time.monotonic()
+            self._live_letters_at_read = live
         if self.save_each_job:
             self.write_buffer.flush()
             if time.monotonic() - self._calculator_saved_at > CALCULATOR_SAVE_S:
@@ -506,6 +522,14 @@ class Runtime:
             silences = AlertActions(self.store)
             changes = [a for a in changes if not silences.silenced(a.id, now_ms)]
         return self.dispatcher.dispatch(changes, active) if changes else None
+
+    def _live_letters(self) -> dict[str, int]:
+        return {} if self.collector is None else dict(self.collector.pipeline.stats.dead_letters)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by reason for /metrics (see :func:`dead_letters_now`)."""
+        return dead_letters_now(self._dead_letters, self._live_letters(),
+                                self._live_letters_at_read)
 
     def _data_end_ms(self) -> int:
         """End of the readings stored so far (a frame built up to here is complete)."""
@@ -550,7 +574,8 @@ class Runtime:
             self._first_training(now_ms)
             return None
         proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
-                                     self.state_frames, self._data_end_ms())
+                                     self.state_frames, self._data_end_ms(), self.proposal_log,
+                                     self.overrides)
         if proposal is None:
             return None
         view = describe(proposal)
@@ -616,9 +641,18 @@ class Runtime:
     # -- reads for the API and /metrics ---------------------------------------------------
     def figures(self, now_ms: int) -> dict[str, Figure]:
         """Rolling figures at ``now_ms`` from the readings the jobs fed (at most one job
-        interval old); memoised, so no store read and rarely a computation."""
-        with self.lock:
+        interval old); memoised, so no store read and rarely a computation. While a job holds
+        the calculator longer than :data:`FIGURES_WAIT_S`, the newest memoised snapshot (the
+        last job's figures) instead: the API never waits on a long job."""
+        if not self.lock.acquire(timeout=FIGURES_WAIT_S):
+            latest = self.calculator.latest
+            if latest is not None:
+                return latest
+            self.lock.acquire()
+        try:
             return self.calculator.snapshot(now_ms)
+        finally:
+            self.lock.release()
 
     def carbon(self, now_ms: int) -> dict[str, Figure]:
         """Carbon figures of the current calendar month up to the start of today (site time)."""
@@ -695,7 +729,7 @@ class Runtime:
             readings_in=readings_in,
             readings_stored=stats.readings_stored if stats else 0,
             duplicates=stats.duplicates if stats else 0,
-            dead_letters=self._dead_letters,
+            dead_letters=self.dead_letter_counts(),
             backlog={"remote": stats.backlog} if stats and stats.backlog is not None else {},
             pending=stats.pending if stats else 0,
             last_seen_ms=last_seen,
@@ -789,7 +823,9 @@ def bind_api(site: Site, port: int | None = None) -> socket.socket:
     host = site.service.host
     port = site.service.port if port is None else port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+    # without it every response waited ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -877,7 +913,7 @@ async def serve_realtime(
     sock = bind_api(site)
     collector = Collector(site, store)
     await collector.start()
-    runtime = Runtime(site, store, wall_clock_ms, collector)
+    runtime = await asyncio.to_thread(Runtime, site, store, wall_clock_ms, collector)
     scheduler = AsyncIOScheduler(timezone=UTC)
 
     def schedule(current: Site) -> None:
@@ -891,7 +927,7 @@ async def serve_realtime(
     scheduler.start()
     if load is not None:
         install_reload_handler(runtime, load, schedule)
-    http = HttpService(runtime, sock)
+    http = await asyncio.to_thread(HttpService, runtime, sock)
     http.start()
     log_ready(runtime, "jobs on the wall clock")
     try:
@@ -900,7 +936,7 @@ async def serve_realtime(
         scheduler.shutdown(wait=False)
         await http.stop()
         await collector.stop()
-        runtime.finish(wall_clock_ms())
+        await asyncio.to_thread(runtime.finish, wall_clock_ms())
         log.info("daemon stopped cleanly")
 
 

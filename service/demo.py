@@ -141,7 +141,7 @@ async def deliver(site: Site, collector: Collector, cols: ReadingColumns, via_mq
     """Hand a chunk to the collector and return once it is in the store."""
     pipeline = collector.pipeline
     if not via_mqtt:
-        pipeline.submit(await asyncio.to_thread(cols.to_readings))
+        pipeline.submit(cols)  # columns straight into the store: no per-reading objects
         await pipeline.commit()
         return
     mqtt = site.collector.mqtt
@@ -195,13 +195,15 @@ async def run_with_twin(
     if site.twin.engine == "energyplus":
         if fault is not None:
             raise ConfigError("--chiller-degradation needs the native twin, not EnergyPlus")
-        feed = EnergyPlusFeed(site, store, days=days or 366.0, start=start)
+        feed = await asyncio.to_thread(EnergyPlusFeed, site, store, days=days or 366.0,
+                                       start=start)
     else:
-        feed = TwinFeed(site, store, fault, start, commission_days)
+        feed = await asyncio.to_thread(TwinFeed, site, store, fault, start, commission_days)
     clock = SimClock(feed.now_ms - feed.step_ms)
     collector = Collector(site, store)
     await collector.start()
-    runtime = Runtime(site, store, clock, collector, hold_future=True)
+    # Store reads (state, calculator restore) in a worker thread: the loop only routes.
+    runtime = await asyncio.to_thread(Runtime, site, store, clock, collector, hold_future=True)
     runtime.save_each_job = False  # saved once per chunk below
 
     async def run_job(name: str, fire_ms: int) -> None:
@@ -216,14 +218,15 @@ async def run_with_twin(
             follow_up = runtime.run_job_sync(name, fire_ms)
             if follow_up is not None:
                 follow_ups.append(follow_up)
-        _save_chunk(runtime, feed, scheduler)
+        _save_chunk(runtime, scheduler)
         return follow_ups
 
-    scheduler = SimScheduler(job_triggers(site), run_job, clock.now, load_schedule(store))
+    scheduler = SimScheduler(job_triggers(site), run_job, clock.now,
+                             await asyncio.to_thread(load_schedule, store))
     if load is not None:
         install_reload_handler(runtime, load,
                                lambda s: setattr(scheduler, "triggers", job_triggers(s)))
-    http = HttpService(runtime, sock)
+    http = await asyncio.to_thread(HttpService, runtime, sock)
     http.start()
     end_ms = None if realtime else feed.twin.start_ms + round(days * DAY_MS)
     target = end_ms if end_ms is not None else wall_clock_ms()
@@ -232,11 +235,13 @@ async def run_with_twin(
                desc=f"{site.id}: {'fast-forward' if end_ms else 'catching up'}")
     log_ready(runtime, "fast-forward" if end_ms else "twin in real time")
     live = False
+    ahead: asyncio.Future[ReadingColumns] | None = None  # the next chunk, being simulated
+    ahead_n = 0
     try:
         while not stop.is_set():
             if end_ms is not None:
                 n = min(CHUNK_STEPS, (end_ms - feed.now_ms) // feed.step_ms)
-                if n <= 0:
+                if n <= 0 and ahead is None:
                     break
             else:
                 n = min(CHUNK_STEPS, (wall_clock_ms() - feed.now_ms) // feed.step_ms + 1)
@@ -249,8 +254,18 @@ async def run_with_twin(
                     if not await _stopped(stop, wait_s):
                         continue
                     break
-            cols = await asyncio.to_thread(feed.next, n)  # the twin off the event loop
+            if ahead is not None:
+                n = ahead_n
+            # the twin off the event loop
+            cols = await (ahead or asyncio.to_thread(feed.next, n))
             await deliver(site, collector, cols, via_mqtt)
+            await asyncio.to_thread(feed.save)  # the twin's position: its readings are durable
+            # In fast-forward the twin simulates the next chunk while this chunk's jobs run
+            # (its steps do not depend on them); it is stored only after they finished.
+            ahead, ahead_n = None, 0
+            if end_ms is not None and (end_ms - feed.now_ms) // feed.step_ms > 0:
+                ahead_n = min(CHUNK_STEPS, (end_ms - feed.now_ms) // feed.step_ms)
+                ahead = asyncio.ensure_future(asyncio.to_thread(feed.next, ahead_n))
             for follow_up in await asyncio.to_thread(run_chunk, int(cols.ts_ms.max())):
                 await runtime.follow(follow_up)
             bar.update(n)
@@ -259,22 +274,30 @@ async def run_with_twin(
             await stop.wait()
     finally:
         bar.close()
+        if ahead is not None:  # stopped meanwhile: let the twin finish (it is not saved)
+            await asyncio.wait([ahead])
         await http.stop()
         await collector.stop()
-        runtime.finish(clock.now)
-        save_schedule(store, scheduler)
-        if isinstance(feed, EnergyPlusFeed):
-            feed.close()
+        await asyncio.to_thread(_finish, runtime, feed, scheduler, clock.now)
     return runtime
 
 
-def _save_chunk(runtime: Runtime, feed: TwinFeed, scheduler: SimScheduler) -> None:
-    """After a chunk: figures, alert state, twin position and next fire times, together."""
+def _finish(runtime: Runtime, feed: TwinFeed | EnergyPlusFeed, scheduler: SimScheduler,
+            now_ms: int) -> None:
+    runtime.finish(now_ms)
+    save_schedule(runtime.store, scheduler)
+    if isinstance(feed, EnergyPlusFeed):
+        feed.close()
+
+
+def _save_chunk(runtime: Runtime, scheduler: SimScheduler) -> None:
+    """After a chunk's jobs: figures, alert state and next fire times, together (the twin's
+    position was saved once its readings were stored; a restart feeds the calculator what
+    was stored after its saved cursor and runs the jobs due after the saved fire times)."""
     runtime.ingest()
     runtime.write_buffer.flush()
     runtime.save_alerts()
     runtime.save_calculator()
-    feed.save()
     save_schedule(runtime.store, scheduler)
 
 

@@ -126,24 +126,28 @@ class RecentFrames:
             {c: float(row[c]) for c in CONDITION_COLUMNS},
             {name: float(row[column]) for name, column in SETPOINTS.items()},
             float(row["rack_inlet_max_c"]),
+            {c: float(row[c]) for c in data.columns if "@" in c},  # per-instance levers
         )
 
 
 def propose_now(
     model: PlantModel, site: Site, store: Store, now_ms: int,
     frames: RecentFrames | None = None, data_end_ms: int | None = None,
+    proposal_log: ProposalLog | None = None, overrides: Overrides | None = None,
 ) -> Proposal | None:
     """Propose setpoints for the latest complete step and log it in ``proposals`` (the plant
-    state from ``frames`` when given, which reuses one frame up to ``data_end_ms``)."""
+    state from ``frames`` when given, which reuses one frame up to ``data_end_ms``; the
+    daemon passes its own ``proposal_log`` and ``overrides``, opened once)."""
     try:
         state = current_state(store, site, now_ms) if frames is None else frames.state(
             now_ms, data_end_ms or now_ms)
     except FrameError as exc:
         log.warning("no proposal: %s", exc)
         return None
-    fixed: dict[SetpointName, float] = Overrides(store).fixed_values(state.setpoints)
+    fixed: dict[SetpointName, float] = (overrides or Overrides(store)).fixed_values(
+        state.setpoints)
     proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
-    ProposalLog(store).save(proposal)
+    (proposal_log or ProposalLog(store)).save(proposal)
     return proposal
 
 

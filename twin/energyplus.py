@@ -214,6 +214,23 @@ def _standard_offset_h(zone: str, moment: datetime) -> float:
     return offset.total_seconds() / 3600.0
 
 
+def site_levers(site: Site) -> tuple[dict[SetpointName, EnergyPlusActuator],
+                                     dict[SetpointName, float]]:
+    """The site's EnergyPlus levers (setpoint name -> actuator) and their initial values:
+    ``[twin.setpoints]``, for your own model only the keys the site file sets (a lever without
+    a value runs the model's own control until it is given one)."""
+    cfg = site.twin.energyplus
+    generated = cfg.model is None
+    actuators = HALL_ACTUATORS | cfg.actuators if generated else dict(cfg.actuators)
+    tw = site.twin.setpoints
+    given = set(SETPOINT_FIELDS.values()) if generated else tw.model_fields_set
+    initial = {
+        SetpointName(name): float(getattr(tw, f)) for name, f in SETPOINT_FIELDS.items()
+        if name in actuators and f in given and getattr(tw, f) is not None
+    }
+    return actuators, initial
+
+
 class EnergyPlusPlant:
     """A site's plant played by EnergyPlus for ``days`` whole local days from ``start``.
 
@@ -266,16 +283,7 @@ class EnergyPlusPlant:
         self.total_steps = self.days * 86400 // self.step_s
         generated = cfg.model is None
         self.feeds, self.unmapped = self._feeds(generated)
-        actuators = HALL_ACTUATORS | cfg.actuators if generated else dict(cfg.actuators)
-        self.actuators = actuators
-        # Initial setpoints: [twin.setpoints] (for your own model only the keys the site file
-        # sets); a lever without a value runs the model's own control until step() gives one.
-        tw = site.twin.setpoints
-        given = set(SETPOINT_FIELDS.values()) if generated else tw.model_fields_set
-        self.setpoints: dict[SetpointName, float] = {
-            SetpointName(name): float(getattr(tw, f)) for name, f in SETPOINT_FIELDS.items()
-            if name in actuators and f in given and getattr(tw, f) is not None
-        }
+        self.actuators, self.setpoints = site_levers(site)
         self.setpoints.update({SetpointName(k): float(v) for k, v in (setpoints or {}).items()})
         self._check_levers(self.setpoints)
         self._own_dir = workdir is None

@@ -30,15 +30,38 @@ Chooser = Callable[[int, EnergyPlusStep | None], Mapping[SetpointName, float]]
 
 @dataclass(frozen=True)
 class IntervalTotals:
-    """One run, per control interval (arrays of length ``intervals``)."""
+    """One run: per EnergyPlus timestep (``step_*`` arrays: kWh over the timestep, the highest
+    rack inlet at its end in degC) and, as properties, per control interval of ``interval_s``
+    (``facility_kwh``, ``it_kwh``, ``cooling_kwh`` summed, ``max_inlet_c`` the highest).
+    ``setpoints``: the values the plant ran each interval with."""
 
     start_ms: int
     interval_s: int
-    facility_kwh: np.ndarray
-    it_kwh: np.ndarray
-    cooling_kwh: np.ndarray
-    max_inlet_c: np.ndarray
+    step_s: int
+    step_facility_kwh: np.ndarray
+    step_it_kwh: np.ndarray
+    step_cooling_kwh: np.ndarray
+    step_inlet_c: np.ndarray
     setpoints: dict[SetpointName, np.ndarray]
+
+    def _per_interval(self, a: np.ndarray, how: Callable = np.sum) -> np.ndarray:
+        return how(a.reshape(-1, self.interval_s // self.step_s), axis=1)
+
+    @property
+    def facility_kwh(self) -> np.ndarray:
+        return self._per_interval(self.step_facility_kwh)
+
+    @property
+    def it_kwh(self) -> np.ndarray:
+        return self._per_interval(self.step_it_kwh)
+
+    @property
+    def cooling_kwh(self) -> np.ndarray:
+        return self._per_interval(self.step_cooling_kwh)
+
+    @property
+    def max_inlet_c(self) -> np.ndarray:
+        return self._per_interval(self.step_inlet_c, np.max)
 
     def violations(self, limit_c: float) -> int:
         """Intervals with an inlet above ``limit_c``."""
@@ -46,7 +69,7 @@ class IntervalTotals:
 
     @property
     def pue(self) -> float:
-        return float(self.facility_kwh.sum() / self.it_kwh.sum())
+        return float(self.step_facility_kwh.sum() / self.step_it_kwh.sum())
 
 
 def _kwh(site: Site, plant: EnergyPlusPlant, roles: frozenset[MeterRole]) -> list[tuple[str, float]]:
@@ -58,9 +81,11 @@ def _kwh(site: Site, plant: EnergyPlusPlant, roles: frozenset[MeterRole]) -> lis
 
 def run_intervals(site: Site, *, start: datetime | None, intervals: int, interval_s: int,
                   setpoints: Mapping[SetpointName, np.ndarray] | None = None,
-                  choose: Chooser | None = None) -> IntervalTotals:
+                  choose: Chooser | None = None,
+                  on_step: Callable[[EnergyPlusStep], object] | None = None) -> IntervalTotals:
     """``intervals`` control intervals from ``start``: ``setpoints`` (one value per interval)
-    open loop, or ``choose`` closed loop (exactly one of them)."""
+    open loop, or ``choose`` closed loop (exactly one of them). ``on_step`` sees every
+    timestep (e.g. to feed its readings to a store or a live state) before the next one."""
     if (setpoints is None) == (choose is None):
         raise ValueError("give exactly one of setpoints or choose")
     n = intervals
@@ -74,23 +99,25 @@ def run_intervals(site: Site, *, start: datetime | None, intervals: int, interva
             ("cooling", COOLING_ROLES))}
         inlets = [f.meter.id for f in plant.feeds
                   if f.meter.role is MeterRole.RACK_INLET_TEMPERATURE]
-        out = {g: np.zeros(n) for g in (*meters, "inlet")}
+        out = {g: np.zeros(n * per) for g in meters}
+        out["inlet"] = np.full(n * per, -np.inf)
         chosen = {k: np.empty(n) for k in plant.levers}
         last: EnergyPlusStep | None = None
         for i in range(n):
             sp = ({k: float(v[i]) for k, v in setpoints.items()} if setpoints is not None
                   else dict(choose(i, last)))
-            out["inlet"][i] = -np.inf
-            for j in range(per):
-                last = plant.step(sp if j == 0 else None)
+            for j in range(i * per, (i + 1) * per):
+                last = plant.step(sp if j == i * per else None)
+                if on_step is not None:
+                    on_step(last)
                 for g, ids in meters.items():
-                    out[g][i] += sum(last.values[m] * k for m, k in ids)
+                    out[g][j] = sum(last.values[m] * k for m, k in ids)
                 if inlets:
-                    out["inlet"][i] = max(out["inlet"][i], max(last.values[m] for m in inlets))
+                    out["inlet"][j] = max(last.values[m] for m in inlets)
             for k in plant.levers:
                 chosen[k][i] = plant.setpoints[k]
-        return IntervalTotals(plant.start_ms, interval_s, out["facility"], out["it"],
-                              out["cooling"], out["inlet"], chosen)
+        return IntervalTotals(plant.start_ms, interval_s, plant.step_s, out["facility"],
+                              out["it"], out["cooling"], out["inlet"], chosen)
 
 
 def grid_oracle(site: Site, *, start: datetime | None, intervals: int, interval_s: int,
@@ -111,14 +138,16 @@ def grid_oracle(site: Site, *, start: datetime | None, intervals: int, interval_
     inlet = np.array([r.max_inlet_c for r in runs])
     cost = np.where(inlet <= inlet_limit_c, facility, np.inf)
     pick = np.where(np.isfinite(cost).any(axis=0), cost.argmin(axis=0), inlet.argmin(axis=0))
-    cols = np.arange(intervals)
+    per = interval_s // runs[0].step_s
+    steps = np.repeat(pick, per), np.arange(intervals * per)
 
     def take(attr: str) -> np.ndarray:
-        return np.array([getattr(r, attr) for r in runs])[pick, cols]
+        return np.array([getattr(r, attr) for r in runs])[steps]
 
     oracle = IntervalTotals(
-        runs[0].start_ms, interval_s, take("facility_kwh"), take("it_kwh"), take("cooling_kwh"),
-        take("max_inlet_c"),
-        {k: np.array([r.setpoints[k] for r in runs])[pick, cols] for k in runs[0].setpoints},
+        runs[0].start_ms, interval_s, runs[0].step_s, take("step_facility_kwh"),
+        take("step_it_kwh"), take("step_cooling_kwh"), take("step_inlet_c"),
+        {k: np.array([r.setpoints[k] for r in runs])[pick, np.arange(intervals)]
+         for k in runs[0].setpoints},
     )
     return oracle, runs

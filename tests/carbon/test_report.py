@@ -11,10 +11,10 @@ import json
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from dcpue.carbon.factors import load_hourly_factors
 from dcpue.carbon.report import site_report
-from dcpue.carbon.scope2 import purchased_green_kwh
 from dcpue.config import ConfigError, load_site
+from dcpue.config.factors import load_hourly_factors
+from dcpue.config.instruments import purchased_green_kwh
 from dcpue.core.readings import Reading, datetime_to_ms
 from dcpue.core.store import Store
 

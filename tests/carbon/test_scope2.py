@@ -11,14 +11,10 @@ import numpy as np
 import pytest
 from dcpue.carbon.accounting import PeriodEnergy, account
 from dcpue.carbon.periods import date_ms, report_windows
-from dcpue.carbon.scope2 import (
-    Factor,
-    HourlyFactors,
-    allocate,
-    instrument_claims,
-    location_based_hourly,
-)
+from dcpue.carbon.scope2 import location_based_hourly
 from dcpue.config.carbon import CarbonSettings, GridFactor, Instrument
+from dcpue.config.factors import Factor, HourlyFactors
+from dcpue.config.instruments import allocate, instrument_claims
 from dcpue.core.figures import Figure
 
 UTC = ZoneInfo("UTC")

@@ -1,5 +1,5 @@
 import pytest
-from dcpue.collector.jsonpath import JsonPathError, compile_path, resolve
+from dcpue.core.jsonpath import JsonPathError, compile_path, resolve
 
 DOC = {"data": {"pdu": [{"kw": 1.0}, {"kw": 2.0}, {"kw": 3.5}], "a b": {"x.y": 7}}}
 

@@ -286,3 +286,27 @@ def test_an_empty_store_has_no_newest_readings():
     with Store() as store:
         assert store.last_ts_by_meter() == {}
         assert store.last_seq() == 0
+
+
+def test_rewrite_series_replaces_in_one_transaction(store, monkeypatch):
+    """Computed: the rows after ``rewrite_series``. Declared: the old and new values. A key
+    left out of the new readings is deleted; a failure inside the transaction (the insert
+    raising, as a crash or full disk would) leaves the old rows, never a hole."""
+    store.append(counter("metric.pue.1h", 3))  # values 0, 1, 2 at T0, T0+1min, T0+2min
+    seq_before = store.last_seq()
+    keys = [T0, T0 + MIN]
+    new = [Reading(T0, "metric.pue.1h", "energy", 7.5, "kWh")]  # T0 + MIN left out: deleted
+    assert store.rewrite_series("metric.pue.1h", "energy", keys, new) == 2
+    got = store.series("metric.pue.1h", "energy")
+    assert list(got.ts_ms) == [T0, T0 + 2 * MIN] and list(got.value) == [7.5, 2.0]
+    assert store.count("metric.pue.1h") == 2 and store.last_seq() > seq_before
+
+    def broken_insert(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_insert", broken_insert)
+    with pytest.raises(OSError, match="disk full"):
+        store.rewrite_series("metric.pue.1h", "energy", [T0],
+                             [Reading(T0, "metric.pue.1h", "energy", 9.0, "kWh")])
+    got = store.series("metric.pue.1h", "energy")
+    assert list(got.value) == [7.5, 2.0] and store.count("metric.pue.1h") == 2

@@ -102,7 +102,7 @@ def test_region_hourly_factors_give_the_hand_location_based_totals(tmp_path):
     location-based on grid import (0 in hours 10-14 where PV covers the load, 10 MWh else):
     per day 6 x 10 x 0.6 + 13 x 10 x 0.4 = 88, two days 176 tCO2e. Identity basis (all
     electricity, 10 MWh every hour): per day 36 + 18 x 10 x 0.4 = 108, two days 216."""
-    from dcpue.carbon.scope2 import HourlyFactors
+    from dcpue.config.factors import HourlyFactors
 
     fleet = parse_fleet({
         "id": "f", "remote": {"url": "http://127.0.0.1:1"},

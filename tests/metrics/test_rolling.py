@@ -110,7 +110,7 @@ def test_rebuild_from_store_equals_live_calculator():
     cols = counters(MICROGRID_KW, T0, 3 * 24 * 60, step_ms=5 * MINUTE)
     store.append(cols)
     now = T0 + 3 * DAY
-    live = RollingCalculator(site)
+    live = RollingCalculator(site, store)  # the same store: the battery's provenance ledger
     live.update(cols)
     rebuilt = RollingCalculator.from_store(site, store, now)
     for key, fig in live.snapshot(now).items():

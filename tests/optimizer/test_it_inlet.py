@@ -15,7 +15,7 @@ power at its metered value (the same model with its IT response removed).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -26,10 +26,12 @@ from dcpue.core.units import unit
 from dcpue.optimizer.evaluate import (
     PlantRun,
     TwinPlant,
+    TwinPredictor,
+    _Decider,
     explore_and_train,
     run_evaluation,
 )
-from dcpue.optimizer.models import PlantModel, PlantPredictor
+from dcpue.optimizer.models import PlantModel, Prediction, TrustRegion
 
 from tests.optimizer.conftest import JULY
 
@@ -86,8 +88,46 @@ class InletSensitiveTwin(TwinPlant):
         extra = r.it_kw * (self.response.factor(r.rack_inlet_max_c) - 1.0)
         return PlantRun(r.facility_kw + extra, r.cooling_kw, r.it_kw + extra, r.rack_inlet_max_c)
 
-    def oracle(self, target: str) -> PlantPredictor:
-        return replace(super().oracle(target), it_response=self.response)
+    def oracle(self, start_ms: int, intervals: int, interval_s: int
+               ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]:
+        """The loop's search with the twin's equations and the declared IT response."""
+        physics = TwinPredictor(self.params, self.pressure_pa, target=self.site.optimizer.target,
+                                it_response=self.response)
+        return self.control(start_ms, intervals, interval_s,
+                            _Decider(physics, self.site, self, intervals))
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredIT:
+    """The old objective on the same model: IT power held at its metered value, so only the
+    overhead (facility - IT, i.e. PUE) is minimised. The model's trust region, but for IT:
+    the model's range is of IT work, this predictor is given metered IT."""
+
+    model: PlantModel
+    it_response: None = None
+
+    @property
+    def target(self) -> str:
+        return self.model.target
+
+    @property
+    def power_rmse_kw(self) -> float:
+        return self.model.power_rmse_kw
+
+    @property
+    def inlet_rmse_c(self) -> float:
+        return self.model.inlet_rmse_c
+
+    @property
+    def trust(self) -> TrustRegion:
+        t = self.model.trust
+        return TrustRegion(t.lo | {"it_kw": 0.0}, t.hi | {"it_kw": np.inf})
+
+    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+        return self.model.predict(x)
+
+    def summary(self) -> dict:
+        return self.model.summary()
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +149,21 @@ def test_the_model_learns_how_it_power_rises_with_inlet(sensitive) -> None:
 def test_loop_lowers_facility_energy_where_the_pue_objective_raised_it(hall: Site, sensitive):
     """Four days of July at 15-minute control. Old objective (IT held at its metered value,
     i.e. overhead = PUE minimised): PUE falls but facility energy rises above the conventional
-    run. New objective (total facility energy, IT predicted per candidate): facility energy
-    falls, by more than half the oracle's saving (71 % measured: with a 4 %/K IT response an
-    inlet-model error of 0.5 K costs 16 kW, so inlet accuracy near the threshold now matters
-    as much as the cooling model), with no inlet above the limit."""
+    run. New objective (total facility energy, IT predicted per candidate from the model of IT
+    work): facility energy falls by at least 90 % of the oracle's saving (96.2 % measured; 71 %
+    when the models took metered IT, which the setpoints themselves move), with no inlet above
+    the limit. Computed on the evaluation period itself (each decision's prediction against the
+    interval that followed): PUE MAE <= 0.004 and inlet MAE <= 0.5 degC (issue 14's targets;
+    0.0014 and 0.08 degC measured)."""
     plant, model = sensitive
     new = run_evaluation(hall, 4, START, model=model, plant=plant)
-    old = run_evaluation(hall, 4, START, model=replace(model, it_response=None), plant=plant)
+    old = run_evaluation(hall, 4, START, model=MeteredIT(model), plant=plant)
     assert old.loop.pue < old.fixed.pue
     assert old.loop.facility_kwh > old.fixed.facility_kwh  # PUE "improved", energy rose
     assert old.loop.it_kwh > old.fixed.it_kwh
     assert new.saving_kwh(new.oracle) > 0
-    assert new.saving_kwh(new.loop) > 0
-    assert new.oracle_share >= 0.5
+    assert new.oracle_share >= 0.9
     assert new.loop.violations == 0 and new.oracle.violations == 0
+    assert new.period_accuracy["pue_mae"] <= 0.004
+    assert new.period_accuracy["inlet_mae_c"] <= 0.5
+    assert model.metrics["holdout"]["pue_mae"] <= 0.004

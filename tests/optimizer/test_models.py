@@ -11,9 +11,11 @@ from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_mode
 
 
 def test_held_out_pue_accuracy(july_model: PlantModel) -> None:
-    """Gao (2014) reports 0.004 PUE MAE for the best published data-center PUE model."""
+    """Gao (2014) reports 0.004 PUE MAE for the best published data-center PUE model; the
+    native twin's figure must stay within what it was before the features' plant parameters
+    were learned per site (0.0031; 0.0006 measured since)."""
     holdout = july_model.metrics["holdout"]
-    assert holdout["pue_mae"] <= 0.004
+    assert holdout["pue_mae"] <= 0.0031
     assert holdout["rows"] >= 250  # the last 20 % of ~14 days at 15 min
     assert abs(holdout["power_nmbe_pct"]) < 1.0
     assert holdout["inlet_rmse_c"] < 0.3

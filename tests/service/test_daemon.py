@@ -356,3 +356,98 @@ def test_dashboard_in_headless_chromium_shows_the_api_pue(live_api):
     assert alerts == 1
     assert "IT" in energy and "Cooling" in energy and "kWh" in energy
     assert len(trend.split()) >= 24  # 24 h of quarter-hour points, or more
+
+
+def test_fast_forward_keeps_every_store_call_off_the_event_loop(tmp_path, monkeypatch):
+    """A one-day fast-forward of the bundled site (twin straight into the collector, the API
+    asked meanwhile): no Store method is called from the event loop's thread (checked by
+    wrapping every public Store method; a worker thread has no running loop), and asyncio's
+    debug mode reports no callback that held the loop for 2 s or more (coarse: on a loaded
+    2-core box even a timer callback can wait half a second for the CPU and the GIL)."""
+    import asyncio
+    import functools
+    import logging
+    import traceback
+
+    from dcpue.service.demo import run_with_twin
+
+    on_loop: list[str] = []
+
+    def guard(name, method):
+        @functools.wraps(method)
+        def wrapper(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                on_loop.append(f"Store.{name}\n" + "".join([f for f in traceback.format_stack()[:-1] if "/service/" in f or "/collector/" in f]))
+            return method(*args, **kwargs)
+        return wrapper
+
+    for name, method in list(vars(Store).items()):
+        if callable(method) and not name.startswith("_") and name not in ("close",):
+            monkeypatch.setattr(Store, name, guard(name, method))
+    slow: list[str] = []
+
+    class Slow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "took" in record.getMessage():
+                slow.append(record.getMessage())
+
+    handler = Slow()
+    logging.getLogger("asyncio").addHandler(handler)
+    site = load_site(example_path("single_hall"))
+    site.store.path = tmp_path / "ff.duckdb"
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = 2.0
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(run_with_twin(site, store, stop, days=1.0,
+                                                   via_mqtt=False, port=0))
+        asked = 0
+        async with httpx.AsyncClient(timeout=30) as client:
+            while not task.done():
+                info = site.store.path.with_name(site.store.path.name + ".daemon.json")
+                if info.exists():
+                    try:
+                        url = json.loads(info.read_text())["url"]
+                        (await client.get(f"{url}/api/pue")).raise_for_status()
+                        asked += 1
+                    except (httpx.TransportError, json.JSONDecodeError, KeyError):
+                        pass
+                await asyncio.sleep(0.02)
+        await task
+        return asked
+
+    store = Store(site.store.path)
+    try:
+        asked = asyncio.run(main(), debug=True)
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+        store.close()
+    assert asked > 0
+    assert on_loop == [], "\n".join(sorted(set(on_loop)))
+    assert slow == [], slow
+
+
+def test_api_socket_is_tcp_so_responses_are_not_held_by_nagle():
+    """The API's pre-bound socket names IPPROTO_TCP: asyncio sets TCP_NODELAY only on
+    sockets whose protocol says TCP, and without it each response (headers and body written
+    apart) waited ~40 ms for the client's delayed ACK. Checked on an accepted connection."""
+    import socket
+
+    from dcpue.service.daemon import bind_api
+
+    site = load_site(example_path("single_hall"))
+    site.service.host = "127.0.0.1"
+    listener = bind_api(site, 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+        conn, _ = listener.accept()
+        with client, conn:
+            assert conn.proto == socket.IPPROTO_TCP
+    finally:
+        listener.close()

@@ -14,7 +14,7 @@ from dcpue.config import example_path, load_site
 from dcpue.core.store import Store
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.propose import current_state
-from dcpue.service.daemon import MemoCalculator
+from dcpue.service.daemon import MemoCalculator, dead_letters_now
 from dcpue.service.plant import RecentFrames
 from dcpue.twin.runner import simulate_into
 from dcpue.twin.simulator import Twin
@@ -142,3 +142,12 @@ def test_readings_fed_ahead_of_the_simulated_clock_are_not_taken_for_future_ones
         assert runtime.ingest() > 0
         assert runtime.calculator.ignored_future == 0
         assert runtime.calculator.latest_ms == clock.now + FEED_AHEAD_MS
+
+
+def test_dead_letters_on_metrics_add_the_collectors_counts_since_the_store_read():
+    """Computed: /metrics' dead letters by reason. Declared: the store's counts at its last
+    read (40 nan from an earlier run), the collector's counts then (nan 5) and now (nan 25,
+    bad_json 3). A flood since the read shows at once; nothing is counted twice."""
+    got = dead_letters_now({"nan": 40, "unknown_meter": 2}, {"nan": 25, "bad_json": 3}, {"nan": 5})
+    assert got == {"nan": 60, "unknown_meter": 2, "bad_json": 3}
+    assert dead_letters_now({"nan": 40}, {"nan": 5}, {"nan": 5}) == {"nan": 40}

@@ -1,0 +1,58 @@
+"""What the read-only commands import: ``dcpue pue`` and ``dcpue report`` on a small store load
+NumPy, pydantic and DuckDB but none of pandas, scikit-learn, pvlib, SciPy or the daemon's
+server libraries; ``dcpue --help`` and ``--version`` load none of the scientific stack.
+
+Each command runs as ``python -X importtime -m dcpue ...`` in a fresh process (the entry point a
+user runs, unchanged); the modules it imported are read from that report. Start-up *time* is a
+benchmark (bench/cli.py), not asserted here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.metrics.test_cli import HALL, hall_store
+
+#: Libraries a read-only command must not load (the optimizer's, the twin's, the daemon's).
+HEAVY = ("pandas", "sklearn", "scipy", "pvlib", "pyarrow", "starlette", "uvicorn", "aiomqtt",
+         "paho", "pymodbus", "influxdb_client", "apscheduler")
+
+
+def imported(*args: str) -> tuple[set[str], str]:
+    """Top-level packages ``dcpue ARGS`` imported (from ``-X importtime``) and its stdout."""
+    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "dcpue", *args],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2}
+    return {n.split(".")[0] for n in names} | names, run.stdout
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("cli_imports") / "s.duckdb"
+    hall_store(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("command", [
+    ["pue", "--window", "1h"],
+    ["report", "--from", "2022-12-31", "--to", "2023-01-02", "--format", "json"],
+])
+def test_read_commands_skip_pandas_and_the_optimizer(store, command):
+    """The command answered (its figures are in stdout) from DuckDB, and none of HEAVY was
+    imported; the presence of duckdb and the store module shows the report was read."""
+    modules, out = imported(*command, "--config", HALL, "--store", store)
+    assert "pue" in out
+    assert {"duckdb", "numpy", "dcpue.core.store"} <= modules
+    assert sorted(modules & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_skip_the_scientific_stack(flag):
+    modules, out = imported(flag)
+    assert "dcpue" in out and "dcpue.cli" in modules
+    assert sorted(modules & {"numpy", "pydantic", "duckdb", *HEAVY}) == []
