@@ -70,8 +70,9 @@ class DeadLetterBuffer:
         self._minute = -1
         self._seen: Counter[tuple[str, str]] = Counter()
         self._total = 0
-        #: (minute, origin, reason) -> [example letter, letters folded into it]; written as
-        #: one aggregate once its minute is over (or on the final drain).
+        #: (minute, origin, reason) -> [example letter, letters folded so far, of which not
+        #: yet drained]; every drain writes the undrained part as a delta that the store adds
+        #: to the minute's one aggregate row, so an acknowledged letter is never only in memory.
         self._folded: dict[tuple[int, str, str], list] = {}
 
     def __len__(self) -> int:
@@ -94,24 +95,29 @@ class DeadLetterBuffer:
             return True
         folded = self._folded.get((minute, *key))
         if folded is None:
-            self._folded[(minute, *key)] = [letter, letter.count]
+            self._folded[(minute, *key)] = [letter, letter.count, letter.count]
         else:
             folded[1] += letter.count
+            folded[2] += letter.count
         return False
 
-    def drain(self, final: bool = False) -> list[DeadLetter]:
-        """Letters to write now: the verbatim ones, and aggregates of past minutes (all on
-        the ``final`` drain)."""
+    def drain(self) -> list[DeadLetter]:
+        """Letters to write now: the verbatim ones, and each aggregate's letters folded since
+        the last drain (a delta with a ``merge_key``: the store adds it to the minute's
+        aggregate row)."""
         out, self._letters = self._letters, []
-        done = [k for k in self._folded if final or k[0] != self._minute]
-        for key in done:
-            (_, origin, reason), (example, n) = key, self._folded.pop(key)
-            out.append(DeadLetter(
-                example.received_ms, example.source, origin, reason,
-                f"{n} dead letters beyond {self.cap} per minute for this origin and reason, "
-                f"aggregated; first: {example.detail}"[:1000],
-                example.raw, n,
-            ))
+        for key, folded in list(self._folded.items()):
+            (minute, origin, reason), (example, n, delta) = key, folded
+            if delta:
+                out.append(DeadLetter(
+                    example.received_ms, example.source, origin, reason,
+                    f"{n} dead letters beyond {self.cap} per minute for this origin and reason, "
+                    f"aggregated; first: {example.detail}"[:1000],
+                    example.raw, delta, merge_key=f"{minute}|{origin}|{reason}",
+                ))
+                folded[2] = 0
+            if minute != self._minute:
+                del self._folded[key]
         return out
 
     def restore(self, letters: list[DeadLetter]) -> None:
@@ -182,9 +188,9 @@ class Pipeline:
         """Readings and dead letters not yet written."""
         return self._buffered + len(self._letters)
 
-    async def commit(self, final: bool = False) -> int:
-        """Write everything submitted before this call; returns rows added. Aggregated dead
-        letters of the current minute wait for its end unless ``final``.
+    async def commit(self) -> int:
+        """Write everything submitted before this call, dead letters folded into aggregates
+        included; returns rows added.
 
         Raises what the store raised for itself (disk full, I/O); the batch then stays
         queued for the next commit. A caller cancelled meanwhile still lets the write finish
@@ -194,7 +200,7 @@ class Pipeline:
         async with self._lock:
             chunks, self._chunks = self._chunks, []
             n, self._buffered = self._buffered, 0
-            letters = self._letters.drain(final)
+            letters = self._letters.drain()
             if not chunks and not letters:
                 return 0
             write = asyncio.ensure_future(asyncio.to_thread(self._write, chunks, letters))
@@ -311,7 +317,7 @@ class Pipeline:
             self.stop()
             await self._task
             self._task = None
-        await self.commit(final=True)
+        await self.commit()
 
 
 def _columns(

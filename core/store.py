@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     count BIGINT NOT NULL DEFAULT 1
 );
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS count BIGINT DEFAULT 1;
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS merge_key VARCHAR;
 CREATE TABLE IF NOT EXISTS cursors (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
 """
@@ -109,6 +110,8 @@ class DeadLetter:
     detail: str
     raw: bytes | None = None
     count: int = 1
+    #: Set on an aggregate's delta: rows with the same key are one row whose count adds up.
+    merge_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,11 +532,15 @@ class Store:
             for part in self._all() if part.end_ms > lo and part.start_ms <= hi]
 
     def add_dead_letters(self, letters: Iterable[DeadLetter]) -> int:
-        """Bulk-insert dead letters (one columnar insert); returns how many rows."""
+        """Bulk-insert dead letters (one columnar insert) in one transaction; a letter with a
+        ``merge_key`` adds its count to the stored row of that key (an aggregate's delta), or
+        starts it. Returns how many letters."""
         import pandas as pd
 
-        rows = list(letters)
-        if not rows:
+        letters = list(letters)
+        rows = [d for d in letters if d.merge_key is None]
+        merges = [d for d in letters if d.merge_key is not None]
+        if not letters:
             return 0
         frame = pd.DataFrame({
             "received_ms": np.fromiter((d.received_ms for d in rows), np.int64, len(rows)),
@@ -545,16 +552,37 @@ class Store:
             "count": np.fromiter((d.count for d in rows), np.int64, len(rows)),
         })
         with self._lock:
-            self._con.register("_letters", frame)
+            con = self._con
+            con.execute("BEGIN")
             try:
-                self._con.execute(
-                    "INSERT INTO dead_letters (received_ms, source, origin, reason, detail, raw, "
-                    "count) SELECT received_ms, source, origin, reason, detail, raw::BLOB, count "
-                    "FROM _letters"
-                )
-            finally:
-                self._con.unregister("_letters")
-        return len(rows)
+                if rows:
+                    con.register("_letters", frame)
+                    try:
+                        con.execute(
+                            "INSERT INTO dead_letters (received_ms, source, origin, reason, "
+                            "detail, raw, count) SELECT received_ms, source, origin, reason, "
+                            "detail, raw::BLOB, count FROM _letters"
+                        )
+                    finally:
+                        con.unregister("_letters")
+                for d in merges:
+                    updated = con.execute(
+                        "UPDATE dead_letters SET count = count + ?, detail = ? WHERE "
+                        "merge_key = ? AND received_ms BETWEEN ? AND ?",  # zone maps: one minute
+                        [d.count, d.detail, d.merge_key, d.received_ms // 60_000 * 60_000,
+                         d.received_ms // 60_000 * 60_000 + 59_999]).fetchall()
+                    if not updated[0][0]:
+                        con.execute(
+                            "INSERT INTO dead_letters (received_ms, source, origin, reason, "
+                            "detail, raw, count, merge_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [d.received_ms, d.source, d.origin, d.reason, d.detail, d.raw,
+                             d.count, d.merge_key])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+        return len(letters)
 
     # -- maintenance: sort closed months, retention -----------------------------------------
     def maintain(self, now_ms: int | None = None) -> dict[str, int]:

@@ -114,3 +114,28 @@ async def test_dead_letters_beyond_the_cap_are_aggregated_with_their_count():
     assert (aggregate.origin, aggregate.count) == ("t/flood", 14_900)
     assert aggregate.detail.startswith("14900 dead letters beyond 100 per minute")
     assert store.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 103
+
+
+async def test_each_commit_stores_the_letters_folded_since_into_one_row_per_minute(tmp_path):
+    """Computed: the stored aggregate after each commit inside one minute. Declared: 100 + 250
+    + 50 letters of one (origin, reason) within a minute, cap 100. Every commit (what precedes
+    an acknowledgement) stores what was folded so far, so a store reopened after it (as after
+    a kill -9) already holds the count; the minute keeps one aggregate row."""
+    path = tmp_path / "s.duckdb"
+    minute = T0_MS - T0_MS % 60_000
+    store = Store(path)
+    pipeline = Pipeline(store, dead_letter_cap=100)
+    for i in range(350):
+        pipeline.reject(DeadLetter(minute + i, "mqtt", "t/flood", "unknown_meter", f"m{i}", b"{}"))
+    await pipeline.commit()
+    assert store.dead_letter_counts() == {"unknown_meter": 350}
+    for i in range(50):
+        pipeline.reject(DeadLetter(minute + 400 + i, "mqtt", "t/flood", "unknown_meter", "m", b"{}"))
+    await pipeline.commit()
+    store.close()  # nothing else is flushed: the pipeline is left as a killed process leaves it
+    with Store(path) as reopened:
+        assert reopened.dead_letter_counts() == {"unknown_meter": 400}
+        aggregates = [d for d in reopened.dead_letters(200) if d.count > 1]
+        assert [(d.origin, d.count) for d in aggregates] == [("t/flood", 300)]
+        assert aggregates[0].detail.startswith("300 dead letters beyond 100 per minute")
+        assert reopened.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 101
