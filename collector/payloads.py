@@ -22,9 +22,11 @@ Dead-letter reasons added here (besides those of :func:`dcpue.collector.normalis
 
 from __future__ import annotations
 
+import contextlib
 import json
+import json.scanner
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from operator import itemgetter
 from zoneinfo import ZoneInfo
@@ -89,6 +91,28 @@ def load_json(payload: bytes) -> object:
         raise Rejected("too_deep", "JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected("bad_json", str(exc)[:DETAIL_KEEP_CHARS]) from None
+
+
+#: The C scanner behind json.loads (same defaults: NaN and Infinity read, strict strings).
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_JSON_SPACE = " \t\n\r"
+
+
+def quick_json(payload: bytes) -> object | None:
+    """The document of a plain UTF-8 object or array payload, parsed straight by the C
+    scanner (no encoding detection, no regex for whitespace); None wherever
+    :func:`load_json` must decide (other openings, possible UTF-16/32, invalid UTF-8, any
+    parse error)."""
+    if payload[:1] not in (b"{", b"[") or payload[1:2] == b"\x00":
+        return None
+    try:
+        text = payload.decode()
+        document, end = _scan_json(text, 0)
+    except Exception:  # every refusal and edge case comes from load_json
+        return None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        return None
+    return document
 
 
 class PayloadDecoder:
@@ -158,6 +182,74 @@ class PayloadDecoder:
         """
         return self._decode(payload, origin, received_ms, COLUMNAR_MIN_ITEMS)
 
+    def decode_many(
+        self, payloads: list[bytes], origin: str, received_ms: int
+    ) -> tuple[list[list[Reading] | ReadingColumns], list[DeadLetter]]:
+        """:meth:`decode_any` of many payloads received together on ``origin``: the same
+        readings and dead letters, but the single readings (``reading``) and the small
+        arrays without a top-level ``ts`` (``batch``) of all the payloads are validated as
+        one batch, in columns when clean and large enough (a large array goes into columns
+        on its own: merging large ones measured slower). Returns chunks of readings and the
+        dead letters. Never raises."""
+        if len(payloads) == 1:
+            readings, letters = self.decode_any(payloads[0], origin, received_ms)
+            return [readings], letters
+        out: Decoded = ([], [])
+        chunks: list[list[Reading] | ReadingColumns] = [out[0]]
+        single, batch = self._shape == self._reading, self._shape == self._batch
+        parts: list[list[object]] = []  # items to validate together, per payload
+        for payload in payloads:
+            oversized = len(payload) > self.max_payload_bytes
+            document = None if oversized else quick_json(payload)
+            if single and type(document) is dict:  # the hot case, no guard needed
+                parts.append([document])
+                continue
+            if oversized:
+                out[1].extend(self.decode(payload, origin, received_ms)[1])
+                continue
+            with self._guard(out, origin, received_ms, payload):
+                if document is None:
+                    document = load_json(payload)
+                if single and type(document) is dict:
+                    parts.append([document])
+                    continue
+                items = document
+                if (batch and type(document) is dict and document.get("ts") is None
+                        and type(document.get("readings")) is list):
+                    items = document["readings"]
+                if not (batch and type(items) is list):
+                    if not (batch and self._emit_columns(document, origin, received_ms, chunks, out)):
+                        self._shape(document, origin, received_ms, out)
+                elif len(items) < COLUMNAR_MIN_ITEMS or not self._emit_columns(
+                        items, origin, received_ms, chunks, out):
+                    parts.append(items)
+        merged = [item for part in parts for item in part]
+        if not self._emit_columns(merged, origin, received_ms, chunks, out):
+            for part in parts:  # not clean as a whole: payload by payload, as decode_any would
+                if len(parts) == 1 or not self._emit_columns(part, origin, received_ms, chunks, out):
+                    for item in part:
+                        self._item_guarded(item, origin, received_ms, out)
+        return chunks, out[1]
+
+    def _emit_columns(
+        self, document: object, origin: str, received_ms: int,
+        chunks: list[list[Reading] | ReadingColumns], out: Decoded,
+    ) -> bool:
+        """Decode a clean batch ``document`` into ``chunks`` and ``out``; False where the
+        columnar path does not apply (nothing emitted then)."""
+        fast = self._columns_guarded(document, origin, received_ms, COLUMNAR_MIN_ITEMS)
+        if fast is not None:
+            chunks.append(fast[0])
+            out[1].extend(fast[1])
+        return fast is not None
+
+    def _item_guarded(self, item: object, origin: str, received_ms: int, out: Decoded) -> None:
+        try:
+            self._item(item, None, origin, received_ms, out)
+        except Exception as exc:  # a decoder bug must cost this item only
+            log.exception("cannot decode an item on %s", origin)
+            self._letter(out, origin, received_ms, "internal_error", repr(exc), _raw(item))
+
     def _decode(
         self, payload: bytes, origin: str, received_ms: int, columnar_min: int | None
     ) -> tuple[list[Reading] | ReadingColumns, list[DeadLetter]]:
@@ -169,19 +261,27 @@ class PayloadDecoder:
                 payload[:OVERSIZED_KEEP_BYTES],
             )
             return out
-        try:
+        with self._guard(out, origin, received_ms, payload):
             document = load_json(payload)
             if columnar_min is not None and self._shape == self._batch:
                 fast = self._columns_guarded(document, origin, received_ms, columnar_min)
                 if fast is not None:
                     return fast
             self._shape(document, origin, received_ms, out)
+        return out
+
+    @contextlib.contextmanager
+    def _guard(
+        self, out: Decoded, origin: str, received_ms: int, payload: bytes
+    ) -> Iterator[None]:
+        """A payload refused (or a decoder bug) becomes its dead letter, nothing else."""
+        try:
+            yield
         except Rejected as exc:
             self._letter(out, origin, received_ms, exc.reason, exc.detail, payload)
         except Exception as exc:  # a decoder bug must cost this payload only
             log.exception("cannot decode payload on %s", origin)
             self._letter(out, origin, received_ms, "internal_error", repr(exc), payload)
-        return out
 
     def _columns_guarded(
         self, document: object, origin: str, received_ms: int, min_items: int

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import aiomqtt
 import pytest
 from dcpue.collector.gateway_mqtt import publish_readings
+from dcpue.collector.normalise import MeterIndex
+from dcpue.collector.payloads import PayloadDecoder
 from dcpue.collector.service import Collector
 from dcpue.config import ConfigError
+from dcpue.config.collector import Subscription
 from dcpue.core.store import Store
 
-from tests.collector.conftest import wait_until
+from tests.collector.conftest import T0_MS, make_site, wait_until
 from tests.collector.helpers import as_map, collector_site, once, stored, stream
 
 
@@ -169,3 +173,63 @@ async def test_a_poison_timestamp_is_dead_lettered_and_acknowledged_not_redelive
         await publish_raw(mosquitto.port, [("dcpue/test-site/batch", b'{"oat": 3.5}')])
         await wait_until(lambda: store.count() == 2, "marker after restart")
         assert collector.stats().mqtt_messages == 1  # the poison message was not redelivered
+
+
+def test_decoding_a_read_at_once_equals_decoding_each_message():
+    """decode_many (what the source does with one socket read) against decode_any per
+    message: the same readings and the same dead letters, whatever the mix. Computed: both
+    decodes; declared: the payloads (device-stamped, so no receive clock is involved)."""
+    def item(i: int) -> dict:
+        return {"meter": ("grid", "it", "pdu-1", "oat")[i % 4], "value": float(i % 80),
+                "ts": T0_MS + 1000 * i}
+
+    rng = random.Random(3)
+    now_ms = T0_MS + 7 * 86_400_000  # after every reading
+    bad = [b"{", b"[1, 2]", b'{"meter": "ghost", "value": 1, "ts": 1704067200000}',
+           b'{"meter": "it", "value": "x", "ts": 1704067200000}', b" " * 9000,
+           b'{"meter": "pdu-1", "value": 1e9, "ts": 1704067200000}',
+           # encodings json.loads(bytes) detects, invalid UTF-8, an integer beyond the limit
+           '{"meter": "it", "value": 2, "ts": 1704067200000}'.encode("utf-16-le"),
+           b'\xef\xbb\xbf{"meter": "it", "value": 3, "ts": 1704067200000}',
+           b'{"meter": "it\xff", "value": 1, "ts": 1704067200000}',
+           b'{"meter": "it", "value": 1' + b"0" * 4400 + b', "ts": 1704067200000}',
+           # trailing JSON whitespace, trailing data, a trailing form feed (not JSON space)
+           b'{"meter": "it", "value": 4, "ts": 1704067200000}\r\n',
+           b'{"meter": "it", "value": 4, "ts": 1704067200000} x',
+           b'[{"meter": "it", "value": 5, "ts": 1704067200000}]\x0c']
+    for fmt in ("reading", "batch"):
+        payloads = []
+        for i in range(400):
+            if rng.random() < 0.1:
+                payloads.append(rng.choice(bad))
+            elif fmt == "reading":
+                payloads.append(json.dumps(item(i)).encode())
+            else:
+                items = [item(1000 * i + k) for k in range(rng.choice([1, 3, 200]))]
+                doc = rng.choice([items, {"readings": items},
+                                  {"ts": T0_MS, "readings": [{**x, "ts": None} for x in items]}])
+                payloads.append(json.dumps(doc).encode())
+        decoder = PayloadDecoder(MeterIndex(make_site()), Subscription(topic="#", format=fmt), 8192)
+        one_by_one_readings, one_by_one_letters = [], []
+        for payload in payloads:
+            readings, letters = decoder.decode_any(payload, "t", now_ms)
+            one_by_one_readings += list(readings) if isinstance(readings, list) else readings.to_readings()
+            one_by_one_letters += letters
+        chunks, letters = decoder.decode_many(payloads, "t", now_ms)
+        readings = [r for c in chunks for r in (c if isinstance(c, list) else c.to_readings())]
+        assert len(one_by_one_readings) > 300
+        assert sorted(readings, key=repr) == sorted(one_by_one_readings, key=repr)
+        assert sorted(letters, key=repr) == sorted(one_by_one_letters, key=repr)
+
+
+async def test_an_idle_connection_is_kept_alive_with_pings(mosquitto):
+    """Keep-alive 5 s and nothing to receive for 9 s: the broker closes a silent client after
+    1.5 keep-alives (MQTT 3.1.1 section 3.1.2.10), so only PINGREQs keep this one session."""
+    site = collector_site(mosquitto.port, keepalive_s=5)
+    store = Store()
+    async with Collector(site, store) as collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await asyncio.sleep(9)
+        await publish_raw(mosquitto.port, [("dcpue/test-site/batch", b'{"oat": 3.5, "ts": 1704067200000}')])
+        await wait_until(lambda: store.count() == 1, "a reading after the idle time")
+        assert collector.mqtt.stats.connects == 1 and collector.mqtt.stats.connection_errors == 0
