@@ -110,6 +110,12 @@ async def test_a_backfill_into_a_running_daemon_rewrites_its_api_pue_and_stored_
         await settled(27120 / 19200)
         store.append(part(late))  # e.g. a gateway's store-and-forward, or `dcpue import`
         await settled(27120 / 18900)
+        # The write-back job counts the rewrite after its commit, which the poll above may
+        # see first: wait (bounded) for the count itself.
+        for _ in range(100):
+            if runtime.calculator.rewritten >= 1:
+                break
+            await asyncio.sleep(0.1)
         assert runtime.calculator.rewritten >= 1
     finally:
         scheduler.shutdown(wait=False)
