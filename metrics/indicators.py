@@ -54,9 +54,8 @@ def _ratio(
 ) -> Figure:
     """The figure ``scale x numerator / denominator`` over ``groups``; ``inputs`` names the
     balance figures it is computed from (its audit trail, built only when read)."""
-    coverage = b.group_coverage(*groups)
+    meters, coverage, cause = b.group_summary(groups)
     note = ""
-    cause = b.quality(*groups)
     if not cause and {"it", "grid_import"} <= set(groups) and b.facility_kwh < b.it_kwh:
         cause = (f"facility energy {b.facility_kwh:,.6g} kWh is below IT energy "
                  f"{b.it_kwh:,.6g} kWh (PUE < 1): a meter or the boundary is wrong")
@@ -68,7 +67,7 @@ def _ratio(
         note = "denominator is zero: nothing measured"
     value = None if note else scale * numerator / denominator
     return Figure(
-        name, value, unit, formula, b.start_ms, b.end_ms, coverage, b.group_meters(*groups),
+        name, value, unit, formula, b.start_ms, b.end_ms, coverage, meters,
         LazyInputs(lambda: tuple(b.figures()[k] for k in inputs) + extra_inputs),
         factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
         factor_source=factor_source, note=note,
