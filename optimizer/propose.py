@@ -357,23 +357,25 @@ def propose(
     cfg: OptimizerSettings,
     *,
     site: str = "",
-    fixed: Mapping[SetpointName, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
     levels: int = 5,
 ) -> Proposal:
     """Search the setpoints for the lowest predicted power under the constraints.
 
-    ``fixed`` setpoints (operator overrides) are held at their given value, and so are levers
-    declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
+    ``fixed`` setpoints (operator overrides, keyed by setpoint name or instance key; an
+    instance's own key wins) are held at their given value, and so are levers declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
     proposed value outside the configured hard bounds.
     """
-    fixed = dict(fixed or {})
     bounds = setpoint_bounds(cfg)
     searched = levers(predictor)
+    given = dict(fixed or {})
+    fixed = {lv.key: given.get(lv.key, given.get(lv.name)) for lv in searched
+             if lv.key in given or lv.name in given}
     keys = [lv.key for lv in searched]
     current = {lv.key: float(state.instances.get(lv.column, state.setpoints[lv.name]))
                for lv in searched}
-    base = enforce_bounds(current | {lv.key: fixed[lv.name] for lv in searched
-                                     if lv.name in fixed}, bounds)
+    base = enforce_bounds(current | {lv.key: fixed[lv.key] for lv in searched
+                                     if lv.key in fixed}, bounds)
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c - cfg.inlet_sigmas * predictor.inlet_rmse_c
     proposal = Proposal(
         id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep",
@@ -381,7 +383,7 @@ def propose(
         target=predictor.target, inlet_limit_c=limit,
     )
     notes = [f"{lv.key} {current[lv.key]:g} outside hard bounds, clamped" for lv in searched
-             if base[lv.key] != current[lv.key] and lv.name not in fixed]
+             if base[lv.key] != current[lv.key] and lv.key not in fixed]
     trust = None if predictor.trust is None else predictor.trust.widened(cfg.trust_tolerance)
     at_base = {c: float(v[0]) for c, v in _inputs(searched, np.array([[base[k] for k in keys]])
                                                   ).items()}
@@ -392,7 +394,7 @@ def propose(
             return _fallback(proposal, state, cfg, bounds, fixed, searched,
                              "; ".join(outside + notes))
         free = [lv.column for lv in searched
-                if lv.name not in fixed and not bounds[lv.name.value].held]
+                if lv.key not in fixed and not bounds[lv.name.value].held]
         if all(trust.lo[c] == trust.hi[c] for c in free):
             return replace(proposal, reason=(
                 "keep current: the model was trained at fixed setpoints and cannot tell what a "
@@ -400,7 +402,7 @@ def propose(
     windows = [
         _window(lv.key, base[lv.key], bounds[lv.name.value],
                 None if trust is None else (trust.lo[lv.column], trust.hi[lv.column]),
-                lv.name in fixed)
+                lv.key in fixed)
         for lv in searched
     ]
     search = _Search(predictor, conditions, limit, np.array([current[k] for k in keys]),
@@ -434,7 +436,7 @@ _COOLER = {
 
 def _fallback(
     proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
-    bounds: Mapping[str, SetpointBounds], fixed: Mapping[SetpointName, float],
+    bounds: Mapping[str, SetpointBounds], fixed: Mapping[str, float],
     searched: list[Lever], why: str,
 ) -> Proposal:
     """No usable model: keep current, or step cooler if the measured inlet is too warm."""
@@ -443,7 +445,7 @@ def _fallback(
         return replace(proposal, reason=f"keep current: {why}")
     cooler = {lv.key: proposal.proposed[lv.key] for lv in searched}
     for lv in searched:
-        if lv.name in _COOLER and lv.name not in fixed and not bounds[lv.name.value].held:
+        if lv.name in _COOLER and lv.key not in fixed and not bounds[lv.name.value].held:
             cooler[lv.key] += _COOLER[lv.name] * bounds[lv.name.value].max_step
     cooler = _with_types(enforce_bounds(cooler, bounds), searched)
     return replace(
