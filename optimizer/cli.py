@@ -178,7 +178,7 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _proposals(args: argparse.Namespace) -> int:
-    from dcpue.optimizer.propose import ProposalLog, describe
+    from dcpue.optimizer.proposals import ProposalLog, describe  # light: no scikit-learn
 
     _, store = _open(args)
     with store:

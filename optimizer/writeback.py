@@ -29,7 +29,8 @@ from dcpue.config import SetpointName
 from dcpue.config.optimizer import ModbusTarget, OptimizerSettings, SetpointBounds, Target
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import SETPOINTS
-from dcpue.optimizer.propose import Proposal, ProposalLog, broker_client, setpoint_bounds
+from dcpue.optimizer.proposals import Proposal, ProposalLog
+from dcpue.optimizer.propose import broker_client, setpoint_bounds
 from pymodbus.client import AsyncModbusTcpClient
 
 log = logging.getLogger(__name__)
