@@ -235,6 +235,10 @@ def _override(args: argparse.Namespace) -> int:
             print(f"dcpue optimize override: {instance!r} is not a setpoint meter of {name.value}"
                   f" (its setpoint meters: {', '.join(metered) or 'none'})")
             return 1
+        if instance is not None and len(metered) < 2:  # one instance is the type's one lever
+            print(f"dcpue optimize override: {name.value} has one setpoint meter: override "
+                  f"{name.value} itself")
+            return 1
         try:
             value = None if args.value == "hold" else float(args.value)
             overrides.set(key, value, setpoint_bounds(site.optimizer)[name.value], args.note)

@@ -248,6 +248,8 @@ async def test_cli_override_and_apply_per_instance(tmp_path: Path, capsys) -> No
 
         code, out = run("override", *args, f"{SA}@sp-supply-air-9", "20")
         assert code == 1 and "'sp-supply-air-9' is not a setpoint meter of" in out
+        code, out = run("override", *args, "chilled_water_temperature@sp-chw", "12")
+        assert code == 1 and "has one setpoint meter: override chilled_water_temperature" in out
         assert run("override", *args, K2, "19.5", "--note", "coil")[0] == 0
         assert run("override", *args)[1].strip() == f"{K2} = 19.5 coil"
         code, out = await asyncio.to_thread(run, "apply", *args)
@@ -295,3 +297,22 @@ def test_single_air_handler_config_is_unchanged(tmp_path: Path) -> None:
     site = site_of(shared_modbus(), second_ahu=False)
     proposal = Proposal("p", 0, "hall-a", "proposed", {SA.value: 21.0}, {SA.value: 22.0}, "")
     assert written(plan_writes(proposal, site.optimizer, {})) == {SA.value: (22.0, "proposal")}
+
+
+async def test_instances_on_different_transports(mosquitto) -> None:
+    """AHU-1 on its Modbus register (transport from the type), AHU-2 on its own MQTT topic
+    (``transport = "mqtt"`` on the instance): 22.5 degC -> word 225 at 10, 20.9 on the topic."""
+    async with SetpointDevice() as device:
+        mixed = per_instance_modbus(device.port).split(INSTANCE.format(AHU2))[0] + (
+            f'{INSTANCE.format(AHU2)}\ntransport = "mqtt"\ntopic = "dc/hall-a/cmd/ahu-2"\n\n')
+        site = site_of(mixed, mqtt_port=mosquitto.port)
+        got: dict[str, Any] = {}
+        ready = asyncio.Event()
+        listener = asyncio.create_task(_collect(mosquitto.port, ["dc/hall-a/cmd/ahu-2"], 1,
+                                                ready, got))
+        await asyncio.wait_for(ready.wait(), 10)
+        with Store() as store:
+            await apply_proposal(store, site.optimizer, two_ahu_proposal(22.5, 20.9))
+        await asyncio.wait_for(listener, 10)
+        assert device.writes == [(10, [225])]
+    assert got["dc/hall-a/cmd/ahu-2"]["value"] == 20.9
