@@ -544,7 +544,7 @@ def create_app(sources: ApiSources) -> Starlette:
         except WritebackRefused as exc:
             raise BadRequest(f"refused: {exc}") from None
         return _json({"id": proposal.id, "status": "applied" if writes else "accepted",
-                      "writes": [{"setpoint": w.setpoint.value, "value": w.value,
+                      "writes": [{"setpoint": w.key, "value": w.value,
                                   "source": w.source} for w in writes]})
 
     actions = AlertActions(store)

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 import pandas as pd
-from dcpue.config import SetpointName, Site
+from dcpue.config import Site
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import (
     CONDITION_COLUMNS,
@@ -223,8 +223,7 @@ def propose_now(
     except FrameError as exc:
         log.warning("no proposal: %s", exc)
         return None
-    fixed: dict[SetpointName, float] = (overrides or Overrides(store)).fixed_values(
-        state.setpoints)
+    fixed = (overrides or Overrides(store)).fixed_values(state.setpoints, state.instances)
     proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
     (proposal_log or ProposalLog(store)).save(proposal)
     return proposal
