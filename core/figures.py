@@ -42,9 +42,6 @@ class LazyInputs(Sequence["Figure"]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and self._resolved() == tuple(other)
 
-    def __hash__(self) -> int:
-        return hash(self._resolved())
-
     def __repr__(self) -> str:
         return repr(self._resolved())
 
@@ -52,9 +49,11 @@ class LazyInputs(Sequence["Figure"]):
         return tuple, (self._resolved(),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Figure:
-    """A reported number, its unit and how it was obtained.
+    """A reported number, its unit and how it was obtained (treat it as immutable: it is not
+    frozen only because a frozen dataclass's ``__init__`` costs four times as much, and the
+    daemon builds some 25 a simulated minute).
 
     ``value`` is None when the window's coverage is below the configured threshold
     ("insufficient data"). ``inputs`` are the figures (or meter energies) it was computed from

@@ -175,9 +175,11 @@ class Intervals:
                        events=tuple(e for e in self.events if e.inside(ms, 2**62)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MeterEnergy:
     """Amount one meter measured in a window: kWh (energy meters) or m3 (water meters).
+    Treat it as immutable (not frozen: the rolling calculator builds one per meter and window
+    every minute, and a frozen ``__init__`` costs four times as much).
 
     ``coverage`` is the measured share of the window, 0..1; ``known`` the share whose energy
     is known (>= coverage: long counter gaps); ``rollovers``/``resets``/``jitter`` count the

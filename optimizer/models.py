@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 import joblib
 import numpy as np
 import pandas as pd
+from dcpue.optimizer import trees
 from dcpue.optimizer.frames import (
     FEATURE_COLUMNS,
     TrainingFrame,
@@ -355,7 +356,7 @@ class Bagged:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.mean([f.predict(x) for f in self.fits], axis=0)
+        return np.mean([trees.predict(f, x) for f in self.fits], axis=0)
 
 
 def _estimator(kind: ModelKind, seed: int) -> Pipeline | Bagged:

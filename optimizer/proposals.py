@@ -8,6 +8,7 @@ proposal is :mod:`dcpue.optimizer.propose`.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -65,10 +66,17 @@ class Proposal:
 
 
 class ProposalLog:
-    """Proposals in the store's DuckDB table ``proposals`` (one JSON payload per row)."""
+    """Proposals in the store's DuckDB table ``proposals`` (one JSON payload per row).
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    With ``hold`` (the daemon's fast-forward) saved proposals wait in memory until
+    :meth:`flush` writes them in one statement: a single-row DuckDB insert costs milliseconds,
+    as much as the proposal itself. Every read flushes first, so it sees them all.
+    """
+
+    def __init__(self, store: Store, hold: bool = False) -> None:
+        self.store, self.hold = store, hold
+        self._pending: dict[str, Proposal] = {}
+        self._lock = threading.Lock()
         store.execute(
             "CREATE TABLE IF NOT EXISTS proposals (id VARCHAR PRIMARY KEY, ts_ms BIGINT NOT NULL,"
             " site VARCHAR NOT NULL, status VARCHAR NOT NULL, saving_kw DOUBLE,"
@@ -76,14 +84,28 @@ class ProposalLog:
         )
 
     def save(self, proposal: Proposal) -> None:
-        self.store.execute(
-            "INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?)",
-            [proposal.id, proposal.ts_ms, proposal.site, proposal.status, proposal.saving_kw,
-             proposal.to_json()],
-        )
+        with self._lock:
+            self._pending[proposal.id] = proposal
+        if not self.hold:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the held proposals (a later save of the same id replaces an earlier one);
+        returns how many."""
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+            if pending:
+                self.store.execute(
+                    "INSERT OR REPLACE INTO proposals SELECT * FROM (VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(pending)) + ")",
+                    [v for p in pending for v in (p.id, p.ts_ms, p.site, p.status, p.saving_kw,
+                                                  p.to_json())],
+                )
+        return len(pending)
 
     def list(self, limit: int = 20, status: str | None = None) -> list[Proposal]:
         """Most recent first."""
+        self.flush()
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
         rows = self.store.execute(
             f"SELECT payload FROM proposals {where} ORDER BY ts_ms DESC, rowid DESC LIMIT ?",
@@ -92,6 +114,7 @@ class ProposalLog:
         return [Proposal.from_json(r[0]) for r in rows]
 
     def get(self, proposal_id: str) -> Proposal | None:
+        self.flush()
         row = self.store.execute(
             "SELECT payload FROM proposals WHERE id = ?", [proposal_id]
         ).fetchone()

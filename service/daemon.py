@@ -819,6 +819,7 @@ class Runtime:
         with self.lock:
             self.calculator.write_back(now_ms)
         self.write_buffer.flush()
+        self.proposal_log.flush()
         self.save_alerts()
         self.save_calculator()
         self.trainer.close()

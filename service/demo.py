@@ -205,6 +205,7 @@ async def run_with_twin(
     # Store reads (state, calculator restore) in a worker thread: the loop only routes.
     runtime = await asyncio.to_thread(Runtime, site, store, clock, collector, hold_future=True)
     runtime.save_each_job = False  # saved once per chunk below
+    runtime.proposal_log.hold = days is not None  # (fast-forward) proposals too
     runtime.clock_mode = "wall" if days is None else "fast-forward"
 
     async def run_job(name: str, fire_ms: int) -> None:
@@ -298,6 +299,7 @@ def _save_chunk(runtime: Runtime, scheduler: SimScheduler) -> None:
     was stored after its saved cursor and runs the jobs due after the saved fire times)."""
     runtime.ingest()
     runtime.write_buffer.flush()
+    runtime.proposal_log.flush()
     runtime.save_alerts()
     runtime.save_calculator()
     save_schedule(runtime.store, scheduler)

@@ -1,0 +1,60 @@
+"""Prediction of fitted scikit-learn gradient-boosting regressors without per-call input
+checks.
+
+``GradientBoostingRegressor.predict`` validates its input again for the model, its ``init``
+estimator and each step of that estimator (feature names, finiteness, dataframe detection):
+about 0.3 ms per call, most of a proposal's cost when it predicts a few thousand candidate
+rows with six fitted ensembles. The plant models predict only arrays they built themselves
+(:func:`dcpue.optimizer.models.design_matrix`), so :func:`predict` checks the shape once and
+computes what the library computes after its checks: the init estimator's prediction of the
+rows read as float32, plus ``learning_rate`` times each stage's tree, summed by the library's
+own compiled routine (``sklearn.ensemble._gradient_boosting.predict_stages``; where a future
+release lacks it, the checked ``model.predict``). The result equals ``model.predict(X)``
+(tests/optimizer/test_trees.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+try:
+    from sklearn.ensemble._gradient_boosting import predict_stages as _predict_stages
+except ImportError:  # pragma: no cover - a release without it: the checked predict
+    _predict_stages = None
+
+
+def _init_predict(init: object, x32: np.ndarray) -> np.ndarray:
+    """The init estimator's prediction for the float32 rows scikit-learn hands it; a
+    standardised ridge (the plant models' init) is evaluated from its coefficients, in the
+    same float32 then float64 arithmetic as its own ``predict``."""
+    if isinstance(init, Pipeline) and len(init.steps) == 2:
+        scaler, linear = init.steps[0][1], init.steps[1][1]
+        if isinstance(scaler, StandardScaler) and isinstance(linear, Ridge) and np.ndim(
+                linear.coef_) == 1:
+            z = x32.copy()
+            if scaler.mean_ is not None:
+                z -= scaler.mean_.astype(z.dtype)
+            if scaler.scale_ is not None:
+                z /= scaler.scale_.astype(z.dtype)
+            return z @ linear.coef_ + linear.intercept_
+    return np.asarray(init.predict(x32), dtype=np.float64)  # type: ignore[attr-defined]
+
+
+def predict(model: GradientBoostingRegressor, x: np.ndarray) -> np.ndarray:
+    """``model.predict(x)`` for a fitted single-output squared-error regressor and a 2-D
+    float array ``x`` with the model's features as columns."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != model.n_features_in_:
+        raise ValueError(f"expected {model.n_features_in_} feature columns, got shape "
+                         f"{x.shape}")
+    if _predict_stages is None or model.n_trees_per_iteration_ != 1:
+        return np.asarray(model.predict(x), dtype=np.float64)
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    raw = np.zeros(len(x)) if model.init_ == "zero" else _init_predict(model.init_, x32)
+    out = np.ascontiguousarray(raw, dtype=np.float64).reshape(-1, 1)
+    _predict_stages(model.estimators_, x32, model.learning_rate, out)
+    return out[:, 0]
