@@ -101,14 +101,26 @@ class _Ring:
 
     step_ms: int
     size: int
-    amount: np.ndarray
-    measured: np.ndarray
-    known: np.ndarray
+    #: amount, measured ms and known ms per (meter, bucket), stacked: ``amount`` etc. are
+    #: views of it, and a window's three sums are one reduction
+    data: np.ndarray
     head: int = -1  # newest bucket index in use; -1 before any data
 
     @classmethod
     def new(cls, n_meters: int, step_ms: int, size: int) -> _Ring:
-        return cls(step_ms, size, *(np.zeros((n_meters, size)) for _ in range(3)))
+        return cls(step_ms, size, np.zeros((3, n_meters, size)))
+
+    @property
+    def amount(self) -> np.ndarray:
+        return self.data[0]
+
+    @property
+    def measured(self) -> np.ndarray:
+        return self.data[1]
+
+    @property
+    def known(self) -> np.ndarray:
+        return self.data[2]
 
     @property
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,7 +195,9 @@ class _Ring:
         # at most two contiguous runs of the ring: sum views, no copies
         a, b = lo % self.size, (hi - 1) % self.size + 1
         runs = [slice(a, b)] if a < b else [slice(a, self.size), slice(0, b)]
-        sums = [np.asarray(sum(arr[:, r].sum(axis=1) for r in runs)) for arr in self.arrays]
+        sums = np.add.reduce(self.data[:, :, runs[0]], axis=2)
+        if len(runs) > 1:
+            sums += np.add.reduce(self.data[:, :, runs[1]], axis=2)
         return sums[0], sums[1], sums[2]
 
     def powers(self, row: int) -> np.ndarray:
@@ -511,11 +525,13 @@ class RollingCalculator:
         amount, measured, known = w.ring.window(end // w.ring.step_ms,
                                                 w.length_ms // w.ring.step_ms)
         start = end - w.length_ms
+        events = self._events
         energies = {
-            mid: MeterEnergy(mid, float(amount[i]), float(measured[i]) / w.length_ms,
-                             events=events_in(self._events[i], start, end),
-                             known=float(known[i]) / w.length_ms)
-            for i, mid in enumerate(self._ids)
+            mid: MeterEnergy(mid, a, m, events=events_in(events[i], start, end) if events[i]
+                             else (), known=k)
+            for i, (mid, a, m, k) in enumerate(zip(
+                self._ids, amount.tolist(), (measured / w.length_ms).tolist(),
+                (known / w.length_ms).tolist(), strict=True))
         }
         return balance_from_energies(self.topology, energies, start, end,
                                      min_coverage=self.settings.min_coverage)
