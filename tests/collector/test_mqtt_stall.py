@@ -12,8 +12,9 @@ import json
 import random
 
 import pytest
-from dcpue.collector.mqtt import receive_maximum
+from dcpue.collector.mqtt import BrokerConnection, MqttSource, receive_maximum
 from dcpue.collector.mqtt_wire import V5, V311, PacketReader, varint
+from dcpue.collector.pipeline import Pipeline
 from dcpue.collector.service import Collector
 from dcpue.core.store import Store
 
@@ -146,3 +147,26 @@ async def test_messages_left_unacknowledged_are_flushed_and_the_connection_renew
         assert collector.stats().duplicates == 0  # acknowledged by the flush: no redelivery
         assert source.stats.stalls == 1
     assert stored(store) == {**once(stream(0, 2)[:5]), ("oat", "temperature", 1704153600000): [3.5]}
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_the_acker_ends_when_cancelled_just_as_a_batch_is_due(turns):
+    """The stall of bench/ingest.py: Python 3.11's ``asyncio.wait_for`` returns the inner
+    result when a cancellation arrives just after it completed (CPython gh-86296). The acker
+    waited that way for "a batch is due", so a connection that ended just after a burst left
+    it running: the session's clean-up awaited it forever, never reconnected, and the drain
+    stopped short with the broker holding the rest. Cancelled 0-3 loop turns after the batch
+    became due, the acker ends (no broker needed: nothing is sent on an unconnected
+    connection)."""
+    store = Store()
+    source = MqttSource(collector_site(1), Pipeline(store))
+    conn = BrokerConnection(V5, lambda *_: None)
+    due = asyncio.Event()
+    task = asyncio.create_task(source._ack_loop(conn, due))
+    await asyncio.sleep(0.01)  # the acker waits for the batch
+    due.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait([task], timeout=2)
+    assert task.cancelled()
