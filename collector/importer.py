@@ -46,6 +46,8 @@ from dcpue.core.store import DeadLetter, Store
 SOURCE = "import"
 #: Values (long rows, or wide rows x meter columns) read, validated and written per step.
 CHUNK_ROWS = 200_000
+#: Columns of text (every other column holds numbers).
+_TEXT = frozenset({"ts", "meter", "quantity", "unit"})
 _WIDE_HEADER = re.compile(r"^(?P<meter>[^\[\]]+?)\s*(?:\[(?P<unit>[^\[\]]+)\])?$")
 
 
@@ -130,14 +132,19 @@ class CsvImporter:
                 )
 
     def _fields(self, block: list[list[str]], first_line: int) -> list[list[str]]:
-        """The block's columns (stripped text, "" for a missing trailing field)."""
+        """The block's columns ("" for a missing trailing field); text columns stripped
+        (numbers need not be: ``float`` ignores surrounding blanks)."""
         width = len(self.columns or [])
         for i, row in enumerate(block):
             if len(row) > width:
                 raise ValueError(f"{self.path}:{first_line + i}: {len(row)} fields, the header "
                                  f"has {width}")
         padded = (row if len(row) == width else row + [""] * (width - len(row)) for row in block)
-        return [[v.strip() for v in column] for column in zip(*padded, strict=True)]
+        columns = [list(column) for column in zip(*padded, strict=True)]
+        for k, name in enumerate(self.columns or []):
+            if name in _TEXT:
+                columns[k] = [v.strip() for v in columns[k]]
+        return columns
 
     def _chunk(
         self, block: list[list[str]], first_line: int
@@ -210,23 +217,27 @@ class CsvImporter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """int64 ms per row (the live decoder's :func:`parse_timestamp`: a number is an epoch,
         text ISO 8601) and a mask of the rows whose time could be read."""
-        ts = np.zeros(len(text), dtype=np.int64)
-        ok = np.ones(len(text), dtype=bool)
-        first_line = int(lines[0]) if len(lines) else 2
         origin = str(self.path)
-        for row, raw in enumerate(text):
+        parsed: dict[str, int | Rejected] = {}
+        for raw in dict.fromkeys(text):  # each distinct text once (a long CSV repeats them)
             try:
                 try:
                     number = float(raw)
                 except ValueError:
-                    ts[row] = parse_timestamp(raw, self.local, origin)
+                    parsed[raw] = parse_timestamp(raw, self.local, origin)
                 else:
-                    ts[row] = parse_timestamp(
+                    parsed[raw] = parse_timestamp(
                         int(number) if number.is_integer() else number, self.local, origin)
-            except (Rejected, OverflowError) as exc:
-                ok[row] = False
-                reason = exc if isinstance(exc, Rejected) else Rejected("bad_timestamp", raw)
-                letters.append(self._letter(int(lines[row]), reason, block, first_line))
+            except Rejected as exc:
+                parsed[raw] = exc
+            except OverflowError:
+                parsed[raw] = Rejected("bad_timestamp", raw)
+        got = [parsed[raw] for raw in text]
+        ok = np.fromiter((type(t) is int for t in got), dtype=bool, count=len(got))
+        ts = np.fromiter((t if type(t) is int else 0 for t in got), np.int64, len(got))
+        first_line = int(lines[0]) if len(lines) else 2
+        for row in np.flatnonzero(~ok).tolist():
+            letters.append(self._letter(int(lines[row]), got[row], block, first_line))
         return ts, ok
 
     def _letter(
@@ -252,7 +263,7 @@ def _numbers(text: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pass
     value = np.full(n, np.nan)
     for i, cell in enumerate(text):
-        if not cell:
+        if not cell.strip():
             empty[i] = True
             continue
         try:
