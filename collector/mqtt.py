@@ -314,7 +314,16 @@ class MqttSource:
         qos: list[int], ids: list[int], received_ms: int, due: asyncio.Event,
     ) -> None:
         """Decode at once; remember the packet ids for the acknowledgement after commit."""
-        self.receive(topics, payloads, received_ms)
+        try:
+            self.receive(topics, payloads, received_ms)
+        except Exception as exc:  # a bug past the decoders' guards: dead letters, not a
+            # closed connection whose redelivery fails again forever
+            log.exception("mqtt: cannot handle %d messages; dead-lettered", len(payloads))
+            self.pipeline.reject_many(
+                DeadLetter(received_ms, "mqtt", topic.decode("utf-8", "replace"),
+                           "internal_error", repr(exc)[:500], payload)
+                for topic, payload in zip(topics, payloads, strict=True)
+            )
         if qos.count(1) == len(qos):
             conn.unacked += ids
         else:

@@ -188,3 +188,31 @@ async def test_a_connection_lost_while_messages_wait_for_acknowledgement_resumes
         await wait_until(lambda: store.count() == 3000, "every reading", 60)
         assert collector.stats().readings_in > 3000  # redelivered after the restart
     assert stored(store) == once(stream(0, 750))
+
+
+async def test_a_handler_bug_dead_letters_the_messages_instead_of_a_redelivery_loop(mosquitto):
+    """A decoder that raises past its own guard (injected): had the exception reached the
+    transport, the connection would close and every redelivery fail again. The messages are
+    dead letters ``internal_error``, acknowledged; the connection stays and the next message,
+    once the decoder works, is stored."""
+    site = collector_site(mosquitto.port)
+    store = Store()
+    collector = Collector(site, store)
+    decoder = collector.mqtt.routes[0][1]
+    real = decoder.decode_many
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected decoder bug")
+
+    decoder.decode_many = broken
+    async with collector:
+        await wait_until(lambda: collector.stats().mqtt_connected, "connection")
+        await publish_raw(mosquitto.port, one_reading_messages(3))
+        await wait_until(lambda: collector.stats().dead_letters.get("internal_error") == 3,
+                         "three dead letters")
+        decoder.decode_many = real
+        await publish_raw(mosquitto.port, [("dcpue/test-site/batch",
+                                            b'{"oat": 3.5, "ts": 1704153600000}')])
+        await wait_until(lambda: store.count() == 1, "the next message")
+        assert collector.mqtt.stats.connects == 1 and collector.stats().mqtt_messages == 4
+    assert store.dead_letter_counts() == {"internal_error": 3}
