@@ -11,7 +11,7 @@
 With ``--burn N``, N CPU burners (``python -c 'while 1: pass'``) run beside sections 1 and 2:
 the latency of a loaded machine.
 
-Usage: ``python bench/daemon.py [--days 4] [--sizes 1,30] [--burn 1] [--rate 10]``.
+Usage: ``python bench/daemon.py [--days 10] [--sizes 1,30] [--burn 1] [--rate 10]``.
 """
 
 from __future__ import annotations
@@ -51,23 +51,28 @@ def dcpue(*argv: str) -> list[str]:
     return [sys.executable, "-m", "dcpue", *argv]
 
 
-def latencies(urls: list[str], busy: subprocess.Popen, rate: float) -> list[list[float]]:
+def latencies(urls: list[str], daemon: str, rate: float) -> tuple[list[list[float]], float]:
     """Wall times (s) of sequential GETs of ``urls`` in turn, ``rate`` turns per second at
-    most, while ``busy`` runs (paced: a tight loop would load the daemon by its own speed)."""
+    most, until the daemon's fast-forward has finished (paced: a tight loop would load the
+    daemon by its own speed); with the moment (``perf_counter``) it was seen finished."""
     out: list[list[float]] = [[] for _ in urls]
     with httpx.Client(timeout=60) as client:
         next_turn = time.perf_counter()
-        while busy.poll() is None:
+        while True:
             for i, url in enumerate(urls):
                 t0 = time.perf_counter()
-                try:
-                    client.get(url).raise_for_status()
-                except httpx.TransportError:
-                    return out  # the daemon finished meanwhile
+                client.get(url).raise_for_status()
                 out[i].append(time.perf_counter() - t0)
+            if client.get(f"{daemon}/healthz").json()["clock"] == "stopped":
+                return out, time.perf_counter()
             next_turn += 1.0 / rate
             time.sleep(max(0.0, next_turn - time.perf_counter()))
-    return out
+
+
+def counter(metrics_text: str, name: str) -> float:
+    """A single-valued counter of a Prometheus text page."""
+    return next(float(ln.split()[-1]) for ln in metrics_text.splitlines()
+                if ln.startswith(f"{name} "))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -132,23 +137,34 @@ def _fast_forward(tmp: Path, days: float, rate: float) -> None:
     hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)])
     store = tmp / "ff.duckdb"
     cpu0, t0 = children_cpu_s(), time.perf_counter()
-    proc = subprocess.Popen(dcpue("run", "--fast-forward", str(days), "--port", "0", "--store",
-                                  str(store), "--log-level", "WARNING"),
+    proc = subprocess.Popen(dcpue("run", "--fast-forward", str(days), "--serve", "--port", "0",
+                                  "--store", str(store), "--log-level", "WARNING"),
                             stdout=subprocess.DEVNULL)
     try:
         url = daemon_url(store, proc)
+        t_up = time.perf_counter()
         wait_url(f"http://127.0.0.1:{hello_port}/", hello)
-        api, health, base = latencies(
-            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], proc, rate)
+        (api, health, base), t_end = latencies(
+            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], url, rate)
+        page = httpx.get(f"{url}/metrics").text
+        fits, fit_cpu = counter(page, "dcpue_model_fits_total"), counter(
+            page, "dcpue_model_fit_cpu_seconds_total")
+        proc.terminate()
         proc.wait()
     finally:
         hello.terminate()
         hello.wait()
-    ff_wall, ff_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
+        if proc.poll() is None:
+            proc.kill()
+    # the fits' CPU is the trainer worker's, a grandchild this process cannot reap: counted
+    # by the daemon itself
+    ff_wall, ff_cpu = t_end - t0, children_cpu_s() - cpu0 + fit_cpu
     print(f"1. fast-forward of the bundled site, {days:g} simulated days "
           f"(load {os.getloadavg()[0]:.1f} at its end)")
     print(f"   dcpue run --fast-forward   {days / ff_wall * 60:7.1f} days/min wall "
-          f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute)")
+          f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute; "
+          f"{days / (t_end - t_up) * 60:.1f} days/min from the API up, {t_up - t0:.1f} s "
+          f"start-up; {fits:g} model fits, {fit_cpu:.1f} s CPU in the trainer's process)")
     print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
           f"({sim_wall:6.1f} s, {days / sim_cpu * 60:6.1f} days per CPU minute)")
     print(f"2. latency during that fast-forward (sequential GETs, at most {rate:g} turns/s, "
@@ -207,7 +223,7 @@ def minute_cost(tmp: Path, sizes: list[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=float, default=4.0)
+    parser.add_argument("--days", type=float, default=10.0)
     parser.add_argument("--sizes", default="1,30", help="store sizes of section 3 (days); "
                         "'' skips it")
     parser.add_argument("--burn", type=int, default=0,

@@ -10,11 +10,13 @@ time steps in seconds.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from dcpue.config.base import Section
 from dcpue.config.collector import TlsSettings
+from dcpue.config.topology import Meter, MeterRole
 from pydantic import Field, model_validator
 
 
@@ -29,24 +31,60 @@ class ModbusTarget(Section):
     signed: bool = False
 
 
+class Target(Section):
+    """One write-back target: a JSON command on ``topic`` (``transport = "mqtt"``) or one
+    holding register ``modbus`` (``transport = "modbus"``). An instance's ``transport`` left
+    unset is its setpoint type's."""
+
+    transport: Literal["mqtt", "modbus"] | None = None
+    topic: str = ""
+    modbus: ModbusTarget | None = None
+
+    def problem(self) -> str | None:
+        """Why this target cannot take a write (None: it can)."""
+        if self.transport == "mqtt" and not self.topic:
+            return "write-back over mqtt needs a command topic"
+        if self.transport == "mqtt" and ("+" in self.topic or "#" in self.topic):
+            return f"command topic {self.topic!r} has an MQTT wildcard"
+        if self.transport == "modbus" and self.modbus is None:
+            return "write-back over modbus needs a [modbus] register block"
+        return None
+
+
 class Writeback(Section):
     """How an accepted proposal reaches the device; off unless ``enabled = true``.
 
     ``transport = "mqtt"`` publishes a JSON command on ``topic`` (broker: ``[optimizer.mqtt]``);
-    ``transport = "modbus"`` writes one holding register described by ``modbus``.
+    ``transport = "modbus"`` writes one holding register described by ``modbus``. A setpoint
+    type with one setpoint meter per instance (one supply air per air handler) gives each
+    instance its own target under ``instances.<setpoint meter id>``; the type-level ``topic``
+    and ``modbus`` are then not used. Without ``instances`` the type's one target takes the
+    instances' mean (logged, and a ``check-config`` warning).
     """
 
     enabled: bool = False
     transport: Literal["mqtt", "modbus"] = "mqtt"
     topic: str = ""
     modbus: ModbusTarget | None = None
+    instances: dict[str, Target] = Field(default_factory=dict)
+
+    def targets(self) -> dict[str | None, Target]:
+        """Resolved targets: ``{None: the type's one target}`` without ``instances``, else one
+        per instance meter id (each ``transport`` defaulted to the type's)."""
+        if not self.instances:
+            return {None: Target(transport=self.transport, topic=self.topic, modbus=self.modbus)}
+        return {meter: t.model_copy(update={"transport": t.transport or self.transport})
+                for meter, t in self.instances.items()}
 
     @model_validator(mode="after")
     def _target(self) -> Writeback:
-        if self.enabled and self.transport == "mqtt" and not self.topic:
-            raise ValueError("write-back over mqtt needs a command topic")
-        if self.enabled and self.transport == "modbus" and self.modbus is None:
-            raise ValueError("write-back over modbus needs a [modbus] register block")
+        if self.instances and (self.topic or self.modbus is not None):
+            raise ValueError("with per-instance targets (instances) the type-level topic/modbus "
+                             "would never be written: move it under instances.<meter id>")
+        for meter, target in self.targets().items() if self.enabled else ():
+            why = target.problem()
+            if why is not None:
+                raise ValueError(why if meter is None else f"instances.{meter}: {why}")
         return self
 
 
@@ -93,6 +131,31 @@ class SetpointSettings(Section):
         if not self.running_units.integer:
             raise ValueError("running_units needs integer = true (units run or do not)")
         return self
+
+    @model_validator(mode="after")
+    def _distinct_targets(self) -> SetpointSettings:
+        """Two write-back targets on one holding register or one command topic would
+        overwrite each other's value: refused."""
+        seen: dict[tuple[object, ...], str] = {}
+        for where, target in self.targets():
+            if target.transport == "modbus" and target.modbus is not None:
+                m = target.modbus
+                what: tuple[object, ...] = ("register", m.host, m.port, m.device_id, m.address)
+                said = f"holding register {m.address} of device {m.device_id} at {m.host}:{m.port}"
+            elif target.transport == "mqtt" and target.topic:
+                what, said = ("topic", target.topic), f"command topic {target.topic!r}"
+            else:
+                continue
+            if what in seen:
+                raise ValueError(f"{seen[what]} and {where} write-back both use {said}")
+            seen[what] = where
+        return self
+
+    def targets(self) -> list[tuple[str, Target]]:
+        """(where, target) of every write-back target, enabled or not."""
+        return [(name if meter is None else f"{name}.writeback.instances.{meter}", target)
+                for name in type(self).model_fields
+                for meter, target in getattr(self, name).writeback.targets().items()]
 
 
 class MqttBroker(Section):
@@ -167,3 +230,42 @@ class OptimizerSettings(Section):
     setpoints: SetpointSettings = SetpointSettings()
     mqtt: MqttBroker = MqttBroker()
     mv: MvSettings = MvSettings()
+
+
+def writeback_problems(
+    setpoints: SetpointSettings, meters: Sequence[Meter]
+) -> list[tuple[str, str, bool]]:
+    """Findings ``(where, reason, warning)`` on write-back instances against the site's
+    setpoint meters. Errors: an ``instances`` key that is not a setpoint meter of its type.
+    Warnings (write-back enabled): a type metered by several instances with one target (it
+    takes their mean), and instances metered but given no target (not written)."""
+    ids: dict[str, list[str]] = {}
+    for m in meters:
+        if m.role is MeterRole.SETPOINT and m.setpoint is not None:
+            ids.setdefault(m.setpoint.value, []).append(m.id)
+    of = {mid: name for name, group in ids.items() for mid in group}
+    out = []
+    for name in type(setpoints).model_fields:
+        wb: Writeback = getattr(setpoints, name).writeback
+        where = f"optimizer.setpoints.{name}.writeback"
+        metered = ids.get(name, [])
+        for meter in wb.instances:
+            if meter in metered:
+                continue
+            why = (f"meter {meter!r} is a {of[meter]} setpoint, not {name}" if meter in of
+                   else f"no setpoint meter {meter!r}")
+            known = ", ".join(metered) or "none"
+            out.append((f"{where}.instances.{meter}",
+                        f"{why} (setpoint meters of {name}: {known})", False))
+        if not wb.enabled or len(metered) < 2:
+            continue
+        if not wb.instances:
+            out.append((where, f"{name} has {len(metered)} instances ({', '.join(metered)}) "
+                        "and one write-back target: it is written their mean; declare "
+                        "instances.<meter id> to write each its own value", True))
+            continue
+        missing = [m for m in metered if m not in wb.instances]
+        if missing:
+            out.append((f"{where}.instances", f"no write-back target for {', '.join(missing)}: "
+                        "their proposed values are not written", True))
+    return out

@@ -22,7 +22,7 @@ from dcpue.config.calculator import CalculatorSettings
 from dcpue.config.carbon import CarbonSettings, GridFactor
 from dcpue.config.collector import CollectorSettings
 from dcpue.config.modbus import REGISTER_WIDTH
-from dcpue.config.optimizer import OptimizerSettings
+from dcpue.config.optimizer import OptimizerSettings, writeback_problems
 from dcpue.config.service import METER_FIGURE, ServiceSettings
 from dcpue.config.topology import ENERGY_ROLES, Meter, MeterKind, MeterRole
 from dcpue.config.twin import TwinSettings
@@ -130,6 +130,14 @@ class Site(Section):
                     f"service.alerts.thresholds[{rule.name}].figure names unknown meter "
                     f"{meter!r}{hint}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _writeback_instances(self) -> Site:
+        errors = [f"{where}: {why}" for where, why, warning
+                  in writeback_problems(self.optimizer.setpoints, self.meters) if not warning]
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
     @cached_property
@@ -267,7 +275,8 @@ def site_problems(site: Site) -> list[Problem]:
     metered at several Green Grid categories without ``calculator.it_category``; a figure
     (threshold, drift, ``current_figure``) on a window the calculator does not compute; no
     grid_import meter (total facility energy unknown). Warnings: overlapping Modbus registers,
-    a meter fed by two sources, an energy counter without ``max_power_kw``.
+    a meter fed by two sources, an energy counter without ``max_power_kw``, write-back of a
+    setpoint with several instances to one target or with instances left without a target.
     """
     out: list[Problem] = []
     ids = [m.id for m in site.meters]
@@ -330,6 +339,8 @@ def site_problems(site: Site) -> list[Problem]:
                                f"(calculator.windows = {', '.join(windows)})",
                                near(figure, [f"{name or figure}.{w}" for w in windows])))
 
+    out += [Problem(where, why, warning=True) for where, why, warning
+            in writeback_problems(site.optimizer.setpoints, site.meters) if warning]
     unbounded = [m.id for m in site.meters if m.kind is MeterKind.COUNTER
                  and m.role in ENERGY_ROLES and m.max_power_kw is None]
     if unbounded:

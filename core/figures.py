@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from dcpue.core.readings import ms_to_datetime
+
+
+class LazyInputs(Sequence["Figure"]):
+    """A figure's inputs, built on first use: the audit trail of a figure that nobody expands
+    (the daemon computes every window's figures each minute; only the API and reports expand
+    them) costs nothing. Behaves as the tuple it builds; pickles as that tuple."""
+
+    __slots__ = ("_items", "_make")
+
+    def __init__(self, make: Callable[[], Sequence[Figure]]) -> None:
+        self._make: Callable[[], Sequence[Figure]] | None = make
+        self._items: tuple[Figure, ...] | None = None
+
+    def _resolved(self) -> tuple[Figure, ...]:
+        if self._items is None:
+            assert self._make is not None
+            self._items, self._make = tuple(self._make()), None
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> Figure: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Figure, ...]: ...
+    def __getitem__(self, index: int | slice) -> Figure | tuple[Figure, ...]:
+        return self._resolved()[index]
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+    def __iter__(self) -> Iterator[Figure]:
+        return iter(self._resolved())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self._resolved() == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._resolved())
+
+    def __repr__(self) -> str:
+        return repr(self._resolved())
+
+    def __reduce__(self) -> tuple[type, tuple[tuple[Figure, ...]]]:
+        return tuple, (self._resolved(),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,8 +57,8 @@ class Figure:
     """A reported number, its unit and how it was obtained.
 
     ``value`` is None when the window's coverage is below the configured threshold
-    ("insufficient data"). ``inputs`` are the figures (or meter energies) it was computed from;
-    ``factor`` and ``factor_source`` record an emission or conversion factor where one was used.
+    ("insufficient data"). ``inputs`` are the figures (or meter energies) it was computed from
+    (a tuple, or :class:`LazyInputs` built when first read); ``factor`` and ``factor_source`` record an emission or conversion factor where one was used.
     """
 
     name: str
@@ -25,7 +69,7 @@ class Figure:
     end_ms: int | None = None
     coverage: float | None = None
     meters: tuple[str, ...] = ()
-    inputs: tuple[Figure, ...] = ()
+    inputs: Sequence[Figure] = ()
     factor: float | None = None
     factor_unit: str | None = None
     factor_source: str | None = None

@@ -201,16 +201,16 @@ class EnergyBalance:
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
-        return self._group(names)[1]
+        return self.group_summary(names)[1]
 
     def group_meters(self, *names: str) -> tuple[str, ...]:
-        return self._group(names)[0]
+        return self.group_summary(names)[0]
 
     def quality(self, *names: str) -> str:
         """The data-quality errors of the meters in ``names`` groups ('' when none)."""
-        return self._group(names)[2]
+        return self.group_summary(names)[2]
 
-    def _group(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], float, str]:
+    def group_summary(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], float, str]:
         """Meters, lowest coverage and data-quality errors of ``names`` groups, worked out
         once per balance (its figures ask for the same few group sets again and again)."""
         hit = self._groups_seen.get(names)
@@ -234,7 +234,7 @@ class EnergyBalance:
     def _figures(self) -> dict[str, Figure]:
         def fig(name: str, value: float, groups: tuple[str, ...], formula: str,
                 inputs: tuple[Figure, ...] = (), unit_: str = "kWh") -> Figure:
-            meters, coverage, cause = self._group(groups)
+            meters, coverage, cause = self.group_summary(groups)
             return Figure(
                 name, None if cause else value, unit_, formula, self.start_ms, self.end_ms,
                 coverage, meters, inputs,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dcpue.config.instruments import purchased_green_kwh
 from dcpue.config.site import Site
-from dcpue.core.figures import Figure
+from dcpue.core.figures import Figure, LazyInputs
 from dcpue.metrics.balance import DATA_QUALITY_ERROR, FACILITY_GROUPS, EnergyBalance
 from dcpue.metrics.provenance import LEDGER_NOTE, Origin, has_battery, with_origin
 
@@ -45,15 +45,17 @@ def _ratio(
     denominator: float,
     formula: str,
     groups: tuple[str, ...],
-    inputs: tuple[Figure, ...],
+    inputs: tuple[str, ...],
     min_coverage: float,
     scale: float = 1.0,
     factor: float | None = None,
     factor_source: str | None = None,
+    extra_inputs: tuple[Figure, ...] = (),
 ) -> Figure:
-    coverage = b.group_coverage(*groups)
+    """The figure ``scale x numerator / denominator`` over ``groups``; ``inputs`` names the
+    balance figures it is computed from (its audit trail, built only when read)."""
+    meters, coverage, cause = b.group_summary(groups)
     note = ""
-    cause = b.quality(*groups)
     if not cause and {"it", "grid_import"} <= set(groups) and b.facility_kwh < b.it_kwh:
         cause = (f"facility energy {b.facility_kwh:,.6g} kWh is below IT energy "
                  f"{b.it_kwh:,.6g} kWh (PUE < 1): a meter or the boundary is wrong")
@@ -65,8 +67,9 @@ def _ratio(
         note = "denominator is zero: nothing measured"
     value = None if note else scale * numerator / denominator
     return Figure(
-        name, value, unit, formula, b.start_ms, b.end_ms, coverage, b.group_meters(*groups),
-        inputs, factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
+        name, value, unit, formula, b.start_ms, b.end_ms, coverage, meters,
+        LazyInputs(lambda: tuple(b.figures()[k] for k in inputs) + extra_inputs),
+        factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
         factor_source=factor_source, note=note,
         extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause else {},
     )
@@ -74,39 +77,35 @@ def _ratio(
 
 def pue(b: EnergyBalance, min_coverage: float) -> Figure:
     """Power usage effectiveness = facility / IT energy."""
-    f = b.figures()
     return _ratio(b, "pue", "1", b.facility_kwh, b.it_kwh, "facility / it",
-                  (*FACILITY_GROUPS, "it"), (f["facility"], f["it"]), min_coverage)
+                  (*FACILITY_GROUPS, "it"), ("facility", "it"), min_coverage)
 
 
 def dcie(b: EnergyBalance, min_coverage: float) -> Figure:
     """Data-center infrastructure efficiency = IT / facility energy, in percent."""
-    f = b.figures()
     return _ratio(b, "dcie", "%", b.it_kwh, b.facility_kwh, "it / facility x 100",
-                  (*FACILITY_GROUPS, "it"), (f["it"], f["facility"]), min_coverage, 100.0)
+                  (*FACILITY_GROUPS, "it"), ("it", "facility"), min_coverage, 100.0)
 
 
 def ppue(b: EnergyBalance, subsystem: str, min_coverage: float) -> Figure | None:
     """Partial PUE of ``cooling`` or ``power_loss``; None when the site has no such meters."""
     if not b.groups.get(subsystem):
         return None
-    f = b.figures()
     name = {"cooling": "ppue_cooling", "power_loss": "ppue_power"}[subsystem]
     return _ratio(b, name, "1", b.it_kwh + getattr(b, f"{subsystem}_kwh"), b.it_kwh,
-                  f"(it + {subsystem}) / it", ("it", subsystem), (f["it"], f[subsystem]),
+                  f"(it + {subsystem}) / it", ("it", subsystem), ("it", subsystem),
                   min_coverage)
 
 
 def cue(b: EnergyBalance, factor_kg_per_kwh: float, factor_source: str,
         min_coverage: float) -> Figure:
     """Carbon usage effectiveness in kgCO2/kWh IT (location-based grid factor in kg/kWh)."""
-    f = b.figures()
     assert b.pv_inside_kwh is not None
     grid_kwh = max(b.facility_kwh - b.pv_inside_kwh, 0.0)
     return _ratio(
         b, "cue", "kgCO2/kWh", factor_kg_per_kwh * grid_kwh, b.it_kwh,
         "factor x (facility - pv_inside) / it", (*FACILITY_GROUPS, "it"),
-        (f["facility"], f["pv_inside"], f["it"]), min_coverage,
+        ("facility", "pv_inside", "it"), min_coverage,
         factor=factor_kg_per_kwh, factor_source=factor_source,
     )
 
@@ -114,24 +113,20 @@ def cue(b: EnergyBalance, factor_kg_per_kwh: float, factor_source: str,
 def ref(b: EnergyBalance, min_coverage: float, purchased_green_kwh: float = 0.0) -> Figure:
     """Renewable energy factor = (PV consumed inside the boundary + purchased green power) /
     facility; ``purchased_green_kwh`` is capped at the grid electricity used inside."""
-    f = b.figures()
     assert b.pv_inside_kwh is not None
-    inputs = (f["pv_inside"], f["facility"])
     green = min(purchased_green_kwh, b.grid_inside_kwh)
-    if purchased_green_kwh:
-        inputs += (Figure("purchased_green", green, "kWh",
-                          note="contractual green power allocated to the window, capped at "
-                          "the grid electricity used inside the boundary"),)
+    extra = (Figure("purchased_green", green, "kWh",
+                    note="contractual green power allocated to the window, capped at the grid "
+                    "electricity used inside the boundary"),) if purchased_green_kwh else ()
     return _ratio(b, "ref", "1", b.pv_inside_kwh + green, b.facility_kwh,
-                  "(pv_inside + purchased_green) / facility", FACILITY_GROUPS, inputs,
-                  min_coverage)
+                  "(pv_inside + purchased_green) / facility", FACILITY_GROUPS,
+                  ("pv_inside", "facility"), min_coverage, extra_inputs=extra)
 
 
 def erf(b: EnergyBalance, min_coverage: float) -> Figure:
     """Energy reuse factor = reused energy / facility (0 when no heat reuse is metered)."""
-    f = b.figures()
     return _ratio(b, "erf", "1", b.reused_heat_kwh, b.facility_kwh, "reused_heat / facility",
-                  (*FACILITY_GROUPS, "reused_heat"), (f["reused_heat"], f["facility"]),
+                  (*FACILITY_GROUPS, "reused_heat"), ("reused_heat", "facility"),
                   min_coverage)
 
 
@@ -139,9 +134,8 @@ def wue(b: EnergyBalance, min_coverage: float) -> Figure | None:
     """Water usage effectiveness in L/kWh IT; None when the site has no water meters."""
     if not b.groups.get("water"):
         return None
-    f = b.figures()
     return _ratio(b, "wue", "L/kWh", b.water_m3, b.it_kwh, "water x 1000 / it",
-                  ("water", "it"), (f["water"], f["it"]), min_coverage, LITRES_PER_M3)
+                  ("water", "it"), ("water", "it"), min_coverage, LITRES_PER_M3)
 
 
 def indicators(

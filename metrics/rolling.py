@@ -77,7 +77,12 @@ from dcpue.metrics.energy import (
 )
 from dcpue.metrics.events import record_events, replacements
 from dcpue.metrics.indicators import site_indicators
-from dcpue.metrics.provenance import Origin, stored_origin, stored_window_origins
+from dcpue.metrics.provenance import (
+    Origin,
+    has_battery,
+    stored_origin,
+    stored_window_origins,
+)
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -532,8 +537,9 @@ class RollingCalculator:
         """Where the window's facility energy came from (battery provenance, hourly factors;
         :func:`dcpue.metrics.provenance.stored_origin`, read from the store), or None without
         a store, a battery or hourly factors."""
-        if self._source is None:
-            return None
+        if self._source is None or not (has_battery(self.topology)
+                                        or self.site.carbon.hourly_factors_csv is not None):
+            return None  # the window's origin is its own balance
         return stored_origin(self.site, self._source, balance.start_ms, balance.end_ms,
                              site_hourly_factors(self.site))
 

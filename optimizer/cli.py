@@ -14,11 +14,16 @@ if TYPE_CHECKING:  # scikit-learn, pandas and DuckDB load inside the commands
 
 
 def _setpoint(text: str) -> str:
+    """A setpoint name, or ``<name>@<setpoint meter id>`` for one instance (the meter is
+    checked against the site by the command)."""
     from dcpue.config import SetpointName
 
     names = [n.value for n in SetpointName]
-    if text not in names:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)})")
+    name, at, meter = text.partition("@")
+    if name not in names or (at and not meter):
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(names)}, or NAME@METER_ID for "
+            "one instance)")
     return text
 
 
@@ -67,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("override", help="operator override of a setpoint (always wins)")
     _site_args(p)
     p.add_argument("setpoint", nargs="?", type=_setpoint, metavar="SETPOINT",
-                   help="chw_supply_c, ... (see [optimizer] setpoints)")
+                   help="supply_air_temperature, ... (see [optimizer] setpoints), or "
+                        "NAME@METER_ID for one instance, e.g. supply_air_temperature@ahu-1")
     p.add_argument("value", nargs="?", help="a value to hold, 'hold' (keep as is) or 'clear'")
     p.add_argument("--note", default="", help="why (kept with the override)")
     p.set_defaults(func=_override)
@@ -161,7 +167,7 @@ def _propose(args: argparse.Namespace) -> int:
         except FrameError as exc:
             print(f"dcpue optimize propose: {exc}")
             return 1
-        fixed = Overrides(store).fixed_values(state.setpoints)
+        fixed = Overrides(store).fixed_values(state.setpoints, state.instances)
         proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
         ProposalLog(store).save(proposal)
     if args.publish:
@@ -172,7 +178,7 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _proposals(args: argparse.Namespace) -> int:
-    from dcpue.optimizer.propose import ProposalLog, describe
+    from dcpue.optimizer.proposals import ProposalLog, describe  # light: no scikit-learn
 
     _, store = _open(args)
     with store:
@@ -201,15 +207,15 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"dcpue optimize apply: refused: {exc}")
             return 1
     for w in writes:
-        print(f"{w.setpoint.value} = {w.value:g} ({w.source})")
+        print(f"{w.key} = {w.value:g} ({w.source})")
     print(f"proposal {proposal.id}: {'applied' if writes else 'accepted (no write-back enabled)'}")
     return 0
 
 
 def _override(args: argparse.Namespace) -> int:
-    from dcpue.config import SetpointName
+    from dcpue.config import MeterRole
     from dcpue.optimizer.propose import setpoint_bounds
-    from dcpue.optimizer.writeback import Overrides, WritebackRefused
+    from dcpue.optimizer.writeback import Overrides, WritebackRefused, split_key
 
     site, store = _open(args)
     with store:
@@ -217,19 +223,29 @@ def _override(args: argparse.Namespace) -> int:
         if args.setpoint is None:
             for o in overrides.all().values():
                 held = "hold" if o.value is None else f"{o.value:g}"
-                print(f"{o.setpoint.value} = {held} {o.note}".rstrip())
+                print(f"{o.key} = {held} {o.note}".rstrip())
             return 0
-        name = SetpointName(args.setpoint)
+        key = args.setpoint
         if args.value in (None, "clear"):
-            print(f"{name.value}: override {'cleared' if overrides.clear(name) else 'not set'}")
+            print(f"{key}: override {'cleared' if overrides.clear(key) else 'not set'}")
             return 0
+        name, instance = split_key(key)
+        metered = [m.id for m in site.meters_with(MeterRole.SETPOINT) if m.setpoint is name]
+        if instance is not None and instance not in metered:
+            print(f"dcpue optimize override: {instance!r} is not a setpoint meter of {name.value}"
+                  f" (its setpoint meters: {', '.join(metered) or 'none'})")
+            return 1
+        if instance is not None and len(metered) < 2:  # one instance is the type's one lever
+            print(f"dcpue optimize override: {name.value} has one setpoint meter: override "
+                  f"{name.value} itself")
+            return 1
         try:
             value = None if args.value == "hold" else float(args.value)
-            overrides.set(name, value, setpoint_bounds(site.optimizer)[name.value], args.note)
+            overrides.set(key, value, setpoint_bounds(site.optimizer)[name.value], args.note)
         except (ValueError, WritebackRefused) as exc:
             print(f"dcpue optimize override: {exc}")
             return 1
-    print(f"{name.value}: override {args.value}")
+    print(f"{key}: override {args.value}")
     return 0
 
 

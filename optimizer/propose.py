@@ -21,14 +21,12 @@ into its hard bounds, so even a deliberately wrong model cannot push a setpoint 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from math import erf, sqrt
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import numpy as np
@@ -43,13 +41,12 @@ from dcpue.optimizer.frames import (
     build_frame,
 )
 from dcpue.optimizer.models import PlantPredictor
+from dcpue.optimizer.proposals import STATUSES as STATUSES
+from dcpue.optimizer.proposals import Proposal
+from dcpue.optimizer.proposals import ProposalLog as ProposalLog
+from dcpue.optimizer.proposals import describe as describe
 
 log = logging.getLogger(__name__)
-
-#: Proposal status values: ``proposed`` (a change), ``keep`` (no change), ``accepted`` and
-#: ``applied`` (written back to devices), ``rejected``.
-STATUSES = ("proposed", "keep", "accepted", "applied", "rejected")
-
 
 @dataclass(frozen=True, slots=True)
 class PlantState:
@@ -64,52 +61,6 @@ class PlantState:
     setpoints: dict[SetpointName, float]
     rack_inlet_c: float | None = None
     instances: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """A setpoint proposal and why.
-
-    Power figures are the objective in kW: total facility power (IT included, with IT power
-    predicted per candidate when the model learned how it responds to inlet temperature;
-    ``current_it_kw``/``proposed_it_kw``), or cooling + IT power for ``target = "cooling"``;
-    PUE is never the objective. ``saving_pct`` is relative to the predicted current power. ``confidence`` is the
-    probability that the saving is positive, assuming independent normal prediction errors with
-    the model's cross-validated RMSE: ``Phi(saving / (sqrt(2) * rmse))``. ``binding`` names the
-    constraints that stop a further saving (``inlet_limit``, ``max_step:<setpoint>``,
-    ``bound:<setpoint>``, ``trust:<setpoint>``, ``override:<setpoint>``).
-    """
-
-    id: str
-    ts_ms: int
-    site: str
-    status: str
-    current: dict[str, float]
-    proposed: dict[str, float]
-    reason: str
-    target: str = "facility"
-    current_kw: float | None = None
-    proposed_kw: float | None = None
-    current_it_kw: float | None = None
-    proposed_it_kw: float | None = None
-    saving_kw: float = 0.0
-    saving_pct: float = 0.0
-    predicted_inlet_c: float | None = None
-    inlet_limit_c: float | None = None
-    confidence: float = 0.0
-    binding: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_json(self) -> str:
-        """The proposal as one JSON object (pure; what MQTT carries and the table stores)."""
-        data = asdict(self)
-        data["binding"] = list(self.binding)
-        return json.dumps(data, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Proposal:
-        data = json.loads(text)
-        data["binding"] = tuple(data.get("binding", ()))
-        return cls(**data)
 
 
 def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantState:
@@ -357,23 +308,25 @@ def propose(
     cfg: OptimizerSettings,
     *,
     site: str = "",
-    fixed: Mapping[SetpointName, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
     levels: int = 5,
 ) -> Proposal:
     """Search the setpoints for the lowest predicted power under the constraints.
 
-    ``fixed`` setpoints (operator overrides) are held at their given value, and so are levers
-    declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
+    ``fixed`` setpoints (operator overrides, keyed by setpoint name or instance key; an
+    instance's own key wins) are held at their given value, and so are levers declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
     proposed value outside the configured hard bounds.
     """
-    fixed = dict(fixed or {})
     bounds = setpoint_bounds(cfg)
     searched = levers(predictor)
+    given = dict(fixed or {})
+    fixed = {lv.key: given.get(lv.key, given.get(lv.name)) for lv in searched
+             if lv.key in given or lv.name in given}
     keys = [lv.key for lv in searched]
     current = {lv.key: float(state.instances.get(lv.column, state.setpoints[lv.name]))
                for lv in searched}
-    base = enforce_bounds(current | {lv.key: fixed[lv.name] for lv in searched
-                                     if lv.name in fixed}, bounds)
+    base = enforce_bounds(current | {lv.key: fixed[lv.key] for lv in searched
+                                     if lv.key in fixed}, bounds)
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c - cfg.inlet_sigmas * predictor.inlet_rmse_c
     proposal = Proposal(
         id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep",
@@ -381,7 +334,7 @@ def propose(
         target=predictor.target, inlet_limit_c=limit,
     )
     notes = [f"{lv.key} {current[lv.key]:g} outside hard bounds, clamped" for lv in searched
-             if base[lv.key] != current[lv.key] and lv.name not in fixed]
+             if base[lv.key] != current[lv.key] and lv.key not in fixed]
     trust = None if predictor.trust is None else predictor.trust.widened(cfg.trust_tolerance)
     at_base = {c: float(v[0]) for c, v in _inputs(searched, np.array([[base[k] for k in keys]])
                                                   ).items()}
@@ -392,7 +345,7 @@ def propose(
             return _fallback(proposal, state, cfg, bounds, fixed, searched,
                              "; ".join(outside + notes))
         free = [lv.column for lv in searched
-                if lv.name not in fixed and not bounds[lv.name.value].held]
+                if lv.key not in fixed and not bounds[lv.name.value].held]
         if all(trust.lo[c] == trust.hi[c] for c in free):
             return replace(proposal, reason=(
                 "keep current: the model was trained at fixed setpoints and cannot tell what a "
@@ -400,7 +353,7 @@ def propose(
     windows = [
         _window(lv.key, base[lv.key], bounds[lv.name.value],
                 None if trust is None else (trust.lo[lv.column], trust.hi[lv.column]),
-                lv.name in fixed)
+                lv.key in fixed)
         for lv in searched
     ]
     search = _Search(predictor, conditions, limit, np.array([current[k] for k in keys]),
@@ -434,7 +387,7 @@ _COOLER = {
 
 def _fallback(
     proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
-    bounds: Mapping[str, SetpointBounds], fixed: Mapping[SetpointName, float],
+    bounds: Mapping[str, SetpointBounds], fixed: Mapping[str, float],
     searched: list[Lever], why: str,
 ) -> Proposal:
     """No usable model: keep current, or step cooler if the measured inlet is too warm."""
@@ -443,7 +396,7 @@ def _fallback(
         return replace(proposal, reason=f"keep current: {why}")
     cooler = {lv.key: proposal.proposed[lv.key] for lv in searched}
     for lv in searched:
-        if lv.name in _COOLER and lv.name not in fixed and not bounds[lv.name.value].held:
+        if lv.name in _COOLER and lv.key not in fixed and not bounds[lv.name.value].held:
             cooler[lv.key] += _COOLER[lv.name] * bounds[lv.name.value].max_step
     cooler = _with_types(enforce_bounds(cooler, bounds), searched)
     return replace(
@@ -500,47 +453,6 @@ def _decide(
     )
 
 
-class ProposalLog:
-    """Proposals in the store's DuckDB table ``proposals`` (one JSON payload per row)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        store.execute(
-            "CREATE TABLE IF NOT EXISTS proposals (id VARCHAR PRIMARY KEY, ts_ms BIGINT NOT NULL,"
-            " site VARCHAR NOT NULL, status VARCHAR NOT NULL, saving_kw DOUBLE,"
-            " payload VARCHAR NOT NULL)"
-        )
-
-    def save(self, proposal: Proposal) -> None:
-        self.store.execute(
-            "INSERT OR REPLACE INTO proposals VALUES (?, ?, ?, ?, ?, ?)",
-            [proposal.id, proposal.ts_ms, proposal.site, proposal.status, proposal.saving_kw,
-             proposal.to_json()],
-        )
-
-    def list(self, limit: int = 20, status: str | None = None) -> list[Proposal]:
-        """Most recent first."""
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
-        rows = self.store.execute(
-            f"SELECT payload FROM proposals {where} ORDER BY ts_ms DESC, rowid DESC LIMIT ?",
-            [*params, limit],
-        ).fetchall()
-        return [Proposal.from_json(r[0]) for r in rows]
-
-    def get(self, proposal_id: str) -> Proposal | None:
-        row = self.store.execute(
-            "SELECT payload FROM proposals WHERE id = ?", [proposal_id]
-        ).fetchone()
-        return None if row is None else Proposal.from_json(row[0])
-
-    def set_status(self, proposal: Proposal, status: str) -> Proposal:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        updated = replace(proposal, status=status)
-        self.save(updated)
-        return updated
-
-
 def broker_client(broker: MqttBroker) -> aiomqtt.Client:
     """A client for ``[optimizer.mqtt]`` with its credentials and TLS (verified by default;
     ``tls.insecure`` skips the host-name check and is logged)."""
@@ -571,17 +483,3 @@ async def publish_proposal(
         return
     async with broker_client(client_or_broker) as client:
         await client.publish(topic, proposal.to_json(), qos=qos, retain=True)
-
-
-def describe(proposal: Proposal) -> dict[str, Any]:
-    """A short, human-oriented view of a proposal for listings."""
-    changes = {
-        k: f"{proposal.current[k]:g} -> {v:g}"
-        for k, v in proposal.proposed.items() if v != proposal.current.get(k)
-    }
-    return {
-        "id": proposal.id, "ts_ms": proposal.ts_ms, "status": proposal.status,
-        "saving_kw": round(proposal.saving_kw, 2), "saving_pct": round(proposal.saving_pct, 3),
-        "confidence": round(proposal.confidence, 3), "changes": changes,
-        "binding": list(proposal.binding), "reason": proposal.reason,
-    }

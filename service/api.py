@@ -544,7 +544,7 @@ def create_app(sources: ApiSources) -> Starlette:
         except WritebackRefused as exc:
             raise BadRequest(f"refused: {exc}") from None
         return _json({"id": proposal.id, "status": "applied" if writes else "accepted",
-                      "writes": [{"setpoint": w.setpoint.value, "value": w.value,
+                      "writes": [{"setpoint": w.key, "value": w.value,
                                   "source": w.source} for w in writes]})
 
     actions = AlertActions(store)
@@ -718,7 +718,7 @@ OPENAPI: dict[str, Any] = {
     "security": [{"bearer": []}],
     "paths": {
         "/healthz": {"get": {**_get("Liveness (never needs a token)", schema=_schema(
-            {"status": _STR, "site": _STR}))["get"], "security": []}},
+            {"status": _STR, "site": _STR, "clock": _STR}))["get"], "security": []}},
         "/metrics": _get("Daemon health in Prometheus text format", media="text/plain"),
         "/": {"get": {**_get("Live dashboard (HTML; no data, no token)",
                              media="text/html")["get"], "security": []}},

@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -54,6 +55,7 @@ from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
 from dcpue.metrics.rolling import RollingCalculator
+from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
 from dcpue.optimizer.writeback import Overrides
 from dcpue.service import plant, remote_cli
@@ -85,6 +87,8 @@ FEED_AHEAD_MS = 59 * 60_000
 FIGURES_WAIT_S = 0.02
 #: Least wall time between two reads of the dead-letter counts for /metrics (s).
 DEAD_LETTER_REFRESH_S = 10.0
+#: How long a proposals job waits for the first plant model's fit (s); it skips after that.
+FIT_WAIT_S = 600.0
 #: Ingest lag (s) past which /healthz says degraded and the IngestLag alert may fire.
 INGEST_LAG_DEGRADED_S = 300.0
 
@@ -328,6 +332,8 @@ class Runtime:
         ))
         self.telemetry = Telemetry(self.health)
         self.model = plant.try_load_model(site)
+        self.trainer = plant.Trainer(site)
+        self._training: Future[PlantModel | None] | None = None  # a fit under way
         self.frames = plant.RecentFrames(site, store)  # drift windows' grid
         self.state_frames = plant.RecentFrames(site, store)  # the optimizer's step grid
         self.proposal_log = ProposalLog(store)
@@ -351,6 +357,9 @@ class Runtime:
         self.write_buffer = WriteBuffer(store)
         self.save_each_job = True
         self.calculator.store = self.write_buffer  # type: ignore[assignment]
+        #: ``wall`` (real time), ``fast-forward`` (simulated, running) or ``stopped`` (a
+        #: finished fast-forward serving on its frozen clock), shown on ``/healthz``.
+        self.clock_mode = "wall"
 
     @staticmethod
     def _restore(
@@ -571,8 +580,19 @@ class Runtime:
 
     def job_proposals(self, now_ms: int) -> Awaitable[bool] | None:
         if self.model is None:
-            self._first_training(now_ms)
-            return None
+            fit = self._training
+            if fit is None:  # the first fit, as soon as enough history exists
+                if self._enough_history(now_ms):
+                    self._train(now_ms)
+                return None
+            try:  # the first model is used from the next interval on: wait for its fit
+                fit.result(timeout=FIT_WAIT_S)
+            except TimeoutError:
+                log.warning("the first plant model is still being fitted: no proposal")
+                return None
+            self._adopt(fit)
+            if self.model is None:
+                return None
         proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
                                      self.state_frames, self._data_end_ms(), self.proposal_log,
                                      self.overrides)
@@ -592,12 +612,29 @@ class Runtime:
             self.model = plant.try_load_model(self.site) or self.model
 
     def job_retrain(self, now_ms: int) -> None:
-        if not self._enough_history(now_ms):
-            return
-        model = plant.retrain(self.site, self.store, now_ms,
-                              self.site.service.schedule.retrain_days)
-        if model is not None:
-            self.model = model
+        """Refit the plant model in the trainer's worker process; the current model serves
+        until the fit is done (seconds later; in fast-forward some simulated hours or days
+        later, depending on the machine's speed)."""
+        if self._training is not None:
+            log.info("retraining skipped: the previous fit is still running")
+        elif self._enough_history(now_ms):
+            self._train(now_ms)
+
+    def _train(self, now_ms: int) -> None:
+        fit = self.trainer.start(self.store, now_ms, self.site.service.schedule.retrain_days)
+        if fit is not None:
+            self._training = fit
+            fit.add_done_callback(self._adopt)
+
+    def _adopt(self, fit: Future[PlantModel | None]) -> None:
+        """Use a finished fit's model (once; a failed fit keeps the current model)."""
+        with self.lock:
+            if fit is not self._training:
+                return
+            self._training = None
+            model = fit.result()
+            if model is not None:
+                self.model = model
 
     def job_fleet_publish(self, now_ms: int) -> None:
         """Publish the finalized hourly terms touched since the last pass (dcpue.fleet)."""
@@ -631,12 +668,6 @@ class Runtime:
             self._first_ms = None if span is None else span[0]
         need = self.site.service.schedule.first_train_after_days * DAY_MS
         return self._first_ms is not None and now_ms - self._first_ms >= need
-
-    def _first_training(self, now_ms: int) -> None:
-        """Train once as soon as enough history exists, instead of waiting for the night."""
-        if self._enough_history(now_ms):
-            self.model = plant.retrain(self.site, self.store, now_ms,
-                                       self.site.service.schedule.retrain_days)
 
     # -- reads for the API and /metrics ---------------------------------------------------
     def figures(self, now_ms: int) -> dict[str, Figure]:
@@ -698,7 +729,8 @@ class Runtime:
         if lag > INGEST_LAG_DEGRADED_S:
             reasons.append(f"ingest lag {lag:.0f} s (over {INGEST_LAG_DEGRADED_S:.0f} s)")
         return {"status": "degraded" if reasons else "ok", "reasons": reasons,
-                "ingest_lag_s": round(lag, 3), "readings_waiting": waiting}
+                "ingest_lag_s": round(lag, 3), "readings_waiting": waiting,
+                "clock": self.clock_mode}
 
     def health(self) -> HealthSnapshot:
         now = self.clock()
@@ -740,6 +772,8 @@ class Runtime:
             modbus=stats.modbus if stats else (),
             ingest_lag_s=self.ingest_lag_s(now),
             data_quality=quality,
+            model_fits=self.trainer.fits,
+            model_fit_cpu_s=self.trainer.fit_cpu_s,
         )
 
     def api_sources(self) -> ApiSources:
@@ -788,6 +822,7 @@ class Runtime:
         self.write_buffer.flush()
         self.save_alerts()
         self.save_calculator()
+        self.trainer.close()
 
 
 class WriteBuffer:

@@ -205,6 +205,7 @@ async def run_with_twin(
     # Store reads (state, calculator restore) in a worker thread: the loop only routes.
     runtime = await asyncio.to_thread(Runtime, site, store, clock, collector, hold_future=True)
     runtime.save_each_job = False  # saved once per chunk below
+    runtime.clock_mode = "wall" if days is None else "fast-forward"
 
     async def run_job(name: str, fire_ms: int) -> None:
         clock.now = fire_ms
@@ -271,6 +272,7 @@ async def run_with_twin(
             bar.update(n)
         bar.close()
         if serve_after:
+            runtime.clock_mode = "stopped"
             await stop.wait()
     finally:
         bar.close()

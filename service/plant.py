@@ -7,14 +7,32 @@ store and returns plain values so the scheduler jobs stay one-liners.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 
 import aiomqtt
 import numpy as np
 import pandas as pd
-from dcpue.config import SetpointName, Site
+from dcpue.config import Site
 from dcpue.core.store import Store
-from dcpue.optimizer.frames import CONDITION_COLUMNS, SETPOINTS, FrameError, build_frame
-from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_model, train
+from dcpue.optimizer.frames import (
+    CONDITION_COLUMNS,
+    SETPOINTS,
+    FrameError,
+    TrainingFrame,
+    build_frame,
+)
+from dcpue.optimizer.models import (
+    ModelError,
+    ModelKind,
+    PlantModel,
+    Target,
+    load_model,
+    save_model,
+    train,
+)
 from dcpue.optimizer.propose import (
     PlantState,
     Proposal,
@@ -42,18 +60,79 @@ def try_load_model(site: Site) -> PlantModel | None:
         return None
 
 
-def retrain(site: Site, store: Store, now_ms: int, days: float) -> PlantModel | None:
-    """Fit a new model on the last ``days`` days of readings and save it; None if too little data."""
-    cfg = site.optimizer
+def fit_and_save(
+    frame: TrainingFrame, kind: ModelKind, target: Target, splits: int, path: Path
+) -> tuple[PlantModel | None, str, float]:
+    """Fit a model on ``frame`` and save it at ``path`` (runs in the trainer's worker
+    process); returns the model, or None and why it could not be fitted, and the CPU
+    seconds the fit took."""
+    cpu0 = time.process_time()
     try:
-        frame = build_frame(store, site, now_ms - round(days * DAY_MS), now_ms)
-        model = train(frame, cfg.model_kind, cfg.target, cfg.cv_splits)
-    except (FrameError, ValueError) as exc:
-        log.warning("retraining skipped: %s", exc)
-        return None
-    save_model(model, model_path(site))
-    log.info("plant model retrained on %d rows, cv %s", model.rows, model.metrics["cv"])
-    return model
+        model = train(frame, kind, target, splits)
+    except ValueError as exc:
+        return None, str(exc), time.process_time() - cpu0
+    save_model(model, path)
+    return model, "", time.process_time() - cpu0
+
+
+class Trainer:
+    """Fits plant models in one worker process.
+
+    A fit costs seconds of CPU (bagged gradient boosting, cross-validated): in the daemon's
+    process it would hold the interpreter lock that long, stalling the API and the
+    per-minute jobs. The frame is read here (the store belongs to this process); the fit and
+    the model file are the worker's, which a forkserver starts once with scikit-learn loaded.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._pool: ProcessPoolExecutor | None = None
+        self.fits = 0  # fits finished, with or without a model
+        self.fit_cpu_s = 0.0  # the worker's CPU seconds over those fits
+
+    def start(self, store: Store, now_ms: int, days: float) -> Future[PlantModel | None] | None:
+        """Start fitting on the last ``days`` days of readings before ``now_ms``; the future
+        gives the saved model, or None (logged) when the data could not train one. None when
+        there is no usable frame at all."""
+        cfg = self.site.optimizer
+        try:
+            frame = build_frame(store, self.site, now_ms - round(days * DAY_MS), now_ms)
+        except FrameError as exc:
+            log.warning("retraining skipped: %s", exc)
+            return None
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["dcpue.optimizer.models"])
+            self._pool = ProcessPoolExecutor(1, mp_context=context)
+        done: Future[PlantModel | None] = Future()
+        fit = self._pool.submit(fit_and_save, frame, cfg.model_kind, cfg.target, cfg.cv_splits,
+                                model_path(self.site))
+        fit.add_done_callback(lambda f: self._finished(f, done))
+        return done
+
+    def _finished(self, fit: Future[tuple[PlantModel | None, str, float]],
+                  done: Future[PlantModel | None]) -> None:
+        try:
+            model, why, cpu_s = fit.result()
+        except Exception as exc:  # the worker died (killed, out of memory): a new one next time
+            log.error("plant model fit failed: %r", exc)
+            self._pool = None
+            done.set_result(None)
+            return
+        self.fits += 1
+        self.fit_cpu_s += cpu_s
+        if model is None:
+            log.warning("retraining skipped: %s", why)
+        else:
+            log.info("plant model retrained on %d rows in %.1f s CPU, cv %s", model.rows,
+                     cpu_s, model.metrics["cv"])
+        done.set_result(model)
+
+    def close(self) -> None:
+        """Stop the worker (a fit under way is abandoned; the model file is written whole)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class RecentFrames:
@@ -144,8 +223,7 @@ def propose_now(
     except FrameError as exc:
         log.warning("no proposal: %s", exc)
         return None
-    fixed: dict[SetpointName, float] = (overrides or Overrides(store)).fixed_values(
-        state.setpoints)
+    fixed = (overrides or Overrides(store)).fixed_values(state.setpoints, state.instances)
     proposal = propose(model, state, site.optimizer, site=site.id, fixed=fixed)
     (proposal_log or ProposalLog(store)).save(proposal)
     return proposal

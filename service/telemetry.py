@@ -46,6 +46,9 @@ class HealthSnapshot:
     #: future, late readings that made it recompute a meter, and current figures in
     #: "data-quality error" status.
     data_quality: Mapping[str, int] = field(default_factory=dict)
+    #: Plant-model fits finished by the trainer's worker process, and their CPU seconds.
+    model_fits: int = 0
+    model_fit_cpu_s: float = 0.0
 
 
 class _SnapshotCollector(Collector):
@@ -117,6 +120,11 @@ class _SnapshotCollector(Collector):
         for name, (value, unit) in sorted(s.figures.items()):
             figures.add_metric([name, unit], value)
         yield figures
+        yield CounterMetricFamily("dcpue_model_fits", "Plant-model fits finished since start.",
+                                  value=s.model_fits)
+        yield CounterMetricFamily("dcpue_model_fit_cpu_seconds",
+                                  "CPU seconds of those fits (in the trainer's worker process).",
+                                  value=s.model_fit_cpu_s)
         yield from _modbus_families(s.modbus)
 
 

@@ -72,3 +72,18 @@ def test_help_and_version_skip_the_scientific_stack(flag):
     modules, out = imported(flag)
     assert "dcpue" in out and "dcpue.cli" in modules
     assert sorted(modules & {"numpy", "pydantic", "duckdb", *HEAVY}) == []
+
+
+def test_proposals_listing_skips_the_optimizer_stack(store):
+    """``dcpue optimize proposals`` prints the proposal stored here (its id) from DuckDB and
+    loads none of HEAVY: not scikit-learn, pandas or SciPy (the plant model's libraries)."""
+    from dcpue.core.store import Store
+    from dcpue.optimizer.proposals import Proposal, ProposalLog
+
+    with Store(store) as s:
+        ProposalLog(s).save(Proposal("p-imports", 0, "hall", "proposed", {"running_units": 4.0},
+                                     {"running_units": 5.0}, "test"))
+    modules, out = imported("optimize", "proposals", "--config", HALL, "--store", store)
+    assert '"id": "p-imports"' in out and '"running_units": "4 -> 5"' in out
+    assert {"duckdb", "dcpue.optimizer.proposals"} <= modules
+    assert sorted(modules & set(HEAVY)) == []

@@ -13,6 +13,7 @@ from dcpue.core.store import Store
 from dcpue.optimizer.propose import Proposal, ProposalLog, publish_proposal, setpoint_bounds
 from dcpue.optimizer.writeback import (
     Overrides,
+    SetpointWrite,
     WritebackRefused,
     apply_proposal,
     plan_writes,
@@ -25,6 +26,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from tests.optimizer.helpers import small_site
 
+CHW = SetpointName.CHILLED_WATER_TEMPERATURE
 CURRENT = {"supply_air_temperature": 20.0, "chilled_water_temperature": 10.0,
            "crah_fan_speed": 80.0, "pump_frequency": 50.0, "running_units": 8.0}
 
@@ -130,13 +132,14 @@ async def test_modbus_write_and_adapter_refusal() -> None:
     async with SetpointDevice() as device:
         cfg = _site(port=device.port).optimizer
         bounds = setpoint_bounds(cfg)["chilled_water_temperature"]
-        await write_modbus(12.5, bounds, "chilled_water_temperature")
+        target = bounds.writeback.targets()[None]
+        await write_modbus(SetpointWrite(CHW, 12.5, "proposal", target=target), bounds)
         assert device.writes == [(4, [125])]
         assert await device.holding(4) == 125
         # the adapter checks again: nothing outside the bounds reaches the device
         for wrong in (20.5, 6.9, float("nan")):
             with pytest.raises(WritebackRefused):
-                await write_modbus(wrong, bounds, "chilled_water_temperature")
+                await write_modbus(SetpointWrite(CHW, wrong, "proposal", target=target), bounds)
         assert device.writes == [(4, [125])]
 
 

@@ -268,14 +268,17 @@ def daemon(tmp_path_factory):
         d = Daemon(f"http://127.0.0.1:{http_port}", DAEMON_TOKEN, config, vm, proc)
         steps = int(TWIN_DAYS * 1440)
 
-        def finished() -> bool:  # every twin reading stored (16 meters, 1-minute steps)
+        def finished() -> bool:
+            """Every twin reading stored (16 meters, 1-minute steps) and the jobs of the last
+            simulated day run: the clock stopped (the twin runs a day ahead of the jobs)."""
             try:
                 text = d.get("/metrics").text
+                clock = d.get("/healthz").json().get("clock")
             except httpx.HTTPError:
                 return False
             stored = [float(ln.split()[-1]) for ln in text.splitlines()
                       if ln.startswith("dcpue_readings_stored_total")]
-            return bool(stored) and stored[0] >= 16 * steps
+            return bool(stored) and stored[0] >= 16 * steps and clock == "stopped"
 
         def caught_up() -> bool:
             backlog = [ln for ln in d.get("/metrics").text.splitlines()
