@@ -2,10 +2,12 @@
 ``dcpue report --format json`` and ``dcpue import`` on a small store, beside ``python -c pass``
 and the imports these commands cannot avoid (``import duckdb``; ``import numpy, pydantic,
 duckdb``) measured in the same run, and ``import pandas, duckdb`` and ``dcpue pue`` with pandas
-imported first (what it loaded before pandas became a lazy import of the store's writers).
+imported first (what it loaded before pandas became a lazy import of the store's writers),
+and ``dcpue import`` with pandas imported first (the import cost it paid when pandas read
+the CSV).
 
-Usage: ``python bench/cli.py [--runs 11]``. The commands take turns (each round runs every one
-once). Each is a fresh process (what a user or a shell completion pays) with bytecode caching
+Usage: ``python bench/cli.py [--runs 11] [--only TEXT ...]``. The commands take turns (each
+round runs every one once). Each is a fresh process (what a user or a shell completion pays) with bytecode caching
 on, as in an installed package (the warm-up round writes dcpue's ``__pycache__`` even where
 ``PYTHONDONTWRITEBYTECODE`` is set). The small store is one simulated day of the bundled site;
 ``dcpue import`` re-imports one hour of it (960 readings exported by ``dcpue export``) into a
@@ -58,6 +60,8 @@ def timed(rows: list[tuple[str, list[str]]], runs: int) -> dict[str, tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="run only the rows whose name contains TEXT (repeatable)")
     args = parser.parse_args()
     py = sys.executable
     dcpue = [py, "-m", "dcpue"]
@@ -93,7 +97,13 @@ def main() -> None:
             ("dcpue import (960 readings, rerun adds 0)",
              [*dcpue, "import", *site, "--store", str(Path(tmp) / "import.duckdb"), str(csv),
               "--no-progress"]),
+            ("dcpue import, pandas imported first (comparison: as before)",
+             [py, "-c", "import sys, pandas; from dcpue.cli import main; sys.exit(main())",
+              "import", *site, "--store", str(Path(tmp) / "import.duckdb"), str(csv),
+              "--no-progress"]),
         ]
+        if args.only:
+            rows = [row for row in rows if any(text in row[0] for text in args.only)]
         print(f"medians over {args.runs} runs, {time.strftime('%Y-%m-%d %H:%M')}, "
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"{'command':<58} {'wall':>8} {'cpu':>8}")

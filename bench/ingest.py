@@ -16,6 +16,8 @@ Needs the ``mosquitto`` binary for the MQTT part (same server as the tests, on a
   second and per CPU second of this process (all its threads; the broker excluded), and in
   brackets dcpue's figure over the peer's. On a shared machine the wall rate follows the
   share of a core the scheduler grants; the CPU rate is steadier.
+* stalls: every wait (registration, publisher, each consumer's drain, the collector's stop)
+  is bounded: no progress for ``STALL_S`` (20 s) ends the run with "... stalled at X of Y".
 * memory: peak RSS of this process (``resource.getrusage``), and the tracemalloc peak of
   Python allocations during a processing run.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -54,6 +57,9 @@ from tests.servers import Mosquitto, binary
 
 #: Meters of the synthetic site: 40 power meters and 40 energy counters.
 N_METERS = 40
+#: A consumer, publisher or registration that makes no progress for this long has stalled:
+#: the run stops with "stalled at X of Y" (a healthy drain moves every few milliseconds).
+STALL_S = 20.0
 #: Readings start a week ago (midnight UTC), so none is later than its receipt (now).
 T0_MS = (int(time.time()) // 86_400 - 7) * 86_400_000
 BATCH = 500
@@ -140,6 +146,27 @@ def single_payloads(n: int) -> list[bytes]:
     ]
 
 
+class Stalled(RuntimeError):
+    """A bounded wait of the benchmark saw no progress for :data:`STALL_S`."""
+
+
+class Progress:
+    """Bounded wait: :meth:`check` raises :class:`Stalled` ("stalled at X of Y") once the
+    count has not moved for ``stall_s``."""
+
+    def __init__(self, what: str, total: int, stall_s: float = STALL_S) -> None:
+        self.what, self.total, self.stall_s = what, total, stall_s
+        self.last, self.since = -1, time.perf_counter()
+
+    def check(self, done: int, detail: object = "") -> None:
+        now = time.perf_counter()
+        if done != self.last:
+            self.last, self.since = done, now
+        elif now - self.since > self.stall_s:
+            raise Stalled(f"{self.what} stalled at {done:,} of {self.total:,} (no progress "
+                          f"for {self.stall_s:.0f} s){f'; {detail}' if detail else ''}")
+
+
 def _publish(port: int, topic: str, messages: list[bytes]) -> None:
     """QoS 1 publisher (paho, its own thread); returns when the broker has acknowledged all."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
@@ -148,8 +175,14 @@ def _publish(port: int, topic: str, messages: list[bytes]) -> None:
     client.connect("127.0.0.1", port)
     client.loop_start()
     infos = [client.publish(topic, m, qos=1) for m in messages]
-    for info in infos:
-        info.wait_for_publish(120)
+    progress = Progress("publisher", len(infos))
+    done = 0
+    while done < len(infos):
+        if infos[done].is_published():
+            done += 1
+            continue
+        progress.check(done)
+        infos[done].wait_for_publish(0.05)
     client.loop_stop()
     client.disconnect()
 
@@ -163,19 +196,24 @@ def _session(port: int, client_id: str) -> paho.Client:
     return client
 
 
-def _drain_paho(port: int, client_id: str, on_payload, done) -> tuple[float, float]:
+def _drain_paho(
+    port: int, client_id: str, on_payload, count, total: int
+) -> tuple[float, float]:
     """Wall and CPU seconds (of this process, all threads) for a paho subscriber to take its
-    queued session, calling ``on_payload``."""
+    queued session, calling ``on_payload``, until ``count()`` reaches ``total``."""
     client = _session(port, client_id)
     client.on_message = lambda _c, _u, m: on_payload(m.payload)
+    progress = Progress(client_id, total)
     t0, c0 = time.perf_counter(), time.process_time()
     client.loop_start()
-    deadline = t0 + 600
-    while not done() and time.perf_counter() < deadline:
-        time.sleep(0.005)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    client.loop_stop()
-    client.disconnect()
+    try:
+        while (done := count()) < total:
+            progress.check(done)
+            time.sleep(0.005)
+    finally:
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        client.loop_stop()
+        client.disconnect()
     return elapsed, cpu
 
 
@@ -186,7 +224,7 @@ def bare_paho(port: int, n_messages: int, client_id: str) -> tuple[float, float]
     def count(_payload: bytes) -> None:
         got[0] += 1
 
-    return _drain_paho(port, client_id, count, lambda: got[0] >= n_messages)
+    return _drain_paho(port, client_id, count, lambda: got[0], n_messages)
 
 
 def naive_peer(
@@ -213,7 +251,7 @@ def naive_peer(
         if len(rows) >= 20_000 or stored[0] + len(rows) >= n_readings:
             flush()
 
-    times = _drain_paho(port, client_id, on_payload, lambda: stored[0] >= n_readings)
+    times = _drain_paho(port, client_id, on_payload, lambda: stored[0], n_readings)
     con.close()
     return times
 
@@ -224,17 +262,30 @@ async def dcpue_drain(
     """Wall and CPU seconds (of this process, all threads) for dcpue's collector
     (at-least-once: acknowledged after the DuckDB commit) to store its queued session."""
     store = Store(workdir / f"{name}.duckdb")
+    progress = Progress(f"dcpue ({name})", n_readings)
     t0, c0 = time.perf_counter(), time.process_time()
-    async with Collector(site, store, remote=False) as collector:
-        deadline = t0 + 300
-        while collector.stats().readings_stored < n_readings:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"dcpue stored {collector.stats()} of {n_readings} in 300 s; "
-                                   f"MQTT {collector.mqtt.stats}")
+    async with bounded(Collector(site, store, remote=False)) as collector:
+        while (done := collector.stats().readings_stored) < n_readings:
+            progress.check(done, f"MQTT {collector.mqtt.stats}; pending "
+                                 f"{collector.stats().pending:,}")
             await asyncio.sleep(0.005)
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     store.close()
     return elapsed, cpu
+
+
+@contextlib.asynccontextmanager
+async def bounded(collector: Collector):
+    """The collector started, and stopped within :data:`STALL_S` (else :class:`Stalled`)."""
+    await collector.start()
+    try:
+        yield collector
+    finally:
+        try:
+            async with asyncio.timeout(STALL_S):
+                await collector.stop()
+        except TimeoutError:
+            raise Stalled(f"the collector did not stop within {STALL_S:.0f} s") from None
 
 
 class BenchMosquitto(Mosquitto):
@@ -266,8 +317,10 @@ def queued_drain(
                 _session(broker.port, client_id).disconnect()
 
         async def register(site: Site) -> None:  # the collector's persistent session, then away
-            async with Collector(site, Store(), remote=False) as collector:
+            async with bounded(Collector(site, Store(), remote=False)) as collector:
+                progress = Progress(f"registering {site.collector.mqtt.client_id}", 1)
                 while not collector.stats().mqtt_connected:
+                    progress.check(0, f"MQTT {collector.mqtt.stats}")
                     await asyncio.sleep(0.01)
 
         for site in sites:
@@ -319,10 +372,13 @@ def main() -> None:
     if not args.mqtt_only:
         rows += processing_rows(bench_site(), payloads(args.readings))
     with tempfile.TemporaryDirectory() as tmp:
-        single = queued_drain(single_payloads(args.single_messages), 1, Path(tmp), "single",
-                              args.rounds)
-        batched = queued_drain(payloads(args.mqtt_readings), BATCH, Path(tmp), "batched",
-                               args.rounds)
+        try:
+            single = queued_drain(single_payloads(args.single_messages), 1, Path(tmp),
+                                  "single", args.rounds)
+            batched = queued_drain(payloads(args.mqtt_readings), BATCH, Path(tmp), "batched",
+                                   args.rounds)
+        except Stalled as exc:
+            sys.exit(f"bench/ingest.py: {exc}")
     for title, got in ((f"MQTT, {args.single_messages:,} one-reading messages", single),
                        (f"MQTT, {args.mqtt_readings:,} readings in {BATCH}-reading messages",
                         batched)):

@@ -30,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import pandas as pd
     from dcpue.collector.importer import import_csv, publish_csv
     from dcpue.config import load_site
     from dcpue.core.store import Store
@@ -49,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
             with Store(args.store or site.store.path) as store:
                 stats = import_csv(site, args.csv, store, chunk_rows=args.chunk_rows,
                                    progress=progress)
-    except (ValueError, pd.errors.ParserError) as exc:
+    except ValueError as exc:
         print(f"dcpue import: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(stats.as_dict(), sort_keys=True))

@@ -21,6 +21,8 @@ daemon (which holds the store) to ingest.
 from __future__ import annotations
 
 import asyncio
+import csv
+import itertools
 import re
 import sys
 import time
@@ -30,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from dcpue.collector.normalise import (
     LocalTimes,
     MeterIndex,
@@ -45,9 +46,9 @@ from dcpue.core.store import DeadLetter, Store
 SOURCE = "import"
 #: Values (long rows, or wide rows x meter columns) read, validated and written per step.
 CHUNK_ROWS = 200_000
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+#: Columns of text (every other column holds numbers).
+_TEXT = frozenset({"ts", "meter", "quantity", "unit"})
 _WIDE_HEADER = re.compile(r"^(?P<meter>[^\[\]]+?)\s*(?:\[(?P<unit>[^\[\]]+)\])?$")
-_NAN_WORDS = frozenset({"nan", "+nan", "-nan"})
 
 
 @dataclass(slots=True)
@@ -71,6 +72,9 @@ class ImportStats:
 class CsvImporter:
     """Turns the chunks of one CSV file into validated :class:`ReadingColumns` and dead letters.
 
+    The file is read with the standard library's CSV reader (fields stripped, a UTF-8 byte
+    order mark skipped) and the values converted in NumPy; pandas is not needed.
+
     Args:
         site: the site whose meters, zone and validation window apply.
         path: the CSV file (origin of dead letters).
@@ -87,23 +91,25 @@ class CsvImporter:
     def chunks(
         self, chunk_rows: int = CHUNK_ROWS
     ) -> Iterator[tuple[ReadingColumns, list[DeadLetter], int]]:
-        """``(accepted, dead letters, data rows)`` per chunk of about ``chunk_rows`` values."""
-        header = pd.read_csv(self.path, nrows=0, skipinitialspace=True).columns
-        self.columns = [str(c).strip() for c in header]
-        self._check_header()
-        values_per_row = len(self.columns) - 1 if self.wide else 1
-        text = {"ts", "meter", "unit", "quantity"}
-        reader = pd.read_csv(  # values parse as float64 in C unless a column holds a non-number
-            self.path, keep_default_na=False, na_values=[""], skipinitialspace=True,
-            dtype={c: object for c in header if str(c).strip() in text},
-            chunksize=max(1, chunk_rows // values_per_row),
-        )
-        first_line = 2  # line 1 is the header
-        with reader:
-            for frame in reader:
-                frame.columns = self.columns
-                yield (*self._chunk(frame, first_line), len(frame))
-                first_line += len(frame)
+        """``(accepted, dead letters, data rows)`` per chunk of about ``chunk_rows`` values.
+
+        Raises:
+            ValueError: a bad header, a row with more fields than the header, or a file the
+                CSV reader cannot read (e.g. a NUL byte).
+        """
+        with self.path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            try:
+                self.columns = [c.strip() for c in next(reader, [])]
+                self._check_header()
+                per_chunk = max(1, chunk_rows // (len(self.columns) - 1 if self.wide else 1))
+                rows = (r for r in reader if len(r) > 1 or (r and r[0].strip()))  # no blanks
+                first_line = 2  # line 1 is the header
+                while block := list(itertools.islice(rows, per_chunk)):
+                    yield (*self._chunk(block, first_line), len(block))
+                    first_line += len(block)
+            except csv.Error as exc:
+                raise ValueError(f"{self.path}: {exc}") from None
 
     # -- layouts ------------------------------------------------------------------------------
     @property
@@ -125,15 +131,33 @@ class CsvImporter:
                     + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                 )
 
+    def _fields(self, block: list[list[str]], first_line: int) -> list[list[str]]:
+        """The block's columns ("" for a missing trailing field); text columns stripped
+        (numbers need not be: ``float`` ignores surrounding blanks)."""
+        width = len(self.columns or [])
+        for i, row in enumerate(block):
+            if len(row) > width:
+                raise ValueError(f"{self.path}:{first_line + i}: {len(row)} fields, the header "
+                                 f"has {width}")
+        padded = (row if len(row) == width else row + [""] * (width - len(row)) for row in block)
+        columns = [list(column) for column in zip(*padded, strict=True)]
+        for k, name in enumerate(self.columns or []):
+            if name in _TEXT:
+                columns[k] = [v.strip() for v in columns[k]]
+        return columns
+
     def _chunk(
-        self, frame: pd.DataFrame, first_line: int
+        self, block: list[list[str]], first_line: int
     ) -> tuple[ReadingColumns, list[DeadLetter]]:
         letters: list[DeadLetter] = []
-        lines = np.arange(first_line, first_line + len(frame))
-        ts_ms, ts_ok = self._timestamps(_text(frame["ts"]), lines, letters, frame)
+        names = self.columns or []
+        fields = self._fields(block, first_line)
+        text = dict(zip(names, fields, strict=True))
+        lines = np.arange(first_line, first_line + len(block))
+        ts_ms, ts_ok = self._timestamps(text["ts"], lines, letters, block)
         if self.wide:
             meters, units = self._wide_meters
-            parts = [_numbers(frame[c]) for c in self.columns if c != "ts"]
+            parts = [_numbers(f) for name, f in zip(names, fields, strict=True) if name != "ts"]
             value, empty, bad = (np.stack([p[k] for p in parts], axis=1)[ts_ok].reshape(-1)
                                  for k in range(3))
             rows = int(ts_ok.sum())
@@ -146,18 +170,18 @@ class CsvImporter:
                 a[keep] for a in (meter, unit, line, ts, value, bad))
             missing = np.zeros(len(value), dtype=bool)
         else:
-            value, missing, bad = (a[ts_ok] for a in _numbers(frame["value"]))
-            meter = _text(frame["meter"]).to_numpy(object)[ts_ok]
-            unit = _text(frame["unit"]).to_numpy(object)[ts_ok] if "unit" in frame else None
-            quantity = (
-                _text(frame["quantity"]).to_numpy(object)[ts_ok] if "quantity" in frame else None
-            )
+            value, missing, bad = (a[ts_ok] for a in _numbers(text["value"]))
+
+            def column(name: str) -> np.ndarray | None:
+                return np.array(text[name], dtype=object)[ts_ok] if name in text else None
+
+            meter, unit, quantity = column("meter"), column("unit"), column("quantity")
             line, ts = lines[ts_ok], ts_ms[ts_ok]
         ok = ~(missing | bad)
         for row in np.flatnonzero(~ok).tolist():
             letters.append(self._letter(int(line[row]), Rejected(
                 "missing_field", "row has no value") if missing[row] else Rejected(
-                "bad_type", f"value for {_clip(meter[row])} is not a number"), frame, first_line))
+                "bad_type", f"value for {_clip(meter[row])} is not a number"), block, first_line))
         if quantity is not None:
             for row in np.flatnonzero(ok & (quantity != "")).tolist():
                 spec = self.index.specs.get(meter[row])
@@ -165,7 +189,7 @@ class CsvImporter:
                     letters.append(self._letter(int(line[row]), Rejected(
                         "bad_quantity",
                         f"{meter[row]} measures {spec.quantity}, row says {_clip(quantity[row])}",
-                    ), frame, first_line))
+                    ), block, first_line))
                     ok[row] = False
         accepted, rejected = normalise_columns(
             self.index, meter[ok], value[ok], None if unit is None else unit[ok], ts[ok],
@@ -173,7 +197,7 @@ class CsvImporter:
         )
         line = line[ok]
         for row, exc in rejected:
-            letters.append(self._letter(int(line[row]), exc, frame, first_line))
+            letters.append(self._letter(int(line[row]), exc, block, first_line))
         return accepted, letters
 
     @property
@@ -188,58 +212,65 @@ class CsvImporter:
 
     # -- fields -------------------------------------------------------------------------------
     def _timestamps(
-        self, text: pd.Series, lines: np.ndarray, letters: list[DeadLetter], frame: pd.DataFrame
+        self, text: list[str], lines: np.ndarray, letters: list[DeadLetter],
+        block: list[list[str]],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """int64 ms per row and a mask of the rows whose time could be read."""
-        has_offset = text.str.contains(_OFFSET, regex=True).to_numpy(bool)
-        parsed = pd.to_datetime(text.where(has_offset), format="ISO8601", utc=True, errors="coerce")
-        ts = parsed.dt.tz_convert(None).to_numpy("datetime64[ms]").view(np.int64).copy()
-        ok = ~np.asarray(parsed.isna())
+        """int64 ms per row (the live decoder's :func:`parse_timestamp`: a number is an epoch,
+        text ISO 8601) and a mask of the rows whose time could be read."""
+        origin = str(self.path)
+        parsed: dict[str, int | Rejected] = {}
+        for raw in dict.fromkeys(text):  # each distinct text once (a long CSV repeats them)
+            try:
+                try:
+                    number = float(raw)
+                except ValueError:
+                    parsed[raw] = parse_timestamp(raw, self.local, origin)
+                else:
+                    parsed[raw] = parse_timestamp(
+                        int(number) if number.is_integer() else number, self.local, origin)
+            except Rejected as exc:
+                parsed[raw] = exc
+            except OverflowError:
+                parsed[raw] = Rejected("bad_timestamp", raw)
+        got = [parsed[raw] for raw in text]
+        ok = np.fromiter((type(t) is int for t in got), dtype=bool, count=len(got))
+        ts = np.fromiter((t if type(t) is int else 0 for t in got), np.int64, len(got))
         first_line = int(lines[0]) if len(lines) else 2
         for row in np.flatnonzero(~ok).tolist():
-            raw = text.iat[row]
-            try:
-                number = float(raw)
-            except ValueError:
-                number = None
-            try:
-                ts[row] = parse_timestamp(
-                    raw if number is None else (int(number) if number.is_integer() else number),
-                    self.local, str(self.path),
-                )
-                ok[row] = True
-            except (Rejected, OverflowError) as exc:
-                reason = exc if isinstance(exc, Rejected) else Rejected("bad_timestamp", raw)
-                letters.append(self._letter(int(lines[row]), reason, frame, first_line))
+            letters.append(self._letter(int(lines[row]), got[row], block, first_line))
         return ts, ok
 
-    def _letter(self, line: int, exc: Rejected, frame: pd.DataFrame, first_line: int) -> DeadLetter:
-        row = frame.iloc[line - first_line] if 0 <= line - first_line < len(frame) else []
-        raw = ",".join(str(v) for v in row).encode(errors="replace")[:4096]
+    def _letter(
+        self, line: int, exc: Rejected, block: list[list[str]], first_line: int
+    ) -> DeadLetter:
+        row = block[line - first_line] if 0 <= line - first_line < len(block) else []
+        raw = ",".join(v.strip() for v in row).encode(errors="replace")[:4096]
         return DeadLetter(
             self.now_ms, SOURCE, f"{self.path.name}:{line}", exc.reason, exc.detail[:500], raw
         )
 
 
-def _text(column: pd.Series) -> pd.Series:
-    """A column as stripped str, empty cells as ""."""
-    return column.astype(object).where(column.notna(), "").astype(str).str.strip()
-
-
-def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _numbers(text: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A value column -> (float64 values, empty-cell mask, not-a-number mask).
 
-    Columns the CSV parser read as numbers pass straight; others are converted here, where
     ``NaN``/``inf`` words become floats for the normaliser to refuse by name.
     """
-    if column.dtype.kind in "fiu":
-        value = column.to_numpy(np.float64)
-        return value, np.isnan(value), np.zeros(len(value), dtype=bool)
-    text = _text(column)
-    value = pd.to_numeric(text, errors="coerce").to_numpy(np.float64)
-    empty = (text == "").to_numpy(bool)
-    nan_word = text.str.lower().isin(_NAN_WORDS).to_numpy(bool)
-    return value, empty, np.isnan(value) & ~empty & ~nan_word
+    n = len(text)
+    empty, bad = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    try:
+        return np.array(text, dtype=np.float64), empty, bad  # every cell a number
+    except ValueError:
+        pass
+    value = np.full(n, np.nan)
+    for i, cell in enumerate(text):
+        if not cell.strip():
+            empty[i] = True
+            continue
+        try:
+            value[i] = float(cell)
+        except ValueError:
+            bad[i] = True
+    return value, empty, bad
 
 
 def _clip(text: object) -> str:

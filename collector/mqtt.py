@@ -83,6 +83,8 @@ class MqttStats:
     connects: int = 0
     connection_errors: int = 0
     last_error: str = ""
+    #: Connections the stall watchdog ended (see :meth:`MqttSource._watchdog`).
+    stalls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +120,15 @@ def make_client(settings: MqttSettings) -> ClientSpec:
     packet = connect(
         level, settings.client_id, settings.keepalive_s, username=settings.username,
         password=settings.password(), session_expiry_s=settings.session_expiry_s,
-        # Unacknowledged messages the broker may send ahead: room for a few ack batches,
-        # so it keeps sending while one batch is being committed.
-        receive_maximum=min(65_535, max(4 * settings.ack_batch, 64)),
+        receive_maximum=receive_maximum(settings),
     )
     return ClientSpec(settings.host, settings.port, level, settings.keepalive_s, packet, context)
+
+
+def receive_maximum(settings: MqttSettings) -> int:
+    """Unacknowledged messages the broker may send ahead (MQTT 5): room for a few ack
+    batches, so it keeps sending while one batch is being committed."""
+    return min(65_535, max(4 * settings.ack_batch, 64))
 
 
 class BrokerConnection(asyncio.Protocol):
@@ -143,8 +149,17 @@ class BrokerConnection(asyncio.Protocol):
         #: Packet ids received with QoS 1 (PUBACK due) and QoS 2 (PUBREC due), not yet acked.
         self.unacked: list[int] = []
         self.unreceived: list[int] = []
+        #: Of those, how many a commit under way has taken (acknowledged when it returns).
+        self.committing = 0
         self.last_sent = loop.time()
         self.ping_sent: float | None = None
+        #: For the stall watchdog: loop time of the last PUBLISH received or acknowledgement
+        #: written, and of the arrival of the oldest message waiting for its acknowledgement;
+        #: whether the broker's window (receive maximum) was full since the last
+        #: acknowledgement, and whether it was before that one.
+        self.progressed = loop.time()
+        self.held_since: float | None = None
+        self.window_full = self.full_before_ack = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,6 +174,7 @@ class BrokerConnection(asyncio.Protocol):
             self.fail(f"malformed packet from the broker: {exc}")
             return
         if topics:
+            self.progressed = asyncio.get_running_loop().time()
             self.on_publish(self, topics, payloads, qos, ids, received_ms)
         for kind, _flags, body in others:
             if kind == CONNACK and not self.connack.done():
@@ -181,6 +197,11 @@ class BrokerConnection(asyncio.Protocol):
     @property
     def is_open(self) -> bool:
         return not self.closed.done() and self.transport is not None
+
+    @property
+    def outstanding(self) -> int:
+        """Messages received and not yet acknowledged (the broker counts them in flight)."""
+        return self.committing + len(self.unacked) + len(self.unreceived)
 
     def write(self, data: bytes) -> None:
         if self.is_open:
@@ -246,6 +267,10 @@ class MqttSource:
         ]
         self.stats = MqttStats()
         self._cache: dict[bytes, tuple[str, PayloadDecoder | None]] = {}
+        #: Unacknowledged messages the broker may send (MQTT 5 receive maximum).
+        self._window = receive_maximum(self.settings)
+        #: Failed commits in a row (the acker backs off; the watchdog leaves them alone).
+        self._failures = 0
 
     # -- message handling (no I/O) ----------------------------------------------------------
     def _route(self, raw: bytes) -> tuple[str, PayloadDecoder | None]:
@@ -289,7 +314,16 @@ class MqttSource:
         qos: list[int], ids: list[int], received_ms: int, due: asyncio.Event,
     ) -> None:
         """Decode at once; remember the packet ids for the acknowledgement after commit."""
-        self.receive(topics, payloads, received_ms)
+        try:
+            self.receive(topics, payloads, received_ms)
+        except Exception as exc:  # a bug past the decoders' guards: dead letters, not a
+            # closed connection whose redelivery fails again forever
+            log.exception("mqtt: cannot handle %d messages; dead-lettered", len(payloads))
+            self.pipeline.reject_many(
+                DeadLetter(received_ms, "mqtt", topic.decode("utf-8", "replace"),
+                           "internal_error", repr(exc)[:500], payload)
+                for topic, payload in zip(topics, payloads, strict=True)
+            )
         if qos.count(1) == len(qos):
             conn.unacked += ids
         else:
@@ -300,6 +334,10 @@ class MqttSource:
                     conn.unreceived.append(packet_id)
         if len(conn.unacked) + len(conn.unreceived) >= self.settings.ack_batch:
             due.set()
+        if conn.held_since is None and (conn.unacked or conn.unreceived):
+            conn.held_since = conn.progressed
+        if conn.outstanding >= self._window:
+            conn.window_full = True
 
     # -- connection -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -351,6 +389,7 @@ class MqttSource:
             backoff.reset()
             log.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
             tasks.append(asyncio.create_task(self._ack_loop(conn, due)))
+            tasks.append(asyncio.create_task(self._watchdog(conn)))
             if keepalive:
                 tasks.append(asyncio.create_task(conn.keep_alive(keepalive)))
             reason = await asyncio.shield(conn.closed)
@@ -369,33 +408,78 @@ class MqttSource:
     async def _ack_loop(self, conn: BrokerConnection, due: asyncio.Event) -> None:
         """Commit and acknowledge when ``ack_batch`` messages wait or ``ack_interval_s`` has
         passed, whichever is first; receiving goes on while a commit runs."""
-        failures = 0
+        self._failures = 0
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of
+            # an awaitable that completed just before a cancellation and drops that
+            # cancellation (CPython gh-86296); the acker then outlived its connection and
+            # the session never ended (the drain that stopped short in bench/ingest.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(due.wait(), self.settings.ack_interval_s)
+                async with asyncio.timeout(self.settings.ack_interval_s):
+                    await due.wait()
             due.clear()
             try:
                 await self._commit_and_ack(conn)
             except Exception:
-                failures += 1
-                if failures == 1:  # once per failure streak, not every 50 ms
+                self._failures += 1
+                if self._failures == 1:  # once per failure streak, not every 50 ms
                     log.exception("mqtt: commit failed; messages stay unacknowledged")
-                await asyncio.sleep(min(5.0, self.settings.ack_interval_s * 2**failures))
+                await asyncio.sleep(min(5.0, self.settings.ack_interval_s * 2**self._failures))
                 continue
-            if failures:
-                log.info("mqtt: commit works again after %d failed attempts", failures)
-                failures = 0
+            if self._failures:
+                log.info("mqtt: commit works again after %d failed attempts", self._failures)
+                self._failures = 0
 
     async def _commit_and_ack(self, conn: BrokerConnection) -> None:
         ones, twos = conn.unacked, conn.unreceived
         if not ones and not twos:
             return
         conn.unacked, conn.unreceived = [], []
+        since, conn.held_since = conn.held_since, None
+        taken = len(ones) + len(twos)
+        conn.committing += taken
         try:
             await self.pipeline.commit()
         except BaseException:
             conn.unacked[:0], conn.unreceived[:0] = ones, twos
+            conn.held_since = since
             raise
+        finally:
+            conn.committing -= taken
         # One write for the whole batch; ids from a connection that has ended are dropped
         # (the broker redelivers those messages on the next one).
         conn.write(acks(PUBACK_BYTE, ones) + acks(PUBREC_BYTE, twos))
+        conn.progressed = asyncio.get_running_loop().time()
+        conn.full_before_ack, conn.window_full = conn.window_full, conn.outstanding >= self._window
+
+    async def _watchdog(self, conn: BrokerConnection) -> None:
+        """End a connection on which nothing progresses for ``stall_timeout_s``: no PUBLISH
+        arrived and no acknowledgement left while (a) received messages wait for theirs
+        although the store works, or (b) the broker's window was full before our last
+        acknowledgement (MQTT 5), so it should have sent more. The session is persistent:
+        the broker redelivers what was not acknowledged on the next connection, and a
+        reconnect resets its in-flight accounting. Logged once per stall, counted in
+        :attr:`MqttStats.stalls`."""
+        limit = self.settings.stall_timeout_s
+        loop = asyncio.get_running_loop()
+        while conn.is_open:
+            await asyncio.sleep(min(1.0, limit / 4))
+            if conn.committing or self._failures:
+                continue  # a running or failing commit is the store's matter, logged there
+            now = loop.time()
+            held = len(conn.unacked) + len(conn.unreceived)
+            if held and conn.held_since is not None and now - conn.held_since >= limit:
+                idle, why = now - conn.held_since, f"{held} received messages unacknowledged"
+            elif (not held and conn.full_before_ack and conn.level == V5
+                  and now - conn.progressed >= limit):
+                idle = now - conn.progressed
+                why = f"the broker sent nothing after its window of {self._window} was acknowledged"
+            else:
+                continue
+            self.stats.stalls += 1
+            with contextlib.suppress(Exception):  # flush what can be: fewer redeliveries
+                async with asyncio.timeout(limit):
+                    await self._commit_and_ack(conn)
+            # The one log line is run()'s, with this reason.
+            conn.fail(f"stalled, nothing progressed for {idle:.0f} s: {why}; reconnecting "
+                      "(the broker keeps the session)")

@@ -274,8 +274,9 @@ class Pipeline:
     async def run(self) -> None:
         """Commit when the buffer is full or ``max_age_s`` has passed, until :meth:`stop`."""
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self.settings.max_age_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see MqttSource._ack_loop
+                async with asyncio.timeout(self.settings.max_age_s):
+                    await self._full.wait()
             self._full.clear()
             try:
                 await self.commit()

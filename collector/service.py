@@ -48,6 +48,8 @@ class CollectorStats:
     pending: int
     mqtt_connected: bool
     mqtt_messages: int
+    #: MQTT connections the stall watchdog renewed since start.
+    mqtt_stalls: int
     #: Readings stored locally but not yet confirmed by the remote (None: no remote sink).
     backlog: int | None
     remote_written: int
@@ -172,6 +174,7 @@ class Collector:
             pending=self.pipeline.pending,
             mqtt_connected=bool(self.mqtt and self.mqtt.stats.connected),
             mqtt_messages=self.mqtt.stats.messages if self.mqtt else 0,
+            mqtt_stalls=self.mqtt.stats.stalls if self.mqtt else 0,
             backlog=f.backlog if f else None,
             remote_written=f.written if f else 0,
             remote_errors=f.errors if f else 0,

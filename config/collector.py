@@ -126,6 +126,9 @@ class MqttSettings(Section):
     ack_batch: int = Field(default=2000, ge=1)
     #: Longest a received message waits for its commit and acknowledgement, in s.
     ack_interval_s: float = Field(default=0.05, gt=0)
+    #: Stall watchdog: a connection on which nothing progresses this long while messages
+    #: wait for their acknowledgement is ended and reconnected (nothing is lost), in s.
+    stall_timeout_s: float = Field(default=30.0, gt=0)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
     subscriptions: list[Subscription] = Field(default_factory=list)

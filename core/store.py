@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -373,8 +374,6 @@ class Store:
         self, readings: ReadingColumns | Iterable[Reading],
         replace: tuple[str, str, np.ndarray] | None,
     ) -> int:
-        import pandas as pd
-
         cols = readings if isinstance(readings, ReadingColumns) else ReadingColumns.from_readings(
             readings
         )
@@ -385,7 +384,7 @@ class Store:
         value = np.asarray(cols.value, dtype=np.float64)
         mq_codes, mq_keys, unit_codes, unit_keys = _empty_codes() if n == 0 else (
             *_factorize_pairs(cols.meter, cols.quantity),
-            *pd.factorize(np.asarray(cols.unit, dtype=object), sort=False))
+            *_factorize(np.asarray(cols.unit, dtype=object)))
         if (mq_codes < 0).any() or (unit_codes < 0).any():
             raise ValueError("readings need a meter, a quantity and a unit")
         with self._lock:
@@ -462,8 +461,6 @@ class Store:
         return part
 
     def _insert(self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, uid: np.ndarray) -> int:
-        import pandas as pd
-
         # Order by (ts, sid) and keep the first of equal keys (a stable sort), in NumPy.
         order = np.lexsort((sid, ts))
         sid, ts, value, uid = sid[order], ts[order], value[order], uid[order]
@@ -474,7 +471,7 @@ class Store:
                 sid, ts, value, uid = sid[first], ts[first], value[first], uid[first]
         n = len(ts)
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
-        frame = pd.DataFrame({"sid": sid, "ts": ts, "value": value, "uid": uid, "seq": seq})
+        frame = {"sid": sid, "ts": ts, "value": value, "uid": uid, "seq": seq}  # NumPy scan
         con = self._con
         lo, hi = int(ts[0]), int(ts[-1])
         stored = " UNION ALL ".join(
@@ -535,22 +532,19 @@ class Store:
         """Bulk-insert dead letters (one columnar insert) in one transaction; a letter with a
         ``merge_key`` adds its count to the stored row of that key (an aggregate's delta), or
         starts it. Returns how many letters."""
-        import pandas as pd
-
         letters = list(letters)
         rows = [d for d in letters if d.merge_key is None]
         merges = [d for d in letters if d.merge_key is not None]
         if not letters:
             return 0
-        frame = pd.DataFrame({
+        def text(name: str) -> np.ndarray:
+            return np.array([getattr(d, name) for d in rows], dtype=object)
+
+        frame = {  # DuckDB scans a dict of NumPy arrays (no pandas)
             "received_ms": np.fromiter((d.received_ms for d in rows), np.int64, len(rows)),
-            "source": [d.source for d in rows],
-            "origin": [d.origin for d in rows],
-            "reason": [d.reason for d in rows],
-            "detail": [d.detail for d in rows],
-            "raw": [d.raw for d in rows],
+            **{name: text(name) for name in ("source", "origin", "reason", "detail", "raw")},
             "count": np.fromiter((d.count for d in rows), np.int64, len(rows)),
-        })
+        }
         with self._lock:
             con = self._con
             con.execute("BEGIN")
@@ -1052,13 +1046,26 @@ def _empty_codes() -> tuple[np.ndarray, list, np.ndarray, list]:
     return np.zeros(0, np.int64), [], np.zeros(0, np.int64), []
 
 
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, Sequence]:
+    """Code of each value by first appearance (-1 for None/NaN) and the distinct values.
+
+    pandas' hash table when pandas is loaded anyway (the collector, the daemon); a dict
+    otherwise, so a command that only writes readings (``dcpue import``) need not load it.
+    """
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        return pd.factorize(values, sort=False)
+    items = values.tolist()
+    keys = [k for k in dict.fromkeys(items) if k is not None and k == k]  # NaN != NaN
+    index = {k: i for i, k in enumerate(keys)}
+    return np.fromiter((index.get(v, -1) for v in items), np.int64, len(items)), keys
+
+
 def _factorize_pairs(meter: np.ndarray, quantity: np.ndarray) -> tuple[np.ndarray, list]:
     """Codes of each row's (meter, quantity) and the distinct pairs, by hashing (no sort)."""
-    import pandas as pd
-
-    m_codes, m_keys = pd.factorize(np.asarray(meter, dtype=object), sort=False)
-    q_codes, q_keys = pd.factorize(np.asarray(quantity, dtype=object), sort=False)
+    m_codes, m_keys = _factorize(np.asarray(meter, dtype=object))
+    q_codes, q_keys = _factorize(np.asarray(quantity, dtype=object))
     if len(q_keys) == 1:
         return m_codes, [(m, q_keys[0]) for m in m_keys]
-    codes, pairs = pd.factorize(m_codes.astype(np.int64) * len(q_keys) + q_codes, sort=False)
+    codes, pairs = _factorize(m_codes.astype(np.int64) * len(q_keys) + q_codes)
     return codes, [(m_keys[p // len(q_keys)], q_keys[p % len(q_keys)]) for p in pairs]

@@ -764,6 +764,7 @@ class Runtime:
             dead_letters=self.dead_letter_counts(),
             backlog={"remote": stats.backlog} if stats and stats.backlog is not None else {},
             pending=stats.pending if stats else 0,
+            mqtt_stalls=stats.mqtt_stalls if stats else 0,
             last_seen_ms=last_seen,
             alerts_firing=firing,
             notifications=dict(self.dispatcher.outcomes),

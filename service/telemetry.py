@@ -33,6 +33,8 @@ class HealthSnapshot:
     dead_letters: Mapping[str, int] = field(default_factory=dict)
     backlog: Mapping[str, int] = field(default_factory=dict)
     pending: int = 0
+    #: MQTT connections the collector's stall watchdog renewed.
+    mqtt_stalls: int = 0
     last_seen_ms: Mapping[str, int] = field(default_factory=dict)
     alerts_firing: Mapping[str, int] = field(default_factory=dict)
     notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
@@ -87,6 +89,9 @@ class _SnapshotCollector(Collector):
         for sink, n in sorted(s.backlog.items()):
             backlog.add_metric([sink], n)
         yield backlog
+        yield CounterMetricFamily("dcpue_mqtt_stalls",
+                                  "MQTT connections renewed by the stall watchdog since start.",
+                                  value=s.mqtt_stalls)
         yield GaugeMetricFamily("dcpue_pending_readings",
                                 "Readings received but not yet written to the store.",
                                 value=s.pending)

@@ -1,6 +1,7 @@
 """What the read-only commands import: ``dcpue pue`` and ``dcpue report`` on a small store load
 NumPy, pydantic and DuckDB but none of pandas, scikit-learn, pvlib, SciPy or the daemon's
-server libraries; ``dcpue --help`` and ``--version`` load none of the scientific stack.
+server libraries, nor does ``dcpue import`` (a CSV into the store); ``dcpue --help`` and
+``--version`` load none of the scientific stack.
 
 Each command runs as ``python -X importtime -m dcpue ...`` in a fresh process (the entry point a
 user runs, unchanged); the modules it imported are read from that report. Start-up *time* is a
@@ -48,6 +49,21 @@ def test_read_commands_skip_pandas_and_the_optimizer(store, command):
     modules, out = imported(*command, "--config", HALL, "--store", store)
     assert "pue" in out
     assert {"duckdb", "numpy", "dcpue.core.store"} <= modules
+    assert sorted(modules & set(HEAVY)) == []
+
+
+def test_import_writes_the_store_without_pandas(tmp_path):
+    """``dcpue import`` of a long CSV (two good rows, one unknown meter): counted, stored and
+    dead-lettered through the CSV reader, NumPy and DuckDB, with none of HEAVY loaded."""
+    csv = tmp_path / "hour.csv"
+    csv.write_text("ts,meter,quantity,value,unit\n"
+                   "2023-01-01T00:00:00Z,grid-main,energy,1000.5,kWh\n"
+                   "2023-01-01T00:01:00Z,grid-main,energy,1001,kWh\n"
+                   "2023-01-01T00:01:00Z,ghost,energy,1,kWh\n")
+    modules, out = imported("import", "--config", HALL, "--store", str(tmp_path / "i.duckdb"),
+                            str(csv), "--no-progress")
+    assert '"accepted": 2, "added": 2' in out and '"unknown_meter": 1' in out
+    assert {"duckdb", "numpy", "csv", "dcpue.collector.importer"} <= modules
     assert sorted(modules & set(HEAVY)) == []
 
 
