@@ -215,10 +215,11 @@ class EnergyBalance:
         once per balance (its figures ask for the same few group sets again and again)."""
         hit = self._groups_seen.get(names)
         if hit is None:
-            meters = tuple(m for n in names for m in self.groups.get(n, ()))
-            energies = [self.meter_energy[m] for m in meters]
-            hit = (meters, min((e.coverage for e in energies), default=1.0),
-                   "; ".join(q for e in energies for q in (e.quality,) if q))
+            groups, by_meter = self.groups, self.meter_energy
+            meters = tuple(m for n in names for m in groups.get(n, ()))
+            energies = [by_meter[m] for m in meters]
+            hit = (meters, min([e.coverage for e in energies], default=1.0),
+                   "; ".join(q for e in energies if e.events and (q := e.quality)))
             self._groups_seen[names] = hit
         return hit
 
