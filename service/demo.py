@@ -306,8 +306,12 @@ def _save_chunk(runtime: Runtime, scheduler: SimScheduler) -> None:
 
 
 async def _stopped(stop: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``stop`` was set within ``timeout_s``. ``asyncio.timeout``, not ``wait_for``:
+    on Python 3.11 ``wait_for`` can swallow a cancellation that arrives as the event fires
+    (CPython gh-86296), leaving the caller running after a shutdown."""
     try:
-        await asyncio.wait_for(stop.wait(), max(0.0, timeout_s))
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await stop.wait()
     except TimeoutError:
         return False
     return True
