@@ -231,7 +231,8 @@ def minute_cost(tmp: Path, sizes: list[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=float, default=10.0)
+    parser.add_argument("--days", type=float, default=10.0,
+                        help="fast-forward length of sections 1 and 2 (0 skips them)")
     parser.add_argument("--sizes", default="1,30", help="store sizes of section 3 (days); "
                         "'' skips it")
     parser.add_argument("--burn", type=int, default=0,
@@ -243,7 +244,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, {args.burn} CPU burner(s) "
           "beside the fast-forward")
     with tempfile.TemporaryDirectory() as tmp:
-        fast_forward(Path(tmp), args.days, args.burn, args.rate)
+        if args.days > 0:
+            fast_forward(Path(tmp), args.days, args.burn, args.rate)
         if args.sizes:
             minute_cost(Path(tmp), [float(s) for s in args.sizes.split(",")])
 
