@@ -807,6 +807,7 @@ class Runtime:
         with self.lock:
             self.site = site
             self.calculator.site = site
+            self.trainer.site = site  # the next fit uses the new optimizer settings
             cfg = site.service
             self.engine.settings = cfg.alerts
             self.dispatcher = Dispatcher(build_notifiers(
