@@ -20,7 +20,7 @@ Guideline 14 definitions), MAE and RMSE of the maximum inlet (degC).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 4
+MODEL_FORMAT = 5
 
 
 class ModelError(ValueError):
@@ -197,6 +197,21 @@ PHYSICS_GRID: dict[str, tuple[float, ...]] = {
     "economizer_approach_k": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
 }
 
+#: Candidate values of the air side's parameters (:func:`_air_side`), searched by
+#: :func:`fit_air_side`: an air economizer's changeover (outdoor dry bulb, degC; the first
+#: value means none, the last one always below it), the return air's rise over the supply
+#: setpoint at the most airflow per kW seen (K) and the cooling coil's effectiveness (1).
+AIR_GRID: dict[str, tuple[float, ...]] = {
+    "air_economizer_max_c": (-50.0, *(float(k) for k in range(12, 33))),
+    "air_return_rise_k": tuple(float(k) for k in range(4, 17)),
+    "coil_effectiveness": tuple(round(0.5 + 0.05 * k, 2) for k in range(10)),
+}
+
+#: The model form of a plant whose air side :func:`fit_air_side` found (fields of
+#: :class:`Scales`; the defaults there are the form without it).
+AIR_FORM: dict[str, Any] = {"air_side": True, "power_on_it": True, "inlet_over_supply": True,
+                            "moded": True, "alpha": 10.0}
+
 
 @dataclass(frozen=True, slots=True)
 class Scales:
@@ -207,14 +222,26 @@ class Scales:
     affinity law's reference speed); ``physics`` the plant parameters of
     :data:`PHYSICS_GRID` (K) as :func:`fit_physics` found them (the grid middles until
     then); ``instances`` the per-instance lever columns (``<column>@<meter id>``, see
-    :func:`dcpue.optimizer.frames.instance_columns`) the design adds."""
+    :func:`dcpue.optimizer.frames.instance_columns`) the design adds. The model's form
+    (:data:`AIR_FORM` where :func:`fit_air_side` found an air side): ``power_on_it`` (the power model's load
+    is metered IT, the heat the servers give off, which rises with their inlet where IT power
+    does; else IT work), ``inlet_over_supply`` (the inlet model's target is the rise over the
+    supply air the coil achieves, :func:`supply_air_c`; else over the supply setpoint),
+    ``moded`` (one model per plant mode, :class:`Moded`), ``alpha`` (the linear model's
+    ridge penalty) and ``air_side`` (the design has the air-side terms of :func:`_air_side`;
+    without them neither modes nor the supply-air estimate)."""
 
     it_kw: float
     airflow: float
     pump_hz: float = 50.0
     physics: tuple[tuple[str, float], ...] = tuple(
-        (k, v[len(v) // 2]) for k, v in PHYSICS_GRID.items())
+        (k, v[len(v) // 2]) for k, v in (PHYSICS_GRID | AIR_GRID).items())
     instances: tuple[str, ...] = ()
+    power_on_it: bool = False
+    inlet_over_supply: bool = False
+    moded: bool = False
+    alpha: float = 1e-2
+    air_side: bool = False
 
     @classmethod
     def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
@@ -232,8 +259,9 @@ def fit_physics(x: Mapping[str, np.ndarray], power_y: np.ndarray, rise_y: np.nda
                 scales: Scales, passes: int = 2) -> Scales:
     """``scales`` with the plant parameters (:data:`PHYSICS_GRID`) chosen from the data:
     coordinate search, each parameter over its grid in turn, for the lowest validation error
-    of the linear model (:func:`_ridge`: fitted on the first 75 % of the rows, scored on the
-    rest, both targets' mean squared errors over their variances summed)."""
+    of the linear model (:func:`_ridge`'s fit, as :class:`Linear` without clipping: fitted on
+    the first 75 % of the rows, scored on the rest, both targets' mean squared errors over
+    their variances summed)."""
     n = len(power_y)
     cut = int(0.75 * n)
     if cut < 20 or n - cut < 10:
@@ -242,12 +270,18 @@ def fit_physics(x: Mapping[str, np.ndarray], power_y: np.ndarray, rise_y: np.nda
 
     def error(candidate: Scales) -> float:
         design = design_matrix(x, candidate)
-        return sum(float(np.mean((_ridge().fit(design[:cut], y[:cut]).predict(design[cut:])
-                                  - y[cut:]) ** 2)) / var for y, var in targets)
+        return sum(float(np.mean((Linear(1e-2, clip=False).fit(design[:cut], y[:cut]).predict(
+            design[cut:]) - y[cut:]) ** 2)) / var for y, var in targets)
 
+    return _coordinate_search(scales, PHYSICS_GRID, error, passes)
+
+
+def _coordinate_search(scales: Scales, grids: Mapping[str, tuple[float, ...]],
+                       error: Callable[[Scales], float], passes: int) -> Scales:
+    """Each parameter over its grid in turn, ``passes`` times, keeping what lowers ``error``."""
     best, best_err = scales, error(scales)
     for _ in range(passes):
-        for name, grid in PHYSICS_GRID.items():
+        for name, grid in grids.items():
             for value in grid:
                 candidate = replace(best, physics=tuple(
                     (k, value if k == name else v) for k, v in best.physics))
@@ -255,6 +289,102 @@ def fit_physics(x: Mapping[str, np.ndarray], power_y: np.ndarray, rise_y: np.nda
                 if err < best_err - 1e-12:
                     best, best_err = candidate, err
     return best
+
+
+def fit_air_side(data: pd.DataFrame, target: Target, scales: Scales, passes: int = 1
+                 ) -> Scales:
+    """``scales`` in :data:`AIR_FORM` with the air side's parameters (:data:`AIR_GRID`)
+    chosen from the data, where they show an air economizer's changeover inside the trained
+    outdoor range; else ``scales`` unchanged (the form without an air side).
+
+    Coordinate search as in :func:`fit_physics`, on the linear model of that form
+    (:class:`Linear` per plant mode, :class:`Moded`): power per metered IT kW (the heat the
+    servers give off) and the hottest inlet's rise over the supply air the candidate gives
+    (:func:`supply_air_c`), scored by the validation mean absolute errors of power (kW) and
+    inlet (K), each over the tail's mean absolute deviation (a few unmet-supply rows of a
+    10 K rise do not steer it). The air side is kept only where its linear model scores
+    better than the form without it."""
+    cut = int(0.75 * len(data))
+    if cut < 20 or len(data) - cut < 10:
+        return scales
+    columns, it = _columns(data), data["it_kw"].to_numpy()
+    inlet = data["rack_inlet_max_c"].to_numpy()
+    mad = [max(float(np.mean(np.abs(v[cut:] - np.median(v[cut:])))), 1e-12)
+           for v in (_targets(data, target, on_it=True)[0] * it, inlet)]
+
+    def error(candidate: Scales) -> float:
+        """Validation MAE of power (kW) and inlet (K), each over its tail's deviation."""
+        power_y = _targets(data, target, candidate.power_on_it)[0]
+        load = it if candidate.power_on_it else _work(data)
+        total = 0.0
+        for cols, y, scale, kw in ((_power_columns(data, candidate), power_y, mad[0], load),
+                                   (columns, inlet - _inlet_offset(columns, candidate), mad[1],
+                                    np.ones(len(it)))):
+            design = design_matrix(cols, candidate)
+            fit = _estimator("ridge", 0, candidate).fit(design[:cut], y[:cut])
+            miss = (fit.predict(design[cut:]) - y[cut:]) * kw[cut:]
+            total += float(np.mean(np.abs(miss))) / scale
+        return total
+
+    found = _coordinate_search(replace(scales, **AIR_FORM), AIR_GRID, error, passes)
+    changeover = found.param("air_economizer_max_c")
+    grid, db = AIR_GRID["air_economizer_max_c"], columns["dry_bulb_c"]
+    if (changeover in (grid[0], grid[-1]) or not db.min() < changeover < db.max()
+            or error(found) >= error(scales)):
+        return scales
+    return found
+
+
+def _airflow(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
+    """Running units x fan speed per IT kW over the most seen (1 = the most airflow per kW)."""
+    units = np.asarray(x["running_units"], float)
+    fan = np.asarray(x["crah_fan_speed_pct"], float) / 100.0
+    return np.maximum(units * fan / np.asarray(x["it_kw"], float) / scales.airflow, 1e-3)
+
+
+def _air_side(x: Mapping[str, np.ndarray], scales: Scales) -> tuple[np.ndarray, ...]:
+    """The air side as the learned plant parameters describe it: (outdoor air in use (bool),
+    mixed air degC, supply air degC). An air economizer lets outdoor air replace return air
+    below its changeover (``air_economizer_max_c``) while outdoor air is cooler than the return
+    air (``air_return_rise_k`` over the supply setpoint at the most airflow per kW seen); the
+    coil cools the mixed air to the supply setpoint, or only to ``mixed - e (mixed - chilled
+    water)`` (``coil_effectiveness`` e) when that is warmer: supply air then runs warm."""
+    db = np.asarray(x["dry_bulb_c"], float)
+    chw, sa = np.asarray(x["chilled_water_c"], float), np.asarray(x["supply_air_c"], float)
+    hall_return = sa + scales.param("air_return_rise_k") / _airflow(x, scales)
+    outdoor = (db <= scales.param("air_economizer_max_c")) & (db < hall_return)
+    mixed = np.where(outdoor, np.maximum(db, sa), hall_return)
+    coil = scales.param("coil_effectiveness") * np.maximum(mixed - chw, 0.0)
+    return outdoor, mixed, np.maximum(sa, mixed - coil)
+
+
+def _inlet_offset(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
+    """What the inlet model's target is the rise over (degC): the achieved supply air
+    (:func:`supply_air_c`) or the supply setpoint (``Scales.inlet_over_supply``)."""
+    if scales.inlet_over_supply:
+        return supply_air_c(x, scales)
+    return np.asarray(x["supply_air_c"], float)
+
+
+def supply_air_c(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
+    """The supply air the coil achieves (degC, see :func:`_air_side`): the inlet model's
+    target is the hottest inlet's rise over it."""
+    return _air_side(x, scales)[2]
+
+
+def _air_side_terms(x: Mapping[str, np.ndarray], scales: Scales, air: np.ndarray,
+                    chw: np.ndarray, carnot: np.ndarray) -> list[np.ndarray]:
+    """The air side's design columns (:func:`_air_side`): the mode (the coil cools; first,
+    :data:`MODE_COLUMN`), outdoor air in use, mixed air, the supply shortfall, the coil's
+    sensible load (per airflow), the latent load of humid outdoor air over chilled water, and
+    these over the chiller's Carnot factor."""
+    outdoor, mixed, supply = _air_side(x, scales)
+    coil_dt = mixed - supply
+    coil_on = (coil_dt > 0.0).astype(float)
+    latent = outdoor * np.maximum(np.asarray(x["dew_point_c"], float) - chw, 0.0)
+    return [coil_on, outdoor.astype(float), mixed, supply - np.asarray(x["supply_air_c"], float),
+            coil_dt, coil_dt / air, latent, coil_on * carnot * 100.0,
+            coil_dt / air * carnot * 100.0, latent * carnot * 100.0]
 
 
 def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
@@ -284,7 +414,7 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     coil, rise_k = scales.param("coil_approach_k"), scales.param("return_rise_k")
     tower_k, econ_k = scales.param("tower_approach_k"), scales.param("economizer_approach_k")
     load = it / scales.it_kw
-    air = np.maximum(units * fan / it / scales.airflow, 1e-3)  # 1 = most airflow per kW seen
+    air = _airflow(x, scales)
     return_air = np.maximum(sa, chw + coil) + rise_k / air
     rise = np.maximum((return_air - chw) / 3.0, 0.5)
     flow = load * 6.0 / rise
@@ -295,6 +425,7 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     carnot = lift / (chw + 273.15 - econ_k)
     raw = [np.asarray(x[c], float) for c in FEATURE_COLUMNS]
     extra = [
+        *(_air_side_terms(x, scales, air, chw, carnot) if scales.air_side else []),
         load,
         1.0 / load,
         rise,
@@ -335,6 +466,34 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
                            + spread)
 
 
+class Linear:
+    """Ridge regression on standardised inputs clipped to their fitted range (NumPy; the
+    same fit as scikit-learn's ``StandardScaler`` + ``Ridge(alpha)`` with an intercept,
+    without its per-call input checks). Clipping every column to the range it had in ``fit``
+    keeps a nonlinear feature (a cube of flow, a hinge) from being extrapolated linearly
+    where a combination of setpoints the data hold few of would make it large."""
+
+    def __init__(self, alpha: float = 10.0, clip: bool = True) -> None:
+        self.alpha, self.clip = alpha, clip
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Linear:
+        x = np.asarray(x, float)
+        self.lo_, self.hi_ = x.min(axis=0), x.max(axis=0)
+        self.mean_ = x.mean(axis=0)
+        sd = x.std(axis=0)
+        self.scale_ = np.where(sd > 1e-12 * np.maximum(np.abs(self.mean_), 1.0), sd, 1.0)
+        z = (x - self.mean_) / self.scale_
+        self.intercept_ = float(np.mean(y))
+        gram = z.T @ z + self.alpha * np.eye(z.shape[1])
+        self.coef_ = np.linalg.solve(gram, z.T @ (np.asarray(y, float) - self.intercept_))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float)
+        z = ((np.clip(x, self.lo_, self.hi_) if self.clip else x) - self.mean_) / self.scale_
+        return z @ self.coef_ + self.intercept_
+
+
 def _ridge() -> Pipeline:
     return make_pipeline(StandardScaler(), Ridge(alpha=1e-2))
 
@@ -359,10 +518,79 @@ class Bagged:
         return np.mean([trees.predict(f, x) for f in self.fits], axis=0)
 
 
-def _estimator(kind: ModelKind, seed: int) -> Pipeline | Bagged:
-    if kind == "ridge":
-        return _ridge()
-    return Bagged(seed)
+class Boosted:
+    """The air-side form's model: :class:`Linear` plus the mean of ``n`` gradient-boosting
+    fits of its residuals that differ only in their subsampling seed (``100 x seed + i``);
+    the linear part is fitted once (the same fits as :class:`Bagged` with a clipped linear
+    init)."""
+
+    def __init__(self, seed: int, n: int = 3, alpha: float = 10.0) -> None:
+        self.seed, self.n, self.alpha = seed, n, alpha
+        self.fits: list[GradientBoostingRegressor] = []
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Boosted:
+        self.init = Linear(self.alpha).fit(x, y)
+        residual = y - self.init.predict(x)
+        self.fits = [GradientBoostingRegressor(
+            init="zero", n_estimators=100, max_depth=3, learning_rate=0.15, subsample=0.8,
+            random_state=100 * self.seed + i,
+        ).fit(x, residual) for i in range(self.n)]
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.init.predict(x) + np.mean([trees.predict(f, x) for f in self.fits], axis=0)
+
+
+#: The design column of the plant's mode (1: the coil cools, 0: outdoor air alone does).
+MODE_COLUMN = len(FEATURE_COLUMNS)
+
+
+class Moded:
+    """One estimator per plant mode (:data:`MODE_COLUMN` of the design): where both modes
+    hold at least ``min_rows`` rows, each is fitted on its own rows, so what the chilled water
+    does while the coil cools is not averaged with the hours it does nothing; else one
+    estimator on all rows."""
+
+    def __init__(self, make: Any, min_rows: int = 30) -> None:
+        self.make, self.min_rows = make, min_rows
+        self.fits: dict[bool, Any] = {}
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Moded:
+        on = x[:, MODE_COLUMN] > 0.5
+        if min(on.sum(), (~on).sum()) < self.min_rows:
+            self.fits = {True: self.make().fit(x, y)}
+            self.fits[False] = self.fits[True]
+        else:
+            self.fits = {m: self.make().fit(x[on == m], y[on == m]) for m in (True, False)}
+        return self
+
+    def members(self, x: np.ndarray) -> np.ndarray:
+        on = x[:, MODE_COLUMN] > 0.5
+        out = None
+        for m in (True, False):
+            if (on == m).any():
+                fit = self.fits[m]
+                got = fit.members(x[on == m]) if hasattr(fit, "members") else fit.predict(
+                    x[on == m])[None, :]
+                if out is None:
+                    out = np.empty((len(got), len(x)))
+                out[:, on == m] = got
+        return out if out is not None else np.empty((1, 0))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.members(x).mean(axis=0)
+
+
+def _estimator(kind: ModelKind, seed: int, scales: Scales) -> Any:
+    """The model of ``kind`` in the form ``scales`` holds: without an air side the ridge
+    pipeline (:func:`_ridge`) or :class:`Bagged`; with it :class:`Linear` or
+    :class:`Boosted` at ``alpha``, per plant mode where ``moded``."""
+    if not scales.air_side:
+        return _ridge() if kind == "ridge" else Bagged(seed)
+
+    def make() -> Linear | Boosted:
+        return Linear(scales.alpha) if kind == "ridge" else Boosted(seed, alpha=scales.alpha)
+    return Moded(make) if scales.moded else make()
 
 
 def _work(data: pd.DataFrame) -> np.ndarray:
@@ -370,13 +598,16 @@ def _work(data: pd.DataFrame) -> np.ndarray:
     return data["work_kw" if "work_kw" in data else "it_kw"].to_numpy()
 
 
-def _targets(data: pd.DataFrame, target: Target) -> tuple[np.ndarray, np.ndarray]:
+def _targets(data: pd.DataFrame, target: Target, on_it: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Power per kW of load (metered IT, or IT work with ``on_it`` False, see
+    :attr:`Scales.power_on_it`) and the hottest inlet's rise over the supply setpoint (K)."""
     it = data["it_kw"].to_numpy()
     power = data["facility_kw"].to_numpy() - it if target == "facility" else data[
         "cooling_kw"
     ].to_numpy()
     rise = data["rack_inlet_max_c"].to_numpy() - data["supply_air_c"].to_numpy()
-    return power / _work(data), rise
+    return power / (it if on_it else _work(data)), rise
 
 
 def feature_columns(data: pd.DataFrame) -> tuple[str, ...]:
@@ -385,10 +616,16 @@ def feature_columns(data: pd.DataFrame) -> tuple[str, ...]:
     return FEATURE_COLUMNS + tuple(c for c in data.columns if "@" in c)
 
 
-def _columns(data: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Model inputs: the feature columns with IT work in place of IT power (see
-    :class:`PlantModel`)."""
-    return {c: data[c].to_numpy() for c in feature_columns(data)} | {"it_kw": _work(data)}
+def _power_columns(data: pd.DataFrame, scales: Scales) -> dict[str, np.ndarray]:
+    return _columns(data, "it" if scales.power_on_it else "work")
+
+
+def _columns(data: pd.DataFrame, load: Literal["work", "it"] = "work") -> dict[str, np.ndarray]:
+    """Model inputs: the feature columns with IT work in place of IT power (the inlet model,
+    see :class:`PlantModel`), or with metered IT (``load = "it"``: the power model, whose
+    load is the heat the servers actually give off)."""
+    columns = {c: data[c].to_numpy() for c in feature_columns(data)}
+    return columns if load == "it" else columns | {"it_kw": _work(data)}
 
 
 def with_work(data: pd.DataFrame, response: ITResponse | None, ref_c: float | None) -> (
@@ -475,10 +712,14 @@ class PlantModel:
         cols = self._broadcast(x)
         design = design_matrix(cols, self.scales)
         work = cols["it_kw"]
-        inlet = self.inlet_model.predict(design) + cols["supply_air_c"]
-        it = work if self.it_response is None or self.it_reference_c is None else work * np.exp(
-            self.it_response.log_ratio(inlet, self.it_reference_c))
-        power = self.power_model.predict(design) * work
+        inlet = self.inlet_model.predict(design) + _inlet_offset(cols, self.scales)
+        if self.it_response is None or self.it_reference_c is None:
+            it = work
+        else:
+            it = work * np.exp(self.it_response.log_ratio(inlet, self.it_reference_c))
+        if self.scales.power_on_it and it is not work:
+            design = design_matrix(cols | {"it_kw": it}, self.scales)
+        power = self.power_model.predict(design) * (it if self.scales.power_on_it else work)
         if self.target == "facility":
             power = power + it
         return Prediction(power, inlet, it)
@@ -516,18 +757,21 @@ class PlantModel:
             "it_reference_c": self.it_reference_c,
             "settling_rows": self.settling_rows,
             "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
-                       "physics": dict(self.scales.physics)},
+                       "physics": dict(self.scales.physics), "air_side": self.scales.air_side},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
         }
 
 
 def _scores(
-    data: pd.DataFrame, target: Target, power_hat: np.ndarray, rise_hat: np.ndarray
+    data: pd.DataFrame, target: Target, power_hat: np.ndarray, rise_hat: np.ndarray,
+    on_it: bool = False,
 ) -> dict[str, float]:
-    """Accuracy of per-IT-work-kW power and inlet-rise predictions on the rows of ``data``."""
-    it, work = data["it_kw"].to_numpy(), _work(data)
-    power_y, rise_y = _targets(data, target)
-    actual_kw, predicted_kw = power_y * work, power_hat * work
+    """Accuracy of power (per kW of load, see :func:`_targets`) and inlet-rise predictions on
+    the rows of ``data``."""
+    it = data["it_kw"].to_numpy()
+    power_y, rise_y = _targets(data, target, on_it)
+    load = it if on_it else _work(data)
+    actual_kw, predicted_kw = power_y * load, power_hat * load
     # PUE from the prediction: the modelled part replaced, the rest as metered.
     pue = data["pue"].to_numpy()
     pue_hat = pue + (predicted_kw - actual_kw) / it
@@ -549,8 +793,12 @@ class _Fitted:
     scales: Scales
 
     def targets(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        design = design_matrix(_columns(data), self.scales)
-        return self.power.predict(design), self.inlet.predict(design)
+        """Power per IT kW at the metered IT; the inlet's rise over the supply setpoint at
+        the IT work."""
+        columns = _columns(data)
+        offset = _inlet_offset(columns, self.scales) - columns["supply_air_c"]
+        return (self.power.predict(design_matrix(_power_columns(data, self.scales), self.scales)),
+                self.inlet.predict(design_matrix(columns, self.scales)) + offset)
 
 
 def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int,
@@ -560,11 +808,14 @@ def _fit(data: pd.DataFrame, kind: ModelKind, target: Target, seed: int,
     columns = _columns(data)
     scales = Scales.of(columns)
     if physics is not None:
-        scales = replace(scales, physics=physics.physics)
-    design = design_matrix(columns, scales)
-    power_y, rise_y = _targets(data, target)
+        scales = replace(scales, physics=physics.physics, **{k: getattr(physics, k)
+                                                             for k in AIR_FORM})
+    power_y, rise_y = _targets(data, target, scales.power_on_it)
+    rise_y = rise_y + columns["supply_air_c"] - _inlet_offset(columns, scales)
     return _Fitted(
-        _estimator(kind, seed).fit(design, power_y), _estimator(kind, seed).fit(design, rise_y),
+        _estimator(kind, seed, scales).fit(
+            design_matrix(_power_columns(data, scales), scales), power_y),
+        _estimator(kind, seed, scales).fit(design_matrix(columns, scales), rise_y),
         scales,
     )
 
@@ -584,7 +835,8 @@ def cross_validate(
                                                physics).targets(
             data.iloc[test])
     scored = np.isfinite(power_hat)
-    return _scores(data[scored], target, power_hat[scored], rise_hat[scored])
+    return _scores(data[scored], target, power_hat[scored], rise_hat[scored],
+                   physics is not None and physics.power_on_it)
 
 
 def train(
@@ -621,12 +873,14 @@ def train(
                          f"the rack inlet settles {lag} rows after a setpoint change)")
     cut = int(len(data) * (1.0 - holdout_fraction))
     head, tail = data.iloc[:cut], data.iloc[cut:]
-    physics = fit_physics(_columns(head), *_targets(head, target), Scales.of(_columns(head)))
+    physics = fit_physics(_columns(head), *_targets(head, target, on_it=False),
+                          Scales.of(_columns(head)))
+    physics = fit_air_side(head, target, physics)
     metrics = {"cv": cross_validate(head, kind, target, splits, seed, physics)}
     if cut < len(data):
         metrics["holdout"] = _scores(
-            tail, target, *_fit(head, kind, target, seed, physics).targets(tail)
-        )
+            tail, target, *_fit(head, kind, target, seed, physics).targets(tail),
+            physics.power_on_it)
     fitted = _fit(data, kind, target, seed, physics)
     return PlantModel(
         kind=kind, target=target, features=feature_columns(data), power_model=fitted.power,

@@ -7,7 +7,17 @@ import pandas as pd
 import pytest
 from dcpue.config import Site
 from dcpue.optimizer.frames import FEATURE_COLUMNS, SETPOINT_COLUMNS, TrainingFrame
-from dcpue.optimizer.models import ModelError, PlantModel, load_model, save_model, train
+from dcpue.optimizer.models import (
+    Linear,
+    ModelError,
+    PlantModel,
+    load_model,
+    save_model,
+    train,
+)
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 
 def test_held_out_pue_accuracy(july_model: PlantModel) -> None:
@@ -63,3 +73,22 @@ def test_ridge_baseline_and_fixed_setpoints_are_honest() -> None:
     model = train(frame, kind="ridge", splits=3)
     assert model.metrics["holdout"]["pue_mae"] < 1e-3
     assert model.trust.lo["chilled_water_c"] == model.trust.hi["chilled_water_c"] == 10.0
+
+
+def test_linear_is_scikit_learns_standardised_ridge():
+    """models.Linear (NumPy) against scikit-learn's StandardScaler + Ridge (computed by the
+    library) on the same data; with clipping, inputs beyond the fitted range predict as at its
+    edge."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 12)) * np.arange(1, 13)
+    x[:, 3] = 2.5  # a constant column, as a held lever gives
+    y = x @ rng.normal(size=12) + rng.normal(size=300)
+    probe = rng.normal(size=(40, 12)) * np.arange(1, 13)
+    for alpha in (1e-2, 10.0):
+        ours = Linear(alpha, clip=False).fit(x, y).predict(probe)
+        theirs = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y).predict(probe)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
+    clipped = Linear(10.0).fit(x, y)
+    edge = x.max(axis=0)
+    assert clipped.predict(edge[None, :] + 100.0)[0] == pytest.approx(
+        clipped.predict(edge[None, :])[0])
