@@ -684,7 +684,7 @@ class PlantModel:
     def error_metrics(self) -> dict[str, float]:
         """Scores of the situation closest to use (a model fitted on the past, scoring the
         later tail): ``holdout`` if there is one, else ``cv``."""
-        return self.metrics.get("holdout", self.metrics["cv"])
+        return self.metrics["holdout"] if "holdout" in self.metrics else self.metrics["cv"]
 
     @property
     def power_rmse_kw(self) -> float:
@@ -846,11 +846,14 @@ def train(
     splits: int = 5,
     holdout_fraction: float = 0.2,
     seed: int = 0,
+    cross_validated: bool = True,
 ) -> PlantModel:
     """Fit a :class:`PlantModel` on a frame.
 
     Metrics: ``cv`` from :func:`cross_validate` over the first ``1 - holdout_fraction`` of the
-    rows, ``holdout`` from a model fitted on those rows and scored on the later tail. The
+    rows, ``holdout`` from a model fitted on those rows and scored on the later tail. Without
+    ``cross_validated`` (the daemon's automatic fits: half the cost) ``cv`` is left out when
+    there is a holdout, which is what proposals rest on (:attr:`PlantModel.error_metrics`). The
     returned model is then refitted on all rows; its trust region spans all rows. The IT
     response (and with it the work column, see :class:`PlantModel`) is fitted on all rows,
     the plant parameters of the features (:func:`fit_physics`) on the rows before the tail.
@@ -876,7 +879,9 @@ def train(
     physics = fit_physics(_columns(head), *_targets(head, target, on_it=False),
                           Scales.of(_columns(head)))
     physics = fit_air_side(head, target, physics)
-    metrics = {"cv": cross_validate(head, kind, target, splits, seed, physics)}
+    metrics = {}
+    if cross_validated or cut == len(data):
+        metrics["cv"] = cross_validate(head, kind, target, splits, seed, physics)
     if cut < len(data):
         metrics["holdout"] = _scores(
             tail, target, *_fit(head, kind, target, seed, physics).targets(tail),

@@ -68,7 +68,7 @@ def fit_and_save(
     seconds the fit took."""
     cpu0 = time.process_time()
     try:
-        model = train(frame, kind, target, splits)
+        model = train(frame, kind, target, splits, cross_validated=False)
     except ValueError as exc:
         return None, str(exc), time.process_time() - cpu0
     save_model(model, path)
@@ -124,8 +124,8 @@ class Trainer:
         if model is None:
             log.warning("retraining skipped: %s", why)
         else:
-            log.info("plant model retrained on %d rows in %.1f s CPU, cv %s", model.rows,
-                     cpu_s, model.metrics["cv"])
+            log.info("plant model retrained on %d rows in %.1f s CPU, scores %s", model.rows,
+                     cpu_s, model.error_metrics)
         done.set_result(model)
 
     def close(self) -> None:

@@ -26,8 +26,8 @@ def stored_sweep(tmp_path, days: float):
 
 def test_fit_in_the_worker_process_is_saved_and_counted(tmp_path):
     """Computed: a model fitted by the worker process on 3 simulated days of the bundled hall's
-    commissioning sweep, the file the daemon loads, the fit count and the worker's CPU
-    seconds. Declared: nothing (the rows are whatever the frame kept)."""
+    commissioning sweep, the file the daemon loads, its scores (holdout only), the fit count
+    and the worker's CPU seconds. Declared: nothing (the rows are whatever the frame kept)."""
     site, store, now = stored_sweep(tmp_path, 3.0)
     trainer = Trainer(site)
     try:
@@ -37,6 +37,8 @@ def test_fit_in_the_worker_process_is_saved_and_counted(tmp_path):
         assert model is not None and model.rows > 100
         assert load_model(model_path(site)).rows == model.rows  # written by the worker
         assert trainer.fits == 1 and trainer.fit_cpu_s > 0.0
+        # the daemon's fits score on the holdout only (cross-validation: `optimize train`)
+        assert set(model.metrics) == {"holdout"} and model.error_metrics["rows"] > 0
     finally:
         trainer.close()
         store.close()
