@@ -87,6 +87,8 @@ FEED_AHEAD_MS = 59 * 60_000
 FIGURES_WAIT_S = 0.02
 #: Least wall time between two reads of the dead-letter counts for /metrics (s).
 DEAD_LETTER_REFRESH_S = 10.0
+#: How long a proposals job waits for the first plant model's fit (s); it skips after that.
+FIT_WAIT_S = 600.0
 #: Ingest lag (s) past which /healthz says degraded and the IngestLag alert may fire.
 INGEST_LAG_DEGRADED_S = 300.0
 
@@ -355,8 +357,9 @@ class Runtime:
         self.write_buffer = WriteBuffer(store)
         self.save_each_job = True
         self.calculator.store = self.write_buffer  # type: ignore[assignment]
-        #: ``wall`` (real time), ``fast-forward`` (simulated, running) or ``stopped`` (a
-        #: finished fast-forward serving on its frozen clock), shown on ``/healthz``.
+        #: ``wall`` (real time), ``catching-up`` (the twin's history simulated up to the wall
+        #: clock), ``fast-forward`` (simulated, running) or ``stopped`` (a finished
+        #: fast-forward serving on its frozen clock), shown on ``/healthz``.
         self.clock_mode = "wall"
 
     @staticmethod
@@ -577,12 +580,20 @@ class Runtime:
                 self._saved_alerts = state
 
     def job_proposals(self, now_ms: int) -> Awaitable[bool] | None:
-        if self.model is None:  # the first fit, as soon as enough history exists
-            if self._training is None and self._enough_history(now_ms):
-                fit = self._train(now_ms, adopt_when_done=False)
-                if fit is not None:
-                    return self._adopt_after(fit)
-            return None
+        if self.model is None:
+            fit = self._training
+            if fit is None:  # the first fit, as soon as enough history exists
+                if self._enough_history(now_ms):
+                    self._train(now_ms)
+                return None
+            try:  # the first model is used from the next interval on: wait for its fit
+                fit.result(timeout=FIT_WAIT_S)
+            except TimeoutError:
+                log.warning("the first plant model is still being fitted: no proposal")
+                return None
+            self._adopt(fit)
+            if self.model is None:
+                return None
         proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
                                      self.state_frames, self._data_end_ms(), self.proposal_log,
                                      self.overrides)
@@ -610,21 +621,11 @@ class Runtime:
         elif self._enough_history(now_ms):
             self._train(now_ms)
 
-    def _train(self, now_ms: int, adopt_when_done: bool = True) -> Future[PlantModel | None] | None:
+    def _train(self, now_ms: int) -> None:
         fit = self.trainer.start(self.store, now_ms, self.site.service.schedule.retrain_days)
         if fit is not None:
             self._training = fit
-            if adopt_when_done:
-                fit.add_done_callback(self._adopt)
-        return fit
-
-    async def _adopt_after(self, fit: Future[PlantModel | None]) -> bool:
-        """The first model, adopted by its job's follow-up: in real time when the fit is done,
-        in fast-forward after the chunk of simulated time it was started in (the chunk waits
-        for it), so proposals start at the same simulated time however fast the machine is."""
-        await asyncio.wrap_future(fit)
-        self._adopt(fit)
-        return self.model is not None
+            fit.add_done_callback(self._adopt)
 
     def _adopt(self, fit: Future[PlantModel | None]) -> None:
         """Use a finished fit's model (once; a failed fit keeps the current model)."""

@@ -206,7 +206,7 @@ async def run_with_twin(
     runtime = await asyncio.to_thread(Runtime, site, store, clock, collector, hold_future=True)
     runtime.save_each_job = False  # saved once per chunk below
     runtime.proposal_log.hold = days is not None  # (fast-forward) proposals too
-    runtime.clock_mode = "wall" if days is None else "fast-forward"
+    runtime.clock_mode = "catching-up" if days is None else "fast-forward"
 
     async def run_job(name: str, fire_ms: int) -> None:
         clock.now = fire_ms
@@ -250,6 +250,7 @@ async def run_with_twin(
                 if n <= 0:
                     if not live:
                         live = True
+                        runtime.clock_mode = "wall"
                         bar.close()
                         log.info("caught up with the wall clock: running live")
                     wait_s = (feed.now_ms - wall_clock_ms()) / 1000

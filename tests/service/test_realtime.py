@@ -63,3 +63,31 @@ def test_realtime_daemon_collects_serves_and_stops_on_sigterm(mosquitto, tmp_pat
     assert "Traceback" not in out, out
     with Store(site.store.path) as store:
         assert store.count("ups-out") == 5
+
+
+def test_demo_history_ends_with_proposals(tmp_path):
+    """`dcpue run` without a config (the demo): the simulated history (a commissioning sweep,
+    the first plant model fitted in the trainer's worker process) ends with proposals on the
+    API, so the dashboard's optimizer card has data at once. Computed: the proposals the daemon
+    made; declared: nothing."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcpue", "run", "--port", str(port), "--store",
+         str(tmp_path / "demo.duckdb"), "--log-level", "WARNING"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    try:
+        def live() -> bool:  # the history is simulated up to the wall clock
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz").json()["clock"] == "wall"
+            except httpx.TransportError:
+                return False
+
+        wait_for(live, "demo caught up with the wall clock", 240)
+        proposals = httpx.get(f"http://127.0.0.1:{port}/api/proposals").json()["proposals"]
+        assert proposals, "the simulated history ended without a proposal"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
