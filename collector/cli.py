@@ -70,8 +70,9 @@ async def _run(site: Site, args: argparse.Namespace) -> dict[str, object]:
                 wait = min(wait, deadline - loop.time())
                 if wait <= 0:
                     break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see collector/mqtt.py
+                async with asyncio.timeout(wait):
+                    await stop.wait()
             s = collector.stats()
             log.info(
                 "status: in %d, stored %d, dead letters %d, backlog %s",

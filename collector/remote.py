@@ -239,8 +239,9 @@ class Forwarder:
             else:
                 backoff.reset()
                 delay, event = self.settings.interval_s, self._wake
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), delay)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see collector/mqtt.py
+                async with asyncio.timeout(delay):
+                    await event.wait()
 
     def stop(self) -> None:
         """Make :meth:`run` return after the write in flight (bounded by ``timeout_s``)."""
