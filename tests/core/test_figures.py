@@ -20,3 +20,25 @@ def test_insufficient_figure_says_so():
     fig = Figure("pue_1h", None, "1", coverage=0.4)
     assert not fig.sufficient
     assert fig.explain()["status"] == "insufficient data"
+
+
+def test_lazy_inputs_are_built_once_and_only_when_read():
+    """An audit trail nobody reads is never built (the daemon's per-minute figures); read, it
+    is built once and behaves, compares and pickles as the tuple it is."""
+    import pickle
+
+    from dcpue.core.figures import Figure, LazyInputs
+
+    calls = []
+    child = Figure("it", 100.0, "kWh")
+
+    def make() -> tuple[Figure, ...]:
+        calls.append(1)
+        return (child,)
+
+    fig = Figure("pue", 1.3, "1", inputs=LazyInputs(make))
+    assert fig.value == 1.3 and calls == []
+    assert fig.explain()["inputs"] == [child.explain()] and calls == [1]
+    assert list(fig.inputs) == [child] and fig.inputs[0] is child and len(fig.inputs) == 1
+    assert fig.inputs == (child,) and calls == [1]
+    assert pickle.loads(pickle.dumps(fig)).inputs == (child,)
