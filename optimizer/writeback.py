@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,11 +71,19 @@ class Override:
         return self.setpoint.value if self.instance is None else f"{self.setpoint}@{self.instance}"
 
 
+#: Per store, how many times its overrides were changed (every change goes through
+#: :class:`Overrides` in the process that holds the store; a CLI command while the daemon
+#: runs is forwarded into the daemon's process), so :meth:`Overrides.all` reads the table
+#: only after a change instead of at every proposal.
+_CHANGES: weakref.WeakKeyDictionary[Store, int] = weakref.WeakKeyDictionary()
+
+
 class Overrides:
     """Persistent operator overrides in the store, keyed by setpoint name or instance key."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._read: tuple[int, dict[str, Override]] | None = None
         store.execute(
             "CREATE TABLE IF NOT EXISTS optimizer_overrides (setpoint VARCHAR PRIMARY KEY,"
             " value DOUBLE, set_ms BIGINT NOT NULL, note VARCHAR NOT NULL)"
@@ -95,24 +104,30 @@ class Overrides:
             "INSERT OR REPLACE INTO optimizer_overrides VALUES (?, ?, ?, ?)",
             [override.key, value, override.set_ms, note],
         )
+        _CHANGES[self.store] = _CHANGES.get(self.store, 0) + 1
         return override
 
     def clear(self, key: str) -> bool:
         """Remove an override; True if there was one."""
         had = key in self.all()
         self.store.execute("DELETE FROM optimizer_overrides WHERE setpoint = ?", [key])
+        _CHANGES[self.store] = _CHANGES.get(self.store, 0) + 1
         return had
 
     def all(self) -> dict[str, Override]:
-        """Overrides by key (a ``SetpointName`` looks up its type's override)."""
-        rows = self.store.execute(
-            "SELECT setpoint, value, set_ms, note FROM optimizer_overrides ORDER BY setpoint"
-        ).fetchall()
-        out = {}
-        for key, value, set_ms, note in rows:
-            name, instance = split_key(key)
-            out[key] = Override(name, value, int(set_ms), note, instance)
-        return out
+        """Overrides by key (a ``SetpointName`` looks up its type's override); the table is
+        read again only after a change (:data:`_CHANGES`)."""
+        changes = _CHANGES.get(self.store, 0)
+        if self._read is None or self._read[0] != changes:
+            rows = self.store.execute(
+                "SELECT setpoint, value, set_ms, note FROM optimizer_overrides ORDER BY setpoint"
+            ).fetchall()
+            out = {}
+            for key, value, set_ms, note in rows:
+                name, instance = split_key(key)
+                out[key] = Override(name, value, int(set_ms), note, instance)
+            self._read = (changes, out)
+        return dict(self._read[1])
 
     def fixed_values(
         self, current: Mapping[str, float], instances: Mapping[str, float] | None = None

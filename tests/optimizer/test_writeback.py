@@ -119,6 +119,37 @@ def test_plan_clamps_and_overrides_win() -> None:
         assert not overrides.clear(SetpointName.SUPPLY_AIR_TEMPERATURE)
 
 
+def test_overrides_read_the_table_once_per_change() -> None:
+    """Computed: what one :class:`Overrides` (the daemon's, read at every proposal) sees after
+    another on the same store (an API call or a forwarded CLI command) sets and clears an
+    override, and how many table reads it makes. Declared: every change is seen at once; no
+    change, no read."""
+    cfg = _site().optimizer
+    bounds = setpoint_bounds(cfg)["chilled_water_temperature"]
+    with Store() as store:
+        daemon, api = Overrides(store), Overrides(store)
+        reads = []
+        execute = store.execute
+
+        def counting(sql, *args, **kwargs):
+            if sql.startswith("SELECT setpoint"):
+                reads.append(sql)
+            return execute(sql, *args, **kwargs)
+
+        store.execute = counting  # type: ignore[method-assign]
+        assert daemon.all() == {} and daemon.all() == {}
+        assert len(reads) == 1
+        api.set(SetpointName.CHILLED_WATER_TEMPERATURE, 9.0, bounds)
+        assert daemon.all()[SetpointName.CHILLED_WATER_TEMPERATURE].value == 9.0
+        daemon.all()
+        assert len(reads) == 2
+        api.clear(SetpointName.CHILLED_WATER_TEMPERATURE)
+        assert daemon.all() == {}
+        with Store() as other:  # another store's changes are not this one's
+            Overrides(other).set(SetpointName.CHILLED_WATER_TEMPERATURE, 8.0, bounds)
+        assert daemon.all() == {} and len(reads) == 4
+
+
 def test_register_encoding() -> None:
     target = _site().optimizer.setpoints.chilled_water_temperature.writeback.modbus
     assert register_value(12.34, target) == 123  # x10, rounded
