@@ -36,6 +36,14 @@ from dcpue.config.twin import EnergyPlusActuator, EnergyPlusSource
 from dcpue.core.readings import Reading, ReadingColumns, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.core.units import unit
+from dcpue.twin.energyplus_checks import (
+    ModelObject,
+    available_names,
+    close_matches,
+    epjson_objects,
+    idf_objects,
+    lever_problems,
+)
 from dcpue.twin.energyplus_model import (
     CHW_SCHEDULE,
     ITE,
@@ -88,6 +96,11 @@ HALL_ACTUATORS: dict[SetpointName, EnergyPlusActuator] = {
 
 class EnergyPlusError(RuntimeError):
     """EnergyPlus failed or a mapped meter, variable or actuator does not exist in the model."""
+
+
+class EnergyPlusModelError(EnergyPlusError, ConfigError):
+    """The user's model or its mapping in the site file is at fault (a missing name, a lever
+    that cannot take effect, no weather-file run period): a configuration error."""
 
 
 def load_api():
@@ -189,7 +202,7 @@ class _Handles:
     meters: list[list[int]] = field(default_factory=list)
     variables: list[int] = field(default_factory=list)
     actuators: dict[SetpointName, int] = field(default_factory=dict)
-    resolved: set[str] = field(default_factory=set)
+    resolved: bool = False
 
 
 def _no_templates(model: Path, text: str) -> None:
@@ -200,6 +213,20 @@ def _no_templates(model: Path, text: str) -> None:
             "cannot expand them (no Energy+.idd): give the expanded model (expanded.idf from "
             "a full EnergyPlus install's ExpandObjects)"
         )
+
+
+_SIZING_FIELDS = ("do_zone_sizing_calculation", "do_system_sizing_calculation",
+                  "do_plant_sizing_calculation")
+_RUN_FIELDS = ("run_simulation_for_sizing_periods", "run_simulation_for_weather_file_run_periods")
+
+
+def _simulation_control(sizing: list[str]) -> dict[str, str]:
+    """SimulationControl of a user's model: its sizing calculations (``sizing``: zone, system,
+    plant, default No) kept; the sizing periods not simulated, the weather-file run period
+    simulated (many example models switch it off: dcpue steps through it)."""
+    flags = [*sizing, "No", "No", "No"][:3]
+    return dict(zip(_SIZING_FIELDS, flags, strict=True)) | dict(zip(_RUN_FIELDS, ("No", "Yes"),
+                                                                    strict=True))
 
 
 def _resource(meter: str) -> str:
@@ -333,6 +360,8 @@ class EnergyPlusPlant:
     def _write_model(self, generated: bool) -> Path:
         cfg = self.settings
         meters = sorted({name for f in self.feeds for name in f.source.meters})
+        # every key of a mapped variable, so that a wrong key's error can list the right ones
+        variables = sorted({f.source.variable for f in self.feeds if f.source.variable})
         rp = run_period(self.first_day, self.days)
         if generated:
             doc = hall_model(
@@ -342,16 +371,25 @@ class EnergyPlusPlant:
                 self.setpoints[SetpointName.CHILLED_WATER_TEMPERATURE],
             )
         elif cfg.model.suffix.lower() == ".idf":
-            return self._write_idf(cfg.model, rp, meters)
+            return self._write_idf(cfg.model, rp, meters, variables)
         else:
             try:
                 doc = json.loads(cfg.model.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"twin.energyplus.model: cannot read {cfg.model}: {exc}") from None
             _no_templates(cfg.model, "\n".join(doc))
+            self._check_model(epjson_objects(doc))
+            controls = list((doc.get("SimulationControl") or {}).values())
+            doc["SimulationControl"] = {"SimulationControl 1": _simulation_control(
+                [controls[0].get(f, "No") for f in _SIZING_FIELDS] if controls else [])}
             doc["RunPeriod"] = rp
             doc["Timestep"] = {"Timestep 1": {"number_of_timesteps_per_hour": cfg.timesteps_per_hour}}
             doc["Output:SQLite"] = {"Output:SQLite 1": {"option_type": "Simple"}}
+        doc.setdefault("Output:Variable", {}).update({
+            f"{MIRROR}{name}": {"key_value": "*", "variable_name": name,
+                                "reporting_frequency": "RunPeriod"}
+            for name in variables
+        })
         doc.setdefault("Output:Meter", {}).update({
             f"{MIRROR}{name}": {"key_name": name, "reporting_frequency": "RunPeriod"}
             for name in meters
@@ -365,7 +403,13 @@ class EnergyPlusPlant:
         path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return path
 
-    def _write_idf(self, model: Path, rp: dict, meters: list[str]) -> Path:
+    def _check_model(self, objects: list[ModelObject]) -> None:
+        problems = lever_problems(objects, self.actuators)
+        if problems:
+            raise EnergyPlusModelError(
+                f"twin.energyplus.actuators: {self.settings.model}: " + "; ".join(problems))
+
+    def _write_idf(self, model: Path, rp: dict, meters: list[str], variables: list[str]) -> Path:
         """The user's IDF with its RunPeriod, Timestep and Output:SQLite replaced by dcpue's."""
         try:
             text = model.read_text(encoding="latin-1")
@@ -373,14 +417,21 @@ class EnergyPlusPlant:
             raise ConfigError(f"twin.energyplus.model: cannot read {model}: {exc}") from None
         lines = [re.sub(r"!.*", "", line) for line in text.splitlines()]
         _no_templates(model, "\n".join(lines))
-        body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite)\s*,[^;]*;", "\n",
-                      "\n".join(lines))
+        self._check_model(idf_objects(text))
+        body = "\n".join(lines)
+        control = re.search(r"(?is)(?:(?<=;)|^)\s*SimulationControl\s*,([^;]*);", body)
+        sizing = [v.strip() or "No" for v in control.group(1).split(",")[:3]] if control else []
+        body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite|SimulationControl)"
+                      r"\s*,[^;]*;", "\n", body)
+        c = _simulation_control(sizing)
         r = rp["dcpue"]
         extra = [
+            "SimulationControl," + ",".join(c[f] for f in (*_SIZING_FIELDS, *_RUN_FIELDS)) + ";",
             f"RunPeriod,dcpue,{r['begin_month']},{r['begin_day_of_month']},{r['begin_year']},"
             f"{r['end_month']},{r['end_day_of_month']},{r['end_year']},,No,No,No,Yes,Yes;",
             f"Timestep,{self.settings.timesteps_per_hour};",
             "Output:SQLite,Simple;",
+            *(f"Output:Variable,*,{name},RunPeriod;" for name in variables),
             *(f"Output:Meter,{name},RunPeriod;" for name in meters),
             *(f"Meter:Custom,{MIRROR}{name},{_resource(name)},,{name};" for name in meters),
         ]
@@ -400,19 +451,34 @@ class EnergyPlusPlant:
         handles = _Handles()
         failed: list[BaseException] = []
 
+        names: dict[str, list[str]] = {}
+
+        def near(kind: str, wanted: str) -> str:
+            """`` (closest: ...)`` from EnergyPlus's list of available API data."""
+            if not names:
+                text = api.exchange.list_available_api_data_csv(state)
+                text = text.decode("latin-1") if isinstance(text, bytes) else text
+                (self.output_dir / "eplusout-api.csv").write_text(text, encoding="latin-1")
+                names.update(available_names(text))
+            found = close_matches(wanted, names[kind])
+            return f" (closest: {'; '.join(found)})" if found else ""
+
         def resolve_outputs() -> list[str]:
             x, errors = api.exchange, []
             for f in self.feeds:
                 if f.source.variable is not None:
                     h = x.get_variable_handle(state, f.source.variable, f.source.key)
                     if h < 0:
-                        errors.append(f"variable {f.source.variable!r} key {f.source.key!r} "
-                                      f"(meter {f.meter.id})")
+                        errors.append(
+                            f"variable {f.source.variable!r} key {f.source.key!r} "
+                            f"(twin.energyplus.meters.{f.meter.id})"
+                            + near("OutputVariable", f"{f.source.variable} / {f.source.key}"))
                     handles.variables.append(h)
                     handles.meters.append([])
                 else:
                     hs = [x.get_meter_handle(state, MIRROR + name) for name in f.source.meters]
-                    errors += [f"meter {name!r} (meter {f.meter.id})"
+                    errors += [f"meter {name!r} (twin.energyplus.meters.{f.meter.id})"
+                               + near("OutputMeter", name)
                                for name, h in zip(f.source.meters, hs, strict=True) if h < 0]
                     handles.meters.append(hs)
                     handles.variables.append(-1)
@@ -424,22 +490,26 @@ class EnergyPlusPlant:
                 h = api.exchange.get_actuator_handle(state, a.component_type, a.control_type,
                                                      a.key)
                 if h < 0:
-                    errors.append(f"actuator ({a.component_type}, {a.control_type}, {a.key}) "
-                                  f"for {name}")
+                    errors.append(
+                        f"actuator ({a.component_type}, {a.control_type}, {a.key}) "
+                        f"(twin.energyplus.actuators.{name})"
+                        + near("Actuator", f"{a.component_type} / {a.control_type} / {a.key}"))
                 handles.actuators[name] = h
             return errors
 
-        def ready(what: str, resolve: Callable[[], list[str]]) -> bool:
-            """Handles resolved once the API data are ready; a missing name stops the run."""
+        def ready() -> bool:
+            """Handles resolved once the API data are ready; missing names stop the run (all
+            of them named at once)."""
             if failed or not api.exchange.api_data_fully_ready(state):
                 return False
-            if what not in handles.resolved:
-                handles.resolved.add(what)
-                errors = resolve()
+            if not handles.resolved:
+                handles.resolved = True
+                errors = resolve_actuators() + resolve_outputs()
                 if errors:
-                    failed.append(EnergyPlusError(
+                    failed.append(EnergyPlusModelError(
                         "the EnergyPlus model has no " + "; no ".join(errors)
-                        + f" (available names: {self.output_dir}/eplusout.rdd, .mdd, .edd)"
+                        + " (every name EnergyPlus offers: eplusout-api.csv in the run's folder,"
+                        " EnergyPlusPlant(workdir=...))"
                     ))
                     api.runtime.stop_simulation(state)
                     return False
@@ -456,7 +526,7 @@ class EnergyPlusPlant:
             return run
 
         def actuate(s) -> None:
-            if ready("actuators", resolve_actuators):
+            if ready():
                 for name, h in handles.actuators.items():
                     if name in self.setpoints:
                         api.exchange.set_actuator_value(s, h, self.setpoints[name])
@@ -465,7 +535,7 @@ class EnergyPlusPlant:
             x = api.exchange
             if x.warmup_flag(s) or x.kind_of_sim(s) != _RUN_PERIOD_WEATHER:
                 return
-            if not ready("outputs", resolve_outputs):
+            if not ready():
                 return
             values = [
                 sum(x.get_meter_value(s, h) for h in hs) if v < 0 else x.get_variable_value(s, v)
@@ -482,6 +552,8 @@ class EnergyPlusPlant:
                 self.setpoints.update(command)
 
         api.runtime.callback_begin_system_timestep_before_predictor(state, guarded(actuate))
+        # again after the setpoint managers, which would overwrite a node-setpoint actuator
+        api.runtime.callback_after_predictor_after_hvac_managers(state, guarded(actuate))
         api.runtime.callback_end_zone_timestep_after_zone_reporting(state, guarded(report))
         args = ["-w", str(self.weather), "-d", str(self.output_dir), str(self.model_path)]
 
@@ -509,6 +581,10 @@ class EnergyPlusPlant:
                 raise item.error
             if item.code != 0:
                 raise EnergyPlusError(f"EnergyPlus exited with code {item.code}: {self._errors()}")
+            if self.next_step == 0:
+                raise EnergyPlusModelError(
+                    f"EnergyPlus finished without simulating a timestep of the weather-file run "
+                    f"period {self.first_day} + {self.days} days: {self._errors()}")
             raise EnergyPlusError("the EnergyPlus run period is over")
         self._waiting = True
         return item
@@ -666,7 +742,7 @@ def energyplus_totals(sql_path: Path) -> dict[str, float]:
             "SELECT Name, SUM(Value) FROM (SELECT DISTINCT d.Name, r.TimeIndex, r.Value "
             "FROM ReportData r JOIN ReportDataDictionary d "
             "ON r.ReportDataDictionaryIndex = d.ReportDataDictionaryIndex "
-            "WHERE d.ReportingFrequency = 'Run Period') GROUP BY Name"
+            "WHERE d.ReportingFrequency = 'Run Period' AND d.IsMeter = 1) GROUP BY Name"
         ).fetchall()
     return {name: float(total) for name, total in rows}
 
