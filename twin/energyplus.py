@@ -38,6 +38,7 @@ from dcpue.core.store import Store
 from dcpue.core.units import unit
 from dcpue.twin.energyplus_checks import (
     ModelObject,
+    actuator_keys,
     available_names,
     close_matches,
     epjson_objects,
@@ -143,6 +144,20 @@ class _Feed:
     source: EnergyPlusSource
     source_unit: str
 
+    @property
+    def mirrors(self) -> list[tuple[str, str, str, str]]:
+        """(mirror meter name, key, EnergyPlus meter or variable, resource) of each source this
+        feed reads through a ``Meter:Custom``: meters (the runtime API cannot hand out the first
+        meter's handle) and energy or water variables (an HVAC variable read at the end of a
+        zone timestep holds only its last system timestep; a meter sums them all)."""
+        if self.source.meter is not None:
+            return [(MIRROR + name, "", name, _resource(name)) for name in self.source.meters]
+        if self.source_unit in ("J", "m3") and self.meter.kind is not MeterKind.STATE:
+            v = self.source.variable
+            resource = "Water" if self.source_unit == "m3" else _resource(v)
+            return [(f"{MIRROR}{key} {v}", key, v, resource) for key in self.source.keys]
+        return []
+
     @classmethod
     def of(cls, meter: Meter, source: EnergyPlusSource) -> _Feed:
         default = {MeterKind.COUNTER: "m3" if meter.role is MeterRole.WATER else "J",
@@ -200,8 +215,8 @@ class _Done:
 @dataclass
 class _Handles:
     meters: list[list[int]] = field(default_factory=list)
-    variables: list[int] = field(default_factory=list)
-    actuators: dict[SetpointName, int] = field(default_factory=dict)
+    variables: list[list[int]] = field(default_factory=list)
+    actuators: dict[SetpointName, list[int]] = field(default_factory=dict)
     resolved: bool = False
 
 
@@ -316,6 +331,7 @@ class EnergyPlusPlant:
         self._own_dir = workdir is None
         self.output_dir = Path(workdir or tempfile.mkdtemp(prefix="dcpue-energyplus-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._keys: dict[SetpointName, list[str]] = {}  # actuator keys, node lists expanded
         self.model_path = self._write_model(generated)
         self._totals = [0.0] * len(self.feeds)
         self.next_step = 0  # steps handed out; the next reading is at start + next_step x step
@@ -360,6 +376,7 @@ class EnergyPlusPlant:
     def _write_model(self, generated: bool) -> Path:
         cfg = self.settings
         meters = sorted({name for f in self.feeds for name in f.source.meters})
+        mirrors = sorted({m for f in self.feeds for m in f.mirrors})
         # every key of a mapped variable, so that a wrong key's error can list the right ones
         variables = sorted({f.source.variable for f in self.feeds if f.source.variable})
         rp = run_period(self.first_day, self.days)
@@ -371,7 +388,7 @@ class EnergyPlusPlant:
                 self.setpoints[SetpointName.CHILLED_WATER_TEMPERATURE],
             )
         elif cfg.model.suffix.lower() == ".idf":
-            return self._write_idf(cfg.model, rp, meters, variables)
+            return self._write_idf(cfg.model, rp, meters, variables, mirrors)
         else:
             try:
                 doc = json.loads(cfg.model.read_text(encoding="utf-8"))
@@ -395,21 +412,23 @@ class EnergyPlusPlant:
             for name in meters
         })
         doc.setdefault("Meter:Custom", {}).update({
-            f"{MIRROR}{name}": {"resource_type": _resource(name), "variable_details": [
-                {"key_name": "", "output_variable_or_meter_name": name}]}
-            for name in meters
+            mirror: {"resource_type": resource, "variable_details": [
+                {"key_name": key, "output_variable_or_meter_name": name}]}
+            for mirror, key, name, resource in mirrors
         })
         path = self.output_dir / "model.epJSON"
         path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return path
 
     def _check_model(self, objects: list[ModelObject]) -> None:
+        self._keys = {name: actuator_keys(objects, a) for name, a in self.actuators.items()}
         problems = lever_problems(objects, self.actuators)
         if problems:
             raise EnergyPlusModelError(
                 f"twin.energyplus.actuators: {self.settings.model}: " + "; ".join(problems))
 
-    def _write_idf(self, model: Path, rp: dict, meters: list[str], variables: list[str]) -> Path:
+    def _write_idf(self, model: Path, rp: dict, meters: list[str], variables: list[str],
+                   mirrors: list[tuple[str, str, str, str]]) -> Path:
         """The user's IDF with its RunPeriod, Timestep and Output:SQLite replaced by dcpue's."""
         try:
             text = model.read_text(encoding="latin-1")
@@ -433,7 +452,8 @@ class EnergyPlusPlant:
             "Output:SQLite,Simple;",
             *(f"Output:Variable,*,{name},RunPeriod;" for name in variables),
             *(f"Output:Meter,{name},RunPeriod;" for name in meters),
-            *(f"Meter:Custom,{MIRROR}{name},{_resource(name)},,{name};" for name in meters),
+            *(f"Meter:Custom,{mirror},{resource},{key},{name};"
+              for mirror, key, name, resource in mirrors),
         ]
         path = self.output_dir / "model.idf"
         path.write_text(body + "\n" + "\n".join(extra) + "\n", encoding="latin-1")
@@ -447,7 +467,8 @@ class EnergyPlusPlant:
         api.runtime.set_console_output_status(state, False)
         for f in self.feeds:
             if f.source.variable is not None:
-                api.exchange.request_variable(state, f.source.variable, f.source.key)
+                for key in f.source.keys:
+                    api.exchange.request_variable(state, f.source.variable, key)
         handles = _Handles()
         failed: list[BaseException] = []
 
@@ -467,34 +488,39 @@ class EnergyPlusPlant:
             x, errors = api.exchange, []
             for f in self.feeds:
                 if f.source.variable is not None:
-                    h = x.get_variable_handle(state, f.source.variable, f.source.key)
-                    if h < 0:
-                        errors.append(
-                            f"variable {f.source.variable!r} key {f.source.key!r} "
-                            f"(twin.energyplus.meters.{f.meter.id})"
-                            + near("OutputVariable", f"{f.source.variable} / {f.source.key}"))
-                    handles.variables.append(h)
-                    handles.meters.append([])
+                    get = x.get_variable_handle
+                    hs = [get(state, f.source.variable, k) for k in f.source.keys]
+                    if f.mirrors:  # read through its meters, once the variable exists
+                        hs = [x.get_meter_handle(state, m) if h >= 0 else h
+                              for h, (m, *_) in zip(hs, f.mirrors, strict=True)]
+                    errors += [f"variable {f.source.variable!r} key {k!r} "
+                               f"(twin.energyplus.meters.{f.meter.id})"
+                               + near("OutputVariable", f"{f.source.variable} / {k}")
+                               for k, h in zip(f.source.keys, hs, strict=True) if h < 0]
+                    handles.variables.append([] if f.mirrors else hs)
+                    handles.meters.append(hs if f.mirrors else [])
                 else:
                     hs = [x.get_meter_handle(state, MIRROR + name) for name in f.source.meters]
                     errors += [f"meter {name!r} (twin.energyplus.meters.{f.meter.id})"
                                + near("OutputMeter", name)
                                for name, h in zip(f.source.meters, hs, strict=True) if h < 0]
                     handles.meters.append(hs)
-                    handles.variables.append(-1)
+                    handles.variables.append([])
             return errors
 
         def resolve_actuators() -> list[str]:
             errors = []
             for name, a in self.actuators.items():
-                h = api.exchange.get_actuator_handle(state, a.component_type, a.control_type,
-                                                     a.key)
-                if h < 0:
-                    errors.append(
-                        f"actuator ({a.component_type}, {a.control_type}, {a.key}) "
-                        f"(twin.energyplus.actuators.{name})"
-                        + near("Actuator", f"{a.component_type} / {a.control_type} / {a.key}"))
-                handles.actuators[name] = h
+                handles.actuators[name] = []
+                for key in self._keys.get(name, a.keys):
+                    h = api.exchange.get_actuator_handle(state, a.component_type,
+                                                         a.control_type, key)
+                    if h < 0:
+                        errors.append(
+                            f"actuator ({a.component_type}, {a.control_type}, {key}) "
+                            f"(twin.energyplus.actuators.{name})"
+                            + near("Actuator", f"{a.component_type} / {a.control_type} / {key}"))
+                    handles.actuators[name].append(h)
             return errors
 
         def ready() -> bool:
@@ -527,9 +553,10 @@ class EnergyPlusPlant:
 
         def actuate(s) -> None:
             if ready():
-                for name, h in handles.actuators.items():
+                for name, hs in handles.actuators.items():
                     if name in self.setpoints:
-                        api.exchange.set_actuator_value(s, h, self.setpoints[name])
+                        for h in hs:
+                            api.exchange.set_actuator_value(s, h, self.setpoints[name])
 
         def report(s) -> None:
             x = api.exchange
@@ -537,9 +564,11 @@ class EnergyPlusPlant:
                 return
             if not ready():
                 return
-            values = [
-                sum(x.get_meter_value(s, h) for h in hs) if v < 0 else x.get_variable_value(s, v)
-                for hs, v in zip(handles.meters, handles.variables, strict=True)
+            values = [  # several keys of a variable: summed, the highest for a state meter
+                sum(x.get_meter_value(s, h) for h in ms) if ms else
+                (max if f.meter.kind is MeterKind.STATE else sum)(
+                    x.get_variable_value(s, h) for h in vs)
+                for f, ms, vs in zip(self.feeds, handles.meters, handles.variables, strict=True)
             ]
             # hour (0-23) and zone timestep number: current_time() is off after HVAC substeps
             clock = (x.month(s), x.day_of_month(s),

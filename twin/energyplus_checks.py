@@ -85,43 +85,76 @@ def _reference(obj: ModelObject) -> tuple[str, str] | None:
     return obj.fields.get(str(_IDF_REFERENCE[obj.type]), ""), obj.values[-1]
 
 
+#: IDF field position (0 = the name) of the node a controller or coil system holds at its
+#: setpoint; in epJSON every field whose name ends in ``sensor_node_name``.
+_IDF_SENSOR = {"coilsystem:cooling:dx": 4, "controller:watercoil": 4,
+               "evaporativecooler:direct:researchspecial": 10,
+               "evaporativecooler:indirect:researchspecial": 20}
+
+
+def _sensed_nodes(objects: list[ModelObject]) -> set[str]:
+    """Nodes whose setpoint a coil, controller or evaporative cooler controls to."""
+    out = set()
+    for o in objects:
+        out |= {v for k, v in o.fields.items() if k.endswith("sensor_node_name")}
+        if o.type in _IDF_SENSOR and str(_IDF_SENSOR[o.type]) in o.fields:
+            out.add(o.fields[str(_IDF_SENSOR[o.type])])
+    return out
+
+
+def actuator_keys(objects: list[ModelObject], actuator: EnergyPlusActuator) -> list[str]:
+    """The actuator's keys, a ``System Node Setpoint`` key naming a NodeList expanded into its
+    nodes (upper case, as EnergyPlus names actuators)."""
+    lists = {o.name: [v for v in o.values[1:] if v] for o in objects if o.type == "nodelist"}
+    node = actuator.component_type.lower() == "system node setpoint"
+    keys = []
+    for key in actuator.keys:
+        keys += [n.upper() for n in lists[key.lower()]] if node and key.lower() in lists else [key]
+    return keys
+
+
 def lever_problems(objects: list[ModelObject],
                    actuators: Mapping[SetpointName, EnergyPlusActuator]) -> list[str]:
     """Why a mapped actuator cannot move the plant, one line per lever (empty: none found).
 
-    A ``Schedule:*`` actuator needs an object that uses the schedule. A ``System Node
-    Setpoint`` actuator on a node that a setpoint manager sets *and* that a
-    SetpointManager:MixedAir (or OutdoorAirPretreat) follows is overwritten before the
-    following manager reads it (EnergyPlus runs the managers before dcpue's value arrives), so
-    the coil never sees it: actuate the node the coil controls to instead.
+    A ``Schedule:*`` actuator needs an object that uses the schedule. ``System Node Setpoint``
+    actuators none of whose nodes a coil or controller controls to, on a node that a setpoint
+    manager sets and a SetpointManager:MixedAir (or OutdoorAirPretreat) follows onto a node a
+    coil does control to, never reach the coil: EnergyPlus runs the managers before dcpue's
+    value arrives, so the follower passes the model's own value on.
     """
     problems = []
     managed: dict[str, str] = {}  # node -> the setpoint manager that sets it
+    node_lists = {o.name: set(o.values[1:]) for o in objects if o.type == "nodelist"}
     for o in objects:
         if o.type.startswith("setpointmanager:"):
-            node = o.fields.get("setpoint_node_or_nodelist_name") or (o.values[-1] if o.values
-                                                                      else "")
-            managed.setdefault(node, f"{o.type} {o.name!r}")
+            target = o.fields.get("setpoint_node_or_nodelist_name") or (o.values[-1] if o.values
+                                                                        else "")
+            for node in node_lists.get(target, {target}):
+                managed.setdefault(node, f"{o.type} {o.name!r}")
     followers = {ref: (o, node) for o in objects if (r := _reference(o)) for ref, node in [r]}
+    sensed = _sensed_nodes(objects)
     for lever, a in actuators.items():
-        key = a.key.lower()
+        keys = [k.lower() for k in actuator_keys(objects, a)]
         if a.component_type.lower().startswith("schedule:"):
-            users = [o for o in objects if o.name != key and key in o.values]
-            if not users:
-                problems.append(
-                    f"{lever}: schedule {a.key!r} ({a.component_type}) is used by no object of "
-                    "the model, so actuating it changes nothing; actuate the schedule a setpoint "
-                    "manager or controller reads, or a System Node Setpoint"
-                )
-        elif a.component_type.lower() == "system node setpoint" and key in followers:
-            follower, node = followers[key]
-            if key in managed:
-                problems.append(
-                    f"{lever}: node {a.key!r} is set by {managed[key]} and followed by "
-                    f"{follower.type} {follower.name!r}, which sets node {node!r} before "
-                    f"dcpue's value arrives, so the coil never sees it; actuate {node!r} "
-                    "(System Node Setpoint, Temperature Setpoint) instead"
-                )
+            for given in a.keys:
+                key = given.lower()
+                if not [o for o in objects if o.name != key and key in o.values]:
+                    problems.append(
+                        f"{lever}: schedule {given!r} ({a.component_type}) is used by no object "
+                        "of the model, so actuating it changes nothing; actuate the schedule a "
+                        "setpoint manager or controller reads, or a System Node Setpoint"
+                    )
+        elif a.component_type.lower() == "system node setpoint" and not sensed & set(keys):
+            for key in keys:
+                if key in followers and key in managed and followers[key][1] in sensed:
+                    follower, node = followers[key]
+                    problems.append(
+                        f"{lever}: node {key!r} is set by {managed[key]} and followed by "
+                        f"{follower.type} {follower.name!r}, which sets node {node!r} before "
+                        f"dcpue's value arrives, so the coil never sees it; actuate {node!r} "
+                        "(System Node Setpoint, Temperature Setpoint) instead"
+                    )
     return problems
 
 

@@ -2,14 +2,15 @@
 
 Written from the EnergyPlus Input Output Reference, not taken from dcpue's generated hall
 (chilled water, economizer, epJSON) nor from an example file. One zone (walls and roof
-R = 3 m2K/W, adiabatic floor) holds ``ElectricEquipment:ITE:AirCooled`` "Racks": 2 units of
-``unit_w`` W, CPU loading 0.8, CPU power / design = (0.5 + 0.5 u)(1 + CPU_PER_K (T - 20)),
+R = 3 m2K/W, adiabatic floor) holds two ``ElectricEquipment:ITE:AirCooled`` rows "Row A" and
+"Row B" of ``unit_w`` W each, CPU loading 0.8, CPU power / design = (0.5 + 0.5 u)(1 + CPU_PER_K (T - 20)),
 server airflow independent of the inlet temperature (so server fans draw their design
 ``FAN_FRACTION``), UPS efficiency 0.94, end uses "Rack CPU", "Rack Fans", "Rack UPS", inlet =
-supply air + 15 % room air. A constant-volume air loop "CRAC": blow-through fan (500 Pa),
+supply air + 10 % (row A) or 20 % (row B) room air. A constant-volume air loop "CRAC": blow-through fan (500 Pa),
 then a single-speed air-cooled DX coil (``CoilSystem:Cooling:DX``) holding its outlet at the
 supply node's setpoint, which ``SetpointManager:Scheduled`` takes from the schedule
-"CRAC Supply Setpoint". SimulationControl switches the weather-file run period off, as many
+"CRAC Supply Setpoint" (the coil's outlet node is also in the NodeList "CRAC Setpoint
+Nodes"). SimulationControl switches the weather-file run period off, as many
 example models do (dcpue switches it on).
 """
 
@@ -23,7 +24,9 @@ DESIGN_INLET_C = 20.0
 UPS_EFFICIENCY = 0.94
 SUPPLY_SCHEDULE = "CRAC Supply Setpoint"
 SUPPLY_NODE = "CRAC Supply Outlet"
-ITE_NAME = "Racks"
+ITE_NAMES = ("Row A", "Row B")
+RECIRCULATION = (0.10, 0.20)  # share of room air in each row's inlet
+SETPOINT_NODES = "CRAC Setpoint Nodes"
 
 
 def crac_model(unit_w: float = UNIT_W, supply_c: float = 18.0) -> str:
@@ -66,10 +69,11 @@ def crac_model(unit_w: float = UNIT_W, supply_c: float = 18.0) -> str:
         "0,1.5,-10,99;",
         "Curve:Biquadratic,Rack Flow Curve,1,0,0,0,0,0,0,1.5,-10,99;",
         "Curve:Quadratic,Rack Fan Curve,0,1,0,0,2;",
-        f"ElectricEquipment:ITE:AirCooled,{ITE_NAME},Server Room,FlowFromSystem,Watts/Unit,"
-        f"{unit_w},2,,On,CPU Loading,Rack CPU Curve,{FAN_FRACTION},{1 / (1.2 * 1006.0 * 12.0)},"
-        f"Rack Flow Curve,Rack Fan Curve,{DESIGN_INLET_C},A2,AdjustedSupply,,,Room Supply Node,"
-        f"0.15,,{UPS_EFFICIENCY},,1,Rack CPU,Rack Fans,Rack UPS;",
+        *(f"ElectricEquipment:ITE:AirCooled,{name},Server Room,FlowFromSystem,Watts/Unit,"
+          f"{unit_w},1,,On,CPU Loading,Rack CPU Curve,{FAN_FRACTION},{1 / (1.2 * 1006.0 * 12.0)},"
+          f"Rack Flow Curve,Rack Fan Curve,{DESIGN_INLET_C},A2,AdjustedSupply,,,Room Supply Node,"
+          f"{recirculation},,{UPS_EFFICIENCY},,1,Rack CPU,Rack Fans,Rack UPS;"
+          for name, recirculation in zip(ITE_NAMES, RECIRCULATION, strict=True)),
         # the CRAC: return -> fan -> DX coil -> supply
         f"Fan:ConstantVolume,CRAC Fan,On,0.6,500,{flow},0.9,1,CRAC Return,CRAC Fan Outlet;",
         # capacity +1 %/K coil wet bulb, -0.5 %/K outdoor; EIR -1 %/K, +1.5 %/K (at 19.44 / 35 degC)
@@ -88,6 +92,7 @@ def crac_model(unit_w: float = UNIT_W, supply_c: float = 18.0) -> str:
         f"Room Supply Inlet,{SUPPLY_NODE};",
         f"SetpointManager:Scheduled,CRAC Supply Manager,Temperature,{SUPPLY_SCHEDULE},"
         f"{SUPPLY_NODE};",
+        f"NodeList,{SETPOINT_NODES},{SUPPLY_NODE};",
         "AirLoopHVAC:ZoneSplitter,Room Splitter,Room Supply Inlet,Room Terminal Inlet;",
         "AirLoopHVAC:SupplyPath,Room Supply Path,Room Supply Inlet,AirLoopHVAC:ZoneSplitter,"
         "Room Splitter;",
