@@ -16,6 +16,7 @@ from dcpue.core.store import Store
 from dcpue.metrics.balance import energy_balance
 from dcpue.optimizer.evaluate import run_evaluation
 from dcpue.twin.energyplus import EnergyPlusModelError, EnergyPlusPlant, energyplus_totals
+from dcpue.twin.energyplus_scenarios import run_intervals
 from dcpue.twin.runner import simulate_into
 
 from dcpue.cli import main
@@ -233,3 +234,24 @@ def test_hvac_energy_variable_sums_its_system_timesteps(tmp_path):
                    for i in range(plant.total_steps))
     ep = energyplus_totals(tmp_path / "ep" / "eplusout.sql")
     assert coil == pytest.approx(ep["Cooling:Electricity"] / J_PER_KWH, rel=1e-9)
+
+
+def test_scenario_energies_count_sub_meters_once(tmp_path):
+    """``run_intervals`` (the evaluation's runs) over one day at 18 degC. Computed: facility,
+    IT and cooling kWh per timestep from the plant's meters, summed. Declared (EnergyPlus's
+    run-period totals of the same day and setpoint, a separate run of the deterministic
+    model): Electricity:Facility, the ITE end uses and Cooling:Electricity + Fans:Electricity,
+    once each, although the site meters the coil twice (``dx`` and its sub-meter
+    ``dx-coil``)."""
+    _, site = crac_site(tmp_path)
+    with EnergyPlusPlant(site, days=1, workdir=tmp_path / "ep") as plant:
+        for _ in range(plant.total_steps):
+            plant.step()
+    run = run_intervals(site, start=None, intervals=96, interval_s=900,
+                        setpoints={SAT: np.full(96, 18.0)})
+    ep = energyplus_totals(tmp_path / "ep" / "eplusout.sql")
+    assert run.step_facility_kwh.sum() == pytest.approx(
+        ep["Electricity:Facility"] / J_PER_KWH, rel=1e-9)
+    assert run.step_it_kwh.sum() == pytest.approx(sum(ep[n] for n in IT) / J_PER_KWH, rel=1e-9)
+    assert run.step_cooling_kwh.sum() == pytest.approx(
+        (ep["Cooling:Electricity"] + ep["Fans:Electricity"]) / J_PER_KWH, rel=1e-9)
