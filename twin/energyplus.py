@@ -409,7 +409,7 @@ class EnergyPlusPlant:
         })
         doc.setdefault("Output:Meter", {}).update({
             f"{MIRROR}{name}": {"key_name": name, "reporting_frequency": "RunPeriod"}
-            for name in meters
+            for name in [*meters, *(m for m, key, *_ in mirrors if key)]
         })
         doc.setdefault("Meter:Custom", {}).update({
             mirror: {"resource_type": resource, "variable_details": [
@@ -451,7 +451,8 @@ class EnergyPlusPlant:
             f"Timestep,{self.settings.timesteps_per_hour};",
             "Output:SQLite,Simple;",
             *(f"Output:Variable,*,{name},RunPeriod;" for name in variables),
-            *(f"Output:Meter,{name},RunPeriod;" for name in meters),
+            *(f"Output:Meter,{name},RunPeriod;"
+              for name in [*meters, *(m for m, key, *_ in mirrors if key)]),
             *(f"Meter:Custom,{mirror},{resource},{key},{name};"
               for mirror, key, name, resource in mirrors),
         ]
@@ -763,7 +764,9 @@ class EnergyPlusPlant:
 
 
 def energyplus_totals(sql_path: Path) -> dict[str, float]:
-    """EnergyPlus's own run-period meter totals (J) from its ``eplusout.sql``, by meter name."""
+    """EnergyPlus's own run-period meter totals (J, m3 for water) from its ``eplusout.sql``, by
+    meter name: every mapped meter, and for every mapped energy or water variable its mirror
+    ``DCPUE <KEY> <VARIABLE>`` (one per key, in upper case as EnergyPlus names custom meters)."""
     import sqlite3
 
     with sqlite3.connect(f"file:{sql_path}?mode=ro", uri=True) as db:

@@ -111,8 +111,10 @@ def test_pue_equals_energyplus_totals(tmp_path):
     assert b.it_kwh == pytest.approx(it, rel=1e-9)
     assert b.cooling_kwh == pytest.approx(cooling, rel=1e-9)
     assert b.facility_kwh / b.it_kwh == pytest.approx(facility / it, rel=1e-9)
-    # an HVAC energy variable (the coil's, system timesteps of 1-15 min) read through a meter
+    # an HVAC energy variable read through a meter, reported by EnergyPlus under its mirror
     assert coil_wh / 1000 == pytest.approx(ep["Cooling:Electricity"] / J_PER_KWH, rel=1e-9)
+    assert ep["DCPUE CRAC COIL COOLING COIL ELECTRICITY ENERGY"] == pytest.approx(
+        ep["Cooling:Electricity"], rel=1e-12)
     # a DX room with UPS losses in a Las Vegas July, not a degenerate model (measured 1.49)
     assert 1.2 < facility / it < 1.8
 
