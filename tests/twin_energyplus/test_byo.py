@@ -210,7 +210,7 @@ def test_evaluate_on_own_model(tmp_path):
     rises 2 %/K of CPU power with the inlet and the DX coil's power barely depends on the
     supply air, so cooler air costs less in total: the oracle saves energy at the low end of the
     grid, the loop saves some (sign, not share: the share is the optimizer's, docs/energyplus.md)
-    and neither exceeds the inlet limit."""
+    and neither exceeds the inlet limit; M&V credits the loop's saving with the truth's sign."""
     _, site = crac_site(tmp_path)
     start = site.twin.start.replace(day=20)
     ev = run_evaluation(site, 1, start, explore_days=7, baseline_days=3)
@@ -220,7 +220,12 @@ def test_evaluate_on_own_model(tmp_path):
     assert ev.saving_kwh(ev.oracle) >= ev.saving_kwh(ev.loop) > 0
     assert ev.loop.violations == ev.oracle.violations == 0
     assert ev.oracle.max_inlet_c < ev.fixed.max_inlet_c - 2.0  # the low end of 14..24 degC
-    assert ev.mv["truth_kwh"] == pytest.approx(ev.saving_kwh(ev.loop))
+    # M&V's truth replays the conventional setpoints on the loop's timeline (after the sweep):
+    # the separate fixed run's saving within 5 % (measured 56.8 against 56.6 kWh)
+    mv = ev.mv
+    assert mv["truth_kwh"] == pytest.approx(ev.saving_kwh(ev.loop), rel=0.05)
+    if abs(mv["truth_kwh"]) > mv["uncertainty_kwh"]:
+        assert np.sign(mv["savings_kwh"]) == np.sign(mv["truth_kwh"])
 
 
 def test_hvac_energy_variable_sums_its_system_timesteps(tmp_path):
