@@ -244,6 +244,15 @@ def _simulation_control(sizing: list[str]) -> dict[str, str]:
                                                                     strict=True))
 
 
+def _schedule_file(model: Path, index: int, field: str) -> str:
+    """A ``Schedule:File`` field, its file name (field 2) made absolute when it is relative to
+    the model's folder: dcpue runs a copy of the model in another folder."""
+    name = field.strip()
+    if index != 2 or not name or Path(name).is_absolute() or not (model.parent / name).is_file():
+        return field
+    return str((model.parent / name).resolve())
+
+
 def _resource(meter: str) -> str:
     """The resource of an EnergyPlus meter name (e.g. ``Fans:Electricity`` -> Electricity)."""
     parts = {p.lower() for p in meter.split(":")}
@@ -396,6 +405,9 @@ class EnergyPlusPlant:
                 raise ConfigError(f"twin.energyplus.model: cannot read {cfg.model}: {exc}") from None
             _no_templates(cfg.model, "\n".join(doc))
             self._check_model(epjson_objects(doc))
+            for sched in (doc.get("Schedule:File") or {}).values():
+                if "file_name" in sched:
+                    sched["file_name"] = _schedule_file(cfg.model, 2, sched["file_name"])
             controls = list((doc.get("SimulationControl") or {}).values())
             doc["SimulationControl"] = {"SimulationControl 1": _simulation_control(
                 [controls[0].get(f, "No") for f in _SIZING_FIELDS] if controls else [])}
@@ -437,7 +449,10 @@ class EnergyPlusPlant:
         lines = [re.sub(r"!.*", "", line) for line in text.splitlines()]
         _no_templates(model, "\n".join(lines))
         self._check_model(idf_objects(text))
-        body = "\n".join(lines)
+        body = re.sub(r"(?is)((?:(?<=;)|^)\s*Schedule:File\s*,)([^;]*);",
+                      lambda m: m.group(1) + ",".join(_schedule_file(model, i, f) for i, f in
+                                                     enumerate(m.group(2).split(","))) + ";",
+                      "\n".join(lines))
         control = re.search(r"(?is)(?:(?<=;)|^)\s*SimulationControl\s*,([^;]*);", body)
         sizing = [v.strip() or "No" for v in control.group(1).split(",")[:3]] if control else []
         body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite|SimulationControl)"

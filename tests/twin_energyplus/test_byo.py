@@ -262,3 +262,20 @@ def test_scenario_energies_count_sub_meters_once(tmp_path):
     assert run.step_it_kwh.sum() == pytest.approx(sum(ep[n] for n in IT) / J_PER_KWH, rel=1e-9)
     assert run.step_cooling_kwh.sum() == pytest.approx(
         (ep["Cooling:Electricity"] + ep["Fans:Electricity"]) / J_PER_KWH, rel=1e-9)
+
+
+def test_schedule_file_next_to_the_model(tmp_path):
+    """The CRAC room with its CPU loading from a ``Schedule:File`` (``loading.csv`` beside the
+    model, a relative name, 0.5 all year): dcpue runs a copy of the model elsewhere and keeps
+    the file found. Computed: IT kW per timestep. Declared: the CPU curve at loading 0.5."""
+    (tmp_path / "loading.csv").write_text("loading\n" + "0.5\n" * 8760)
+    text = crac.crac_model().replace(
+        f"Schedule:Constant,CPU Loading,Any,{crac.CPU_LOADING};",
+        "Schedule:File,CPU Loading,Any,loading.csv,1,1,8760,Comma,No,60;")
+    _, site = crac_site(tmp_path, model_text=text)
+    p, f, a = crac.UNIT_W / 1000, crac.FAN_FRACTION, crac.CPU_PER_K
+    with EnergyPlusPlant(site, days=1) as plant:
+        steps = [plant.step() for _ in range(8)]
+    rows = np.array([[s.values["inlet-a"], s.values["inlet-b"]] for s in steps])
+    per_row = p * (1 - f) * 0.75 * (1 + a * (rows - crac.DESIGN_INLET_C)) + p * f
+    assert np.allclose([s.result.it_kw for s in steps], per_row.sum(axis=1), rtol=1e-6)
