@@ -163,12 +163,13 @@ class EnergyPlusSource(Section):
 
     ``meter``: one EnergyPlus meter name (or several, summed), energy in J per timestep.
     ``variable`` + ``key``: an output variable, in ``unit`` (default: J for counter meters,
-    m3 for water counters, W for power meters, the canonical unit for state meters).
+    m3 for water counters, W for power meters, the canonical unit for state meters); several
+    keys are summed (counters, power) or give the highest (state meters: the hottest inlet).
     """
 
     meter: str | list[str] | None = None
     variable: str | None = None
-    key: str | None = None
+    key: str | list[str] | None = None
     unit: Literal["J", "W", "m3", "degC", "%", "W/m2"] | None = None
 
     @model_validator(mode="after")
@@ -182,17 +183,30 @@ class EnergyPlusSource(Section):
         return self
 
     @property
+    def keys(self) -> list[str]:
+        return [] if self.key is None else [self.key] if isinstance(self.key, str) else self.key
+
+    @property
     def meters(self) -> list[str]:
         return [] if self.meter is None else [self.meter] if isinstance(self.meter, str) else self.meter
 
 
 class EnergyPlusActuator(Section):
     """An EnergyPlus actuator (component type, control type, key) that takes a setpoint, e.g.
-    ``{ component_type = "Schedule:Compact", control_type = "Schedule Value", key = "SAT" }``."""
+    ``{ component_type = "Schedule:Compact", control_type = "Schedule Value", key = "SAT" }``.
+
+    ``key`` may be a list: every actuator named takes the same value (e.g. the supply-air
+    nodes of several air handlers). A ``System Node Setpoint`` key may name a ``NodeList`` of
+    the model: each node in it is actuated.
+    """
 
     component_type: str
     control_type: str
-    key: str
+    key: str | list[str]
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
 
 
 class EnergyPlusSettings(Section):

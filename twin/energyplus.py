@@ -36,6 +36,15 @@ from dcpue.config.twin import EnergyPlusActuator, EnergyPlusSource
 from dcpue.core.readings import Reading, ReadingColumns, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.core.units import unit
+from dcpue.twin.energyplus_checks import (
+    ModelObject,
+    actuator_keys,
+    available_names,
+    close_matches,
+    epjson_objects,
+    idf_objects,
+    lever_problems,
+)
 from dcpue.twin.energyplus_model import (
     CHW_SCHEDULE,
     ITE,
@@ -90,6 +99,11 @@ class EnergyPlusError(RuntimeError):
     """EnergyPlus failed or a mapped meter, variable or actuator does not exist in the model."""
 
 
+class EnergyPlusModelError(EnergyPlusError, ConfigError):
+    """The user's model or its mapping in the site file is at fault (a missing name, a lever
+    that cannot take effect, no weather-file run period): a configuration error."""
+
+
 def load_api():
     """``pyenergyplus.api.EnergyPlusAPI`` or a ConfigError naming the optional extra."""
     try:
@@ -129,6 +143,20 @@ class _Feed:
     meter: Meter
     source: EnergyPlusSource
     source_unit: str
+
+    @property
+    def mirrors(self) -> list[tuple[str, str, str, str]]:
+        """(mirror meter name, key, EnergyPlus meter or variable, resource) of each source this
+        feed reads through a ``Meter:Custom``: meters (the runtime API cannot hand out the first
+        meter's handle) and energy or water variables (an HVAC variable read at the end of a
+        zone timestep holds only its last system timestep; a meter sums them all)."""
+        if self.source.meter is not None:
+            return [(MIRROR + name, "", name, _resource(name)) for name in self.source.meters]
+        if self.source_unit in ("J", "m3") and self.meter.kind is not MeterKind.STATE:
+            v = self.source.variable
+            resource = "Water" if self.source_unit == "m3" else _resource(v)
+            return [(f"{MIRROR}{key} {v}", key, v, resource) for key in self.source.keys]
+        return []
 
     @classmethod
     def of(cls, meter: Meter, source: EnergyPlusSource) -> _Feed:
@@ -187,9 +215,9 @@ class _Done:
 @dataclass
 class _Handles:
     meters: list[list[int]] = field(default_factory=list)
-    variables: list[int] = field(default_factory=list)
-    actuators: dict[SetpointName, int] = field(default_factory=dict)
-    resolved: set[str] = field(default_factory=set)
+    variables: list[list[int]] = field(default_factory=list)
+    actuators: dict[SetpointName, list[int]] = field(default_factory=dict)
+    resolved: bool = False
 
 
 def _no_templates(model: Path, text: str) -> None:
@@ -200,6 +228,29 @@ def _no_templates(model: Path, text: str) -> None:
             "cannot expand them (no Energy+.idd): give the expanded model (expanded.idf from "
             "a full EnergyPlus install's ExpandObjects)"
         )
+
+
+_SIZING_FIELDS = ("do_zone_sizing_calculation", "do_system_sizing_calculation",
+                  "do_plant_sizing_calculation")
+_RUN_FIELDS = ("run_simulation_for_sizing_periods", "run_simulation_for_weather_file_run_periods")
+
+
+def _simulation_control(sizing: list[str]) -> dict[str, str]:
+    """SimulationControl of a user's model: its sizing calculations (``sizing``: zone, system,
+    plant, default No) kept; the sizing periods not simulated, the weather-file run period
+    simulated (many example models switch it off: dcpue steps through it)."""
+    flags = [*sizing, "No", "No", "No"][:3]
+    return dict(zip(_SIZING_FIELDS, flags, strict=True)) | dict(zip(_RUN_FIELDS, ("No", "Yes"),
+                                                                    strict=True))
+
+
+def _schedule_file(model: Path, index: int, field: str) -> str:
+    """A ``Schedule:File`` field, its file name (field 2) made absolute when it is relative to
+    the model's folder: dcpue runs a copy of the model in another folder."""
+    name = field.strip()
+    if index != 2 or not name or Path(name).is_absolute() or not (model.parent / name).is_file():
+        return field
+    return str((model.parent / name).resolve())
 
 
 def _resource(meter: str) -> str:
@@ -289,6 +340,7 @@ class EnergyPlusPlant:
         self._own_dir = workdir is None
         self.output_dir = Path(workdir or tempfile.mkdtemp(prefix="dcpue-energyplus-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._keys: dict[SetpointName, list[str]] = {}  # actuator keys, node lists expanded
         self.model_path = self._write_model(generated)
         self._totals = [0.0] * len(self.feeds)
         self.next_step = 0  # steps handed out; the next reading is at start + next_step x step
@@ -333,6 +385,9 @@ class EnergyPlusPlant:
     def _write_model(self, generated: bool) -> Path:
         cfg = self.settings
         meters = sorted({name for f in self.feeds for name in f.source.meters})
+        mirrors = sorted({m for f in self.feeds for m in f.mirrors})
+        # every key of a mapped variable, so that a wrong key's error can list the right ones
+        variables = sorted({f.source.variable for f in self.feeds if f.source.variable})
         rp = run_period(self.first_day, self.days)
         if generated:
             doc = hall_model(
@@ -342,30 +397,50 @@ class EnergyPlusPlant:
                 self.setpoints[SetpointName.CHILLED_WATER_TEMPERATURE],
             )
         elif cfg.model.suffix.lower() == ".idf":
-            return self._write_idf(cfg.model, rp, meters)
+            return self._write_idf(cfg.model, rp, meters, variables, mirrors)
         else:
             try:
                 doc = json.loads(cfg.model.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"twin.energyplus.model: cannot read {cfg.model}: {exc}") from None
             _no_templates(cfg.model, "\n".join(doc))
+            self._check_model(epjson_objects(doc))
+            for sched in (doc.get("Schedule:File") or {}).values():
+                if "file_name" in sched:
+                    sched["file_name"] = _schedule_file(cfg.model, 2, sched["file_name"])
+            controls = list((doc.get("SimulationControl") or {}).values())
+            doc["SimulationControl"] = {"SimulationControl 1": _simulation_control(
+                [controls[0].get(f, "No") for f in _SIZING_FIELDS] if controls else [])}
             doc["RunPeriod"] = rp
             doc["Timestep"] = {"Timestep 1": {"number_of_timesteps_per_hour": cfg.timesteps_per_hour}}
             doc["Output:SQLite"] = {"Output:SQLite 1": {"option_type": "Simple"}}
+        doc.setdefault("Output:Variable", {}).update({
+            f"{MIRROR}{name}": {"key_value": "*", "variable_name": name,
+                                "reporting_frequency": "RunPeriod"}
+            for name in variables
+        })
         doc.setdefault("Output:Meter", {}).update({
             f"{MIRROR}{name}": {"key_name": name, "reporting_frequency": "RunPeriod"}
-            for name in meters
+            for name in [*meters, *(m for m, key, *_ in mirrors if key)]
         })
         doc.setdefault("Meter:Custom", {}).update({
-            f"{MIRROR}{name}": {"resource_type": _resource(name), "variable_details": [
-                {"key_name": "", "output_variable_or_meter_name": name}]}
-            for name in meters
+            mirror: {"resource_type": resource, "variable_details": [
+                {"key_name": key, "output_variable_or_meter_name": name}]}
+            for mirror, key, name, resource in mirrors
         })
         path = self.output_dir / "model.epJSON"
         path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return path
 
-    def _write_idf(self, model: Path, rp: dict, meters: list[str]) -> Path:
+    def _check_model(self, objects: list[ModelObject]) -> None:
+        self._keys = {name: actuator_keys(objects, a) for name, a in self.actuators.items()}
+        problems = lever_problems(objects, self.actuators)
+        if problems:
+            raise EnergyPlusModelError(
+                f"twin.energyplus.actuators: {self.settings.model}: " + "; ".join(problems))
+
+    def _write_idf(self, model: Path, rp: dict, meters: list[str], variables: list[str],
+                   mirrors: list[tuple[str, str, str, str]]) -> Path:
         """The user's IDF with its RunPeriod, Timestep and Output:SQLite replaced by dcpue's."""
         try:
             text = model.read_text(encoding="latin-1")
@@ -373,16 +448,28 @@ class EnergyPlusPlant:
             raise ConfigError(f"twin.energyplus.model: cannot read {model}: {exc}") from None
         lines = [re.sub(r"!.*", "", line) for line in text.splitlines()]
         _no_templates(model, "\n".join(lines))
-        body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite)\s*,[^;]*;", "\n",
+        self._check_model(idf_objects(text))
+        body = re.sub(r"(?is)((?:(?<=;)|^)\s*Schedule:File\s*,)([^;]*);",
+                      lambda m: m.group(1) + ",".join(_schedule_file(model, i, f) for i, f in
+                                                     enumerate(m.group(2).split(","))) + ";",
                       "\n".join(lines))
+        control = re.search(r"(?is)(?:(?<=;)|^)\s*SimulationControl\s*,([^;]*);", body)
+        sizing = [v.strip() or "No" for v in control.group(1).split(",")[:3]] if control else []
+        body = re.sub(r"(?is)(?:(?<=;)|^)\s*(RunPeriod|Timestep|Output:SQLite|SimulationControl)"
+                      r"\s*,[^;]*;", "\n", body)
+        c = _simulation_control(sizing)
         r = rp["dcpue"]
         extra = [
+            "SimulationControl," + ",".join(c[f] for f in (*_SIZING_FIELDS, *_RUN_FIELDS)) + ";",
             f"RunPeriod,dcpue,{r['begin_month']},{r['begin_day_of_month']},{r['begin_year']},"
             f"{r['end_month']},{r['end_day_of_month']},{r['end_year']},,No,No,No,Yes,Yes;",
             f"Timestep,{self.settings.timesteps_per_hour};",
             "Output:SQLite,Simple;",
-            *(f"Output:Meter,{name},RunPeriod;" for name in meters),
-            *(f"Meter:Custom,{MIRROR}{name},{_resource(name)},,{name};" for name in meters),
+            *(f"Output:Variable,*,{name},RunPeriod;" for name in variables),
+            *(f"Output:Meter,{name},RunPeriod;"
+              for name in [*meters, *(m for m, key, *_ in mirrors if key)]),
+            *(f"Meter:Custom,{mirror},{resource},{key},{name};"
+              for mirror, key, name, resource in mirrors),
         ]
         path = self.output_dir / "model.idf"
         path.write_text(body + "\n" + "\n".join(extra) + "\n", encoding="latin-1")
@@ -396,50 +483,75 @@ class EnergyPlusPlant:
         api.runtime.set_console_output_status(state, False)
         for f in self.feeds:
             if f.source.variable is not None:
-                api.exchange.request_variable(state, f.source.variable, f.source.key)
+                for key in f.source.keys:
+                    api.exchange.request_variable(state, f.source.variable, key)
         handles = _Handles()
         failed: list[BaseException] = []
+
+        names: dict[str, list[str]] = {}
+
+        def near(kind: str, wanted: str) -> str:
+            """`` (closest: ...)`` from EnergyPlus's list of available API data."""
+            if not names:
+                text = api.exchange.list_available_api_data_csv(state)
+                text = text.decode("latin-1") if isinstance(text, bytes) else text
+                (self.output_dir / "eplusout-api.csv").write_text(text, encoding="latin-1")
+                names.update(available_names(text))
+            found = close_matches(wanted, names[kind])
+            return f" (closest: {'; '.join(found)})" if found else ""
 
         def resolve_outputs() -> list[str]:
             x, errors = api.exchange, []
             for f in self.feeds:
                 if f.source.variable is not None:
-                    h = x.get_variable_handle(state, f.source.variable, f.source.key)
-                    if h < 0:
-                        errors.append(f"variable {f.source.variable!r} key {f.source.key!r} "
-                                      f"(meter {f.meter.id})")
-                    handles.variables.append(h)
-                    handles.meters.append([])
+                    get = x.get_variable_handle
+                    hs = [get(state, f.source.variable, k) for k in f.source.keys]
+                    if f.mirrors:  # read through its meters, once the variable exists
+                        hs = [x.get_meter_handle(state, m) if h >= 0 else h
+                              for h, (m, *_) in zip(hs, f.mirrors, strict=True)]
+                    errors += [f"variable {f.source.variable!r} key {k!r} "
+                               f"(twin.energyplus.meters.{f.meter.id})"
+                               + near("OutputVariable", f"{f.source.variable} / {k}")
+                               for k, h in zip(f.source.keys, hs, strict=True) if h < 0]
+                    handles.variables.append([] if f.mirrors else hs)
+                    handles.meters.append(hs if f.mirrors else [])
                 else:
                     hs = [x.get_meter_handle(state, MIRROR + name) for name in f.source.meters]
-                    errors += [f"meter {name!r} (meter {f.meter.id})"
+                    errors += [f"meter {name!r} (twin.energyplus.meters.{f.meter.id})"
+                               + near("OutputMeter", name)
                                for name, h in zip(f.source.meters, hs, strict=True) if h < 0]
                     handles.meters.append(hs)
-                    handles.variables.append(-1)
+                    handles.variables.append([])
             return errors
 
         def resolve_actuators() -> list[str]:
             errors = []
             for name, a in self.actuators.items():
-                h = api.exchange.get_actuator_handle(state, a.component_type, a.control_type,
-                                                     a.key)
-                if h < 0:
-                    errors.append(f"actuator ({a.component_type}, {a.control_type}, {a.key}) "
-                                  f"for {name}")
-                handles.actuators[name] = h
+                handles.actuators[name] = []
+                for key in self._keys.get(name, a.keys):
+                    h = api.exchange.get_actuator_handle(state, a.component_type,
+                                                         a.control_type, key)
+                    if h < 0:
+                        errors.append(
+                            f"actuator ({a.component_type}, {a.control_type}, {key}) "
+                            f"(twin.energyplus.actuators.{name})"
+                            + near("Actuator", f"{a.component_type} / {a.control_type} / {key}"))
+                    handles.actuators[name].append(h)
             return errors
 
-        def ready(what: str, resolve: Callable[[], list[str]]) -> bool:
-            """Handles resolved once the API data are ready; a missing name stops the run."""
+        def ready() -> bool:
+            """Handles resolved once the API data are ready; missing names stop the run (all
+            of them named at once)."""
             if failed or not api.exchange.api_data_fully_ready(state):
                 return False
-            if what not in handles.resolved:
-                handles.resolved.add(what)
-                errors = resolve()
+            if not handles.resolved:
+                handles.resolved = True
+                errors = resolve_actuators() + resolve_outputs()
                 if errors:
-                    failed.append(EnergyPlusError(
+                    failed.append(EnergyPlusModelError(
                         "the EnergyPlus model has no " + "; no ".join(errors)
-                        + f" (available names: {self.output_dir}/eplusout.rdd, .mdd, .edd)"
+                        + " (every name EnergyPlus offers: eplusout-api.csv in the run's folder,"
+                        " EnergyPlusPlant(workdir=...))"
                     ))
                     api.runtime.stop_simulation(state)
                     return False
@@ -456,20 +568,23 @@ class EnergyPlusPlant:
             return run
 
         def actuate(s) -> None:
-            if ready("actuators", resolve_actuators):
-                for name, h in handles.actuators.items():
+            if ready():
+                for name, hs in handles.actuators.items():
                     if name in self.setpoints:
-                        api.exchange.set_actuator_value(s, h, self.setpoints[name])
+                        for h in hs:
+                            api.exchange.set_actuator_value(s, h, self.setpoints[name])
 
         def report(s) -> None:
             x = api.exchange
             if x.warmup_flag(s) or x.kind_of_sim(s) != _RUN_PERIOD_WEATHER:
                 return
-            if not ready("outputs", resolve_outputs):
+            if not ready():
                 return
-            values = [
-                sum(x.get_meter_value(s, h) for h in hs) if v < 0 else x.get_variable_value(s, v)
-                for hs, v in zip(handles.meters, handles.variables, strict=True)
+            values = [  # several keys of a variable: summed, the highest for a state meter
+                sum(x.get_meter_value(s, h) for h in ms) if ms else
+                (max if f.meter.kind is MeterKind.STATE else sum)(
+                    x.get_variable_value(s, h) for h in vs)
+                for f, ms, vs in zip(self.feeds, handles.meters, handles.variables, strict=True)
             ]
             # hour (0-23) and zone timestep number: current_time() is off after HVAC substeps
             clock = (x.month(s), x.day_of_month(s),
@@ -482,6 +597,8 @@ class EnergyPlusPlant:
                 self.setpoints.update(command)
 
         api.runtime.callback_begin_system_timestep_before_predictor(state, guarded(actuate))
+        # again after the setpoint managers, which would overwrite a node-setpoint actuator
+        api.runtime.callback_after_predictor_after_hvac_managers(state, guarded(actuate))
         api.runtime.callback_end_zone_timestep_after_zone_reporting(state, guarded(report))
         args = ["-w", str(self.weather), "-d", str(self.output_dir), str(self.model_path)]
 
@@ -509,6 +626,10 @@ class EnergyPlusPlant:
                 raise item.error
             if item.code != 0:
                 raise EnergyPlusError(f"EnergyPlus exited with code {item.code}: {self._errors()}")
+            if self.next_step == 0:
+                raise EnergyPlusModelError(
+                    f"EnergyPlus finished without simulating a timestep of the weather-file run "
+                    f"period {self.first_day} + {self.days} days: {self._errors()}")
             raise EnergyPlusError("the EnergyPlus run period is over")
         self._waiting = True
         return item
@@ -658,7 +779,9 @@ class EnergyPlusPlant:
 
 
 def energyplus_totals(sql_path: Path) -> dict[str, float]:
-    """EnergyPlus's own run-period meter totals (J) from its ``eplusout.sql``, by meter name."""
+    """EnergyPlus's own run-period meter totals (J, m3 for water) from its ``eplusout.sql``, by
+    meter name: every mapped meter, and for every mapped energy or water variable its mirror
+    ``DCPUE <KEY> <VARIABLE>`` (one per key, in upper case as EnergyPlus names custom meters)."""
     import sqlite3
 
     with sqlite3.connect(f"file:{sql_path}?mode=ro", uri=True) as db:
@@ -666,7 +789,7 @@ def energyplus_totals(sql_path: Path) -> dict[str, float]:
             "SELECT Name, SUM(Value) FROM (SELECT DISTINCT d.Name, r.TimeIndex, r.Value "
             "FROM ReportData r JOIN ReportDataDictionary d "
             "ON r.ReportDataDictionaryIndex = d.ReportDataDictionaryIndex "
-            "WHERE d.ReportingFrequency = 'Run Period') GROUP BY Name"
+            "WHERE d.ReportingFrequency = 'Run Period' AND d.IsMeter = 1) GROUP BY Name"
         ).fetchall()
     return {name: float(total) for name, total in rows}
 

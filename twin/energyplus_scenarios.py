@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from dcpue.config import MeterKind, MeterRole, SetpointName, Site
+from dcpue.config import Meter, MeterKind, MeterRole, SetpointName, Site
 from dcpue.config.topology import COOLING_ROLES
 from dcpue.twin.energyplus import EnergyPlusPlant, EnergyPlusStep
 
@@ -73,10 +73,22 @@ class IntervalTotals:
 
 
 def _kwh(site: Site, plant: EnergyPlusPlant, roles: frozenset[MeterRole]) -> list[tuple[str, float]]:
-    """(meter id, factor to kWh over a timestep) of the fed meters with ``roles``."""
+    """(meter id, factor to kWh over a timestep) of the fed meters with ``roles``, sub-meters
+    of one of them left out (a CRAH power meter under the CRAH counter would count twice)."""
     h = plant.step_s / 3600.0
-    return [(f.meter.id, 1.0 if f.meter.kind is MeterKind.COUNTER else h)
-            for f in plant.feeds if f.meter.role in roles]
+    fed = [f.meter for f in plant.feeds if f.meter.role in roles]
+    ids = {m.id for m in fed}
+
+    def under(m: Meter) -> bool:
+        seen = set()
+        while m.parent is not None and m.parent not in seen:
+            if m.parent in ids:
+                return True
+            seen.add(m.parent)
+            m = site.meter_by_id[m.parent]
+        return False
+
+    return [(m.id, 1.0 if m.kind is MeterKind.COUNTER else h) for m in fed if not under(m)]
 
 
 def run_intervals(site: Site, *, start: datetime | None, intervals: int, interval_s: int,

@@ -55,8 +55,9 @@ def test_unknown_energyplus_names_are_errors_naming_them(tmp_path):
     site = hall_site(meters={"chiller": {"meter": "Chillers:Electricity"},
                              "inlet": {"variable": "Zone Mean Air Temperature", "key": "Nowhere"}})
     with EnergyPlusPlant(site, days=1) as plant, pytest.raises(
-        EnergyPlusError, match=r"no meter 'Chillers:Electricity' \(meter chiller\); no variable "
-        r"'Zone Mean Air Temperature' key 'Nowhere'"
+        EnergyPlusError, match=r"no meter 'Chillers:Electricity' \(twin.energyplus.meters.chiller\)"
+        r" \(closest: [^)]*Cooling:Electricity.*; no variable 'Zone Mean Air Temperature' key "
+        r"'Nowhere' \(twin.energyplus.meters.inlet\) \(closest: Zone Mean Air Temperature / DATA HALL"
     ):
         plant.step()
     site = hall_site(actuators={"crah_fan_speed": {
