@@ -32,12 +32,13 @@ import numpy as np
 from dcpue.config import SetpointName, Site
 from dcpue.core.readings import ReadingColumns, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.optimizer.explore import exploration_schedule
+from dcpue.optimizer.explore import exploration_schedule, lengthened_hold_s, sweep_hold_s
 from dcpue.optimizer.frames import (
     SETPOINTS,
     TrainingFrame,
     build_frame,
     dew_point_c,
+    response_lag,
     site_pressure_pa,
     wet_bulb_c,
 )
@@ -298,6 +299,8 @@ class Evaluation:
                 f"{m['pue_mae']:.4f}, CV(RMSE) {m['power_cvrmse_pct']:.2f} %, NMBE "
                 f"{m['power_nmbe_pct']:.2f} %, inlet RMSE {m['inlet_rmse_c']:.2f} degC"
             )
+            if "explore_hold" in self.model.get("notes", {}):
+                lines.append(f"exploration: {self.model['notes']['explore_hold']}")
         if self.period_accuracy:
             a = self.period_accuracy
             lines.append(
@@ -320,19 +323,45 @@ def explore_and_train(
     site: Site, start: datetime, days: float, seed: int = 0,
     plant: EvaluationPlant | None = None,
 ) -> PlantModel:
-    """Run ``days`` of exploration ending at ``start`` into a scratch store; train on it."""
+    """Run ``days`` of exploration ending at ``start`` into a scratch store; train on it.
+
+    The sweep's holds are ``[optimizer] explore_hold_s`` made to fit the plant
+    (:func:`sweep_hold_s`: at least two plant steps, whole frame steps); where the settling
+    lag the sweep measures leaves no settled row per hold, the sweep is run again with longer
+    holds (:func:`lengthened_hold_s`, at most twice). The model's ``notes`` say which hold
+    it was trained on (``explore_hold_s``) and why."""
     cfg = site.optimizer
     plant = plant or TwinPlant(site, seed)
+    hold = sweep_hold_s(cfg.explore_hold_s, cfg.step_s, plant.step_s)
+    why = []
+    for _ in range(3):
+        frame = _explore(site, plant, start, days, seed, hold)
+        lag = response_lag(frame.data.sort_index(), frame.step_s)
+        longer = lengthened_hold_s(hold, frame.step_s, lag)
+        if longer is None:
+            break
+        why.append(f"{hold} s holds settle no row at a lag of {lag} rows")
+        hold = longer
+    model = train(frame, cfg.model_kind, cfg.target, cfg.cv_splits, seed=seed)
+    model.notes["explore_hold_s"] = str(hold)
+    if why:
+        model.notes["explore_hold"] = "; ".join(why) + f": swept again with {hold} s holds"
+    return model
+
+
+def _explore(site: Site, plant: EvaluationPlant, start: datetime, days: float, seed: int,
+             hold_s: int) -> TrainingFrame:
+    """The frame of ``days`` of sweep (holds of ``hold_s``) ending at ``start``."""
     t0 = datetime_to_ms(start - timedelta(days=days))
     steps = round(days * 86400 / plant.step_s)
     ts = t0 + np.arange(steps, dtype=np.int64) * plant.step_s * 1000
     schedule = exploration_schedule(
-        ts, cfg, seed=seed, held={SETPOINTS[k]: v for k, v in plant.conventional.items()})
+        ts, site.optimizer, hold_s=hold_s, seed=seed,
+        held={SETPOINTS[k]: v for k, v in plant.conventional.items()})
     with Store(":memory:") as store:
         for cols in plant.readings(t0, schedule):
             store.append(cols)
-        frame = build_frame(store, site, int(ts[0]), int(ts[-1]) + plant.step_s * 1000)
-    return train(frame, cfg.model_kind, cfg.target, cfg.cv_splits, seed=seed)
+        return build_frame(store, site, int(ts[0]), int(ts[-1]) + plant.step_s * 1000)
 
 
 class _Decider:

@@ -756,6 +756,7 @@ class PlantModel:
             },
             "it_reference_c": self.it_reference_c,
             "settling_rows": self.settling_rows,
+            "notes": dict(self.notes),
             "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
                        "physics": dict(self.scales.physics), "air_side": self.scales.air_side},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
@@ -873,7 +874,9 @@ def train(
     data = with_work(data, response, ref_c)[settled_rows(data, frame.step_s, lag)]
     if len(data) < 4 * splits:
         raise ValueError(f"{len(data)} settled rows is too few to train ({4 * splits} needed; "
-                         f"the rack inlet settles {lag} rows after a setpoint change)")
+                         f"the rack inlet settles {lag} rows after a setpoint change: sweep "
+                         f"with holds of at least {(lag + 1) * frame.step_s} s, "
+                         "[optimizer] explore_hold_s)")
     cut = int(len(data) * (1.0 - holdout_fraction))
     head, tail = data.iloc[:cut], data.iloc[cut:]
     physics = fit_physics(_columns(head), *_targets(head, target, on_it=False),
