@@ -144,6 +144,8 @@ def purchased_green_kwh(site: Site, start_ms: int, end_ms: int, grid_import_kwh:
 
     Same rules as the report: quality criteria met, prorated by time, capped at grid import.
     """
+    if not site.carbon.instruments:
+        return 0.0
     claims = instrument_claims(site.carbon.instruments, start_ms, end_ms,
                                ZoneInfo(site.timezone), site.carbon.max_vintage_gap_years)
     return allocate(claims, grid_import_kwh / 1000.0).renewable_mwh * 1000.0

@@ -1051,6 +1051,8 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, Sequence]:
 
     pandas' hash table when pandas is loaded anyway (the collector, the daemon); a dict
     otherwise, so a command that only writes readings (``dcpue import``) need not load it.
+    Both are kept: on 500,000 values of 40 meter ids pandas took 88 ms and the dict 236 ms
+    (2026-12-01), which would cost batched ingest (three columns per reading) about 40 %.
     """
     pd = sys.modules.get("pandas")
     if pd is not None:

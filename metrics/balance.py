@@ -125,10 +125,19 @@ class BalanceTopology:
         # daemon's saved calculator state is laid out by this order.
         return cls(groups, {m.id: m for m in site.meters if m.id in used}, category)
 
-    @property
+    @cached_property
     def all_meters(self) -> tuple[str, ...]:
         """Every meter the balance reads, in site order."""
         return tuple(self.meters)
+
+    @cached_property
+    def meter_kinds(self) -> dict[str, MeterKind]:
+        return {mid: m.kind for mid, m in self.meters.items()}
+
+    @cached_property
+    def facility_and_it(self) -> tuple[str, ...]:
+        """The meters of the facility groups and IT (what a balance's coverage rests on)."""
+        return tuple(m for g in (*FACILITY_GROUPS, "it") for m in self.groups[g])
 
 
 def _outermost(members: list[Meter], by_id: Mapping[str, Meter]) -> tuple[str, ...]:
@@ -380,16 +389,14 @@ def balance_from_energies(
                 bridged[mid] = amount - e.amount
                 meter_energy[mid] = replace(e, amount=amount)
 
-    def total(group: str) -> float:
-        return float(sum(meter_energy[m].amount for m in topology.groups[group]))
-
-    t = {g: total(g) for g in GROUP_ROLES}
+    groups = topology.groups
+    t = {g: float(sum([meter_energy[m].amount for m in groups[g]])) for g in GROUP_ROLES}
     facility = (
         t["grid_import"] - t["grid_export"] + t["pv_generation"] + t["battery_discharge"]
         - t["battery_charge"] - t["outside_boundary"]
     )
     other = facility - t["it"] - t["cooling"] - t["power_loss"] - t["lighting"]
-    covs = [meter_energy[m].coverage for g in (*FACILITY_GROUPS, "it") for m in topology.groups[g]]
+    covs = [meter_energy[m].coverage for m in topology.facility_and_it]
     return EnergyBalance(
         start_ms=start_ms, end_ms=end_ms,
         grid_import_kwh=t["grid_import"], grid_export_kwh=t["grid_export"],
@@ -400,8 +407,8 @@ def balance_from_energies(
         power_loss_kwh=t["power_loss"], lighting_kwh=t["lighting"], other_kwh=other,
         reused_heat_kwh=t["reused_heat"], water_m3=t["water"], coverage=min(covs, default=0.0),
         outside_boundary_kwh=t["outside_boundary"], it_category=topology.it_category,
-        groups=dict(topology.groups), meter_energy=meter_energy,
-        meter_kinds={mid: m.kind for mid, m in topology.meters.items()}, bridged=bridged,
+        groups=groups, meter_energy=meter_energy, meter_kinds=topology.meter_kinds,
+        bridged=bridged,
     )
 
 

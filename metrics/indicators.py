@@ -56,7 +56,7 @@ def _ratio(
     balance figures it is computed from (its audit trail, built only when read)."""
     meters, coverage, cause = b.group_summary(groups)
     note = ""
-    if not cause and {"it", "grid_import"} <= set(groups) and b.facility_kwh < b.it_kwh:
+    if not cause and b.facility_kwh < b.it_kwh and "it" in groups and "grid_import" in groups:
         cause = (f"facility energy {b.facility_kwh:,.6g} kWh is below IT energy "
                  f"{b.it_kwh:,.6g} kWh (PUE < 1): a meter or the boundary is wrong")
     if cause:

@@ -310,3 +310,26 @@ def test_rewrite_series_replaces_in_one_transaction(store, monkeypatch):
                              [Reading(T0, "metric.pue.1h", "energy", 9.0, "kWh")])
     got = store.series("metric.pue.1h", "energy")
     assert list(got.value) == [7.5, 2.0] and store.count("metric.pue.1h") == 2
+
+
+def test_factorize_without_pandas_matches_pandas(monkeypatch) -> None:
+    """Computed: ``_factorize`` through pandas' hash table (pandas loaded: the daemon, the
+    collector) and through its dict path (pandas not loaded: ``dcpue import``). Declared by
+    hand: codes by first appearance, -1 for None and NaN, the distinct values in that order;
+    both paths give exactly that."""
+    from dcpue.core import store as store_module
+
+    values = np.array(["b", "a", None, "b", float("nan"), "c", "a"], dtype=object)
+    expected_codes, expected_keys = [0, 1, -1, 0, -1, 2, 1], ["b", "a", "c"]
+    import pandas  # noqa: F401  (the pandas path)
+
+    codes, keys = store_module._factorize(values)
+    assert codes.tolist() == expected_codes and list(keys) == expected_keys
+    monkeypatch.delitem(sys.modules, "pandas")  # the dict path
+    codes, keys = store_module._factorize(values)
+    assert codes.tolist() == expected_codes and list(keys) == expected_keys
+    pairs_codes, pairs = store_module._factorize_pairs(
+        np.array(["m1", "m2", "m1"], dtype=object), np.array(["energy", "energy", "power"],
+                                                             dtype=object))
+    assert pairs_codes.tolist() == [0, 1, 2]
+    assert pairs == [("m1", "energy"), ("m2", "energy"), ("m1", "power")]

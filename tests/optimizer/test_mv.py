@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from dcpue.carbon.savings import measured_savings
 from dcpue.config import Site
@@ -62,6 +63,9 @@ def test_mv_recovers_a_known_saving(hall: Site) -> None:
         rows = recorded_savings(store)
         carbon = measured_savings(store, "AI cooling optimization", t1, t2)
 
+    print(f"\ntrue {true_kwh:.0f} kWh, M&V {result.savings_kwh:.0f} +- {result.uncertainty_kwh:.0f}"
+          f" kWh (formula {result.formula_uncertainty_kwh:.0f}, hold-out "
+          f"{result.holdout_uncertainty_kwh:.0f}), {result.status}")
     # the counters cover every hour of both periods
     assert (pre_frame.dropped_rows, post_frame.dropped_rows) == (0, 0)
     assert len(post_frame) == POST_DAYS * 24
@@ -125,3 +129,51 @@ def test_a_measure_that_raises_it_power_is_never_credited(hall: Site) -> None:
     assert metered.savings_kwh > 0  # the old baseline credits the IT rise as a saving
     assert fair.savings_kwh < 0 and abs(fair.savings_kwh - true_kwh) <= fair.uncertainty_kwh
     assert fair.it_ref_inlet_c == pytest.approx(21.9, abs=0.5)
+
+
+def test_holdout_uncertainty_is_the_left_out_blocks_error() -> None:
+    """Computed: :func:`holdout_uncertainty_kwh` for an intercept-only baseline (a constant
+    regressor) of 12 hourly rows, 0 kW for 6 hours then 1 kW (a step the fit cannot follow),
+    and a 3-row post-period. Declared (by hand): blocks of 3 rows, one every row (3 // 4 ->
+    1), 10 blocks; a block's prediction is the mean of the 9 rows left in, its error
+    3 x (mean left in - mean of the block); t at 90 % with 12 / 3 - 1 = 3 degrees of freedom
+    is 2.353."""
+    from dcpue.optimizer.mv import holdout_uncertainty_kwh
+
+    y = np.r_[np.zeros(6), np.ones(6)]
+    errors = []
+    for s in range(10):  # by hand: ones left in over 9 rows, minus the block's ones
+        ones_in_block = sum(1 for i in range(s, s + 3) if i >= 6)
+        errors.append(3 * ((6 - ones_in_block) / 9 - ones_in_block / 3))
+    rms = np.sqrt(np.mean(np.square(errors)))
+    got, blocks = holdout_uncertainty_kwh(np.ones((12, 1)), y, 1.0, 3, 0.90)
+    assert blocks == 10
+    assert got == pytest.approx(2.353 * rms, rel=1e-3)
+
+
+def test_a_post_period_more_humid_than_the_baseline_is_outside_its_range() -> None:
+    """Computed: the range gate of :func:`measure_savings`. Declared: a baseline of 48 hourly
+    rows whose dew point stays 0-8 degC and a post-period of 24 rows at 10-11 degC with IT,
+    dry and wet bulb all inside the baseline's ranges (the coil's latent load, which neither
+    bulb carries, is outside anything the baseline saw)."""
+    from dcpue.optimizer.frames import TrainingFrame
+
+    rng = np.random.default_rng(3)
+
+    def frame(n: int, dew: tuple[float, float]) -> TrainingFrame:
+        it = rng.uniform(800, 850, n)
+        db, wb = rng.uniform(30, 40, n), rng.uniform(15, 20, n)
+        data = pd.DataFrame({
+            "it_kw": it, "dry_bulb_c": db, "wet_bulb_c": wb,
+            "dew_point_c": rng.uniform(*dew, n), "rack_inlet_max_c": np.full(n, 21.0),
+            "facility_kw": 1.3 * it + 2 * wb, "cooling_kw": 0.3 * it + 2 * wb,
+        }, index=pd.Index(3_600_000 * np.arange(n), name="ts_ms"))
+        return TrainingFrame(data, 3600, n, 0)
+
+    pre, post = frame(48, (0.0, 8.0)), frame(24, (10.0, 11.0))
+    result = measure_savings(pre, post, "humid")
+    assert not result.gates["post_in_baseline_range"]
+    assert "100.0 % of post-period rows outside" in result.reason and "dew point" in result.reason
+    # the baseline's own rows as the post-period: every condition inside its range
+    same = TrainingFrame(pre.data.iloc[:24], 3600, 24, 0)
+    assert measure_savings(pre, same, "same").gates["post_in_baseline_range"]

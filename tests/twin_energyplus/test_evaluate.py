@@ -3,7 +3,8 @@ through actuators every 15 minutes, the fixed-setpoint grid oracle and M&V.
 
 The generated hall's IT power rises with inlet temperature (HallDesign defaults: CPU +1 %/K,
 server airflow +3 %/K above 20 degC). Chicago TMY3: 3 July days from 1 July, 7 days of
-exploration before them, 7 baseline days at the conventional setpoints before that.
+exploration before them, 14 baseline days (Guideline 14's minimum, `[optimizer.mv]
+min_baseline_days`) at the conventional setpoints before that.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DAYS = 3
 
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
-    ev = run_evaluation(hall_site(), DAYS, explore_days=7, baseline_days=7)
+    ev = run_evaluation(hall_site(), DAYS, explore_days=7, baseline_days=14)
     print(f"\n{ev.report()}")
     return ev
 
@@ -59,7 +60,11 @@ def test_structural_truths(evaluation):
                   "of the oracle's total facility energy saving"):
         assert words in text
     truth = ev.fixed.facility_kwh - ev.loop.facility_kwh
-    assert ev.mv["truth_kwh"] == pytest.approx(truth)
+    # M&V's truth is the loop's saving on one timeline (baseline, sweep, post-period; the
+    # counterfactual shares the history), the scenarios' truth the same days each from a
+    # fresh start: the plant's state differs between them by well under 1 % of facility
+    # energy (docs/energyplus.md, M&V)
+    assert abs(ev.mv["truth_kwh"] - truth) < 0.01 * ev.fixed.facility_kwh
     print(f"\noracle share {100 * ev.oracle_share:.1f} %, PUE MAE {a['pue_mae']:.4f} "
           f"(held out {ev.model['metrics']['holdout']['pue_mae']:.4f}), inlet MAE "
           f"{a['inlet_mae_c']:.2f} degC, loop violations {ev.loop.violations}, M&V "
