@@ -371,7 +371,7 @@ def propose(
         return _fallback(proposal, state, cfg, bounds, fixed, searched, (
             f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
             f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
-            "plant is outside what the model learned"))
+            "plant is outside what the model learned"), float(search.inlet[0]))
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
     if best is None:
@@ -447,11 +447,14 @@ _COOLER = {
 def _fallback(
     proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
     bounds: Mapping[str, SetpointBounds], fixed: Mapping[str, float],
-    searched: list[Lever], why: str,
+    searched: list[Lever], why: str, predicted_c: float | None = None,
 ) -> Proposal:
-    """No usable model: keep current, or step cooler if the measured inlet is too warm."""
+    """No usable model: keep current, or step cooler if the measured inlet is too warm, or
+    where the model disagrees with the sensors (``predicted_c``, its inlet at the current
+    setpoints) and the warmer of the two is."""
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c
-    if state.rack_inlet_c is None or state.rack_inlet_c <= limit:
+    warm = max((t for t in (state.rack_inlet_c, predicted_c) if t is not None), default=None)
+    if warm is None or warm <= limit:
         return replace(proposal, reason=f"keep current: {why}")
     cooler = {lv.key: proposal.proposed[lv.key] for lv in searched}
     for lv in searched:
@@ -460,8 +463,8 @@ def _fallback(
     cooler = _with_types(enforce_bounds(cooler, bounds), searched)
     return replace(
         proposal, status="proposed" if cooler != proposal.current else "keep", proposed=cooler,
-        reason=f"step cooler without the model: measured inlet {state.rack_inlet_c:.2f} degC "
-               f"above {limit:.2f} and {why}",
+        reason=f"step cooler without the model: {'measured' if warm == state.rack_inlet_c else 'predicted'} "
+               f"inlet {warm:.2f} degC above {limit:.2f} and {why}",
     )
 
 

@@ -222,6 +222,20 @@ def test_a_model_that_disagrees_with_the_sensors_is_not_trusted() -> None:
     assert ok.status == "proposed" and "outside" not in ok.reason
 
 
+def test_a_disagreeing_model_that_predicts_overheating_steps_cooler() -> None:
+    """LINEAR at supply air 24.8 predicts inlet 26.8 degC, above the 26 degC limit less margin;
+    sensors reading 24.5 (2.3 K off: not trusted). Declared: the warmer of the two is acted on,
+    one step cooler without the model (on the EnergyPlus hall such a prediction came 3
+    intervals before a measured 29.6 degC); reading 28.5 it steps cooler as well."""
+    state = PlantState(0, dict(CONDITIONS), CURRENT | {SA: 24.8}, rack_inlet_c=24.5)
+    p = propose(LINEAR, state, CFG)
+    assert "step cooler without the model: predicted inlet 26.80 degC" in p.reason
+    assert p.proposed["supply_air_temperature"] == pytest.approx(23.8)
+    cool = propose(LINEAR, PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=24.5),
+                   CFG)  # predicted 22, measured 24.5: neither above 26, keep current
+    assert cool.reason.startswith("keep current") and cool.status == "keep"
+
+
 # A bump of 5 kW at chilled water 11 degC between the current 10 degC and a 30 kW saving at
 # 14 degC and above (the shape a tree ensemble's step gave on the EnergyPlus hall); inlet
 # independent of chilled water.
