@@ -220,6 +220,7 @@ class OptimizerSettings(Section):
     inlet_margin_c: float = Field(default=1.0, ge=0)
     inlet_sigmas: float = Field(default=2.0, ge=0)
     min_saving_pct: float = Field(default=0.1, ge=0)
+    reach_sigmas: float = Field(default=1.0, ge=0)
     target: Literal["facility", "cooling"] = "facility"
     model_kind: Literal["gbr", "ridge"] = "gbr"
     cv_splits: int = Field(default=5, ge=2, le=20)

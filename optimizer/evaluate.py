@@ -32,11 +32,13 @@ import numpy as np
 from dcpue.config import SetpointName, Site
 from dcpue.core.readings import ReadingColumns, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
-from dcpue.optimizer.explore import exploration_schedule
+from dcpue.optimizer.explore import exploration_schedule, lengthened_hold_s, sweep_hold_s
 from dcpue.optimizer.frames import (
     SETPOINTS,
+    TrainingFrame,
     build_frame,
     dew_point_c,
+    response_lag,
     site_pressure_pa,
     wet_bulb_c,
 )
@@ -297,6 +299,8 @@ class Evaluation:
                 f"{m['pue_mae']:.4f}, CV(RMSE) {m['power_cvrmse_pct']:.2f} %, NMBE "
                 f"{m['power_nmbe_pct']:.2f} %, inlet RMSE {m['inlet_rmse_c']:.2f} degC"
             )
+            if "explore_hold" in self.model.get("notes", {}):
+                lines.append(f"exploration: {self.model['notes']['explore_hold']}")
         if self.period_accuracy:
             a = self.period_accuracy
             lines.append(
@@ -319,18 +323,43 @@ def explore_and_train(
     site: Site, start: datetime, days: float, seed: int = 0,
     plant: EvaluationPlant | None = None,
 ) -> PlantModel:
-    """Run ``days`` of exploration ending at ``start`` into a scratch store; train on it."""
+    """Run ``days`` of exploration ending at ``start`` into a scratch store; train on it.
+
+    The sweep's holds are ``[optimizer] explore_hold_s`` made to fit the plant
+    (:func:`sweep_hold_s`: at least two plant steps, whole frame steps); where the settling
+    lag the sweep measures leaves no settled row per hold, the sweep is run again with longer
+    holds (:func:`lengthened_hold_s`, at most twice). The model's ``notes`` say which hold
+    it was trained on (``explore_hold_s``) and why."""
     cfg = site.optimizer
     plant = plant or TwinPlant(site, seed)
+    hold = sweep_hold_s(cfg.explore_hold_s, cfg.step_s, plant.step_s)
+    why = []
+    for _ in range(3):
+        frame = _explore(site, plant, start, days, seed, hold)
+        lag = response_lag(frame.data.sort_index(), frame.step_s)
+        longer = lengthened_hold_s(hold, frame.step_s, lag)
+        if longer is None:
+            break
+        why.append(f"{hold} s holds settle no row at a lag of {lag} rows")
+        hold = longer
+    model = train(frame, cfg.model_kind, cfg.target, cfg.cv_splits, seed=seed)
+    model.notes["explore_hold_s"] = str(hold)
+    if why:
+        model.notes["explore_hold"] = "; ".join(why) + f": swept again with {hold} s holds"
+    return model
+
+
+def _explore(site: Site, plant: EvaluationPlant, start: datetime, days: float, seed: int,
+             hold_s: int) -> TrainingFrame:
+    """The frame of ``days`` of sweep (holds of ``hold_s``) ending at ``start``."""
     t0 = datetime_to_ms(start - timedelta(days=days))
     steps = round(days * 86400 / plant.step_s)
     ts = t0 + np.arange(steps, dtype=np.int64) * plant.step_s * 1000
-    schedule = _sweep(site, plant, t0, steps, seed)
+    schedule = _sweep(site, plant, t0, steps, seed, hold_s)
     with Store(":memory:") as store:
         for cols in plant.readings(t0, schedule):
             store.append(cols)
-        frame = build_frame(store, site, int(ts[0]), int(ts[-1]) + plant.step_s * 1000)
-    return train(frame, cfg.model_kind, cfg.target, cfg.cv_splits, seed=seed)
+        return build_frame(store, site, int(ts[0]), int(ts[-1]) + plant.step_s * 1000)
 
 
 class _Decider:
@@ -406,12 +435,13 @@ def _scenario(name: str, run: PlantRun, per_step: int, step_s: int, limit_c: flo
     )
 
 
-def _sweep(site: Site, plant: EvaluationPlant, t0_ms: int, steps: int, seed: int
-           ) -> dict[str, np.ndarray]:
-    """The exploration's setpoints per plant step from ``t0_ms``."""
+def _sweep(site: Site, plant: EvaluationPlant, t0_ms: int, steps: int, seed: int,
+           hold_s: int | None = None) -> dict[str, np.ndarray]:
+    """The exploration's setpoints per plant step from ``t0_ms`` (holds of ``hold_s``, default
+    ``[optimizer] explore_hold_s``)."""
     ts = t0_ms + np.arange(steps, dtype=np.int64) * plant.step_s * 1000
     return exploration_schedule(
-        ts, site.optimizer, seed=seed,
+        ts, site.optimizer, hold_s=hold_s, seed=seed,
         held={SETPOINTS[k]: v for k, v in plant.conventional.items()})
 
 
@@ -425,7 +455,8 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
                    loop: Mapping[SetpointName, np.ndarray], seed: int) -> dict:
     """M&V of the loop as a measure (``measure_savings``, the site's ``[optimizer.mv]``) on one
     timeline, as a site lives it: ``baseline_days`` from ``baseline_start_ms`` at the
-    conventional setpoints, the exploration sweep (``seed``) up to ``start_ms``, then the
+    conventional setpoints, the exploration sweep (``seed``, the holds the model was trained
+    on) up to ``start_ms``, then the
     loop's setpoints (the post-period). The truth is the same timeline with the conventional
     setpoints after ``start_ms`` (same history) minus the loop's, in kWh.
 
@@ -440,8 +471,9 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
     post_steps = len(next(iter(post.values())))
     base_steps = round(baseline_days * 86400 / plant.step_s)
     gap_steps = (start_ms - baseline_start_ms) // (plant.step_s * 1000) - base_steps
+    hold = model.notes.get("explore_hold_s")  # the sweep the model was trained on
     sweep = _sweep(site, plant, baseline_start_ms + base_steps * plant.step_s * 1000,
-                   gap_steps, seed)
+                   gap_steps, seed, None if hold is None else int(hold))
     end_ms = start_ms + post_steps * plant.step_s * 1000
     frames = {}
     for name, after in (("loop", post), ("conventional", {})):

@@ -9,6 +9,8 @@ safe, with the rack-inlet alarms watched) before the optimizer is trusted.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from dcpue.config.optimizer import OptimizerSettings
 from dcpue.optimizer.frames import SETPOINTS
@@ -47,3 +49,25 @@ def exploration_schedule(
             draws = rng.uniform(b.min, b.max, count)
         out[column] = draws.astype(float)[period - first]
     return out
+
+
+def sweep_hold_s(hold_s: int, frame_step_s: int, plant_step_s: int) -> int:
+    """The hold a sweep uses for a requested ``hold_s`` (s): at least two plant readings
+    (``plant_step_s``) and whole frame steps (``frame_step_s``), so every hold fills at least
+    one frame row with settled readings of its own draw. The native twin (1-min steps,
+    15-min frames): 1800 s stays 1800 s."""
+    hold = max(int(hold_s), 2 * int(plant_step_s))
+    return math.ceil(hold / frame_step_s) * int(frame_step_s)
+
+
+def lengthened_hold_s(hold_s: int, frame_step_s: int, lag: int) -> int | None:
+    """A longer hold (s) when a sweep of ``hold_s`` leaves no settled frame row per hold at
+    the settling lag the sweep itself measured (``lag`` rows after a lever change the rack
+    inlet still moves, :func:`dcpue.optimizer.frames.response_lag`): holds of ``2 lag``
+    rows, half of each settled. None when each hold spans more than ``lag`` rows (at least one
+    settled row per draw). EnergyPlus's generated hall in Miami or Phoenix at 15-min steps
+    settles in 2 rows: 30-min holds (2 rows) leave none, 1-h holds half."""
+    rows = hold_s // frame_step_s
+    if lag <= 0 or rows > lag:
+        return None
+    return 2 * lag * frame_step_s

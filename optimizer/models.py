@@ -44,7 +44,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 5
+MODEL_FORMAT = 6
 
 
 class ModelError(ValueError):
@@ -376,15 +376,32 @@ def _air_side_terms(x: Mapping[str, np.ndarray], scales: Scales, air: np.ndarray
                     chw: np.ndarray, carnot: np.ndarray) -> list[np.ndarray]:
     """The air side's design columns (:func:`_air_side`): the mode (the coil cools; first,
     :data:`MODE_COLUMN`), outdoor air in use, mixed air, the supply shortfall, the coil's
-    sensible load (per airflow), the latent load of humid outdoor air over chilled water, and
-    these over the chiller's Carnot factor."""
+    sensible load (per airflow), the latent load of humid outdoor air over chilled water,
+    these over the chiller's Carnot factor, and how hard the coil works (:func:`_coil_duty`)."""
     outdoor, mixed, supply = _air_side(x, scales)
     coil_dt = mixed - supply
     coil_on = (coil_dt > 0.0).astype(float)
     latent = outdoor * np.maximum(np.asarray(x["dew_point_c"], float) - chw, 0.0)
     return [coil_on, outdoor.astype(float), mixed, supply - np.asarray(x["supply_air_c"], float),
             coil_dt, coil_dt / air, latent, coil_on * carnot * 100.0,
-            coil_dt / air * carnot * 100.0, latent * carnot * 100.0]
+            coil_dt / air * carnot * 100.0, latent * carnot * 100.0,
+            *_coil_duty(mixed, supply, chw, air)]
+
+
+#: Knots of the coil's needed effectiveness (:func:`_coil_duty`).
+COIL_DUTY_KNOTS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _coil_duty(mixed: np.ndarray, supply: np.ndarray, chw: np.ndarray, air: np.ndarray
+               ) -> list[np.ndarray]:
+    """How hard the coil works: the air-side effectiveness it needs, ``(mixed - supply) /
+    (mixed - chilled water)`` (1), and its hinges at :data:`COIL_DUTY_KNOTS` per airflow. A
+    coil's water flow, and with it pump power (~ flow^3), climbs steeply as the needed
+    effectiveness nears what the coil can give: on the EnergyPlus hall (Chicago, 3 July days
+    at 18 degC supply air) chilled water 13.5 -> 16.75 degC saved 11 % of chiller energy and
+    cost 29 % more pump energy, which the design without these terms could not tell."""
+    need = np.clip((mixed - supply) / np.maximum(mixed - chw, 0.25), 0.0, 1.5)
+    return [need, *(np.maximum(need - k, 0.0) / air for k in COIL_DUTY_KNOTS)]
 
 
 def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
@@ -756,6 +773,7 @@ class PlantModel:
             },
             "it_reference_c": self.it_reference_c,
             "settling_rows": self.settling_rows,
+            "notes": dict(self.notes),
             "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
                        "physics": dict(self.scales.physics), "air_side": self.scales.air_side},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
@@ -873,7 +891,9 @@ def train(
     data = with_work(data, response, ref_c)[settled_rows(data, frame.step_s, lag)]
     if len(data) < 4 * splits:
         raise ValueError(f"{len(data)} settled rows is too few to train ({4 * splits} needed; "
-                         f"the rack inlet settles {lag} rows after a setpoint change)")
+                         f"the rack inlet settles {lag} rows after a setpoint change: sweep "
+                         f"with holds of at least {(lag + 1) * frame.step_s} s, "
+                         "[optimizer] explore_hold_s)")
     cut = int(len(data) * (1.0 - holdout_fraction))
     head, tail = data.iloc[:cut], data.iloc[cut:]
     physics = fit_physics(_columns(head), *_targets(head, target, on_it=False),

@@ -263,6 +263,11 @@ class _Search:
         self.inlet = np.concatenate([self.inlet, np.asarray(pred.rack_inlet_c, float)])
         self.it_kw = np.concatenate([self.it_kw, np.asarray(it, float)])
 
+    def keep(self, n: int) -> None:
+        """Forget every candidate after the first ``n``."""
+        for name in ("points", "power", "inlet", "it_kw"):
+            setattr(self, name, getattr(self, name)[:n])
+
     @property
     def finite(self) -> np.ndarray:
         return np.isfinite(self.power) & np.isfinite(self.inlet)
@@ -366,7 +371,7 @@ def propose(
         return _fallback(proposal, state, cfg, bounds, fixed, searched, (
             f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
             f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
-            "plant is outside what the model learned"))
+            "plant is outside what the model learned"), float(search.inlet[0]))
     search.add(_grid([w.levels(levels) for w in windows]))
     best = search.best()
     if best is None:
@@ -375,7 +380,61 @@ def propose(
     spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
     search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
                       for j, w in enumerate(windows)]))
-    return _decide(proposal, search, windows, searched, bounds, cfg, predictor, notes)
+    reach = [w if w.lo == w.hi else _Window(
+        max(b.min, t[0]), min(b.max, t[1]), w.lo_why, w.hi_why, w.integer)
+        for w, b, t in zip(windows, (bounds[lv.name.value] for lv in searched), (
+            (-np.inf, np.inf) if trust is None else (trust.lo[lv.column], trust.hi[lv.column])
+            for lv in searched), strict=True)]
+    goal = _toward(search, windows, reach, cfg.min_saving_pct,
+                   cfg.reach_sigmas * predictor.power_rmse_kw)
+    return _decide(proposal, search, windows, searched, bounds, cfg, predictor, notes, goal)
+
+
+def _toward(search: _Search, windows: list[_Window], reach: list[_Window],
+            min_saving_pct: float, margin_kw: float, budget: int = 256
+            ) -> tuple[int, float] | None:
+    """A step toward a better point more than one ``max_step`` away: the best feasible point
+    of a grid over each lever's whole trusted range (``reach``, about ``budget`` points, the
+    current values included), when its predicted power beats the best point within one step
+    by more than ``margin_kw`` (and ``min_saving_pct`` of the current power). Each lever the
+    best point within one step does not already move the goal's way then moves one
+    ``max_step`` toward the goal, if that point is feasible. A bump of the model's between
+    the current point and a better one then does not hold the loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
+    None; the far grid's candidates are dropped from ``search`` again."""
+    free = sum(w.lo < w.hi for w in reach)
+    local = search.best()
+    now = float(search.power[0])
+    if not free or local is None or not search.feasible[local] or not np.isfinite(now):
+        return None
+    far = len(search.power)
+    n = max(3, int(budget ** (1.0 / free)))
+    search.add(_grid([np.unique(np.append(w.levels(n), np.clip(c, w.lo, w.hi)))
+                      for w, c in zip(reach, search.points[0], strict=True)]))
+    options = np.flatnonzero(search.feasible[far:]) + far
+    # ties (levers the model is indifferent to) go to the smallest move, as in best()
+    move = np.abs(search.points[options] - search.points[0]).sum(axis=1)
+    order = np.lexsort((move, np.round(search.power[options], 6)))
+    goal = int(options[order[0]]) if len(options) else None
+    goal_kw = float(search.power[goal]) if goal is not None else np.inf
+    target = search.points[goal] if goal is not None else None
+    search.keep(far)
+    if target is None or goal_kw >= search.power[local] - max(
+            min_saving_pct / 100.0 * now, margin_kw):
+        return None
+    # each lever one step toward the goal, unless the best point within one step already
+    # moves it that way (or the goal leaves it where it is)
+    start, best = search.points[0], search.points[local]
+    toward = np.array([np.clip(g, w.lo, w.hi) for g, w in zip(target, windows, strict=True)])
+    same = np.sign(best - start) == np.sign(target - start)
+    step = np.where(same | np.isclose(target, start), best, toward)
+    if np.allclose(step, start) or np.allclose(step, best):
+        return None
+    search.add(step[None, :])
+    at = len(search.power) - 1
+    if not search.feasible[at]:
+        search.keep(at)
+        return None
+    return at, goal_kw
 
 
 #: Levers that lower rack inlet, and which way (-1: lower the setpoint, +1: raise it).
@@ -388,11 +447,14 @@ _COOLER = {
 def _fallback(
     proposal: Proposal, state: PlantState, cfg: OptimizerSettings,
     bounds: Mapping[str, SetpointBounds], fixed: Mapping[str, float],
-    searched: list[Lever], why: str,
+    searched: list[Lever], why: str, predicted_c: float | None = None,
 ) -> Proposal:
-    """No usable model: keep current, or step cooler if the measured inlet is too warm."""
+    """No usable model: keep current, or step cooler if the measured inlet is too warm, or
+    where the model disagrees with the sensors (``predicted_c``, its inlet at the current
+    setpoints) and the warmer of the two is."""
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c
-    if state.rack_inlet_c is None or state.rack_inlet_c <= limit:
+    warm = max((t for t in (state.rack_inlet_c, predicted_c) if t is not None), default=None)
+    if warm is None or warm <= limit:
         return replace(proposal, reason=f"keep current: {why}")
     cooler = {lv.key: proposal.proposed[lv.key] for lv in searched}
     for lv in searched:
@@ -401,8 +463,8 @@ def _fallback(
     cooler = _with_types(enforce_bounds(cooler, bounds), searched)
     return replace(
         proposal, status="proposed" if cooler != proposal.current else "keep", proposed=cooler,
-        reason=f"step cooler without the model: measured inlet {state.rack_inlet_c:.2f} degC "
-               f"above {limit:.2f} and {why}",
+        reason=f"step cooler without the model: {'measured' if warm == state.rack_inlet_c else 'predicted'} "
+               f"inlet {warm:.2f} degC above {limit:.2f} and {why}",
     )
 
 
@@ -415,13 +477,19 @@ def _decide(
     cfg: OptimizerSettings,
     predictor: PlantPredictor,
     notes: list[str],
+    goal: tuple[int, float] | None = None,
 ) -> Proposal:
-    best = search.best()
+    best = search.best() if goal is None else goal[0]
     assert best is not None
     now_kw, now_inlet = float(search.power[0]), float(search.inlet[0])
     best_kw = float(search.power[best])
     saving = now_kw - best_kw if np.isfinite(now_kw) else 0.0
     pct = 100.0 * saving / now_kw if np.isfinite(now_kw) and now_kw > 0 else 0.0
+    if goal is not None:  # the threshold is the goal's saving, the figures the step's
+        notes = [f"one step toward a point predicted at {goal[1]:.1f} kW", *notes]
+        goal_pct = 100.0 * (now_kw - goal[1]) / now_kw if now_kw > 0 else 0.0
+    else:
+        goal_pct = pct
     names = [lv.key for lv in searched]
     point = dict(zip(names, search.points[best], strict=True))
     binding = [w.lo_why for w, n in zip(windows, names, strict=True) if point[n] <= w.lo
@@ -432,7 +500,7 @@ def _decide(
         binding.insert(0, "inlet_limit")
     if not search.feasible[best]:
         reason = "no candidate meets the inlet limit: proposing the coolest"
-    elif search.feasible[0] and pct < cfg.min_saving_pct:
+    elif search.feasible[0] and goal_pct < cfg.min_saving_pct:
         best, point = 0, dict(zip(names, search.points[0], strict=True))
         reason = f"keep current: predicted saving {pct:.2f} % below {cfg.min_saving_pct} %"
         saving, pct, best_kw = 0.0, 0.0, now_kw

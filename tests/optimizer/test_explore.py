@@ -34,3 +34,26 @@ def test_held_per_period_and_inside_bounds():
     assert len(np.unique(schedule["supply_air_c"])) == 48
     assert set(np.unique(schedule["running_units"])) == set(range(1, 9))
     assert np.array_equal(schedule["running_units"], np.round(schedule["running_units"]))
+
+
+def test_sweep_holds_fit_the_plant_step():
+    """Computed: the hold a sweep uses. Declared: at least two plant readings, whole 15-min
+    frame steps; the native twin's 1-min steps keep the 1800 s default."""
+    from dcpue.optimizer.explore import sweep_hold_s
+
+    assert sweep_hold_s(1800, 900, 60) == 1800
+    assert sweep_hold_s(1800, 900, 900) == 1800
+    assert sweep_hold_s(1800, 900, 1800) == 3600  # a 30-min plant: two readings per hold
+    assert sweep_hold_s(1000, 900, 60) == 1800  # whole frame steps
+
+
+def test_holds_lengthen_only_where_the_lag_leaves_no_settled_row():
+    """Computed: the lengthened hold for a measured settling lag (frame rows). Declared: a
+    hold of h rows leaves h - lag settled rows per draw; none left -> holds of 2 lag rows."""
+    from dcpue.optimizer.explore import lengthened_hold_s
+
+    assert lengthened_hold_s(1800, 900, 0) is None  # native twin: settles within the row
+    assert lengthened_hold_s(1800, 900, 1) is None  # EnergyPlus Chicago: 1 of 2 rows settled
+    assert lengthened_hold_s(1800, 900, 2) == 3600  # Miami / Phoenix: none of 2 rows
+    assert lengthened_hold_s(3600, 900, 3) is None
+    assert lengthened_hold_s(2700, 900, 3) == 5400

@@ -220,3 +220,41 @@ def test_a_model_that_disagrees_with_the_sensors_is_not_trusted() -> None:
     assert p.proposed["supply_air_temperature"] == 19.0
     ok = propose(LINEAR, PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=22.5), CFG)
     assert ok.status == "proposed" and "outside" not in ok.reason
+
+
+def test_a_disagreeing_model_that_predicts_overheating_steps_cooler() -> None:
+    """LINEAR at supply air 24.8 predicts inlet 26.8 degC, above the 26 degC limit less margin;
+    sensors reading 24.5 (2.3 K off: not trusted). Declared: the warmer of the two is acted on,
+    one step cooler without the model (on the EnergyPlus hall such a prediction came 3
+    intervals before a measured 29.6 degC); reading 28.5 it steps cooler as well."""
+    state = PlantState(0, dict(CONDITIONS), CURRENT | {SA: 24.8}, rack_inlet_c=24.5)
+    p = propose(LINEAR, state, CFG)
+    assert "step cooler without the model: predicted inlet 26.80 degC" in p.reason
+    assert p.proposed["supply_air_temperature"] == pytest.approx(23.8)
+    cool = propose(LINEAR, PlantState(0, dict(CONDITIONS), dict(CURRENT), rack_inlet_c=24.5),
+                   CFG)  # predicted 22, measured 24.5: neither above 26, keep current
+    assert cool.reason.startswith("keep current") and cool.status == "keep"
+
+
+# A bump of 5 kW at chilled water 11 degC between the current 10 degC and a 30 kW saving at
+# 14 degC and above (the shape a tree ensemble's step gave on the EnergyPlus hall); inlet
+# independent of chilled water.
+BUMPY = Model(lambda x: 1000.0 + 5.0 * (np.abs(x["chilled_water_c"] - 11.0) < 0.75)
+              - 30.0 * (x["chilled_water_c"] >= 14.0), lambda x: x["supply_air_c"] + 2.0)
+
+
+def test_a_bump_does_not_hold_the_loop_where_it_is() -> None:
+    """Computed: the proposal from 10 degC chilled water. Declared: nothing within one 1 K
+    step saves (10.5-11 cost 5 kW, 9-9.5 the same), 14-20 degC save 30 kW, more than the
+    power RMSE (1 kW): one step toward them, to 11 degC, with the goal in the reason; the
+    levers the model is indifferent to stay."""
+    p = propose(BUMPY, _state(supply_air_temperature=24.0), CFG)
+    assert p.proposed["chilled_water_temperature"] == 11.0
+    assert "one step toward a point predicted at 970.0 kW" in p.reason
+    assert (p.proposed["supply_air_temperature"], p.proposed["crah_fan_speed"],
+            p.proposed["pump_frequency"], p.proposed["running_units"]) == (24.0, 80.0, 50.0, 8.0)
+    # a far saving within the model's error (reach_sigmas x RMSE 40 kW) is not steered toward
+    vague = propose(BUMPY, _state(supply_air_temperature=24.0),
+                    OptimizerSettings(inlet_sigmas=0.0, reach_sigmas=40.0))
+    assert vague.proposed["chilled_water_temperature"] == 10.0
+    assert vague.reason.startswith("keep current")
