@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -604,10 +605,14 @@ def _estimator(kind: ModelKind, seed: int, scales: Scales) -> Any:
     :class:`Boosted` at ``alpha``, per plant mode where ``moded``."""
     if not scales.air_side:
         return _ridge() if kind == "ridge" else Bagged(seed)
-
-    def make() -> Linear | Boosted:
-        return Linear(scales.alpha) if kind == "ridge" else Boosted(seed, alpha=scales.alpha)
+    make = partial(_air_side_estimator, kind, seed, scales.alpha)
     return Moded(make) if scales.moded else make()
+
+
+def _air_side_estimator(kind: ModelKind, seed: int, alpha: float) -> Linear | Boosted:
+    """One air-side estimator (a module-level factory: a :class:`Moded` model keeps it and
+    must pickle, into the daemon's trainer process and back, and into the model file)."""
+    return Linear(alpha) if kind == "ridge" else Boosted(seed, alpha=alpha)
 
 
 def _work(data: pd.DataFrame) -> np.ndarray:

@@ -92,3 +92,24 @@ def test_linear_is_scikit_learns_standardised_ridge():
     edge = x.max(axis=0)
     assert clipped.predict(edge[None, :] + 100.0)[0] == pytest.approx(
         clipped.predict(edge[None, :])[0])
+
+
+def test_a_per_mode_model_pickles() -> None:
+    """Computed: an air-side, per-mode estimator (``_estimator`` with ``Scales(air_side=True,
+    moded=True)``) fitted on rows of both modes, pickled and unpickled (the daemon's trainer
+    hands its model back through a process pool; ``save_model`` writes it). Declared: the
+    copy predicts what the original predicts. It held a local function, which does not pickle
+    (``dcpue run --twin`` on an economizer plant: "plant model fit failed: PicklingError")."""
+    import pickle
+
+    from dcpue.optimizer.models import MODE_COLUMN, Scales, _estimator
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (200, MODE_COLUMN + 1))
+    x[:, MODE_COLUMN] = (np.arange(200) % 2).astype(float)  # 100 rows of each mode
+    y = x[:, 0] + 2 * x[:, MODE_COLUMN]
+    for kind in ("gbr", "ridge"):
+        model = _estimator(kind, 0, Scales(it_kw=1.0, airflow=1.0, air_side=True, moded=True))
+        model.fit(x, y)
+        copy = pickle.loads(pickle.dumps(model))
+        assert np.array_equal(copy.predict(x), model.predict(x))
