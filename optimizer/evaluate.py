@@ -491,8 +491,10 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
                                            (start_ms, end_ms))]
     pre, actual = frames["loop"]
     column = "cooling_kw" if cfg.mv.target == "cooling" else "utility_kw"
-    truth_kwh = float(np.sum(frames["conventional"][1].data[column].to_numpy()
-                             - actual.data[column].to_numpy()) * actual.step_h)
+    # over the post-period rows both runs' frames kept (M&V measures the loop's)
+    both = actual.data[column].sub(frames["conventional"][1].data[column]).dropna().index
+    truth_kwh = float(np.sum(frames["conventional"][1].data.loc[both, column].to_numpy()
+                             - actual.data.loc[both, column].to_numpy()) * actual.step_h)
     r = measure_savings(pre, actual, "optimizer loop", target=cfg.mv.target, settings=cfg.mv,
                         it_response=model.it_response)
     return {"savings_kwh": r.savings_kwh, "uncertainty_kwh": r.uncertainty_kwh,

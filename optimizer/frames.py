@@ -39,10 +39,14 @@ meters' demand-interval averages: a sample stamped ``ts`` describes the time up 
 bucket ``[t, t + step)`` aggregates the samples stamped in ``(t, t + step]``. A setpoint
 changed at ``t`` thus lands in the same bucket as the energy used under it.
 
-Training-data guard: a row where an energy meter's bucket power exceeds ``PLAUSIBLE_FACTOR``
-times that meter's median positive bucket power over the frame is dropped and counted (``implausible``),
-so a counter event the engine reads as a rollover or a jump (a torn read, a reset from the upper
-half of a counter's range) can never become a training row of megawatts.
+Training-data guard: a row where an energy meter's bucket power exceeds the meter's
+``max_power_kw``, or else the engine's plausibility ceiling of its bucket powers over the frame
+(:func:`dcpue.metrics.energy.derived_ceiling_kw`: the larger of the calculator's
+``ceiling_margin`` x the median and 2 x the 99th percentile), is dropped and counted
+(``implausible``), so a counter event the engine reads as a rollover or a jump (a torn read, a
+reset from the upper half of a counter's range) can never become a training row of megawatts.
+A load that is mostly off (a chiller under an economizer, lights at night, a staged
+evaporative cooler) keeps its busy hours: 10 x its median alone dropped them.
 """
 
 from __future__ import annotations
@@ -59,11 +63,12 @@ from dcpue.core.store import Store
 from dcpue.metrics.balance import (
     FACILITY_GROUPS,
     BalanceTopology,
+    counter_rules,
     meter_intervals,
     read_meter,
     stored_meter_intervals,
 )
-from dcpue.metrics.energy import bucket_amounts
+from dcpue.metrics.energy import bucket_amounts, derived_ceiling_kw
 
 psychrolib.SetUnitSystem(psychrolib.SI)
 
@@ -89,8 +94,6 @@ FRAME_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *TARGET_COLUMNS, "pue")
 OVERHEAD_ROLES = COOLING_ROLES | {MeterRole.UPS_LOSS, MeterRole.TRANSFORMER_LOSS, MeterRole.LIGHTING}
 
 
-#: A bucket power above this many times the meter's median bucket power is implausible.
-PLAUSIBLE_FACTOR = 10.0
 
 
 class FrameError(ValueError):
@@ -249,7 +252,8 @@ class _Grid:
             kw = np.where(measured > 0, amount / (measured / 3_600_000.0), np.nan)
         positive = kw[np.isfinite(kw) & (kw > 0) & (share > 0)]
         if len(positive) >= 4:
-            ceiling = meter.max_power_kw or PLAUSIBLE_FACTOR * float(np.median(positive))
+            ceiling = meter.max_power_kw or derived_ceiling_kw(
+                positive, counter_rules(self.site.calculator, meter))
             wild = np.isfinite(kw) & (kw > ceiling) & (share > 0)
             if wild.any():
                 share[wild] = 0.0

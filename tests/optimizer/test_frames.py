@@ -167,3 +167,26 @@ def test_live_state_from_memory_equals_the_store_state() -> None:
     assert got.setpoints == expected.setpoints and got.rack_inlet_c == expected.rack_inlet_c
     # memory holds the last 5 steps plus max_gap only
     assert live.recent.time_range()[0] >= T0 + 119 * MIN - 5 * STEP - 300_000
+
+
+def test_a_mostly_idle_load_keeps_its_busy_buckets() -> None:
+    """Computed: the frame of two hours in 15-min buckets where the chiller (``ch``) idles at
+    1 kW except from 60 to 75 min at 150 kW (an economizer hall: the chiller runs one
+    bucket). Declared: every bucket is kept, the busy one at 150 kW. The old guard (10 x the
+    median bucket power, 10 kW) dropped it as implausible; the engine's ceiling (the larger
+    of 10 x the median and 2 x the 99th percentile) keeps it."""
+    site = small_site()
+    ts = T0 + np.arange(120, dtype=np.int64) * MIN
+    kw = np.where((ts > T0 + 60 * MIN) & (ts <= T0 + 75 * MIN), 150.0, 1.0)
+    chiller = np.concatenate(([0.0], np.cumsum(kw[1:]) / 60.0))  # kWh, end-stamped minutes
+    others = _readings()
+    keep = others.meter != "ch"
+    with Store() as store:
+        store.append(ReadingColumns.concat([
+            ReadingColumns.series("ch", "energy", "kWh", ts, chiller),
+            ReadingColumns(*(getattr(others, f)[keep] for f in ReadingColumns.__slots__))]))
+        frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
+    assert frame.implausible == {}
+    assert T0 + 60 * MIN in frame.data.index
+    # the busy bucket's cooling is the chiller's 150 kW plus the other cooling meters' 45 kW
+    assert frame.data.loc[T0 + 60 * MIN, "cooling_kw"] == pytest.approx(195.0, rel=1e-6)
