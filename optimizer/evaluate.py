@@ -456,9 +456,9 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
     """M&V of the loop as a measure (``measure_savings``, the site's ``[optimizer.mv]``) on one
     timeline, as a site lives it: ``baseline_days`` from ``baseline_start_ms`` at the
     conventional setpoints, the exploration sweep (``seed``, the holds the model was trained
-    on) up to ``start_ms``, then the
-    loop's setpoints (the post-period). The truth is the same timeline with the conventional
-    setpoints after ``start_ms`` (same history) minus the loop's, in kWh.
+    on) up to ``start_ms``, then the loop's setpoints (the post-period). The truth is the same
+    timeline with the conventional setpoints after ``start_ms`` (same history) minus the
+    loop's, in kWh.
 
     One run, not a baseline run and a post-period run each from its own start: a plant's
     state can outlast days (measured on the generated EnergyPlus hall in Phoenix: its
@@ -474,8 +474,9 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
     hold = model.notes.get("explore_hold_s")  # the sweep the model was trained on
     sweep = _sweep(site, plant, baseline_start_ms + base_steps * plant.step_s * 1000,
                    gap_steps, seed, None if hold is None else int(hold))
-    end_ms = start_ms + post_steps * plant.step_s * 1000
-    frames = {}
+    spans = {"pre": (baseline_start_ms, baseline_start_ms + base_steps * plant.step_s * 1000),
+             "post": (start_ms, start_ms + post_steps * plant.step_s * 1000)}
+    frames: dict[str, TrainingFrame] = {}
     for name, after in (("loop", post), ("conventional", {})):
         timeline = {
             col: np.concatenate([np.full(base_steps, value), sweep[col],
@@ -485,16 +486,15 @@ def verify_savings(site: Site, plant: EvaluationPlant, model: PlantModel, start_
         with Store(":memory:") as store:
             for cols in plant.readings(baseline_start_ms, timeline):
                 store.append(cols)
-            frames[name] = [build_frame(store, site, lo, hi, step_s=cfg.mv.step_s, utility=True)
-                            for lo, hi in ((baseline_start_ms,
-                                            baseline_start_ms + base_steps * plant.step_s * 1000),
-                                           (start_ms, end_ms))]
-    pre, actual = frames["loop"]
+            # the baseline is the loop run's (the conventional run has the same history)
+            for span in ("pre", "post") if name == "loop" else ("post",):
+                frames[f"{name} {span}"] = build_frame(
+                    store, site, *spans[span], step_s=cfg.mv.step_s, utility=True)
+    pre, actual = frames["loop pre"], frames["loop post"]
     column = "cooling_kw" if cfg.mv.target == "cooling" else "utility_kw"
     # over the post-period rows both runs' frames kept (M&V measures the loop's)
-    both = actual.data[column].sub(frames["conventional"][1].data[column]).dropna().index
-    truth_kwh = float(np.sum(frames["conventional"][1].data.loc[both, column].to_numpy()
-                             - actual.data.loc[both, column].to_numpy()) * actual.step_h)
+    saved = frames["conventional post"].data[column].sub(actual.data[column]).dropna()
+    truth_kwh = float(saved.sum()) * actual.step_h
     r = measure_savings(pre, actual, "optimizer loop", target=cfg.mv.target, settings=cfg.mv,
                         it_response=model.it_response)
     return {"savings_kwh": r.savings_kwh, "uncertainty_kwh": r.uncertainty_kwh,

@@ -94,8 +94,6 @@ FRAME_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *TARGET_COLUMNS, "pue")
 OVERHEAD_ROLES = COOLING_ROLES | {MeterRole.UPS_LOSS, MeterRole.TRANSFORMER_LOSS, MeterRole.LIGHTING}
 
 
-
-
 class FrameError(ValueError):
     """The site lacks a meter the frame needs, or the window holds no usable data."""
 

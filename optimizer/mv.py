@@ -215,8 +215,7 @@ def measure_savings(
     rho = lag1_autocorrelation(y_pre - fitted)
     formula = savings_uncertainty_kwh(
         cv / 100.0, len(pre), len(post), rho, baseline_kwh, cfg.confidence, p)
-    holdout, _ = holdout_uncertainty_kwh(x_pre, y_pre, pre.step_h, len(post),
-                                               cfg.confidence)
+    holdout, _ = holdout_uncertainty_kwh(x_pre, y_pre, pre.step_h, len(post), cfg.confidence)
     uncertainty = max(formula, holdout)
     fsu = 100.0 * uncertainty / abs(savings) if savings else float("inf")
     c_pre, c_post = conditions(pre.data, it_pre), conditions(post.data, it_post)

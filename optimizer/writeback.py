@@ -104,15 +104,18 @@ class Overrides:
             "INSERT OR REPLACE INTO optimizer_overrides VALUES (?, ?, ?, ?)",
             [override.key, value, override.set_ms, note],
         )
-        _CHANGES[self.store] = _CHANGES.get(self.store, 0) + 1
+        self._changed()
         return override
 
     def clear(self, key: str) -> bool:
         """Remove an override; True if there was one."""
         had = key in self.all()
         self.store.execute("DELETE FROM optimizer_overrides WHERE setpoint = ?", [key])
-        _CHANGES[self.store] = _CHANGES.get(self.store, 0) + 1
+        self._changed()
         return had
+
+    def _changed(self) -> None:
+        _CHANGES[self.store] = _CHANGES.get(self.store, 0) + 1
 
     def all(self) -> dict[str, Override]:
         """Overrides by key (a ``SetpointName`` looks up its type's override); the table is
