@@ -203,6 +203,8 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
+        self._part: tuple[tuple[tuple[int | None, int], frozenset[str]],
+                          dict[str, Figure]] | None = None
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -218,14 +220,27 @@ class MemoCalculator(RollingCalculator):
             self.version += 1
         return used
 
-    def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
+    def snapshot(
+        self, now_ms: int | None = None, only: frozenset[str] | None = None
+    ) -> dict[str, Figure]:
+        """The figures at ``now_ms`` (memoised); with ``only`` (figure keys such as
+        ``pue.1h``), just those: the windows and indicators they name, not every window's
+        eight figures (an alert evaluation reads one or two)."""
         key = (now_ms, self.version)
         if self._memo is not None and self._memo[0] == key:
-            return self._memo[1]
+            memo = self._memo[1]
+            return memo if only is None else {k: memo[k] for k in only if k in memo}
+        part = self._part
+        if only is not None and part is not None and part[0] == (key, only):
+            return part[1]
         reported = int(self._last_ts.min())
         now = self._now(now_ms)
         out: dict[str, Figure] = {}
         for w in self._windows:
+            names = None if only is None else {
+                k.removesuffix(f".{w.name}") for k in only if k.endswith(f".{w.name}")}
+            if names is not None and not names:
+                continue
             end = now // w.ring.step_ms * w.ring.step_ms
             span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
             hit = self._final.get(w.name)
@@ -233,11 +248,15 @@ class MemoCalculator(RollingCalculator):
                 figures = hit[1]
             else:
                 balance = self.balance(w.name, now_ms)
-                figures = site_indicators(self.site, balance, self.origin(balance))
-                if reported >= end:  # every meter is past the window: its figures are final
+                figures = site_indicators(self.site, balance, self.origin(balance), names)
+                if reported >= end and names is None:  # every meter is past the window: final
                     self._final[w.name] = (span, figures)
-            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
-        self._memo = (key, out)
+            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()
+                        if names is None or metric in names})
+        if only is None:
+            self._memo = (key, out)
+        else:
+            self._part = ((key, only), out)
         return out
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
@@ -505,7 +524,7 @@ class Runtime:
         self.ingest()
         drift = self.site.service.alerts.drift
         with self.lock:
-            snapshot = self.calculator.snapshot(now_ms)
+            snapshot = self.calculator.snapshot(now_ms, self.engine.figures_read())
             drift_fig = snapshot.get(drift.figure)
             due = self.engine.drift_due(now_ms)
         if due:  # expected PUE is only needed for a drift sample
