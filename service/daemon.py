@@ -51,9 +51,10 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, EnergyBalance, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.provenance import Origin
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
@@ -203,6 +204,8 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
+        self._balances: tuple[tuple[int | None, int] | None,
+                              dict[str, tuple[EnergyBalance, Origin | None]]] = (None, {})
         self._part: tuple[tuple[tuple[int | None, int], frozenset[str]],
                           dict[str, Figure]] | None = None
 
@@ -247,8 +250,7 @@ class MemoCalculator(RollingCalculator):
             if hit is not None and hit[0] == span:
                 figures = hit[1]
             else:
-                balance = self.balance(w.name, now_ms)
-                figures = site_indicators(self.site, balance, self.origin(balance), names)
+                figures = site_indicators(self.site, *self._window_balance(key, w.name), names)
                 if reported >= end and names is None:  # every meter is past the window: final
                     self._final[w.name] = (span, figures)
             out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()
@@ -258,6 +260,20 @@ class MemoCalculator(RollingCalculator):
         else:
             self._part = ((key, only), out)
         return out
+
+    def _window_balance(
+        self, key: tuple[int | None, int], window: str
+    ) -> tuple[EnergyBalance, Origin | None]:
+        """One window's balance and origin at ``key`` (now, version), kept for the next
+        snapshot at the same key: the alert evaluation's narrowed snapshot and the write-back's
+        full one at the same minute share it."""
+        if self._balances[0] != key:
+            self._balances = (key, {})
+        hit = self._balances[1].get(window)
+        if hit is None:
+            balance = self.balance(window, key[0])
+            hit = self._balances[1][window] = (balance, self.origin(balance))
+        return hit
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:

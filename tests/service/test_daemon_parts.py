@@ -40,7 +40,8 @@ def test_memoised_snapshot_equals_the_calculators_at_every_minute(twin_store):
     """The daemon's memo (final windows reused, hour windows once an hour) returns exactly what
     RollingCalculator.snapshot computes afresh, minute by minute, fed an hour ahead like the
     fast-forward does; narrowed to two figures (an alert evaluation's), the same values, with
-    no other window's balance computed."""
+    no other window's balance computed, and the full snapshot at the same minute reusing the
+    narrowed one's balances."""
     site, store, start = twin_store
     plain, memo = RollingCalculator(site), MemoCalculator(site)
     only = frozenset({"pue.1h", "cue.15m"})
@@ -70,6 +71,10 @@ def test_memoised_snapshot_equals_the_calculators_at_every_minute(twin_store):
             part = memo.snapshot(now, only)
             assert {k2: f.value for k2, f in part.items()} == {k2: want[k2] for k2 in only}
             assert set(balances) <= {"1h", "15m"}, balances  # no other window computed
+            balances.clear()
+            full = memo.snapshot(now)
+            assert not set(balances) & {"1h", "15m"}, balances  # the partial's balances reused
+            assert {k2: f.value for k2, f in full.items()} == want
         got = {k2: f.value for k2, f in memo.snapshot(now).items()}
         assert got == want, now
         assert memo.snapshot(now) is memo.snapshot(now)  # memoised
