@@ -35,6 +35,7 @@ from dcpue.core.store import Store
 from dcpue.optimizer.explore import exploration_schedule, lengthened_hold_s, sweep_hold_s
 from dcpue.optimizer.frames import (
     SETPOINTS,
+    STAGE_COLUMN,
     TrainingFrame,
     build_frame,
     dew_point_c,
@@ -167,6 +168,7 @@ class TwinPlant:
         return {
             "it_kw": np.asarray(c.it_kw, float), "dry_bulb_c": db, "relative_humidity_pct": rh,
             "wet_bulb_c": wet_bulb_c(db, rh, self.pressure_pa), "dew_point_c": dew_point_c(db, rh),
+            STAGE_COLUMN: np.zeros(len(db)),  # the twin's cooling loads all run
         }
 
     def observe(
