@@ -173,6 +173,11 @@ def _top_level(meters: Iterable[Meter]) -> list[Meter]:
     return [m for m in meters if m.parent not in ids]
 
 
+def cooling_meters(site: Site) -> list[Meter]:
+    """The site's cooling energy meters (every role of ``COOLING_ROLES``), top level."""
+    return _top_level(m for m in site.meters if m.role in COOLING_ROLES)
+
+
 def _one(site: Site, role: MeterRole) -> Meter:
     found = site.meters_with(role)
     if not found:
@@ -327,11 +332,11 @@ def build_frame(
             for m, values in zip(meters, instances, strict=True):
                 cols[instance_column(column, m.id)] = values
                 extra.append(instance_column(column, m.id))
-    cooling_meters = _top_level(m for m in site.meters if m.role in COOLING_ROLES)
-    cooling = [grid.power_kw(m) for m in cooling_meters]
+    coolers = cooling_meters(site)
+    cooling = [grid.power_kw(m) for m in coolers]
     cols["cooling_kw"] = np.sum(cooling, axis=0) if cooling else np.zeros(len(grid.index))
     cols[STAGE_COLUMN] = off_share(cooling, cols["it_kw"],
-                                   [m.max_power_kw for m in cooling_meters])
+                                   [m.max_power_kw for m in coolers])
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
