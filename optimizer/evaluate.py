@@ -183,7 +183,11 @@ class TwinPlant:
     def staging(self, conditions: Mapping[str, float],
                 setpoints: Mapping[SetpointName, float]) -> float:
         """The frames' :data:`STAGE_COLUMN` as the twin's cooling meters show it at these
-        conditions and setpoints (:func:`off_share` of its powers per role)."""
+        conditions and setpoints (:func:`off_share` of its powers per role; 0 where no
+        cooling meter has a ``max_power_kw``)."""
+        meters = [m for m in cooling_meters(self.site) if m.max_power_kw is not None]
+        if not meters:
+            return 0.0
         c = {k: np.array([v]) for k, v in conditions.items()}
         r = evaluate(Conditions(it_kw=c["it_kw"], dry_bulb_c=c["dry_bulb_c"],
                                 relative_humidity_pct=c["relative_humidity_pct"],
@@ -191,8 +195,7 @@ class TwinPlant:
                      Setpoints(**{col: setpoints[k] for k, col in SETPOINTS.items()}), self.params)
         kw = {MeterRole.CHILLER: r.chiller_kw, MeterRole.CRAH: r.crah_kw,
               MeterRole.PUMP: r.pump_kw, MeterRole.COOLING_TOWER: r.tower_kw}
-        meters = cooling_meters(self.site)
-        return float(off_share([np.atleast_1d(kw.get(m.role, np.nan)) for m in meters], c["it_kw"],
+        return float(off_share([np.atleast_1d(kw.get(m.role, np.nan)) for m in meters],
                                [m.max_power_kw for m in meters])[0])
 
     def control(self, start_ms: int, intervals: int, interval_s: int, decide: Decide

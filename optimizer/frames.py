@@ -83,10 +83,10 @@ SETPOINTS: dict[SetpointName, str] = {
 }
 SETPOINT_COLUMNS: tuple[str, ...] = tuple(SETPOINTS.values())
 #: The plant's staging as the meters showed it one step before the row (1): the share of the
-#: site's cooling energy meters (top level) that were off (a cooling tower, a loop's pumps,
-#: an evaporative stage, a chiller under an economizer): below :data:`OFF_SHARE_OF_RATING`
-#: of the meter's ``max_power_kw``, or without one below :data:`OFF_SHARE_OF_IT` of the IT
-#: power. Staging follows the plant's own history (on the DOE 2-zone
+#: site's cooling energy meters (top level) with a ``max_power_kw`` that were off (a cooling
+#: tower, a loop's pumps, an evaporative stage, a chiller under an economizer): below
+#: :data:`OFF_SHARE_OF_RATING` of that rating (a meter without one is not judged; a site
+#: without any has 0 throughout). Staging follows the plant's own history (on the DOE 2-zone
 #: economizer model a tower stayed off for hours after a setpoint step had unloaded its
 #: chiller), which the row's weather and setpoints do not show; a model input only where it
 #: varies in the training data (:attr:`dcpue.optimizer.models.Scales.staged`).
@@ -94,9 +94,6 @@ STAGE_COLUMN = "cooling_off_share"
 #: A cooling meter drawing less than this share of its ``max_power_kw`` counts as off (an
 #: evaporative cooler's idle pump, 0.1 kW of a 30 kW rating, is off; its stage running is on).
 OFF_SHARE_OF_RATING = 0.02
-#: Without a ``max_power_kw``: off below this share of the IT power (the native twin's
-#: smallest running load, its CRAH fans at low speed, draws 0.27 % of IT).
-OFF_SHARE_OF_IT = 0.002
 #: Conditions the optimizer does not control: IT load and outdoor air, and the plant's
 #: staging (:data:`STAGE_COLUMN`).
 CONDITION_COLUMNS: tuple[str, ...] = (
@@ -335,8 +332,8 @@ def build_frame(
     coolers = cooling_meters(site)
     cooling = [grid.power_kw(m) for m in coolers]
     cols["cooling_kw"] = np.sum(cooling, axis=0) if cooling else np.zeros(len(grid.index))
-    cols[STAGE_COLUMN] = off_share(cooling, cols["it_kw"],
-                                   [m.max_power_kw for m in coolers])
+    cols[STAGE_COLUMN] = (off_share(cooling, [m.max_power_kw for m in coolers]) if cooling
+                          else np.zeros(len(grid.index)))
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
@@ -359,19 +356,17 @@ def build_frame(
                          dict(grid.implausible))
 
 
-def off_share(cooling_kw: list[np.ndarray], it_kw: np.ndarray,
-              rating_kw: Iterable[float | None] | None = None) -> np.ndarray:
+def off_share(cooling_kw: list[np.ndarray], rating_kw: Iterable[float | None]) -> np.ndarray:
     """:data:`STAGE_COLUMN` on a regular bucket grid: per bucket the share of the meters in
-    ``cooling_kw`` (one array of bucket powers, kW, per meter) that were off in the bucket
-    before (the first bucket: its own; a bucket without data counts as running): below
-    :data:`OFF_SHARE_OF_RATING` x the meter's ``rating_kw`` (its ``max_power_kw``), or where
-    it has none below :data:`OFF_SHARE_OF_IT` x ``it_kw``."""
-    if not cooling_kw:
-        return np.zeros(len(it_kw))
-    ratings = list(rating_kw) if rating_kw is not None else [None] * len(cooling_kw)
+    ``cooling_kw`` (one array of bucket powers, kW, per meter) with a rating (``rating_kw``,
+    their ``max_power_kw``; None: not judged) that were off, below
+    :data:`OFF_SHARE_OF_RATING` x the rating, in the bucket before (the first bucket: its
+    own; a bucket without data counts as running). Zeros where no meter has a rating."""
+    rated = [(kw, r) for kw, r in zip(cooling_kw, rating_kw, strict=True) if r is not None]
+    if not rated:
+        return np.zeros(len(cooling_kw[0]))
     with np.errstate(invalid="ignore"):
-        off = np.mean([kw < (OFF_SHARE_OF_IT * it_kw if r is None else OFF_SHARE_OF_RATING * r)
-                       for kw, r in zip(cooling_kw, ratings, strict=True)], axis=0)
+        off = np.mean([kw < OFF_SHARE_OF_RATING * r for kw, r in rated], axis=0)
     return np.concatenate([off[:1], off[:-1]])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from dcpue.config import Site, parse_site
 from dcpue.core.readings import ReadingColumns
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import (
@@ -37,15 +38,19 @@ def _state(meter: str, quantity: str, unit: str, ts: np.ndarray, value: float) -
     return ReadingColumns.series(meter, quantity, unit, ts, np.full(ts.shape, value))
 
 
-def test_stage_column_from_meters_and_in_the_plant_state() -> None:
-    """Two hours of 1-minute readings (declared): IT 600 kW, chiller 100, CRAH 30 (power
-    meter), pump 10, tower 5 kW for the first hour and 0 after. Computed: the frame's
-    staging column per 15-min row, the share of the 4 cooling meters below 0.2 % of IT (1.2
-    kW) in the row before: 0 for rows 0-4 (row 4's predecessor still had the tower on), 1/4
-    for rows 5-7; the plant state ``propose`` reads carries the newest row's 1/4."""
-    site = small_site()
-    ts = T0 + np.arange(121, dtype=np.int64) * MIN
-    tower = np.where(ts <= T0 + 60 * MIN, 5.0, 0.0)
+RATINGS_KW = {"ch": 300.0, "crah": 60.0, "pump": 30.0, "tower": 20.0}
+
+
+def _rated_site() -> Site:
+    """:func:`small_site` with a ``max_power_kw`` on each cooling meter (declared)."""
+    doc = small_site().model_dump(mode="json", exclude_none=True)
+    for meter in doc["meters"]:
+        if meter["id"] in RATINGS_KW:
+            meter["max_power_kw"] = RATINGS_KW[meter["id"]]
+    return parse_site(doc)
+
+
+def _readings(tower: np.ndarray, ts: np.ndarray) -> ReadingColumns:
     parts = [_counter("it", 600.0, ts), _counter("ch", 100.0, ts), _counter("pump", 10.0, ts),
              _counter("tower", tower, ts), _counter("ups", 20.0, ts), _counter("light", 5.0, ts),
              _state("crah", "power", "kW", ts, 30.0), _state("oat", "temperature", "degC", ts, 25.0),
@@ -56,22 +61,40 @@ def test_stage_column_from_meters_and_in_the_plant_state() -> None:
     for mid, (_name, unit) in SETPOINT_METERS.items():
         quantity = {"degC": "temperature", "%": "speed", "Hz": "frequency", "1": "count"}[unit]
         parts.append(_state(mid, quantity, unit, ts, values[mid]))
+    return ReadingColumns.concat(parts)
+
+
+def test_stage_column_from_meters_and_in_the_plant_state() -> None:
+    """Two hours of 1-minute readings (declared): IT 600 kW, chiller 100, CRAH 30 (power
+    meter), pump 10, tower 5 kW for the first hour and 0 after; ratings (``max_power_kw``)
+    300 / 60 / 30 / 20 kW. Computed: the frame's staging column per 15-min row, the share of
+    the 4 cooling meters below 2 % of their rating (tower: 0.4 kW) in the row before: 0 for
+    rows 0-4 (row 4's predecessor still had the tower on), 1/4 for rows 5-7; the plant state
+    ``propose`` reads carries the newest row's 1/4. Without ratings the column is 0."""
+    site = _rated_site()
+    ts = T0 + np.arange(121, dtype=np.int64) * MIN
+    tower = np.where(ts <= T0 + 60 * MIN, 5.0, 0.0)
     with Store() as store:
-        store.append(ReadingColumns.concat(parts))
+        store.append(_readings(tower, ts))
         frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
         state = current_state(store, site, T0 + 120 * MIN)
+        unrated = build_frame(store, small_site(), T0, T0 + 120 * MIN, step_s=900)
     assert list(frame.data.columns) == list(FRAME_COLUMNS)
     np.testing.assert_allclose(frame.data[STAGE_COLUMN].to_numpy(), [0, 0, 0, 0, 0, .25, .25, .25])
     assert state.conditions[STAGE_COLUMN] == 0.25
+    assert not unrated.data[STAGE_COLUMN].any()
 
 
 def test_off_share_hand_worked() -> None:
-    """Declared bucket powers (kW) of two meters at IT 100 kW (threshold 0.2 kW); computed:
-    the share off in the bucket before (first bucket: its own; NaN counts as running)."""
-    tower = np.array([0.0, 24.0, 0.1, np.nan])
+    """Declared bucket powers (kW) of a tower rated 30 kW (off below 0.6 kW), a pump rated
+    60 kW (1.2 kW) and an unrated fan; computed: the share of the rated ones off in the bucket
+    before (first bucket: its own; NaN counts as running; the fan is not judged)."""
+    tower = np.array([0.0, 24.0, 0.5, np.nan])
     pump = np.array([0.0, 0.0, 22.0, 22.0])
-    np.testing.assert_allclose(off_share([tower, pump], np.full(4, 100.0)), [1.0, 1.0, 0.5, 0.5])
-    assert not off_share([], np.ones(3)).any()
+    fan = np.zeros(4)
+    np.testing.assert_allclose(off_share([tower, pump, fan], [30.0, 60.0, None]),
+                               [1.0, 1.0, 0.5, 0.5])
+    assert not off_share([fan], [None]).any()
 
 
 def _staged_plant(seed: int = 3, days: int = 6) -> pd.DataFrame:
@@ -80,7 +103,8 @@ def _staged_plant(seed: int = 3, days: int = 6) -> pd.DataFrame:
     degC), hottest inlet 2 K over supply air; chiller 0.22 x IT x (1 + 0.03 (dry bulb -
     chilled water)), CRAH fans 10 kW, pumps 20 kW, and a cooling tower of 24 kW that runs or
     stands still for 2-12 h at a time regardless of weather and setpoints (the hysteresis of
-    the DOE model's tower). The staging column is ``off_share`` of these four meters."""
+    the DOE model's tower). The staging column is ``off_share`` of these four meters, rated
+    80 / 30 / 60 / 60 kW."""
     rng = np.random.default_rng(seed)
     n = days * 96
     hour = (np.arange(n) % 96) / 4.0
@@ -104,7 +128,7 @@ def _staged_plant(seed: int = 3, days: int = 6) -> pd.DataFrame:
         "wet_bulb_c": wet_bulb_c(db, rh, 101_325.0), "dew_point_c": dew_point_c(db, rh),
         "supply_air_c": sa, "chilled_water_c": chw, "crah_fan_speed_pct": 100.0,
         "pump_frequency_hz": 50.0, "running_units": 1.0,
-        STAGE_COLUMN: off_share([chiller, fans, pumps, tower], it),
+        STAGE_COLUMN: off_share([chiller, fans, pumps, tower], [80.0, 30.0, 60.0, 60.0]),
         "cooling_kw": cooling, "facility_kw": it + cooling, "rack_inlet_max_c": sa + 2.0,
         "pue": (it + cooling) / it,
     }, index=pd.Index(T0 + np.arange(n, dtype=np.int64) * 900_000, name="ts_ms"))
