@@ -29,15 +29,18 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
-from dcpue.config import SetpointName, Site
+from dcpue.config import MeterRole, SetpointName, Site
 from dcpue.core.readings import ReadingColumns, datetime_to_ms, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.optimizer.explore import exploration_schedule, lengthened_hold_s, sweep_hold_s
 from dcpue.optimizer.frames import (
     SETPOINTS,
+    STAGE_COLUMN,
     TrainingFrame,
     build_frame,
+    cooling_meters,
     dew_point_c,
+    off_share,
     response_lag,
     site_pressure_pa,
     wet_bulb_c,
@@ -177,6 +180,24 @@ class TwinPlant:
         inlet = self._physics.predict({k: np.array([v]) for k, v in x.items()}).rack_inlet_c
         return float(conditions["it_kw"]), float(inlet[0])
 
+    def staging(self, conditions: Mapping[str, float],
+                setpoints: Mapping[SetpointName, float]) -> float:
+        """The frames' :data:`STAGE_COLUMN` as the twin's cooling meters show it at these
+        conditions and setpoints (:func:`off_share` of its powers per role; 0 where no
+        cooling meter has a ``max_power_kw``)."""
+        meters = [m for m in cooling_meters(self.site) if m.max_power_kw is not None]
+        if not meters:
+            return 0.0
+        c = {k: np.array([v]) for k, v in conditions.items()}
+        r = evaluate(Conditions(it_kw=c["it_kw"], dry_bulb_c=c["dry_bulb_c"],
+                                relative_humidity_pct=c["relative_humidity_pct"],
+                                pressure_pa=self.pressure_pa, wet_bulb_c=c["wet_bulb_c"]),
+                     Setpoints(**{col: setpoints[k] for k, col in SETPOINTS.items()}), self.params)
+        kw = {MeterRole.CHILLER: r.chiller_kw, MeterRole.CRAH: r.crah_kw,
+              MeterRole.PUMP: r.pump_kw, MeterRole.COOLING_TOWER: r.tower_kw}
+        return float(off_share([np.atleast_1d(kw.get(m.role, np.nan)) for m in meters],
+                               [m.max_power_kw for m in meters])[0])
+
     def control(self, start_ms: int, intervals: int, interval_s: int, decide: Decide
                 ) -> tuple[dict[SetpointName, np.ndarray], PlantRun]:
         """Decisions on the twin's conditions (weather and IT work, known at every instant)
@@ -188,7 +209,9 @@ class TwinPlant:
         for i, ts in enumerate(decisions):
             conditions = {k: float(v[i]) for k, v in observed.items()}
             it_kw, inlet = self.observe(conditions, current)
-            current = decide(i, PlantState(int(ts), conditions | {"it_kw": it_kw}, current, inlet))
+            stage = self.staging(conditions, current)
+            current = decide(i, PlantState(int(ts), conditions | {"it_kw": it_kw, STAGE_COLUMN: stage},
+                                           current, inlet))
             for name in SETPOINTS:
                 chosen[name][i] = current[name]
         per_step = interval_s // self.step_s

@@ -11,6 +11,7 @@ column                      unit    from
 ``wet_bulb_c``              degC    psychrolib ``GetTWetBulbFromRelHum`` at site pressure
 ``dew_point_c``             degC    psychrolib ``GetTDewPointFromRelHum``
 setpoints (see SETPOINTS)   various setpoint meters, bucket mean (mean over instances)
+``cooling_off_share``       1       cooling meters off in the step before (STAGE_COLUMN)
 ``cooling_kw``              kW      meters of every cooling role (``COOLING_ROLES``)
 ``facility_kw``             kW      IT + cooling + UPS/transformer losses + lighting
 ``rack_inlet_max_c``        degC    maximum over rack-inlet sensors, bucket maximum
@@ -81,13 +82,28 @@ SETPOINTS: dict[SetpointName, str] = {
     SetpointName.RUNNING_UNITS: "running_units",
 }
 SETPOINT_COLUMNS: tuple[str, ...] = tuple(SETPOINTS.values())
-#: Conditions the optimizer does not control: IT load and outdoor air.
+#: The plant's staging as the meters showed it one step before the row (1): the share of the
+#: site's cooling energy meters (top level) with a ``max_power_kw`` that were off (a cooling
+#: tower, a loop's pumps, an evaporative stage, a chiller under an economizer): below
+#: :data:`OFF_SHARE_OF_RATING` of that rating (a meter without one is not judged; a site
+#: without any has 0 throughout). Staging follows the plant's own history (on the DOE 2-zone
+#: economizer model a tower stayed off for hours after a setpoint step had unloaded its
+#: chiller), which the row's weather and setpoints do not show; a model input only where it
+#: varies in the training data (:attr:`dcpue.optimizer.models.Scales.staged`).
+STAGE_COLUMN = "cooling_off_share"
+#: A cooling meter drawing less than this share of its ``max_power_kw`` counts as off (an
+#: evaporative cooler's idle pump, 0.1 kW of a 30 kW rating, is off; its stage running is on).
+OFF_SHARE_OF_RATING = 0.02
+#: Conditions the optimizer does not control: IT load and outdoor air, and the plant's
+#: staging (:data:`STAGE_COLUMN`).
 CONDITION_COLUMNS: tuple[str, ...] = (
-    "it_kw", "dry_bulb_c", "relative_humidity_pct", "wet_bulb_c", "dew_point_c",
+    "it_kw", "dry_bulb_c", "relative_humidity_pct", "wet_bulb_c", "dew_point_c", STAGE_COLUMN,
 )
-FEATURE_COLUMNS: tuple[str, ...] = CONDITION_COLUMNS + SETPOINT_COLUMNS
+#: The model's raw inputs of every site (the staging column is added where it varies).
+FEATURE_COLUMNS: tuple[str, ...] = (
+    tuple(c for c in CONDITION_COLUMNS if c != STAGE_COLUMN) + SETPOINT_COLUMNS)
 TARGET_COLUMNS: tuple[str, ...] = ("cooling_kw", "facility_kw", "rack_inlet_max_c")
-FRAME_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, *TARGET_COLUMNS, "pue")
+FRAME_COLUMNS: tuple[str, ...] = (*FEATURE_COLUMNS, STAGE_COLUMN, *TARGET_COLUMNS, "pue")
 
 #: Sub-metered loads inside the boundary besides IT: cooling (every role of
 #: :data:`dcpue.config.topology.COOLING_ROLES`), distribution losses and lighting.
@@ -152,6 +168,11 @@ def _top_level(meters: Iterable[Meter]) -> list[Meter]:
     meters = list(meters)
     ids = {m.id for m in meters}
     return [m for m in meters if m.parent not in ids]
+
+
+def cooling_meters(site: Site) -> list[Meter]:
+    """The site's cooling energy meters (every role of ``COOLING_ROLES``), top level."""
+    return _top_level(m for m in site.meters if m.role in COOLING_ROLES)
 
 
 def _one(site: Site, role: MeterRole) -> Meter:
@@ -308,7 +329,11 @@ def build_frame(
             for m, values in zip(meters, instances, strict=True):
                 cols[instance_column(column, m.id)] = values
                 extra.append(instance_column(column, m.id))
-    cols["cooling_kw"] = grid.power_sum(m for m in site.meters if m.role in COOLING_ROLES)
+    coolers = cooling_meters(site)
+    cooling = [grid.power_kw(m) for m in coolers]
+    cols["cooling_kw"] = np.sum(cooling, axis=0) if cooling else np.zeros(len(grid.index))
+    cols[STAGE_COLUMN] = (off_share(cooling, [m.max_power_kw for m in coolers]) if cooling
+                          else np.zeros(len(grid.index)))
     overhead = grid.power_sum(m for m in site.meters if m.role in OVERHEAD_ROLES)
     cols["facility_kw"] = cols["it_kw"] + overhead
     cols["rack_inlet_max_c"] = np.fmax.reduce([grid.value(m.id, "max") for m in inlet])
@@ -329,6 +354,20 @@ def build_frame(
     total = len(grid.index)
     return TrainingFrame(frame, step_s, total, int(total - keep.sum()), dict(grid.events),
                          dict(grid.implausible))
+
+
+def off_share(cooling_kw: list[np.ndarray], rating_kw: Iterable[float | None]) -> np.ndarray:
+    """:data:`STAGE_COLUMN` on a regular bucket grid: per bucket the share of the meters in
+    ``cooling_kw`` (one array of bucket powers, kW, per meter) with a rating (``rating_kw``,
+    their ``max_power_kw``; None: not judged) that were off, below
+    :data:`OFF_SHARE_OF_RATING` x the rating, in the bucket before (the first bucket: its
+    own; a bucket without data counts as running). Zeros where no meter has a rating."""
+    rated = [(kw, r) for kw, r in zip(cooling_kw, rating_kw, strict=True) if r is not None]
+    if not rated:
+        return np.zeros(len(cooling_kw[0]))
+    with np.errstate(invalid="ignore"):
+        off = np.mean([kw < OFF_SHARE_OF_RATING * r for kw, r in rated], axis=0)
+    return np.concatenate([off[:1], off[:-1]])
 
 
 #: Sign of each facility group in the balance's facility formula (ISO/IEC 30134-2).

@@ -32,6 +32,7 @@ import pandas as pd
 from dcpue.optimizer import trees
 from dcpue.optimizer.frames import (
     FEATURE_COLUMNS,
+    STAGE_COLUMN,
     TrainingFrame,
     response_lag,
     settled_rows,
@@ -45,7 +46,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 6
+MODEL_FORMAT = 7
 
 
 class ModelError(ValueError):
@@ -230,7 +231,9 @@ class Scales:
     supply air the coil achieves, :func:`supply_air_c`; else over the supply setpoint),
     ``moded`` (one model per plant mode, :class:`Moded`), ``alpha`` (the linear model's
     ridge penalty) and ``air_side`` (the design has the air-side terms of :func:`_air_side`;
-    without them neither modes nor the supply-air estimate)."""
+    without them neither modes nor the supply-air estimate); ``staged``: the training data
+    show the plant's cooling loads switching off and on (the frame's
+    :data:`~dcpue.optimizer.frames.STAGE_COLUMN` varies), so the design takes that staging."""
 
     it_kw: float
     airflow: float
@@ -243,6 +246,7 @@ class Scales:
     moded: bool = False
     alpha: float = 1e-2
     air_side: bool = False
+    staged: bool = False
 
     @classmethod
     def of(cls, x: Mapping[str, np.ndarray]) -> Scales:
@@ -250,7 +254,7 @@ class Scales:
         airflow = np.asarray(x["running_units"], float) * np.asarray(x["crah_fan_speed_pct"]) / 100
         pump = float(np.max(x["pump_frequency_hz"]))
         return cls(float(it.max()), float((airflow / it).max()), pump if pump > 0 else 1.0,
-                   instances=tuple(c for c in x if "@" in c))
+                   instances=tuple(c for c in x if "@" in c), staged=_varies(x))
 
     def param(self, name: str) -> float:
         return dict(self.physics)[name]
@@ -481,7 +485,23 @@ def design_matrix(x: Mapping[str, np.ndarray], scales: Scales) -> np.ndarray:
     spread = [f(np.column_stack(v), axis=1) - np.asarray(x[t], float)
               for t, v in per_type.items() for f in (np.max, np.min)]
     return np.column_stack(raw + extra + [np.asarray(x[c], float) for c in scales.instances]
-                           + spread)
+                           + spread + (_stage_terms(x, load) if scales.staged else []))
+
+
+def _stage_terms(x: Mapping[str, np.ndarray], load: np.ndarray) -> list[np.ndarray]:
+    """The plant's staging (:data:`~dcpue.optimizer.frames.STAGE_COLUMN`, the share of
+    cooling meters off the step before) and the same per IT load: a load that is off saves
+    its own kW, which per kW of IT goes as 1 / IT."""
+    off = np.asarray(x[STAGE_COLUMN], float)
+    return [off, off / load]
+
+
+def _varies(x: Mapping[str, Any]) -> bool:
+    """Whether ``x`` (frame or columns) has a staging column that is not constant."""
+    if STAGE_COLUMN not in x:
+        return False
+    off = np.asarray(x[STAGE_COLUMN], float)
+    return bool(len(off) and np.ptp(off) > 0)
 
 
 class Linear:
@@ -633,9 +653,10 @@ def _targets(data: pd.DataFrame, target: Target, on_it: bool = False
 
 
 def feature_columns(data: pd.DataFrame) -> tuple[str, ...]:
-    """The model's input columns of a frame: ``FEATURE_COLUMNS`` and any per-instance lever
-    columns (``<column>@<meter id>``)."""
-    return FEATURE_COLUMNS + tuple(c for c in data.columns if "@" in c)
+    """The model's input columns of a frame: ``FEATURE_COLUMNS``, any per-instance lever
+    columns (``<column>@<meter id>``) and the staging column where it varies."""
+    return (FEATURE_COLUMNS + tuple(c for c in data.columns if "@" in c)
+            + ((STAGE_COLUMN,) if _varies(data) else ()))
 
 
 def _power_columns(data: pd.DataFrame, scales: Scales) -> dict[str, np.ndarray]:
@@ -646,7 +667,8 @@ def _columns(data: pd.DataFrame, load: Literal["work", "it"] = "work") -> dict[s
     """Model inputs: the feature columns with IT work in place of IT power (the inlet model,
     see :class:`PlantModel`), or with metered IT (``load = "it"``: the power model, whose
     load is the heat the servers actually give off)."""
-    columns = {c: data[c].to_numpy() for c in feature_columns(data)}
+    names = feature_columns(data) + ((STAGE_COLUMN,) if STAGE_COLUMN in data else ())
+    columns = {c: data[c].to_numpy() for c in names}
     return columns if load == "it" else columns | {"it_kw": _work(data)}
 
 

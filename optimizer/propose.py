@@ -239,7 +239,8 @@ class _Search:
                                                      ).rack_inlet_c[0])
 
     def _columns(self, points: np.ndarray) -> dict[str, np.ndarray]:
-        x = {c: np.full(len(points), self.conditions[c]) for c in CONDITION_COLUMNS}
+        x = {c: np.full(len(points), self.conditions[c]) for c in CONDITION_COLUMNS
+             if c in self.conditions}  # a hand-made state may lack the staging column
         return x | _inputs(self.levers, points)
 
     def add(self, points: np.ndarray) -> None:
