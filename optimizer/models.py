@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -149,7 +149,7 @@ class ITResponse:
     def log_ratio(self, inlet_c: np.ndarray, ref_c: float) -> np.ndarray:
         if not self.significant:
             return np.zeros(np.shape(inlet_c))
-        return self.h(inlet_c) - self.h(np.array([ref_c]))[0]
+        return self.h(inlet_c) - _h_at(self, float(ref_c))
 
     @classmethod
     def fit(cls, data: pd.DataFrame, step_s: int) -> ITResponse:
@@ -182,6 +182,13 @@ class ITResponse:
         slope = np.diff(g @ beta) / np.diff(grid)
         return cls(knots, tuple(float(b) for b in beta), lo, hi, True,
                    float(100.0 * np.max(np.abs(slope))))
+
+
+@lru_cache(maxsize=64)
+def _h_at(response: ITResponse, ref_c: float) -> float:
+    """``response.h`` at one inlet (degC), kept: every prediction of a model with an IT
+    response needs it at the model's reference inlet."""
+    return float(response.h(np.array([ref_c]))[0])
 
 
 def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
@@ -533,7 +540,7 @@ class Bagged:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.mean([trees.predict(f, x) for f in self.fits], axis=0)
+        return trees.mean_predict(self.fits, x)
 
 
 class Boosted:
@@ -556,7 +563,7 @@ class Boosted:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.init.predict(x) + np.mean([trees.predict(f, x) for f in self.fits], axis=0)
+        return self.init.predict(x) + trees.mean_predict(self.fits, x)
 
 
 #: The design column of the plant's mode (1: the coil cools, 0: outdoor air alone does).

@@ -20,7 +20,6 @@ into its hard bounds, so even a deliberately wrong model cannot push a setpoint 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -205,7 +204,29 @@ def _window(
 
 
 def _grid(axes: list[np.ndarray]) -> np.ndarray:
-    return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, len(axes))
+    """Every combination of the axes' values, the last axis varying fastest (the order of
+    ``itertools.product``)."""
+    if not axes:
+        return np.empty((1, 0))
+    mesh = np.meshgrid(*(np.asarray(a, float) for a in axes), indexing="ij")
+    return np.stack(mesh, axis=-1).reshape(-1, len(axes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Evaluated candidates: points (one column per lever), the objective's power (kW), the
+    predicted hottest inlet (degC) and IT power (kW) per point."""
+
+    points: np.ndarray
+    power: np.ndarray
+    inlet: np.ndarray
+    it_kw: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.power)
+
+    def __getitem__(self, rows: slice) -> _Rows:
+        return _Rows(self.points[rows], self.power[rows], self.inlet[rows], self.it_kw[rows])
 
 
 class _Search:
@@ -242,7 +263,9 @@ class _Search:
         x = {c: np.full(len(points), self.conditions[c]) for c in CONDITION_COLUMNS}
         return x | _inputs(self.levers, points)
 
-    def add(self, points: np.ndarray) -> None:
+    def evaluate(self, points: np.ndarray) -> _Rows:
+        """Predictions of candidate points (one row per point, one column per lever), in one
+        predictor call (two for a predictor that scales metered IT by its response)."""
         x = self._columns(points)
         it = x["it_kw"]
         if self.response is not None and self.predict_work is not None:
@@ -258,10 +281,21 @@ class _Search:
         power = np.asarray(pred.power_kw, float) + 0.0 * it
         if self.predictor.target == "cooling":
             power = power + it
-        self.points = np.vstack([self.points, points])
-        self.power = np.concatenate([self.power, power])
-        self.inlet = np.concatenate([self.inlet, np.asarray(pred.rack_inlet_c, float)])
-        self.it_kw = np.concatenate([self.it_kw, np.asarray(it, float)])
+        return _Rows(points, power, np.asarray(pred.rack_inlet_c, float), np.asarray(it, float))
+
+    def add(self, points: np.ndarray | _Rows) -> None:
+        """Append candidates: points (evaluated here) or rows :meth:`evaluate` gave."""
+        rows = points if isinstance(points, _Rows) else self.evaluate(points)
+        self.points = np.vstack([self.points, rows.points])
+        self.power = np.concatenate([self.power, rows.power])
+        self.inlet = np.concatenate([self.inlet, rows.inlet])
+        self.it_kw = np.concatenate([self.it_kw, rows.it_kw])
+
+    def feasible_of(self, rows: _Rows) -> np.ndarray:
+        """Which of ``rows`` have finite predictions and meet the inlet limit."""
+        with np.errstate(invalid="ignore"):
+            return (np.isfinite(rows.power) & np.isfinite(rows.inlet)
+                    & (rows.inlet <= self.limit))
 
     def keep(self, n: int) -> None:
         """Forget every candidate after the first ``n``."""
@@ -363,7 +397,13 @@ def propose(
     ]
     search = _Search(predictor, conditions, limit, np.array([current[k] for k in keys]),
                      searched)
-    search.add(np.array([[base[k] for k in keys]]))
+    reach = [w if w.lo == w.hi else _Window(
+        max(b.min, t[0]), min(b.max, t[1]), w.lo_why, w.hi_why, w.integer)
+        for w, b, t in zip(windows, (bounds[lv.name.value] for lv in searched), (
+            (-np.inf, np.inf) if trust is None else (trust.lo[lv.column], trust.hi[lv.column])
+            for lv in searched), strict=True)]
+    start = np.array([[base[k] for k in keys]])
+    search.add(start)
     measured = state.rack_inlet_c
     allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
     if (measured is not None and base == current and np.isfinite(search.inlet[0])
@@ -372,7 +412,12 @@ def propose(
             f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
             f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
             "plant is outside what the model learned"), float(search.inlet[0]))
-    search.add(_grid([w.levels(levels) for w in windows]))
+    # one predictor call for the grid within one step and the far grid over the whole
+    # trusted range (_toward)
+    local = _grid([w.levels(levels) for w in windows])
+    rows = search.evaluate(np.vstack([local, _far_grid(reach, start[0])]))
+    search.add(rows[:len(local)])
+    far = rows[len(local):]
     best = search.best()
     if best is None:
         return _fallback(proposal, state, cfg, bounds, fixed, searched,
@@ -380,44 +425,44 @@ def propose(
     spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
     search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
                       for j, w in enumerate(windows)]))
-    reach = [w if w.lo == w.hi else _Window(
-        max(b.min, t[0]), min(b.max, t[1]), w.lo_why, w.hi_why, w.integer)
-        for w, b, t in zip(windows, (bounds[lv.name.value] for lv in searched), (
-            (-np.inf, np.inf) if trust is None else (trust.lo[lv.column], trust.hi[lv.column])
-            for lv in searched), strict=True)]
-    goal = _toward(search, windows, reach, cfg.min_saving_pct,
+    goal = _toward(search, far, windows, cfg.min_saving_pct,
                    cfg.reach_sigmas * predictor.power_rmse_kw)
     return _decide(proposal, search, windows, searched, bounds, cfg, predictor, notes, goal)
 
 
-def _toward(search: _Search, windows: list[_Window], reach: list[_Window],
-            min_saving_pct: float, margin_kw: float, budget: int = 256
-            ) -> tuple[int, float] | None:
-    """A step toward a better point more than one ``max_step`` away: the best feasible point
-    of a grid over each lever's whole trusted range (``reach``, about ``budget`` points, the
-    current values included), when its predicted power beats the best point within one step
-    by more than ``margin_kw`` (and ``min_saving_pct`` of the current power). Each lever the
-    best point within one step does not already move the goal's way then moves one
-    ``max_step`` toward the goal, if that point is feasible. A bump of the model's between
-    the current point and a better one then does not hold the loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
-    None; the far grid's candidates are dropped from ``search`` again."""
+def _far_grid(reach: list[_Window], start: np.ndarray, budget: int = 256) -> np.ndarray:
+    """The far grid of :func:`_toward`: about ``budget`` points over each lever's whole
+    trusted range (``reach``), the current values (``start``) included; no point when no
+    lever is free."""
     free = sum(w.lo < w.hi for w in reach)
+    if not free:
+        return np.empty((0, len(reach)))
+    n = max(3, int(budget ** (1.0 / free)))
+    return _grid([np.unique(np.append(w.levels(n), np.clip(c, w.lo, w.hi)))
+                  for w, c in zip(reach, start, strict=True)])
+
+
+def _toward(search: _Search, far: _Rows, windows: list[_Window], min_saving_pct: float,
+            margin_kw: float) -> tuple[int, float] | None:
+    """A step toward a better point more than one ``max_step`` away: the best feasible point
+    of the far grid (``far``, evaluated, :func:`_far_grid`), when its predicted power beats
+    the best point within one step by more than ``margin_kw`` (and ``min_saving_pct`` of the
+    current power). Each lever the best point within one step does not already move the
+    goal's way then moves one ``max_step`` toward the goal, if that point is feasible. A
+    bump of the model's between the current point and a better one then does not hold the
+    loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
+    None."""
     local = search.best()
     now = float(search.power[0])
-    if not free or local is None or not search.feasible[local] or not np.isfinite(now):
+    if not len(far) or local is None or not search.feasible[local] or not np.isfinite(now):
         return None
-    far = len(search.power)
-    n = max(3, int(budget ** (1.0 / free)))
-    search.add(_grid([np.unique(np.append(w.levels(n), np.clip(c, w.lo, w.hi)))
-                      for w, c in zip(reach, search.points[0], strict=True)]))
-    options = np.flatnonzero(search.feasible[far:]) + far
+    options = np.flatnonzero(search.feasible_of(far))
     # ties (levers the model is indifferent to) go to the smallest move, as in best()
-    move = np.abs(search.points[options] - search.points[0]).sum(axis=1)
-    order = np.lexsort((move, np.round(search.power[options], 6)))
+    move = np.abs(far.points[options] - search.points[0]).sum(axis=1)
+    order = np.lexsort((move, np.round(far.power[options], 6)))
     goal = int(options[order[0]]) if len(options) else None
-    goal_kw = float(search.power[goal]) if goal is not None else np.inf
-    target = search.points[goal] if goal is not None else None
-    search.keep(far)
+    goal_kw = float(far.power[goal]) if goal is not None else np.inf
+    target = far.points[goal] if goal is not None else None
     if target is None or goal_kw >= search.power[local] - max(
             min_saving_pct / 100.0 * now, margin_kw):
         return None
