@@ -28,6 +28,8 @@ error"`` with the cause: never a confident wrong number.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 from dcpue.config.instruments import purchased_green_kwh
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure, LazyInputs
@@ -144,23 +146,27 @@ def indicators(
     factor_kg_per_kwh: float,
     factor_source: str,
     purchased_green_kwh: float = 0.0,
+    names: Collection[str] | None = None,
 ) -> dict[str, Figure]:
-    """Every indicator the site's meters allow, keyed by name (pue, dcie, ppue_cooling, ...)."""
-    figures = [
-        pue(b, min_coverage),
-        dcie(b, min_coverage),
-        ppue(b, "cooling", min_coverage),
-        ppue(b, "power_loss", min_coverage),
-        cue(b, factor_kg_per_kwh, factor_source, min_coverage),
-        ref(b, min_coverage, purchased_green_kwh),
-        erf(b, min_coverage),
-        wue(b, min_coverage),
-    ]
-    return {fig.name: fig for fig in figures if fig is not None}
+    """Every indicator the site's meters allow, keyed by name (pue, dcie, ppue_cooling, ...);
+    with ``names``, only those."""
+    compute: dict[str, Callable[[], Figure | None]] = {
+        "pue": lambda: pue(b, min_coverage),
+        "dcie": lambda: dcie(b, min_coverage),
+        "ppue_cooling": lambda: ppue(b, "cooling", min_coverage),
+        "ppue_power": lambda: ppue(b, "power_loss", min_coverage),
+        "cue": lambda: cue(b, factor_kg_per_kwh, factor_source, min_coverage),
+        "ref": lambda: ref(b, min_coverage, purchased_green_kwh),
+        "erf": lambda: erf(b, min_coverage),
+        "wue": lambda: wue(b, min_coverage),
+    }
+    figures = {name: f() for name, f in compute.items() if names is None or name in names}
+    return {name: fig for name, fig in figures.items() if fig is not None}
 
 
 def site_indicators(
-    site: Site, b: EnergyBalance, origin: Origin | None = None
+    site: Site, b: EnergyBalance, origin: Origin | None = None,
+    names: Collection[str] | None = None,
 ) -> dict[str, Figure]:
     """:func:`indicators` with the site's coverage threshold and grid factor, REF counting the
     renewable instruments applied to the window as the carbon report does (ISO/IEC 30134-3).
@@ -170,7 +176,7 @@ def site_indicators(
     origin (PV charged at noon and discharged at night is PV), and CUE's factor is the
     energy-weighted mean over the grid electricity used inside, stored grid energy at the
     factors of the steps it was charged in; with hourly factors, each step's factor. Without
-    it: the flat ``[grid]`` factor and the window rule.
+    it: the flat ``[grid]`` factor and the window rule. ``names``: only those indicators.
 
     Instruments cover at most the grid electricity used inside the boundary, so REF <= 1.
     """
@@ -179,8 +185,9 @@ def site_indicators(
         b = with_origin(b, origin)
         factor = origin.factor if origin.factor is not None else factor
         source = origin_source(site, origin, has_battery(b))
-    green = purchased_green_kwh(site, b.start_ms, b.end_ms, b.grid_inside_kwh)
-    return indicators(b, site.calculator.min_coverage, factor, source, green)
+    green = (purchased_green_kwh(site, b.start_ms, b.end_ms, b.grid_inside_kwh)
+             if names is None or "ref" in names else 0.0)
+    return indicators(b, site.calculator.min_coverage, factor, source, green, names)
 
 
 def origin_source(site: Site, origin: Origin, battery: bool) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dcpue.config.service import AlertSettings, StaleSettings, ThresholdRule
+from dcpue.config.service import METER_FIGURE, AlertSettings, StaleSettings, ThresholdRule
 from dcpue.core.readings import ms_to_datetime
 
 MINUTE_MS = 60_000
@@ -233,6 +233,14 @@ class AlertEngine:
         if cfg.sigma is not None:
             return cfg.sigma
         return max(cfg.min_sigma, math.sqrt(st.m2 / (st.n - 1)))
+
+    def figures_read(self) -> frozenset[str]:
+        """The rolling figures (``pue.1h``, ...) the rules read: all an evaluation needs."""
+        names = {r.figure for r in self.settings.thresholds
+                 if not r.figure.startswith(METER_FIGURE)}
+        if self.settings.drift.enabled:
+            names.add(self.settings.drift.figure)
+        return frozenset(names)
 
     def drift_due(self, now_ms: int) -> bool:
         """Whether an evaluation at ``now_ms`` takes a drift sample (so needs expected PUE)."""

@@ -51,9 +51,10 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, EnergyBalance, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.provenance import Origin
 from dcpue.metrics.rolling import RollingCalculator
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
@@ -203,6 +204,10 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
+        self._balances: tuple[tuple[int | None, int] | None,
+                              dict[str, tuple[EnergyBalance, Origin | None]]] = (None, {})
+        self._part: tuple[tuple[tuple[int | None, int], frozenset[str]],
+                          dict[str, Figure]] | None = None
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -218,27 +223,57 @@ class MemoCalculator(RollingCalculator):
             self.version += 1
         return used
 
-    def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
+    def snapshot(
+        self, now_ms: int | None = None, only: frozenset[str] | None = None
+    ) -> dict[str, Figure]:
+        """The figures at ``now_ms`` (memoised); with ``only`` (figure keys such as
+        ``pue.1h``), just those: the windows and indicators they name, not every window's
+        eight figures (an alert evaluation reads one or two)."""
         key = (now_ms, self.version)
         if self._memo is not None and self._memo[0] == key:
-            return self._memo[1]
+            memo = self._memo[1]
+            return memo if only is None else {k: memo[k] for k in only if k in memo}
+        part = self._part
+        if only is not None and part is not None and part[0] == (key, only):
+            return part[1]
         reported = int(self._last_ts.min())
         now = self._now(now_ms)
         out: dict[str, Figure] = {}
         for w in self._windows:
+            names = None if only is None else {
+                k.removesuffix(f".{w.name}") for k in only if k.endswith(f".{w.name}")}
+            if names is not None and not names:
+                continue
             end = now // w.ring.step_ms * w.ring.step_ms
             span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
             hit = self._final.get(w.name)
             if hit is not None and hit[0] == span:
                 figures = hit[1]
             else:
-                balance = self.balance(w.name, now_ms)
-                figures = site_indicators(self.site, balance, self.origin(balance))
-                if reported >= end:  # every meter is past the window: its figures are final
+                figures = site_indicators(self.site, *self._window_balance(key, w.name), names)
+                if reported >= end and names is None:  # every meter is past the window: final
                     self._final[w.name] = (span, figures)
-            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
-        self._memo = (key, out)
+            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()
+                        if names is None or metric in names})
+        if only is None:
+            self._memo = (key, out)
+        else:
+            self._part = ((key, only), out)
         return out
+
+    def _window_balance(
+        self, key: tuple[int | None, int], window: str
+    ) -> tuple[EnergyBalance, Origin | None]:
+        """One window's balance and origin at ``key`` (now, version), kept for the next
+        snapshot at the same key: the alert evaluation's narrowed snapshot and the write-back's
+        full one at the same minute share it."""
+        if self._balances[0] != key:
+            self._balances = (key, {})
+        hit = self._balances[1].get(window)
+        if hit is None:
+            balance = self.balance(window, key[0])
+            hit = self._balances[1][window] = (balance, self.origin(balance))
+        return hit
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:
@@ -505,7 +540,7 @@ class Runtime:
         self.ingest()
         drift = self.site.service.alerts.drift
         with self.lock:
-            snapshot = self.calculator.snapshot(now_ms)
+            snapshot = self.calculator.snapshot(now_ms, self.engine.figures_read())
             drift_fig = snapshot.get(drift.figure)
             due = self.engine.drift_due(now_ms)
         if due:  # expected PUE is only needed for a drift sample

@@ -3,8 +3,8 @@
 One adiabatic-floored box zone (lit at ``lighting_fraction`` of nominal IT) holds air-cooled IT equipment (``ElectricEquipment:ITE:AirCooled``:
 CPU power and server airflow rise with inlet temperature, UPS losses metered as ``ITE-UPS``). A
 constant-volume CRAH air loop (air-side economizer, blow-through fan, chilled-water coil held
-at the supply-air setpoint) feeds it through one terminal; the ITE inlet is the supply air plus a recirculated
-share of the room air. A chilled-water loop (variable-speed pump, water-cooled EIR chiller held
+at the supply-air setpoint, its surface wet where it is below the air's dew point) feeds it
+through one terminal; the ITE inlet is the supply air plus a recirculated share of the room air. A chilled-water loop (variable-speed pump, water-cooled EIR chiller held
 at the chilled-water setpoint) serves the coil and a condenser loop (constant-speed pump, single-
 speed tower holding wet bulb + approach) serves the chiller. Every size is fixed from
 ``nominal_it_kw`` (no sizing run), so a run takes only the weather file.
@@ -199,6 +199,10 @@ def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: f
     }}
     t_out = hall.supply_air_c
     t_in = t_out + q_w / (_RHO_AIR * _CP_AIR * airflow)
+    # Detailed analysis: the coil's wet share follows its surface temperature. The simple one
+    # is all dry or all wet on the air's dew point against the entering water, so a sealed
+    # hall's humidity, which only its start day sets, halved or doubled the water flow for
+    # the same sensible duty (docs/energyplus.md, The CRAH coil's analysis).
     m["Coil:Cooling:Water"] = {"CRAH Coil": {
         "availability_schedule_name": _ALWAYS, "design_water_flow_rate": chw_flow,
         "design_air_flow_rate": airflow, "design_inlet_water_temperature": hall.chilled_water_c,
@@ -207,6 +211,7 @@ def _air_loop(m: dict, airflow: float, hall: HallDesign, q_w: float, chw_flow: f
         "water_inlet_node_name": "CRAH Coil Water Inlet",
         "water_outlet_node_name": "CRAH Coil Water Outlet",
         "air_inlet_node_name": "CRAH Fan Outlet", "air_outlet_node_name": "Supply Air",
+        "type_of_analysis": "DetailedAnalysis",
     }}
     m["Controller:WaterCoil"] = {"CRAH Coil Controller": {
         "control_variable": "Temperature", "action": "Reverse", "actuator_variable": "Flow",

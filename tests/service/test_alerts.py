@@ -154,3 +154,16 @@ def test_dead_letter_storm_fires_after_two_minutes_and_resolves():
         for a in eng.evaluate(Observation(minute * 60_000, {}, dead_letters=total)):
             seen.append((minute, a.name, a.status))
     assert seen == [(3, "DeadLetterStorm", "firing"), (7, "DeadLetterStorm", "resolved")]
+
+
+def test_an_evaluation_reads_only_the_rules_figures():
+    """Computed: the rolling figures the rules read (what the daemon's per-minute snapshot is
+    narrowed to). Declared: a threshold on pue.15m, one on a meter (read from the meter's
+    latest value, not a rolling figure) and the drift detector on cue.1d."""
+    rules = [ThresholdRule(name="PueFast", figure="pue.15m", above=2.0),
+             ThresholdRule(name="Hot", figure="meter:inlet", above=27.0)]
+    settings = AlertSettings(drift=DriftSettings(figure="cue.1d"), thresholds=rules)
+    eng = AlertEngine(settings, "hall-a", ["grid-main"], T0)
+    assert eng.figures_read() == {"pue.15m", "cue.1d"}
+    eng.settings = AlertSettings(drift=DriftSettings(enabled=False), thresholds=rules)
+    assert eng.figures_read() == {"pue.15m"}  # a reload's settings, at once

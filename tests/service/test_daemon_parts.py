@@ -39,9 +39,20 @@ def twin_store(tmp_path_factory):
 def test_memoised_snapshot_equals_the_calculators_at_every_minute(twin_store):
     """The daemon's memo (final windows reused, hour windows once an hour) returns exactly what
     RollingCalculator.snapshot computes afresh, minute by minute, fed an hour ahead like the
-    fast-forward does."""
+    fast-forward does; narrowed to two figures (an alert evaluation's), the same values, with
+    no other window's balance computed, and the full snapshot at the same minute reusing the
+    narrowed one's balances."""
     site, store, start = twin_store
     plain, memo = RollingCalculator(site), MemoCalculator(site)
+    only = frozenset({"pue.1h", "cue.15m"})
+    balances: list[str] = []
+    full_balance = memo.balance
+
+    def counted(window, now_ms=None):
+        balances.append(window)
+        return full_balance(window, now_ms)
+
+    memo.balance = counted  # type: ignore[method-assign]
     cols = store.read(start_ms=start, end_ms=start + 36 * HOUR)
     t0 = start + 25 * HOUR
     for calc in (plain, memo):
@@ -55,9 +66,20 @@ def test_memoised_snapshot_equals_the_calculators_at_every_minute(twin_store):
             for calc in (plain, memo):
                 calc.update(batch)
         want = {k2: f.value for k2, f in plain.snapshot(now).items()}
+        if k % 2:  # an alert evaluation's narrowed snapshot first, before the full one
+            balances.clear()
+            part = memo.snapshot(now, only)
+            assert {k2: f.value for k2, f in part.items()} == {k2: want[k2] for k2 in only}
+            assert set(balances) <= {"1h", "15m"}, balances  # no other window computed
+            balances.clear()
+            full = memo.snapshot(now)
+            assert not set(balances) & {"1h", "15m"}, balances  # the partial's balances reused
+            assert {k2: f.value for k2, f in full.items()} == want
         got = {k2: f.value for k2, f in memo.snapshot(now).items()}
         assert got == want, now
         assert memo.snapshot(now) is memo.snapshot(now)  # memoised
+        assert {k2: f.value for k2, f in memo.snapshot(now, only).items()} == {
+            k2: want[k2] for k2 in only}
     assert want["pue.1h"] is not None and 1.0 < want["pue.1h"] < 2.0
 
 
