@@ -225,6 +225,9 @@ class OptimizerSettings(Section):
     model_kind: Literal["gbr", "ridge"] = "gbr"
     cv_splits: int = Field(default=5, ge=2, le=20)
     trust_tolerance: float = Field(default=0.05, ge=0, le=1)
+    #: The joint trust region's radius as a multiple of the training rows' largest distance
+    #: to their k nearest others (docs/optimizer.md); 0: no joint region.
+    joint_radius: float = Field(default=1.5, ge=0)
     inlet_disagreement_c: float = Field(default=1.0, gt=0)
     explore_hold_s: int = Field(default=1800, ge=60)
     model_path: Path | None = None

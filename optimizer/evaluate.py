@@ -407,8 +407,9 @@ class _Decider:
             proposal = propose(self.predictor, state, self.cfg, site=self.site.id, levels=3)
             # A type with several instances also has per-instance keys (<name>@<meter>); the
             # evaluation plants actuate one value per type, which the type's key carries.
-            self.current = {SetpointName(k): v for k, v in proposal.proposed.items()
-                            if "@" not in k}
+            # (a lever the site does not meter is left out of the proposal: it stays)
+            self.current |= {SetpointName(k): v for k, v in proposal.proposed.items()
+                             if "@" not in k}
             if proposal.proposed_kw is not None:
                 self.predicted[:, i] = (proposal.proposed_kw, proposal.proposed_it_kw,
                                         proposal.predicted_inlet_c)

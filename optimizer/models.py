@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -32,6 +32,7 @@ import pandas as pd
 from dcpue.optimizer import trees
 from dcpue.optimizer.frames import (
     FEATURE_COLUMNS,
+    SETPOINT_COLUMNS,
     STAGE_COLUMN,
     TrainingFrame,
     response_lag,
@@ -122,6 +123,70 @@ class TrustRegion:
         ]
 
 
+#: Conditions of the joint trust region (:class:`JointRegion`), beside the levers.
+JOINT_CONDITIONS: tuple[str, ...] = ("it_kw", "dry_bulb_c", "wet_bulb_c")
+
+
+@dataclass
+class JointRegion:
+    """The trust region of the joint conditions: how far a row of conditions and setpoints
+    (``columns``: IT work, outdoor dry and wet bulb and the levers that varied in training)
+    lies from the training rows, in units of each column's training standard deviation.
+
+    A row's distance is that to its ``k``-th nearest training row; ``radius`` is the largest
+    such distance of a training row from the others (leave-one-out). A row farther than
+    ``radius`` is in a combination the training never came near, even where every column
+    on its own is inside its trained range (:class:`TrustRegion`): warm outdoor air with
+    warm chilled water when the sweep met warm air only with cold water."""
+
+    columns: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    points: np.ndarray
+    k: int
+    radius: float
+    _tree: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, data: pd.DataFrame, columns: tuple[str, ...], k: int = 5
+           ) -> JointRegion | None:
+        """The region of ``data``'s rows over ``columns`` (None with too few rows)."""
+        x = data[list(columns)].to_numpy(float)
+        if len(x) <= 2 * k or not columns:
+            return None
+        mean, sd = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(sd > 0, sd, 1.0)
+        region = cls(tuple(columns), mean, scale, (x - mean) / scale, k, 0.0)
+        own = region.tree().query(region.points, k=[k + 1])[0][:, 0]  # the first is the row
+        region.radius = float(np.max(own))
+        return region
+
+    def tree(self) -> Any:
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(self.points)
+        return self._tree
+
+    def distance(self, x: Mapping[str, np.ndarray], bound: float = np.inf) -> np.ndarray:
+        """Each row's distance to its ``k``-th nearest training row (standard deviations);
+        inf where it is farther than ``bound`` (the search then prunes: a candidate outside
+        costs less)."""
+        n = max(np.size(x[c]) for c in self.columns)
+        z = np.column_stack([np.broadcast_to(np.asarray(x[c], float), (n,))
+                             for c in self.columns])
+        return self.tree().query((z - self.mean) / self.scale, k=[self.k],
+                                 distance_upper_bound=bound)[0][:, 0]
+
+
+def joint_columns(data: pd.DataFrame, features: tuple[str, ...]) -> tuple[str, ...]:
+    """The joint region's columns of a training frame: :data:`JOINT_CONDITIONS` and the
+    lever columns that varied (a type searched per instance by its instances)."""
+    levers = [c for c in features if c.split("@", 1)[0] in SETPOINT_COLUMNS
+              and not any(f.startswith(c + "@") for f in features)]
+    return JOINT_CONDITIONS + tuple(c for c in levers if data[c].nunique() > 1)
+
+
 @dataclass(frozen=True, slots=True)
 class ITResponse:
     """IT power as a function of the hottest rack inlet, learned from the data:
@@ -150,7 +215,7 @@ class ITResponse:
     def log_ratio(self, inlet_c: np.ndarray, ref_c: float) -> np.ndarray:
         if not self.significant:
             return np.zeros(np.shape(inlet_c))
-        return self.h(inlet_c) - self.h(np.array([ref_c]))[0]
+        return self.h(inlet_c) - _h_at(self, float(ref_c))
 
     @classmethod
     def fit(cls, data: pd.DataFrame, step_s: int) -> ITResponse:
@@ -183,6 +248,13 @@ class ITResponse:
         slope = np.diff(g @ beta) / np.diff(grid)
         return cls(knots, tuple(float(b) for b in beta), lo, hi, True,
                    float(100.0 * np.max(np.abs(slope))))
+
+
+@lru_cache(maxsize=64)
+def _h_at(response: ITResponse, ref_c: float) -> float:
+    """``response.h`` at one inlet (degC), kept: every prediction of a model with an IT
+    response needs it at the model's reference inlet."""
+    return float(response.h(np.array([ref_c]))[0])
 
 
 def _inlet_basis(x: np.ndarray, knots: tuple[float, ...]) -> np.ndarray:
@@ -553,7 +625,7 @@ class Bagged:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.mean([trees.predict(f, x) for f in self.fits], axis=0)
+        return trees.mean_predict(self.fits, x)
 
 
 class Boosted:
@@ -576,7 +648,7 @@ class Boosted:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.init.predict(x) + np.mean([trees.predict(f, x) for f in self.fits], axis=0)
+        return self.init.predict(x) + trees.mean_predict(self.fits, x)
 
 
 #: The design column of the plant's mode (1: the coil cools, 0: outdoor air alone does).
@@ -723,6 +795,7 @@ class PlantModel:
     settling_rows: int = 0
     format: int = MODEL_FORMAT
     notes: dict[str, str] = field(default_factory=dict)
+    joint: JointRegion | None = None
 
     @property
     def error_metrics(self) -> dict[str, float]:
@@ -804,6 +877,9 @@ class PlantModel:
             "scales": {"it_kw": self.scales.it_kw, "pump_hz": self.scales.pump_hz,
                        "physics": dict(self.scales.physics), "air_side": self.scales.air_side},
             "trust_region": {c: [self.trust.lo[c], self.trust.hi[c]] for c in self.features},
+            "joint_region": None if self.joint is None else {
+                "columns": list(self.joint.columns), "k": self.joint.k,
+                "radius_sd": round(self.joint.radius, 3)},
         }
 
 
@@ -942,6 +1018,8 @@ def train(
         train_start_ms=int(data.index[0]), train_end_ms=int(data.index[-1]) + frame.step_s * 1000,
         rows=len(data), dropped_rows=frame.dropped_rows, step_s=frame.step_s,
         it_response=response, it_reference_c=ref_c, settling_rows=lag,
+        joint=JointRegion.of(data.assign(it_kw=data["work_kw"]),
+                             joint_columns(data, feature_columns(data))),
     )
 
 

@@ -14,13 +14,15 @@ show) and conditions outside the trained region
 "keep current", unless the *measured* maximum inlet is already above ``inlet_limit_c -
 inlet_margin_c``: then, without the model, every lever that lowers rack inlet moves one maximum
 step the cool way (supply air and chilled water down, fan speed and running units up).
+A candidate in a combination of conditions and setpoints the training never came near (the
+model's joint trust region, :class:`dcpue.optimizer.models.JointRegion`) is not feasible. A
+lever without a setpoint meter (``PlantState.unmetered``) is held and left out of the proposal.
 Candidates never leave the windows; a final :func:`enforce_bounds` clamps every proposed value
 into its hard bounds, so even a deliberately wrong model cannot push a setpoint out of bounds.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
+import pandas as pd
 from dcpue.config import SetpointName, Site
 from dcpue.config.optimizer import MqttBroker, OptimizerSettings, SetpointBounds
 from dcpue.core.store import Store
@@ -39,6 +42,7 @@ from dcpue.optimizer.frames import (
     SETPOINTS,
     FrameError,
     build_frame,
+    setpoint_meters,
 )
 from dcpue.optimizer.models import PlantPredictor
 from dcpue.optimizer.proposals import STATUSES as STATUSES
@@ -61,6 +65,10 @@ class PlantState:
     setpoints: dict[SetpointName, float]
     rack_inlet_c: float | None = None
     instances: dict[str, float] = field(default_factory=dict)
+    #: Setpoint names the site has no setpoint meter for: their value in ``setpoints`` is the
+    #: frames' stand-in (:func:`dcpue.optimizer.frames.unmetered_value`), not a reading, so
+    #: :func:`propose` never moves them.
+    unmetered: frozenset[SetpointName] = frozenset()
 
 
 def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantState:
@@ -75,15 +83,24 @@ def current_state(store: Store, site: Site, end_ms: int | None = None) -> PlantS
         end_ms = span[1]
     step_ms = cfg.step_s * 1000
     frame = build_frame(store, site, end_ms - 4 * step_ms, end_ms)
-    if not len(frame):
+    return plant_state(site, frame.data, step_ms)
+
+
+def plant_state(site: Site, data: pd.DataFrame, step_ms: int) -> PlantState:
+    """The :class:`PlantState` of a frame's last row (``step_ms`` its step), with the levers
+    the site has no setpoint meter for marked ``unmetered``; :class:`FrameError` when there
+    is no row."""
+    if not len(data):
         raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
-    row = frame.data.iloc[-1]
+    row = data.iloc[-1]
+    metered = setpoint_meters(site)
     return PlantState(
-        int(frame.data.index[-1]) + step_ms,
+        int(data.index[-1]) + step_ms,
         {c: float(row[c]) for c in CONDITION_COLUMNS},
         {name: float(row[column]) for name, column in SETPOINTS.items()},
         float(row["rack_inlet_max_c"]),
-        {c: float(row[c]) for c in frame.data.columns if "@" in c},
+        {c: float(row[c]) for c in data.columns if "@" in c},
+        frozenset(name for name in SETPOINTS if name not in metered),
     )
 
 
@@ -189,10 +206,13 @@ class _Window:
 
 
 def _window(
-    name: str, base: float, b: SetpointBounds, trust: tuple[float, float] | None, fixed: bool
+    name: str, base: float, b: SetpointBounds, trust: tuple[float, float] | None,
+    fixed: str | None,
 ) -> _Window:
+    """The lever's search window; ``fixed`` (why it is held: ``override``, ``unmetered``)
+    or a held declaration makes it one point."""
     if fixed or b.held:
-        why = f"override:{name}" if fixed else f"held:{name}"
+        why = f"{fixed}:{name}" if fixed else f"held:{name}"
         return _Window(base, base, why, why, b.integer)
     lows = [(b.min, f"bound:{name}"), (base - b.max_step, f"max_step:{name}")]
     highs = [(b.max, f"bound:{name}"), (base + b.max_step, f"max_step:{name}")]
@@ -205,7 +225,33 @@ def _window(
 
 
 def _grid(axes: list[np.ndarray]) -> np.ndarray:
-    return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, len(axes))
+    """Every combination of the axes' values, the last axis varying fastest (the order of
+    ``itertools.product``)."""
+    if not axes:
+        return np.empty((1, 0))
+    mesh = np.meshgrid(*(np.asarray(a, float) for a in axes), indexing="ij")
+    return np.stack(mesh, axis=-1).reshape(-1, len(axes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Evaluated candidates: points (one column per lever), the objective's power (kW), the
+    predicted hottest inlet (degC) and IT power (kW) per point."""
+
+    points: np.ndarray
+    power: np.ndarray
+    inlet: np.ndarray
+    it_kw: np.ndarray
+    #: distance to the trained combinations (:class:`dcpue.optimizer.models.JointRegion`,
+    #: in its radii; 0 without one, NaN until asked: :meth:`_Search.inside`)
+    joint: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.power)
+
+    def __getitem__(self, rows: slice) -> _Rows:
+        return _Rows(self.points[rows], self.power[rows], self.inlet[rows], self.it_kw[rows],
+                     self.joint[rows])
 
 
 class _Search:
@@ -222,16 +268,20 @@ class _Search:
 
     def __init__(
         self, predictor: PlantPredictor, conditions: Mapping[str, float], limit_c: float,
-        reference: np.ndarray, levers: list[Lever],
+        reference: np.ndarray, levers: list[Lever], joint_radius: float = 1.0,
     ) -> None:
         self.predictor, self.conditions, self.limit = predictor, conditions, limit_c
         self.levers = levers
         self.response = getattr(predictor, "it_response", None)
         self.predict_work = getattr(predictor, "predict_work", None)
+        region = getattr(predictor, "joint", None)
+        self.region = region if region is not None and joint_radius > 0 else None
+        self.radius = joint_radius * (region.radius if self.region is not None else 1.0)
         self.points = np.empty((0, len(levers)))
         self.power = np.empty(0)
         self.inlet = np.empty(0)
         self.it_kw = np.empty(0)
+        self.joint = np.empty(0)
         if self.response is None or self.predict_work is not None:
             self.ref_inlet = float("nan")
         else:
@@ -243,7 +293,9 @@ class _Search:
              if c in self.conditions}  # a hand-made state may lack the staging column
         return x | _inputs(self.levers, points)
 
-    def add(self, points: np.ndarray) -> None:
+    def evaluate(self, points: np.ndarray) -> _Rows:
+        """Predictions of candidate points (one row per point, one column per lever), in one
+        predictor call (two for a predictor that scales metered IT by its response)."""
         x = self._columns(points)
         it = x["it_kw"]
         if self.response is not None and self.predict_work is not None:
@@ -259,14 +311,59 @@ class _Search:
         power = np.asarray(pred.power_kw, float) + 0.0 * it
         if self.predictor.target == "cooling":
             power = power + it
-        self.points = np.vstack([self.points, points])
-        self.power = np.concatenate([self.power, power])
-        self.inlet = np.concatenate([self.inlet, np.asarray(pred.rack_inlet_c, float)])
-        self.it_kw = np.concatenate([self.it_kw, np.asarray(it, float)])
+        joint = np.zeros(len(power)) if self.region is None else np.full(len(power), np.nan)
+        return _Rows(points, power, np.asarray(pred.rack_inlet_c, float), np.asarray(it, float),
+                     joint)
+
+    def add(self, points: np.ndarray | _Rows) -> None:
+        """Append candidates: points (evaluated here) or rows :meth:`evaluate` gave."""
+        rows = points if isinstance(points, _Rows) else self.evaluate(points)
+        self.points = np.vstack([self.points, rows.points])
+        self.power = np.concatenate([self.power, rows.power])
+        self.inlet = np.concatenate([self.inlet, rows.inlet])
+        self.it_kw = np.concatenate([self.it_kw, rows.it_kw])
+        self.joint = np.concatenate([self.joint, rows.joint])
+
+    def first_feasible(self, rows: _Rows) -> int | None:
+        """The index in ``rows`` of the lowest power among those with finite predictions,
+        meeting the inlet limit and inside the joint trust region (ties go to the smallest
+        move from the current point, candidate 0 of the search), or None. The joint region
+        is asked in order of power, a few at a time: most searches ask it once."""
+        with np.errstate(invalid="ignore"):
+            cool = (np.isfinite(rows.power) & np.isfinite(rows.inlet)
+                    & (rows.inlet <= self.limit))
+        if not cool.any():
+            return None
+        move = np.abs(rows.points - self.points[0]).sum(axis=1)
+        order = np.lexsort((move, np.where(cool, np.round(rows.power, 6), np.inf)))
+        order = order[: int(np.count_nonzero(cool))]
+        if self.region is None:
+            return int(order[0])
+        # the distance only up to the radius: a k-d tree query that can stop early
+        for start in range(0, len(order), 16):
+            chunk = order[start:start + 16]
+            asked = np.isnan(rows.joint[chunk])
+            # rows.joint is the search's own array for its candidates: asked once
+            rows.joint[chunk[asked]] = self._distance(rows.points[chunk[asked]], self.radius)
+            ok = rows.joint[chunk] <= 1.0
+            if ok.any():
+                return int(chunk[np.argmax(ok)])
+        return None
+
+    def _distance(self, points: np.ndarray, bound: float = np.inf) -> np.ndarray:
+        """Distances of points to the trained combinations, in radii (inf beyond ``bound``)."""
+        assert self.region is not None
+        return self.region.distance(self._columns(points), bound=bound) / self.radius
+
+    def inside(self, index: int) -> bool:
+        """Whether candidate ``index`` lies inside the joint trust region (asked once)."""
+        if np.isnan(self.joint[index]):
+            self.joint[index] = self._distance(self.points[index:index + 1])[0]
+        return bool(self.joint[index] <= 1.0)
 
     def keep(self, n: int) -> None:
         """Forget every candidate after the first ``n``."""
-        for name in ("points", "power", "inlet", "it_kw"):
+        for name in ("points", "power", "inlet", "it_kw", "joint"):
             setattr(self, name, getattr(self, name)[:n])
 
     @property
@@ -274,17 +371,32 @@ class _Search:
         return np.isfinite(self.power) & np.isfinite(self.inlet)
 
     @property
-    def feasible(self) -> np.ndarray:
+    def cool(self) -> np.ndarray:
+        """Finite predictions that meet the inlet limit (inside the joint region or not)."""
         with np.errstate(invalid="ignore"):
             return self.finite & (self.inlet <= self.limit)
 
+    @property
+    def feasible(self) -> np.ndarray:
+        """Cool and inside the joint region (False where the region was not asked)."""
+        return self.cool & (self.joint <= 1.0)
+
+    @property
+    def _rows_view(self) -> _Rows:
+        return _Rows(self.points, self.power, self.inlet, self.it_kw, self.joint)
+
     def best(self) -> int | None:
         """Lowest power among feasible candidates (ties go to the smallest move from the
-        current point, candidate 0), else the coolest finite one, else None."""
-        feasible = self.feasible
-        if feasible.any():
-            move = np.abs(self.points - self.points[0]).sum(axis=1)
-            return int(np.lexsort((move, np.where(feasible, np.round(self.power, 6), np.inf)))[0])
+        current point, candidate 0), else, where candidates meet the inlet limit only outside
+        the joint trust region, the one nearest the trained combinations, else the coolest
+        finite one, else None."""
+        found = self.first_feasible(self._rows_view)
+        if found is not None:
+            return found
+        cool = self.cool
+        if cool.any():  # only outside the joint region: the nearest to it
+            self.joint[cool] = self._distance(self.points[cool])
+            return int(np.lexsort((self.power, np.where(cool, self.joint, np.inf)))[0])
         if self.finite.any():
             return int(np.argmin(np.where(self.finite, self.inlet, np.inf)))
         return None
@@ -320,19 +432,52 @@ def propose(
     """Search the setpoints for the lowest predicted power under the constraints.
 
     ``fixed`` setpoints (operator overrides, keyed by setpoint name or instance key; an
-    instance's own key wins) are held at their given value, and so are levers declared held (``enabled = false``: at their current value; ``min = max``). Never returns a
+    instance's own key wins) are held at their given value, and so are levers declared held
+    (``enabled = false``: at their current value; ``min = max``). A lever the site has no
+    setpoint meter for (``state.unmetered``: its value is a stand-in, not a reading) and
+    does not declare at one value (``min = max``) is held where the state has it and left
+    out of the proposal, with the reason saying so; if the
+    model was trained on readings of it, the model cannot be used (keep current, or step
+    cooler on the metered levers if the measured inlet is too warm). Never returns a
     proposed value outside the configured hard bounds.
     """
-    bounds = setpoint_bounds(cfg)
     searched = levers(predictor)
     given = dict(fixed or {})
+    bounds = setpoint_bounds(cfg)
+    # a lever declared at one value (min = max) is known by its declaration
+    unknown = [lv.key for lv in searched if lv.name in state.unmetered
+               and bounds[lv.name.value].min != bounds[lv.name.value].max
+               and lv.key not in given
+               and lv.name not in given]
+    proposal = _propose(predictor, state, cfg, site, given, levels, unknown)
+    if not unknown:
+        return proposal
+    current = {k: v for k, v in proposal.current.items() if k not in unknown}
+    proposed = {k: v for k, v in proposal.proposed.items() if k not in unknown}
+    status = proposal.status
+    if status in ("proposed", "keep"):
+        status = "proposed" if proposed != current else "keep"
+    note = (f"{', '.join(unknown)} not metered (no setpoint meter): left out of the proposal, "
+            "held where the plant runs them")
+    return replace(proposal, current=current, proposed=proposed, status=status,
+                   reason=f"{proposal.reason}; {note}")
+
+
+def _propose(
+    predictor: PlantPredictor, state: PlantState, cfg: OptimizerSettings, site: str,
+    given: Mapping[str, float], levels: int, unknown: list[str],
+) -> Proposal:
+    """:func:`propose` with the ``unknown`` (unmetered) levers held at the state's values."""
+    bounds = setpoint_bounds(cfg)
+    searched = levers(predictor)
     fixed = {lv.key: given.get(lv.key, given.get(lv.name)) for lv in searched
              if lv.key in given or lv.name in given}
     keys = [lv.key for lv in searched]
     current = {lv.key: float(state.instances.get(lv.column, state.setpoints[lv.name]))
                for lv in searched}
     base = enforce_bounds(current | {lv.key: fixed[lv.key] for lv in searched
-                                     if lv.key in fixed}, bounds)
+                                     if lv.key in fixed}, bounds) | {k: current[k] for k in unknown}
+    held = fixed | {k: current[k] for k in unknown}
     limit = cfg.inlet_limit_c - cfg.inlet_margin_c - cfg.inlet_sigmas * predictor.inlet_rmse_c
     proposal = Proposal(
         id=uuid.uuid4().hex[:16], ts_ms=state.ts_ms, site=site, status="keep",
@@ -347,11 +492,16 @@ def propose(
     conditions = model_conditions(predictor, state, at_base)
     if trust is not None:
         outside = trust.outside(conditions | at_base, tuple(trust.lo))
+        learned = [lv.key for lv in searched
+                   if lv.key in unknown and trust.lo[lv.column] < trust.hi[lv.column]]
+        if learned:
+            outside.insert(0, f"the model was trained on readings of {', '.join(learned)}, "
+                              "which the site does not meter now")
         if outside:
-            return _fallback(proposal, state, cfg, bounds, fixed, searched,
+            return _fallback(proposal, state, cfg, bounds, held, searched,
                              "; ".join(outside + notes))
         free = [lv.column for lv in searched
-                if lv.key not in fixed and not bounds[lv.name.value].held]
+                if lv.key not in held and not bounds[lv.name.value].held]
         if all(trust.lo[c] == trust.hi[c] for c in free):
             return replace(proposal, reason=(
                 "keep current: the model was trained at fixed setpoints and cannot tell what a "
@@ -359,66 +509,74 @@ def propose(
     windows = [
         _window(lv.key, base[lv.key], bounds[lv.name.value],
                 None if trust is None else (trust.lo[lv.column], trust.hi[lv.column]),
-                lv.key in fixed)
+                "unmetered" if lv.key in unknown else "override" if lv.key in fixed else None)
         for lv in searched
     ]
     search = _Search(predictor, conditions, limit, np.array([current[k] for k in keys]),
-                     searched)
-    search.add(np.array([[base[k] for k in keys]]))
-    measured = state.rack_inlet_c
-    allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
-    if (measured is not None and base == current and np.isfinite(search.inlet[0])
-            and abs(search.inlet[0] - measured) > allowed):
-        return _fallback(proposal, state, cfg, bounds, fixed, searched, (
-            f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
-            f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
-            "plant is outside what the model learned"), float(search.inlet[0]))
-    search.add(_grid([w.levels(levels) for w in windows]))
-    best = search.best()
-    if best is None:
-        return _fallback(proposal, state, cfg, bounds, fixed, searched,
-                         "model gave no finite prediction")
-    spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
-    search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
-                      for j, w in enumerate(windows)]))
+                     searched, cfg.joint_radius)
     reach = [w if w.lo == w.hi else _Window(
         max(b.min, t[0]), min(b.max, t[1]), w.lo_why, w.hi_why, w.integer)
         for w, b, t in zip(windows, (bounds[lv.name.value] for lv in searched), (
             (-np.inf, np.inf) if trust is None else (trust.lo[lv.column], trust.hi[lv.column])
             for lv in searched), strict=True)]
-    goal = _toward(search, windows, reach, cfg.min_saving_pct,
+    start = np.array([[base[k] for k in keys]])
+    search.add(start)
+    measured = state.rack_inlet_c
+    allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
+    if (measured is not None and base == current and np.isfinite(search.inlet[0])
+            and abs(search.inlet[0] - measured) > allowed):
+        return _fallback(proposal, state, cfg, bounds, held, searched, (
+            f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
+            f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
+            "plant is outside what the model learned"), float(search.inlet[0]))
+    # one predictor call for the grid within one step and the far grid over the whole
+    # trusted range (_toward)
+    local = _grid([w.levels(levels) for w in windows])
+    rows = search.evaluate(np.vstack([local, _far_grid(reach, start[0])]))
+    search.add(rows[:len(local)])
+    far = rows[len(local):]
+    best = search.best()
+    if best is None:
+        return _fallback(proposal, state, cfg, bounds, held, searched,
+                         "model gave no finite prediction")
+    spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
+    search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
+                      for j, w in enumerate(windows)]))
+    goal = _toward(search, far, windows, cfg.min_saving_pct,
                    cfg.reach_sigmas * predictor.power_rmse_kw)
     return _decide(proposal, search, windows, searched, bounds, cfg, predictor, notes, goal)
 
 
-def _toward(search: _Search, windows: list[_Window], reach: list[_Window],
-            min_saving_pct: float, margin_kw: float, budget: int = 256
-            ) -> tuple[int, float] | None:
-    """A step toward a better point more than one ``max_step`` away: the best feasible point
-    of a grid over each lever's whole trusted range (``reach``, about ``budget`` points, the
-    current values included), when its predicted power beats the best point within one step
-    by more than ``margin_kw`` (and ``min_saving_pct`` of the current power). Each lever the
-    best point within one step does not already move the goal's way then moves one
-    ``max_step`` toward the goal, if that point is feasible. A bump of the model's between
-    the current point and a better one then does not hold the loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
-    None; the far grid's candidates are dropped from ``search`` again."""
+def _far_grid(reach: list[_Window], start: np.ndarray, budget: int = 256) -> np.ndarray:
+    """The far grid of :func:`_toward`: about ``budget`` points over each lever's whole
+    trusted range (``reach``), the current values (``start``) included; no point when no
+    lever is free."""
     free = sum(w.lo < w.hi for w in reach)
+    if not free:
+        return np.empty((0, len(reach)))
+    n = max(3, int(budget ** (1.0 / free)))
+    return _grid([np.unique(np.append(w.levels(n), np.clip(c, w.lo, w.hi)))
+                  for w, c in zip(reach, start, strict=True)])
+
+
+def _toward(search: _Search, far: _Rows, windows: list[_Window], min_saving_pct: float,
+            margin_kw: float) -> tuple[int, float] | None:
+    """A step toward a better point more than one ``max_step`` away: the best feasible point
+    of the far grid (``far``, evaluated, :func:`_far_grid`), when its predicted power beats
+    the best point within one step by more than ``margin_kw`` (and ``min_saving_pct`` of the
+    current power). Each lever the best point within one step does not already move the
+    goal's way then moves one ``max_step`` toward the goal, if that point is feasible. A
+    bump of the model's between the current point and a better one then does not hold the
+    loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
+    None."""
     local = search.best()
     now = float(search.power[0])
-    if not free or local is None or not search.feasible[local] or not np.isfinite(now):
+    if not len(far) or local is None or not search.feasible[local] or not np.isfinite(now):
         return None
-    far = len(search.power)
-    n = max(3, int(budget ** (1.0 / free)))
-    search.add(_grid([np.unique(np.append(w.levels(n), np.clip(c, w.lo, w.hi)))
-                      for w, c in zip(reach, search.points[0], strict=True)]))
-    options = np.flatnonzero(search.feasible[far:]) + far
     # ties (levers the model is indifferent to) go to the smallest move, as in best()
-    move = np.abs(search.points[options] - search.points[0]).sum(axis=1)
-    order = np.lexsort((move, np.round(search.power[options], 6)))
-    goal = int(options[order[0]]) if len(options) else None
-    goal_kw = float(search.power[goal]) if goal is not None else np.inf
-    target = search.points[goal] if goal is not None else None
-    search.keep(far)
+    goal = search.first_feasible(far)
+    goal_kw = float(far.power[goal]) if goal is not None else np.inf
+    target = far.points[goal] if goal is not None else None
     if target is None or goal_kw >= search.power[local] - max(
             min_saving_pct / 100.0 * now, margin_kw):
         return None
@@ -432,7 +590,7 @@ def _toward(search: _Search, windows: list[_Window], reach: list[_Window],
         return None
     search.add(step[None, :])
     at = len(search.power) - 1
-    if not search.feasible[at]:
+    if not (search.cool[at] and search.inside(at)):
         search.keep(at)
         return None
     return at, goal_kw
@@ -497,16 +655,28 @@ def _decide(
                and w.lo < w.hi] + [w.hi_why for w, n in zip(windows, names, strict=True)
                                    if point[n] >= w.hi and w.lo < w.hi]
     binding += sorted({w.lo_why for w in windows if w.lo == w.hi})
-    if np.any(~search.feasible & search.finite & (search.power < best_kw)):
+    search.inside(0)
+    better = search.finite & (search.power < best_kw)
+    if np.any(search.cool & (search.joint > 1.0) & better):
+        binding.insert(0, "trust:joint")
+    if np.any(~search.cool & better):
         binding.insert(0, "inlet_limit")
-    if not search.feasible[best]:
+    if not search.feasible[best] and search.cool[best]:
+        reason = (f"no candidate within the trained combinations of conditions and setpoints "
+                  f"(joint trust region): proposing the nearest, {search.joint[best]:.2f} "
+                  "radii away")
+    elif not search.feasible[best]:
         reason = "no candidate meets the inlet limit: proposing the coolest"
     elif search.feasible[0] and goal_pct < cfg.min_saving_pct:
         best, point = 0, dict(zip(names, search.points[0], strict=True))
         reason = f"keep current: predicted saving {pct:.2f} % below {cfg.min_saving_pct} %"
         saving, pct, best_kw = 0.0, 0.0, now_kw
-    elif not search.feasible[0] and np.isfinite(now_inlet):
+    elif not search.cool[0] and np.isfinite(now_inlet):
         reason = f"predicted inlet {now_inlet:.2f} degC above {proposal.inlet_limit_c:.2f}: cool"
+    elif not search.feasible[0] and np.isfinite(now_inlet):
+        reason = (f"the current setpoints lie {search.joint[0]:.2f} radii from the trained "
+                  f"combinations (joint trust region): predicted saving {saving:.1f} kW "
+                  f"({pct:.2f} %) inside it")
     else:
         reason = f"predicted saving {saving:.1f} kW ({pct:.2f} %)"
     proposed = _with_types(enforce_bounds(point, bounds), searched)

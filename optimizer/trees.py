@@ -47,14 +47,24 @@ def _init_predict(init: object, x32: np.ndarray) -> np.ndarray:
 def predict(model: GradientBoostingRegressor, x: np.ndarray) -> np.ndarray:
     """``model.predict(x)`` for a fitted single-output squared-error regressor and a 2-D
     float array ``x`` with the model's features as columns."""
+    return mean_predict([model], x)
+
+
+def mean_predict(models: list[GradientBoostingRegressor], x: np.ndarray) -> np.ndarray:
+    """The mean of :func:`predict` over fitted regressors of the same features (a bagged
+    model), the rows converted to float32 once for all of them."""
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != model.n_features_in_:
-        raise ValueError(f"expected {model.n_features_in_} feature columns, got shape "
-                         f"{x.shape}")
-    if _predict_stages is None or model.n_trees_per_iteration_ != 1:
-        return np.asarray(model.predict(x), dtype=np.float64)
+    width = models[0].n_features_in_
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"expected {width} feature columns, got shape {x.shape}")
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    raw = np.zeros(len(x)) if model.init_ == "zero" else _init_predict(model.init_, x32)
-    out = np.ascontiguousarray(raw, dtype=np.float64).reshape(-1, 1)
-    _predict_stages(model.estimators_, x32, model.learning_rate, out)
-    return out[:, 0]
+    out = []
+    for model in models:
+        if _predict_stages is None or model.n_trees_per_iteration_ != 1:
+            out.append(np.asarray(model.predict(x), dtype=np.float64))
+            continue
+        raw = np.zeros(len(x)) if model.init_ == "zero" else _init_predict(model.init_, x32)
+        acc = np.ascontiguousarray(raw, dtype=np.float64).reshape(-1, 1)
+        _predict_stages(model.estimators_, x32, model.learning_rate, acc)
+        out.append(acc[:, 0])
+    return out[0] if len(out) == 1 else np.mean(out, axis=0)

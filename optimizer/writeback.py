@@ -177,7 +177,9 @@ def _wanted(
     (an instance the proposal lacks takes its type's value); None: held, not written."""
     override = overrides.get(key) or overrides.get(name.value)
     if override is None:
-        return float(proposal.proposed.get(key, proposal.proposed[name.value])), "proposal"
+        value = proposal.proposed.get(key, proposal.proposed.get(name.value))
+        # a lever the proposal leaves out (not metered) is not written
+        return (None if value is None else float(value)), "proposal"
     return override.value, "override"
 
 

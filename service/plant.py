@@ -18,8 +18,6 @@ import pandas as pd
 from dcpue.config import Site
 from dcpue.core.store import Store
 from dcpue.optimizer.frames import (
-    CONDITION_COLUMNS,
-    SETPOINTS,
     FrameError,
     TrainingFrame,
     build_frame,
@@ -39,6 +37,7 @@ from dcpue.optimizer.propose import (
     ProposalLog,
     current_state,
     model_path,
+    plant_state,
     propose,
     publish_proposal,
 )
@@ -200,16 +199,7 @@ class RecentFrames:
         step = step_s * 1000
         end = end_ms // step * step
         data = self.rows(end - 4 * step, end, step_s, data_end_ms)
-        if not len(data):
-            raise FrameError("no complete frame row in the last 4 steps: cannot read the plant state")
-        row = data.iloc[-1]
-        return PlantState(
-            int(data.index[-1]) + step,
-            {c: float(row[c]) for c in CONDITION_COLUMNS},
-            {name: float(row[column]) for name, column in SETPOINTS.items()},
-            float(row["rack_inlet_max_c"]),
-            {c: float(row[c]) for c in data.columns if "@" in c},  # per-instance levers
-        )
+        return plant_state(self.site, data, step)
 
 
 def propose_now(

@@ -258,3 +258,27 @@ def test_a_bump_does_not_hold_the_loop_where_it_is() -> None:
                     OptimizerSettings(inlet_sigmas=0.0, reach_sigmas=40.0))
     assert vague.proposed["chilled_water_temperature"] == 10.0
     assert vague.reason.startswith("keep current")
+
+
+def test_the_local_and_far_grids_share_one_model_call() -> None:
+    """Computed: the rows of each predictor call the proposal of
+    ``test_a_bump_does_not_hold_the_loop_where_it_is`` makes, and its result. Declared: the
+    search is four calls (the current point; the grid within one step together with the far
+    grid over the hard bounds; the refinement around the best; the step toward the goal).
+    The second holds both grids: within one step 5 levels of supply air, chilled water, fan
+    and pump and the whole units 7-8 (5^4 x 2 = 1250), over the bounds 3 levels plus the
+    current value (pump: its current 50 Hz is the top level, so 3) and every whole unit
+    1-8 (4 x 4 x 4 x 3 x 8 = 1536); the proposal is the one the separate calls gave."""
+    calls: list[int] = []
+
+    @dataclass
+    class Counted(Model):
+        def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+            calls.append(len(x["chilled_water_c"]))
+            return super().predict(x)
+
+    p = propose(Counted(BUMPY.power, BUMPY.inlet), _state(supply_air_temperature=24.0), CFG)
+    assert p.proposed["chilled_water_temperature"] == 11.0
+    assert "one step toward a point predicted at 970.0 kW" in p.reason
+    assert len(calls) == 4
+    assert (calls[0], calls[1], calls[3]) == (1, 1250 + 1536, 1)
