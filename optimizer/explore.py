@@ -65,8 +65,9 @@ def lengthened_hold_s(hold_s: int, frame_step_s: int, lag: int) -> int | None:
     the settling lag the sweep itself measured (``lag`` rows after a lever change the rack
     inlet still moves, :func:`dcpue.optimizer.frames.response_lag`): holds of ``2 lag``
     rows, half of each settled. None when each hold spans more than ``lag`` rows (at least one
-    settled row per draw). EnergyPlus's generated hall in Miami or Phoenix at 15-min steps
-    settles in 2 rows: 30-min holds (2 rows) leave none, 1-h holds half."""
+    settled row per draw). EnergyPlus's generated hall in Miami at 15-min steps settles in 3
+    rows where its coil runs out of water flow: 30-min holds (2 rows) leave none, 90-min holds
+    half (docs/energyplus.md, The CRAH coil's analysis)."""
     rows = hold_s // frame_step_s
     if lag <= 0 or rows > lag:
         return None
