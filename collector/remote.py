@@ -197,9 +197,10 @@ class Forwarder:
                 len(cols), cursor + 1, last_seq, exc.status, (exc.body or "")[:200],
             )
             skipped = len(cols)
-        self.store.set_cursor(self.settings.cursor, last_seq)
+        # counted before the cursor moves: whoever sees the backlog empty sees the count
         self.stats.written += len(cols) - skipped
         self.stats.skipped += skipped
+        self.store.set_cursor(self.settings.cursor, last_seq)
         return len(cols)
 
     async def drain(self, on_error: Callable[[Exception], None] | None = None) -> None:

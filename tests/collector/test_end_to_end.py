@@ -37,6 +37,8 @@ async def test_every_reading_arrives_once_through_broker_restart_and_remote_outa
         await publish_readings(site, [third], "127.0.0.1", mosquitto.port, batch_size=1000)
         await wait_until(lambda: store.count() == len(everything), "third part in DuckDB")
         await wait_until(lambda: collector.forwarder.backlog() == 0, "backlog replayed")
+        await wait_until(lambda: collector.stats().remote_written == len(everything),
+                         "replayed batches counted")
         stats = collector.stats()
 
     assert stats.readings_stored == len(everything)
