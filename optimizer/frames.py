@@ -224,6 +224,7 @@ class _Grid:
         self.max_gap_ms = site.calculator.max_gap_s * 1000.0
         self.events: dict[str, int] = {}
         self.implausible: dict[str, int] = {}
+        self._kw: dict[str, np.ndarray] = {}  # a meter in two sums is read and counted once
 
     def _aligned(self, meter: str, agg: str) -> np.ndarray:
         # end-stamped samples: bucket [t, t + step) takes the samples stamped in (t, t + step]
@@ -251,6 +252,9 @@ class _Grid:
         reset, jitter and gap rules live there). The bucket's coverage is the engine's measured
         share; a bucket touched by a counter reset (its energy is unknown: a torn read, a
         replaced meter) gets coverage 0, so it is dropped and counted, never trained on."""
+        hit = self._kw.get(meter.id)
+        if hit is not None:
+            return hit
         pad = int(self.max_gap_ms)
         lo, hi = self.start - pad, self.end + pad + 1
         if isinstance(self.store, Store):  # the engine's store reader: swaps, power fill-in
@@ -278,6 +282,8 @@ class _Grid:
                 share[wild] = 0.0
                 self.implausible[meter.id] = int(np.count_nonzero(wild))
         self.coverage = np.minimum(self.coverage, share)
+        kw.flags.writeable = False
+        self._kw[meter.id] = kw
         return kw
 
     def power_sum(self, meters: Iterable[Meter]) -> np.ndarray:

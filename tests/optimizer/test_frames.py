@@ -148,6 +148,28 @@ def test_torn_read_reset_or_swap_never_makes_a_giant_it_row(case: str) -> None:
         assert frame.resets | frame.implausible == {"it": 1}
 
 
+def test_a_cooling_meter_reset_is_counted_once() -> None:
+    """A cooling meter is both in the cooling sum and in the facility overhead. Computed: the
+    frame's reset count after the chiller counter restarts from 0 at minute 40. Declared: one
+    reset, so {"ch": 1} (it was read twice and counted 2); the chiller's 100 kW is unchanged in
+    the rows kept."""
+    site = small_site()
+    ts = T0 + np.arange(120, dtype=np.int64) * MIN
+    value = 1_000.0 + 100.0 / 60 * np.arange(120)
+    value[40:] -= value[40]
+    others = _readings()
+    keep = others.meter != "ch"
+    with Store() as store:
+        store.append(ReadingColumns.concat([
+            ReadingColumns.series("ch", "energy", "kWh", ts, value),
+            ReadingColumns(*(getattr(others, f)[keep] for f in ReadingColumns.__slots__)),
+        ]))
+        frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900, min_coverage=0.8)
+    assert frame.resets == {"ch": 1}
+    assert T0 + 30 * MIN not in frame.data.index
+    assert frame.data["cooling_kw"].to_numpy() == pytest.approx(145.0, rel=0.01)
+
+
 def test_live_state_from_memory_equals_the_store_state() -> None:
     """LiveState fed the readings in 10-minute batches (and a replayed batch) gives the same
     state as current_state on a store holding them all."""
