@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from dcpue.config import Site, parse_site
+from dcpue.core.readings import ReadingColumns
 
 SETPOINT_METERS = {
     "sp-sa": ("supply_air_temperature", "degC"),
@@ -13,6 +15,18 @@ SETPOINT_METERS = {
     "sp-pump": ("pump_frequency", "Hz"),
     "sp-units": ("running_units", "1"),
 }
+
+
+def state_series(meter: str, quantity: str, unit: str, ts: np.ndarray, value) -> ReadingColumns:
+    """A state meter's readings at ``ts``: ``value`` (a number or one per sample)."""
+    return ReadingColumns.series(meter, quantity, unit, ts, np.broadcast_to(value, ts.shape))
+
+
+def setpoint_readings(ts: np.ndarray, values: dict[str, float]) -> list[ReadingColumns]:
+    """Readings of the five setpoint meters of :func:`small_site` at ``ts`` (value by id)."""
+    quantities = {"degC": "temperature", "%": "speed", "Hz": "frequency", "1": "count"}
+    return [state_series(mid, quantities[unit], unit, ts, values[mid])
+            for mid, (_name, unit) in SETPOINT_METERS.items()]
 
 
 def small_site(optimizer: dict[str, Any] | None = None) -> Site:

@@ -21,7 +21,7 @@ from dcpue.optimizer.frames import (
 from dcpue.optimizer.models import train
 from dcpue.optimizer.propose import current_state
 
-from tests.optimizer.helpers import SETPOINT_METERS, small_site
+from tests.optimizer.helpers import setpoint_readings, small_site, state_series
 
 T0 = 1_688_169_600_000  # 2023-07-01T00:00Z
 MIN = 60_000
@@ -34,8 +34,6 @@ def _counter(meter: str, kw: np.ndarray | float, ts: np.ndarray) -> ReadingColum
     return ReadingColumns.series(meter, "energy", "kWh", ts, value)
 
 
-def _state(meter: str, quantity: str, unit: str, ts: np.ndarray, value: float) -> ReadingColumns:
-    return ReadingColumns.series(meter, quantity, unit, ts, np.full(ts.shape, value))
 
 
 RATINGS_KW = {"ch": 300.0, "crah": 60.0, "pump": 30.0, "tower": 20.0}
@@ -53,18 +51,16 @@ def _rated_site() -> Site:
 def _readings(tower: np.ndarray, ts: np.ndarray) -> ReadingColumns:
     parts = [_counter("it", 600.0, ts), _counter("ch", 100.0, ts), _counter("pump", 10.0, ts),
              _counter("tower", tower, ts), _counter("ups", 20.0, ts), _counter("light", 5.0, ts),
-             _state("crah", "power", "kW", ts, 30.0), _state("oat", "temperature", "degC", ts, 25.0),
-             _state("orh", "humidity", "%", ts, 50.0),
-             _state("inlet-a", "temperature", "degC", ts, 22.0),
-             _state("inlet-b", "temperature", "degC", ts, 21.0)]
-    values = {"sp-sa": 20.0, "sp-chw": 12.0, "sp-fan": 70.0, "sp-pump": 45.0, "sp-units": 6.0}
-    for mid, (_name, unit) in SETPOINT_METERS.items():
-        quantity = {"degC": "temperature", "%": "speed", "Hz": "frequency", "1": "count"}[unit]
-        parts.append(_state(mid, quantity, unit, ts, values[mid]))
+             state_series("crah", "power", "kW", ts, 30.0), state_series("oat", "temperature", "degC", ts, 25.0),
+             state_series("orh", "humidity", "%", ts, 50.0),
+             state_series("inlet-a", "temperature", "degC", ts, 22.0),
+             state_series("inlet-b", "temperature", "degC", ts, 21.0)]
+    parts += setpoint_readings(
+        ts, {"sp-sa": 20.0, "sp-chw": 12.0, "sp-fan": 70.0, "sp-pump": 45.0, "sp-units": 6.0})
     return ReadingColumns.concat(parts)
 
 
-def test_stage_column_from_meters_and_in_the_plant_state() -> None:
+def test_stage_column_from_meters_and_in_the_plantstate_series() -> None:
     """Two hours of 1-minute readings (declared): IT 600 kW, chiller 100, CRAH 30 (power
     meter), pump 10, tower 5 kW for the first hour and 0 after; ratings (``max_power_kw``)
     300 / 60 / 30 / 20 kW. Computed: the frame's staging column per 15-min row, the share of

@@ -10,7 +10,7 @@ from dcpue.optimizer.frames import FRAME_COLUMNS, FrameError, build_frame
 from dcpue.optimizer.live import LiveState
 from dcpue.optimizer.propose import current_state
 
-from tests.optimizer.helpers import SETPOINT_METERS, small_site
+from tests.optimizer.helpers import setpoint_readings, small_site, state_series
 
 T0 = 1_688_169_600_000  # 2023-07-01T00:00Z
 MIN = 60_000
@@ -24,8 +24,6 @@ def _counter(meter: str, kw: float, ts: np.ndarray, start: float = 0.0, rollover
     return ReadingColumns.series(meter, "energy", "kWh", ts, value)
 
 
-def _state(meter: str, quantity: str, unit: str, ts: np.ndarray, value) -> ReadingColumns:
-    return ReadingColumns.series(meter, quantity, unit, ts, np.broadcast_to(value, ts.shape))
 
 
 def _readings() -> ReadingColumns:
@@ -36,19 +34,17 @@ def _readings() -> ReadingColumns:
         _counter("it", 600.0, ts, start=900.0, rollover=1000.0),  # wraps every 100 min
         _counter("ch", 100.0, ts), _counter("pump", 10.0, ts), _counter("tower", 5.0, ts),
         _counter("ups", 20.0, ts), _counter("light", 5.0, ts),
-        _state("crah", "power", "kW", ts, 30.0),
-        _state("orh", "humidity", "%", ts, 50.0),
-        _state("inlet-a", "temperature", "degC", ts, 22.0),
+        state_series("crah", "power", "kW", ts, 30.0),
+        state_series("orh", "humidity", "%", ts, 50.0),
+        state_series("inlet-a", "temperature", "degC", ts, 22.0),
         # inlet-b spikes to 25.5 degC once, in the bucket starting at 45 min
-        _state("inlet-b", "temperature", "degC", ts, np.where(ts == T0 + 50 * MIN, 25.5, 21.0)),
+        state_series("inlet-b", "temperature", "degC", ts, np.where(ts == T0 + 50 * MIN, 25.5, 21.0)),
     ]
     # outdoor temperature: only 2 of 15 samples in the bucket starting at 75 min
     thin = (ts < T0 + 77 * MIN) | (ts >= T0 + 90 * MIN)
-    parts.append(_state("oat", "temperature", "degC", ts[thin], 30.0))
-    values = {"sp-sa": 22.0, "sp-chw": 12.0, "sp-fan": 70.0, "sp-pump": 45.0, "sp-units": 6.0}
-    for mid, (_name, unit) in SETPOINT_METERS.items():
-        quantity = {"degC": "temperature", "%": "speed", "Hz": "frequency", "1": "count"}[unit]
-        parts.append(_state(mid, quantity, unit, ts, values[mid]))
+    parts.append(state_series("oat", "temperature", "degC", ts[thin], 30.0))
+    parts += setpoint_readings(
+        ts, {"sp-sa": 22.0, "sp-chw": 12.0, "sp-fan": 70.0, "sp-pump": 45.0, "sp-units": 6.0})
     return ReadingColumns.concat(parts)
 
 
@@ -99,7 +95,7 @@ def test_any_subset_of_levers_and_several_instances() -> None:
     ts = T0 + np.arange(120, dtype=np.int64) * MIN
     with Store() as store:
         store.append(_readings())
-        store.append(_state("sp-sa2", "temperature", "degC", ts, 24.0))
+        store.append(state_series("sp-sa2", "temperature", "degC", ts, 24.0))
         frame = build_frame(store, site, T0, T0 + 120 * MIN, step_s=900)
     assert len(frame) == 7
     assert frame.data["pump_frequency_hz"].to_numpy() == pytest.approx(37.5)
@@ -170,7 +166,7 @@ def test_a_cooling_meter_reset_is_counted_once() -> None:
     assert frame.data["cooling_kw"].to_numpy() == pytest.approx(145.0, rel=0.01)
 
 
-def test_live_state_from_memory_equals_the_store_state() -> None:
+def test_live_state_from_memory_equals_the_storestate_series() -> None:
     """LiveState fed the readings in 10-minute batches (and a replayed batch) gives the same
     state as current_state on a store holding them all."""
     site = small_site()
