@@ -206,8 +206,6 @@ class MemoCalculator(RollingCalculator):
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
         self._balances: tuple[tuple[int | None, int] | None,
                               dict[str, tuple[EnergyBalance, Origin | None]]] = (None, {})
-        self._part: tuple[tuple[tuple[int | None, int], frozenset[str]],
-                          dict[str, Figure]] | None = None
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -233,9 +231,6 @@ class MemoCalculator(RollingCalculator):
         if self._memo is not None and self._memo[0] == key:
             memo = self._memo[1]
             return memo if only is None else {k: memo[k] for k in only if k in memo}
-        part = self._part
-        if only is not None and part is not None and part[0] == (key, only):
-            return part[1]
         reported = int(self._last_ts.min())
         now = self._now(now_ms)
         out: dict[str, Figure] = {}
@@ -257,8 +252,6 @@ class MemoCalculator(RollingCalculator):
                         if names is None or metric in names})
         if only is None:
             self._memo = (key, out)
-        else:
-            self._part = ((key, only), out)
         return out
 
     def _window_balance(
