@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
+from typing import TypeVar
 
 import numpy as np
 from dcpue.config.calculator import CalculatorSettings
@@ -50,6 +51,9 @@ from dcpue.metrics.energy import (
     window_energy,
 )
 from dcpue.metrics.events import replacements as stored_replacements
+
+#: A float, or an array of them (one per window end): the balance formulas take either.
+Num = TypeVar("Num", float, np.ndarray)
 
 #: Metered groups of the balance, in report order, with the roles that make them up.
 GROUP_ROLES: dict[str, frozenset[MeterRole]] = {
@@ -196,17 +200,16 @@ class EnergyBalance:
 
     def __post_init__(self) -> None:
         if self.pv_inside_kwh is None:
-            object.__setattr__(self, "pv_inside_kwh", pv_inside(
+            object.__setattr__(self, "pv_inside_kwh", float(pv_inside(
                 self.pv_generation_kwh, self.grid_export_kwh, self.facility_kwh,
-                self.outside_boundary_kwh, self.battery_charge_kwh))
+                self.outside_boundary_kwh, self.battery_charge_kwh)))
 
     @property
     def grid_inside_kwh(self) -> float:
-        """Grid electricity used inside the boundary: facility - PV inside, at most what came
-        from the grid directly or through the battery (grid import + battery discharge)."""
+        """Grid electricity used inside the boundary (:func:`grid_inside`)."""
         assert self.pv_inside_kwh is not None
-        return min(self.grid_import_kwh + self.battery_discharge_kwh,
-                   max(self.facility_kwh - self.pv_inside_kwh, 0.0))
+        return float(grid_inside(self.grid_import_kwh, self.battery_discharge_kwh,
+                                 self.facility_kwh, self.pv_inside_kwh))
 
     def group_coverage(self, *names: str) -> float:
         """Lowest coverage of the meters in ``names`` groups (1.0 when they have none)."""
@@ -332,10 +335,10 @@ PV_LEDGER_FORMULA = (
 
 
 def pv_inside(
-    pv_kwh: float, export_kwh: float, facility_kwh: float, outside_kwh: float,
-    charge_kwh: float,
-) -> float:
-    """PV energy consumed inside the data-center boundary (kWh), by proportional allocation.
+    pv_kwh: Num, export_kwh: Num, facility_kwh: Num, outside_kwh: Num, charge_kwh: Num,
+) -> Num:
+    """PV energy consumed inside the data-center boundary (kWh), by proportional allocation;
+    floats or arrays of window ends alike.
 
     Exports are on-site surplus, so they come out of PV first; the PV left on site is shared
     by the site-bus consumers (the data center, loads outside the boundary, the battery
@@ -343,11 +346,120 @@ def pv_inside(
     30134-3 leave to the operator to state for on-site renewables shared across a boundary.
     It never exceeds facility energy, so REF and the renewable share stay <= 1.
     """
-    local_pv = max(pv_kwh - export_kwh, 0.0)
-    consumers = max(facility_kwh, 0.0) + max(outside_kwh, 0.0) + max(charge_kwh, 0.0)
-    if consumers <= 0 or local_pv <= 0:
-        return 0.0
-    return min(local_pv * max(facility_kwh, 0.0) / consumers, max(facility_kwh, 0.0))
+    local_pv = np.maximum(pv_kwh - export_kwh, 0.0)
+    facility = np.maximum(facility_kwh, 0.0)
+    consumers = facility + np.maximum(outside_kwh, 0.0) + np.maximum(charge_kwh, 0.0)
+    # no consumers means no facility energy either: 0 / 1
+    return np.minimum(local_pv * facility / (consumers + (consumers <= 0)), facility)
+
+
+def grid_inside(
+    grid_import_kwh: Num, discharge_kwh: Num, facility_kwh: Num, pv_inside_kwh: Num
+) -> Num:
+    """Grid electricity used inside the boundary (kWh): facility - PV inside, at most what came
+    from the grid directly or through the battery (grid import + battery discharge)."""
+    return np.minimum(grid_import_kwh + discharge_kwh,
+                      np.maximum(facility_kwh - pv_inside_kwh, 0.0))
+
+
+def facility_of(t: Mapping[str, Num]) -> Num:
+    """Facility energy from the group totals ``t`` (:data:`FACILITY_FORMULA`)."""
+    return (t["grid_import"] - t["grid_export"] + t["pv_generation"] + t["battery_discharge"]
+            - t["battery_charge"] - t["outside_boundary"])
+
+
+def other_of(t: Mapping[str, Num], facility: Num) -> Num:
+    """Facility energy not sub-metered: facility - it - cooling - power_loss - lighting."""
+    return facility - t["it"] - t["cooling"] - t["power_loss"] - t["lighting"]
+
+
+@dataclass(frozen=True)
+class BalanceArrays:
+    """The balances of one window length at ``n`` window ends, as arrays (values only: the
+    audit trail is :class:`EnergyBalance`'s, which :func:`balance_from_energies` builds for
+    one window from the same formulas). What the rolling calculator's write-back and alert
+    evaluation read every minute, computed for an hour of window ends at once.
+
+    Flows in kWh (``water_m3`` in m3) per window end, attribute names as EnergyBalance's so
+    the indicators (:mod:`dcpue.metrics.indicators`) read either. ``coverage`` and ``error``
+    are per meter (rows in ``topology.all_meters`` order) and window end: the measured share
+    and whether a data-quality event falls inside the window.
+    """
+
+    topology: BalanceTopology
+    start_ms: np.ndarray
+    end_ms: np.ndarray
+    totals: Mapping[str, np.ndarray]
+    coverage: np.ndarray
+    error: np.ndarray
+
+    @property
+    def it_kwh(self) -> np.ndarray:
+        return self.totals["it"]
+
+    @property
+    def cooling_kwh(self) -> np.ndarray:
+        return self.totals["cooling"]
+
+    @property
+    def power_loss_kwh(self) -> np.ndarray:
+        return self.totals["power_loss"]
+
+    @property
+    def reused_heat_kwh(self) -> np.ndarray:
+        return self.totals["reused_heat"]
+
+    @property
+    def water_m3(self) -> np.ndarray:
+        return self.totals["water"]
+
+    @cached_property
+    def facility_kwh(self) -> np.ndarray:
+        return facility_of(self.totals)
+
+    @cached_property
+    def pv_inside_kwh(self) -> np.ndarray:
+        t = self.totals
+        return pv_inside(t["pv_generation"], t["grid_export"], self.facility_kwh,
+                         t["outside_boundary"], t["battery_charge"])
+
+    @cached_property
+    def grid_inside_kwh(self) -> np.ndarray:
+        t = self.totals
+        return grid_inside(t["grid_import"], t["battery_discharge"], self.facility_kwh,
+                           self.pv_inside_kwh)
+
+    def _rows(self, names: tuple[str, ...]) -> list[int]:
+        row = {m: i for i, m in enumerate(self.topology.all_meters)}
+        return [row[m] for n in names for m in self.topology.groups.get(n, ())]
+
+    def group_coverage(self, names: tuple[str, ...]) -> np.ndarray:
+        """Lowest coverage of the meters in ``names`` groups per window end (1 without any)."""
+        rows = self._rows(names)
+        return self.coverage[rows].min(axis=0) if rows else np.ones(len(self.end_ms))
+
+    def group_error(self, names: tuple[str, ...]) -> np.ndarray:
+        """Whether a meter of ``names`` groups has a data-quality error, per window end."""
+        rows = self._rows(names)
+        return self.error[rows].any(axis=0) if rows else np.zeros(len(self.end_ms), bool)
+
+
+def balance_arrays(
+    topology: BalanceTopology, amount: np.ndarray, coverage: np.ndarray, known: np.ndarray,
+    error: np.ndarray, start_ms: np.ndarray, end_ms: np.ndarray, *, min_coverage: float,
+) -> BalanceArrays:
+    """:func:`balance_from_energies` for ``n`` windows: ``amount`` (kWh, m3), ``coverage``,
+    ``known`` (shares) and ``error`` (a data-quality event inside) per meter (rows in
+    ``topology.all_meters`` order) and window (columns); each meter's unknown time bridged
+    as :func:`bridge` does."""
+    bridged = ((known < 1.0) & (known > 0.0) & (known >= min_coverage)
+               & (coverage >= min_coverage))
+    amount = np.where(bridged, amount / np.where(bridged, known, 1.0), amount)
+    row = {m: i for i, m in enumerate(topology.all_meters)}
+    n = len(end_ms)
+    totals = {g: amount[[row[m] for m in ids]].sum(axis=0) if ids else np.zeros(n)
+              for g, ids in topology.groups.items()}
+    return BalanceArrays(topology, start_ms, end_ms, totals, coverage, error)
 
 
 @cache
@@ -391,11 +503,8 @@ def balance_from_energies(
 
     groups = topology.groups
     t = {g: float(sum([meter_energy[m].amount for m in groups[g]])) for g in GROUP_ROLES}
-    facility = (
-        t["grid_import"] - t["grid_export"] + t["pv_generation"] + t["battery_discharge"]
-        - t["battery_charge"] - t["outside_boundary"]
-    )
-    other = facility - t["it"] - t["cooling"] - t["power_loss"] - t["lighting"]
+    facility = facility_of(t)
+    other = other_of(t, facility)
     covs = [meter_energy[m].coverage for m in topology.facility_and_it]
     return EnergyBalance(
         start_ms=start_ms, end_ms=end_ms,

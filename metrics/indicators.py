@@ -29,36 +29,96 @@ error"`` with the cause: never a confident wrong number.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from dcpue.config.instruments import purchased_green_kwh
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure, LazyInputs
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, FACILITY_GROUPS, EnergyBalance
+from dcpue.metrics.balance import (
+    DATA_QUALITY_ERROR,
+    FACILITY_GROUPS,
+    BalanceArrays,
+    EnergyBalance,
+)
 from dcpue.metrics.provenance import LEDGER_NOTE, Origin, has_battery, with_origin
 
 LITRES_PER_M3 = 1000.0
 
 
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What an indicator takes besides the balance: the grid factor (kgCO2/kWh) and the
+    purchased green power allocated to the window (kWh, capped at the grid electricity used
+    inside the boundary; an array per window end for :class:`BalanceArrays`)."""
+
+    factor: float = 0.0
+    green: float | np.ndarray = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    """One indicator: ``scale x numerator / denominator`` over the meters of ``groups``;
+    ``inputs`` names the balance figures it is computed from (its audit trail); ``requires``
+    a group the site must meter for the indicator to exist (pPUE, WUE); ``factored``: it
+    carries the grid factor (CUE). The numerator and
+    denominator read an :class:`EnergyBalance` or a :class:`BalanceArrays` alike."""
+
+    name: str
+    unit: str
+    formula: str
+    groups: tuple[str, ...]
+    inputs: tuple[str, ...]
+    numerator: Callable[[Any, Terms], Any]
+    denominator: Callable[[Any], Any]
+    scale: float = 1.0
+    requires: str | None = None
+    #: whether the figure carries the grid factor (CUE)
+    factored: bool = False
+
+    @property
+    def checks_pue_below_one(self) -> bool:
+        """Whether facility energy below IT energy makes it a data-quality error."""
+        return "it" in self.groups and "grid_import" in self.groups
+
+
+_FACILITY_IT = (*FACILITY_GROUPS, "it")
+RATIOS: dict[str, Ratio] = {r.name: r for r in (
+    Ratio("pue", "1", "facility / it", _FACILITY_IT, ("facility", "it"),
+          lambda b, t: b.facility_kwh, lambda b: b.it_kwh),
+    Ratio("dcie", "%", "it / facility x 100", _FACILITY_IT, ("it", "facility"),
+          lambda b, t: b.it_kwh, lambda b: b.facility_kwh, scale=100.0),
+    Ratio("ppue_cooling", "1", "(it + cooling) / it", ("it", "cooling"), ("it", "cooling"),
+          lambda b, t: b.it_kwh + b.cooling_kwh, lambda b: b.it_kwh, requires="cooling"),
+    Ratio("ppue_power", "1", "(it + power_loss) / it", ("it", "power_loss"),
+          ("it", "power_loss"), lambda b, t: b.it_kwh + b.power_loss_kwh, lambda b: b.it_kwh,
+          requires="power_loss"),
+    Ratio("cue", "kgCO2/kWh", "factor x (facility - pv_inside) / it", _FACILITY_IT,
+          ("facility", "pv_inside", "it"),
+          lambda b, t: t.factor * np.maximum(b.facility_kwh - b.pv_inside_kwh, 0.0),
+          lambda b: b.it_kwh, factored=True),
+    Ratio("ref", "1", "(pv_inside + purchased_green) / facility", FACILITY_GROUPS,
+          ("pv_inside", "facility"), lambda b, t: b.pv_inside_kwh + t.green,
+          lambda b: b.facility_kwh),
+    Ratio("erf", "1", "reused_heat / facility", (*FACILITY_GROUPS, "reused_heat"),
+          ("reused_heat", "facility"), lambda b, t: b.reused_heat_kwh, lambda b: b.facility_kwh),
+    Ratio("wue", "L/kWh", "water x 1000 / it", ("water", "it"), ("water", "it"),
+          lambda b, t: b.water_m3, lambda b: b.it_kwh, scale=LITRES_PER_M3, requires="water"),
+)}
+
+
 def _ratio(
-    b: EnergyBalance,
-    name: str,
-    unit: str,
-    numerator: float,
-    denominator: float,
-    formula: str,
-    groups: tuple[str, ...],
-    inputs: tuple[str, ...],
-    min_coverage: float,
-    scale: float = 1.0,
-    factor: float | None = None,
-    factor_source: str | None = None,
-    extra_inputs: tuple[Figure, ...] = (),
-) -> Figure:
-    """The figure ``scale x numerator / denominator`` over ``groups``; ``inputs`` names the
-    balance figures it is computed from (its audit trail, built only when read)."""
-    meters, coverage, cause = b.group_summary(groups)
+    b: EnergyBalance, r: Ratio, terms: Terms, min_coverage: float,
+    factor_source: str | None = None, extra_inputs: tuple[Figure, ...] = (),
+) -> Figure | None:
+    """The figure of ``r`` over one balance (None when the site lacks its ``requires``)."""
+    if r.requires is not None and not b.groups.get(r.requires):
+        return None
+    numerator, denominator = float(r.numerator(b, terms)), float(r.denominator(b))
+    meters, coverage, cause = b.group_summary(r.groups)
     note = ""
-    if not cause and b.facility_kwh < b.it_kwh and "it" in groups and "grid_import" in groups:
+    if not cause and r.checks_pue_below_one and b.facility_kwh < b.it_kwh:
         cause = (f"facility energy {b.facility_kwh:,.6g} kWh is below IT energy "
                  f"{b.it_kwh:,.6g} kWh (PUE < 1): a meter or the boundary is wrong")
     if cause:
@@ -67,77 +127,79 @@ def _ratio(
         note = f"coverage {coverage:.3f} below the threshold {min_coverage:.3f}"
     elif denominator <= 0:
         note = "denominator is zero: nothing measured"
-    value = None if note else scale * numerator / denominator
+    value = None if note else r.scale * numerator / denominator
+    factor = terms.factor if r.factored else None
     return Figure(
-        name, value, unit, formula, b.start_ms, b.end_ms, coverage, meters,
-        LazyInputs(lambda: tuple(b.figures()[k] for k in inputs) + extra_inputs),
+        r.name, value, r.unit, r.formula, b.start_ms, b.end_ms, coverage, meters,
+        LazyInputs(lambda: tuple(b.figures()[k] for k in r.inputs) + extra_inputs),
         factor=factor, factor_unit=None if factor is None else "kgCO2/kWh",
-        factor_source=factor_source, note=note,
+        factor_source=factor_source if factor is not None else None, note=note,
         extra={"status": DATA_QUALITY_ERROR, "cause": cause} if cause else {},
     )
 
 
+def ratio_values(b: BalanceArrays, r: Ratio, terms: Terms, min_coverage: float) -> np.ndarray:
+    """The values of ``r`` at each of ``b``'s window ends, NaN where :func:`_ratio` gives no
+    value (a data-quality error, coverage below ``min_coverage``, a zero denominator)."""
+    numerator, denominator = r.numerator(b, terms), r.denominator(b)
+    bad = b.group_error(r.groups)
+    if r.checks_pue_below_one:
+        bad = bad | (b.facility_kwh < b.it_kwh)
+    ok = ~bad & (b.group_coverage(r.groups) >= min_coverage) & (denominator > 0)
+    return np.where(ok, r.scale * numerator / np.where(ok, denominator, 1.0), np.nan)
+
+
 def pue(b: EnergyBalance, min_coverage: float) -> Figure:
     """Power usage effectiveness = facility / IT energy."""
-    return _ratio(b, "pue", "1", b.facility_kwh, b.it_kwh, "facility / it",
-                  (*FACILITY_GROUPS, "it"), ("facility", "it"), min_coverage)
+    fig = _ratio(b, RATIOS["pue"], Terms(), min_coverage)
+    assert fig is not None
+    return fig
 
 
 def dcie(b: EnergyBalance, min_coverage: float) -> Figure:
     """Data-center infrastructure efficiency = IT / facility energy, in percent."""
-    return _ratio(b, "dcie", "%", b.it_kwh, b.facility_kwh, "it / facility x 100",
-                  (*FACILITY_GROUPS, "it"), ("it", "facility"), min_coverage, 100.0)
+    fig = _ratio(b, RATIOS["dcie"], Terms(), min_coverage)
+    assert fig is not None
+    return fig
 
 
 def ppue(b: EnergyBalance, subsystem: str, min_coverage: float) -> Figure | None:
     """Partial PUE of ``cooling`` or ``power_loss``; None when the site has no such meters."""
-    if not b.groups.get(subsystem):
-        return None
     name = {"cooling": "ppue_cooling", "power_loss": "ppue_power"}[subsystem]
-    return _ratio(b, name, "1", b.it_kwh + getattr(b, f"{subsystem}_kwh"), b.it_kwh,
-                  f"(it + {subsystem}) / it", ("it", subsystem), ("it", subsystem),
-                  min_coverage)
+    return _ratio(b, RATIOS[name], Terms(), min_coverage)
 
 
 def cue(b: EnergyBalance, factor_kg_per_kwh: float, factor_source: str,
         min_coverage: float) -> Figure:
     """Carbon usage effectiveness in kgCO2/kWh IT (location-based grid factor in kg/kWh)."""
-    assert b.pv_inside_kwh is not None
-    grid_kwh = max(b.facility_kwh - b.pv_inside_kwh, 0.0)
-    return _ratio(
-        b, "cue", "kgCO2/kWh", factor_kg_per_kwh * grid_kwh, b.it_kwh,
-        "factor x (facility - pv_inside) / it", (*FACILITY_GROUPS, "it"),
-        ("facility", "pv_inside", "it"), min_coverage,
-        factor=factor_kg_per_kwh, factor_source=factor_source,
-    )
+    fig = _ratio(b, RATIOS["cue"], Terms(factor=factor_kg_per_kwh), min_coverage,
+                 factor_source)
+    assert fig is not None
+    return fig
 
 
 def ref(b: EnergyBalance, min_coverage: float, purchased_green_kwh: float = 0.0) -> Figure:
     """Renewable energy factor = (PV consumed inside the boundary + purchased green power) /
     facility; ``purchased_green_kwh`` is capped at the grid electricity used inside."""
-    assert b.pv_inside_kwh is not None
     green = min(purchased_green_kwh, b.grid_inside_kwh)
     extra = (Figure("purchased_green", green, "kWh",
                     note="contractual green power allocated to the window, capped at the grid "
                     "electricity used inside the boundary"),) if purchased_green_kwh else ()
-    return _ratio(b, "ref", "1", b.pv_inside_kwh + green, b.facility_kwh,
-                  "(pv_inside + purchased_green) / facility", FACILITY_GROUPS,
-                  ("pv_inside", "facility"), min_coverage, extra_inputs=extra)
+    fig = _ratio(b, RATIOS["ref"], Terms(green=green), min_coverage, extra_inputs=extra)
+    assert fig is not None
+    return fig
 
 
 def erf(b: EnergyBalance, min_coverage: float) -> Figure:
     """Energy reuse factor = reused energy / facility (0 when no heat reuse is metered)."""
-    return _ratio(b, "erf", "1", b.reused_heat_kwh, b.facility_kwh, "reused_heat / facility",
-                  (*FACILITY_GROUPS, "reused_heat"), ("reused_heat", "facility"),
-                  min_coverage)
+    fig = _ratio(b, RATIOS["erf"], Terms(), min_coverage)
+    assert fig is not None
+    return fig
 
 
 def wue(b: EnergyBalance, min_coverage: float) -> Figure | None:
     """Water usage effectiveness in L/kWh IT; None when the site has no water meters."""
-    if not b.groups.get("water"):
-        return None
-    return _ratio(b, "wue", "L/kWh", b.water_m3, b.it_kwh, "water x 1000 / it",
-                  ("water", "it"), ("water", "it"), min_coverage, LITRES_PER_M3)
+    return _ratio(b, RATIOS["wue"], Terms(), min_coverage)
 
 
 def indicators(
@@ -162,6 +224,29 @@ def indicators(
     }
     figures = {name: f() for name, f in compute.items() if names is None or name in names}
     return {name: fig for name, fig in figures.items() if fig is not None}
+
+
+def site_indicator_values(
+    site: Site, b: BalanceArrays, names: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The values of :func:`site_indicators` at each of ``b``'s window ends (NaN: no value),
+    for a site whose windows need no origin (no battery, no hourly factors): the flat
+    ``[grid]`` factor, REF with the renewable instruments applied to each window."""
+    grid_inside = b.grid_inside_kwh
+    if site.carbon.instruments and (names is None or "ref" in names):
+        bought = np.array([
+            purchased_green_kwh(site, int(s), int(e), float(g))
+            for s, e, g in zip(b.start_ms, b.end_ms, grid_inside, strict=True)])
+        green: float | np.ndarray = np.minimum(bought, grid_inside)
+    else:
+        green = 0.0
+    terms = Terms(site.grid.emission_factor_t_per_mwh, green)
+    return {
+        name: ratio_values(b, r, terms, site.calculator.min_coverage)
+        for name, r in RATIOS.items()
+        if (names is None or name in names)
+        and (r.requires is None or b.topology.groups.get(r.requires))
+    }
 
 
 def site_indicators(

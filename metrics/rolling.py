@@ -40,8 +40,9 @@ once).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,10 @@ from dcpue.core.store import Store
 from dcpue.metrics import rollups
 from dcpue.metrics.balance import (
     LOOKAROUND_MS,
+    BalanceArrays,
     BalanceTopology,
     EnergyBalance,
+    balance_arrays,
     balance_from_energies,
     canonical_values,
     counter_rules,
@@ -76,7 +79,7 @@ from dcpue.metrics.energy import (
     events_in,
 )
 from dcpue.metrics.events import record_events, replacements
-from dcpue.metrics.indicators import site_indicators
+from dcpue.metrics.indicators import site_indicator_values, site_indicators
 from dcpue.metrics.provenance import (
     Origin,
     has_battery,
@@ -200,10 +203,41 @@ class _Ring:
             sums += np.add.reduce(self.data[:, :, runs[1]], axis=2)
         return sums[0], sums[1], sums[2]
 
+    def windows(self, end_k: np.ndarray, n: int) -> np.ndarray:
+        """:meth:`window` at each of ``end_k`` (bucket indices): amount, measured ms and known
+        ms per meter and window end, shape (3, meters, len(end_k)), from one cumulative sum
+        over the retained buckets they span."""
+        lo = max(int(end_k.min()) - n, self.head - self.size + 1)
+        hi = min(int(end_k.max()), self.head + 1)
+        if hi <= lo:
+            return np.zeros((3, self.amount.shape[0], len(end_k)))
+        cum = np.zeros((3, self.amount.shape[0], hi - lo + 1))
+        np.cumsum(self.data[:, :, np.arange(lo, hi) % self.size], axis=2, out=cum[:, :, 1:])
+        return (cum[:, :, np.clip(end_k, lo, hi) - lo]
+                - cum[:, :, np.clip(end_k - n, lo, hi) - lo])
+
     def powers(self, row: int) -> np.ndarray:
         """Mean power (amount per hour) of one meter's fully measured retained buckets."""
         full = self.measured[row] >= self.step_ms
         return self.amount[row, full] / self.step_ms * HOUR_MS
+
+
+class WindowValue(NamedTuple):
+    """One figure's value (None: no figure) and its window ``[start_ms, end_ms)`` (UTC ms)."""
+
+    value: float | None
+    start_ms: int
+    end_ms: int
+
+
+def window_values(
+    window: str, length_ms: int, end_ms: int, values: dict[str, list[float]], i: int
+) -> dict[str, WindowValue]:
+    """The figures at the ``i``-th window end (``end_ms``) from the array form's ``values``
+    as lists (NaN: no figure), keyed ``<metric>.<window>``."""
+    start = end_ms - length_ms
+    return {f"{name}.{window}": WindowValue(None if v[i] != v[i] else v[i], start, end_ms)
+            for name, v in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,14 +551,10 @@ class RollingCalculator:
         The window ends at the last complete minute (hour for windows over a day) before
         ``now_ms`` held back to the slowest meter's newest reading, by at most ``max_gap_s``.
         """
-        w = next((w for w in self._windows if w.name == window), None)
-        if w is None:
-            raise KeyError(f"window {window!r} is not configured ({', '.join(self.windows)})")
-        now = self._now(now_ms)
-        end = now // w.ring.step_ms * w.ring.step_ms
+        w = self._window(window)
+        start, end = self.window_bounds(window, now_ms)
         amount, measured, known = w.ring.window(end // w.ring.step_ms,
                                                 w.length_ms // w.ring.step_ms)
-        start = end - w.length_ms
         events = self._events
         energies = {
             mid: MeterEnergy(mid, a, m, events=events_in(events[i], start, end) if events[i]
@@ -536,9 +566,75 @@ class RollingCalculator:
         return balance_from_energies(self.topology, energies, start, end,
                                      min_coverage=self.settings.min_coverage)
 
+    def _window(self, name: str) -> _Window:
+        w = next((w for w in self._windows if w.name == name), None)
+        if w is None:
+            raise KeyError(f"window {name!r} is not configured ({', '.join(self.windows)})")
+        return w
+
+    def window_bounds(self, window: str, now_ms: int | None = None) -> tuple[int, int]:
+        """(start, end) in UTC ms of one configured window at ``now_ms`` (see :meth:`balance`)."""
+        w = self._window(window)
+        end = self._now(now_ms) // w.ring.step_ms * w.ring.step_ms
+        return end - w.length_ms, end
+
+    def balances(self, window: str, ends_ms: np.ndarray) -> BalanceArrays:
+        """The balances of one configured window ending at each of ``ends_ms`` (UTC ms, whole
+        minutes or hours as the window's step), as arrays: the values :meth:`balance` gives
+        at those ends, for many ends in one pass (the write-back's and the alerts' minutes)."""
+        w = self._window(window)
+        ends = np.asarray(ends_ms, dtype=np.int64)
+        starts = ends - w.length_ms
+        sums = w.ring.windows(ends // w.ring.step_ms, w.length_ms // w.ring.step_ms)
+        error = np.zeros(sums.shape[1:], bool)
+        for row, events in enumerate(self._events):
+            for e in events:
+                if e.error:
+                    error[row] |= ((starts <= e.ts_ms) & (e.ts_ms < ends) if e.start_ms is None
+                                   else (e.ts_ms > starts) & (e.start_ms < ends))
+        return balance_arrays(self.topology, sums[0], sums[1] / w.length_ms,
+                              sums[2] / w.length_ms, error, starts, ends,
+                              min_coverage=self.settings.min_coverage)
+
+    @property
+    def origin_free(self) -> bool:
+        """Whether each window's figures follow from its own balance (no battery provenance,
+        no hourly factors to read from the store): :meth:`balances` then gives them."""
+        return self._source is None or not (
+            has_battery(self.topology) or self.site.carbon.hourly_factors_csv is not None)
+
     @property
     def windows(self) -> list[str]:
         return [w.name for w in self._windows]
+
+    def values(
+        self, now_ms: int | None = None, only: Collection[str] | None = None
+    ) -> dict[str, WindowValue]:
+        """The value of every figure :meth:`snapshot` gives (with ``only``: just those keys),
+        keyed ``<metric>.<window>``, with its window: what the write-back stores and the
+        alert rules read. From the array form (:meth:`balances`) where each window's origin
+        is its own balance (:attr:`origin_free`), from the snapshot's figures otherwise."""
+        now = self._now(now_ms)
+        out: dict[str, WindowValue] = {}
+        for w in self._windows:
+            keys = [k for k in only if k.endswith(f".{w.name}")] if only is not None else None
+            if keys is not None and not keys:
+                continue
+            end = now // w.ring.step_ms * w.ring.step_ms
+            if self.origin_free:
+                got = self._window_values(w.name, end)
+            else:
+                b = self.balance(w.name, now_ms)
+                got = {f"{name}.{w.name}": WindowValue(fig.value, b.start_ms, b.end_ms)
+                       for name, fig in site_indicators(self.site, b, self.origin(b)).items()}
+            out.update(got if keys is None else {k: got[k] for k in keys if k in got})
+        return out
+
+    def _window_values(self, window: str, end_ms: int) -> dict[str, WindowValue]:
+        """:meth:`values` of one window ending at ``end_ms``, from the array form."""
+        values = site_indicator_values(self.site, self.balances(window, np.array([end_ms])))
+        return window_values(window, self._window(window).length_ms, end_ms,
+                             {name: v.tolist() for name, v in values.items()}, 0)
 
     def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
         """Every metric over every window, keyed ``<metric>.<window>`` (e.g. ``pue.1h``)."""
@@ -553,8 +649,7 @@ class RollingCalculator:
         """Where the window's facility energy came from (battery provenance, hourly factors;
         :func:`dcpue.metrics.provenance.stored_origin`, read from the store), or None without
         a store, a battery or hourly factors."""
-        if self._source is None or not (has_battery(self.topology)
-                                        or self.site.carbon.hourly_factors_csv is not None):
+        if self.origin_free:
             return None  # the window's origin is its own balance
         return stored_origin(self.site, self._source, balance.start_ms, balance.end_ms,
                              site_hourly_factors(self.site))
@@ -574,10 +669,9 @@ class RollingCalculator:
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
         rows = [
-            Reading(int(fig.end_ms or 0), f"metric.{key}", fig.name, float(fig.value),
-                    METRIC_UNITS[fig.name])
-            for key, fig in self.snapshot(now_ms).items()
-            if fig.value is not None
+            Reading(v.end_ms, f"metric.{key}", name, v.value, METRIC_UNITS[name])
+            for key, v in self.values(now_ms).items()
+            if v.value is not None and (name := key.partition(".")[0])
         ]
         added = self.store.append(rows)
         if self._dirty is not None and self._source is not None:

@@ -51,11 +51,10 @@ from dcpue.core.readings import Reading, ReadingColumns, ms_to_datetime
 from dcpue.core.store import Store
 from dcpue.fleet.jobs import publish_job
 from dcpue.metrics import rollups
-from dcpue.metrics.balance import DATA_QUALITY_ERROR, EnergyBalance, energy_balance
+from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
-from dcpue.metrics.indicators import site_indicators
-from dcpue.metrics.provenance import Origin
-from dcpue.metrics.rolling import RollingCalculator
+from dcpue.metrics.indicators import site_indicator_values, site_indicators
+from dcpue.metrics.rolling import RollingCalculator, WindowValue, window_values
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
 from dcpue.optimizer.writeback import Overrides
@@ -84,6 +83,8 @@ CALCULATOR_SAVE_S = 900.0
 #: 1-minute ring (one hour beyond its longest minute window) so no window ending at the clock
 #: loses buckets.
 FEED_AHEAD_MS = 59 * 60_000
+#: Most window ends whose values one pass of the calculator's array form computes ahead.
+VALUE_BLOCK = 60
 #: Longest wait (s) of an API read for the calculator before it takes the last snapshot.
 FIGURES_WAIT_S = 0.02
 #: Least wall time between two reads of the dead-letter counts for /metrics (s).
@@ -204,8 +205,10 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
-        self._balances: tuple[tuple[int | None, int] | None,
-                              dict[str, tuple[EnergyBalance, Origin | None]]] = (None, {})
+        #: per window: (recompute count, window ends, values per indicator at those ends,
+        #: the figures built at each end index so far)
+        self._blocks: dict[str, tuple[int, np.ndarray, dict[str, list[float]],
+                                      dict[int, dict[str, WindowValue]]]] = {}
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -221,52 +224,52 @@ class MemoCalculator(RollingCalculator):
             self.version += 1
         return used
 
-    def snapshot(
-        self, now_ms: int | None = None, only: frozenset[str] | None = None
-    ) -> dict[str, Figure]:
-        """The figures at ``now_ms`` (memoised); with ``only`` (figure keys such as
-        ``pue.1h``), just those: the windows and indicators they name, not every window's
-        eight figures (an alert evaluation reads one or two)."""
+    def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
+        """The figures at ``now_ms`` (memoised)."""
         key = (now_ms, self.version)
         if self._memo is not None and self._memo[0] == key:
-            memo = self._memo[1]
-            return memo if only is None else {k: memo[k] for k in only if k in memo}
+            return self._memo[1]
         reported = int(self._last_ts.min())
         now = self._now(now_ms)
         out: dict[str, Figure] = {}
         for w in self._windows:
-            names = None if only is None else {
-                k.removesuffix(f".{w.name}") for k in only if k.endswith(f".{w.name}")}
-            if names is not None and not names:
-                continue
             end = now // w.ring.step_ms * w.ring.step_ms
             span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
             hit = self._final.get(w.name)
             if hit is not None and hit[0] == span:
                 figures = hit[1]
             else:
-                figures = site_indicators(self.site, *self._window_balance(key, w.name), names)
-                if reported >= end and names is None:  # every meter is past the window: final
+                balance = self.balance(w.name, now_ms)
+                figures = site_indicators(self.site, balance, self.origin(balance))
+                if reported >= end:  # every meter is past the window: final
                     self._final[w.name] = (span, figures)
-            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()
-                        if names is None or metric in names})
-        if only is None:
-            self._memo = (key, out)
+            out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
+        self._memo = (key, out)
         return out
 
-    def _window_balance(
-        self, key: tuple[int | None, int], window: str
-    ) -> tuple[EnergyBalance, Origin | None]:
-        """One window's balance and origin at ``key`` (now, version), kept for the next
-        snapshot at the same key: the alert evaluation's narrowed snapshot and the write-back's
-        full one at the same minute share it."""
-        if self._balances[0] != key:
-            self._balances = (key, {})
-        hit = self._balances[1].get(window)
-        if hit is None:
-            balance = self.balance(window, key[0])
-            hit = self._balances[1][window] = (balance, self.origin(balance))
-        return hit
+    def _window_values(self, window: str, end_ms: int) -> dict[str, WindowValue]:
+        """The values at ``end_ms`` from a block of final window ends computed at once: where
+        every meter has reported past ``end_ms``, the values of the ends from there up to the
+        slowest meter's newest reading (at most :data:`VALUE_BLOCK` ends, an hour of minutes)
+        come from one :meth:`balances` pass and serve the next calls (the write-back and the
+        alert evaluation every minute); a recompute (late data) or a restore discards them."""
+        w = self._window(window)
+        step, reported = w.ring.step_ms, int(self._last_ts.min())
+        if reported < end_ms:  # not final: this end alone
+            return super()._window_values(window, end_ms)
+        hit = self._blocks.get(window)
+        if (hit is None or hit[0] != self.recomputed or not hit[1][0] <= end_ms <= hit[1][-1]
+                or (end_ms - int(hit[1][0])) % step):
+            last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
+            ends = np.arange(end_ms, last + 1, step, dtype=np.int64)
+            values = site_indicator_values(self.site, self.balances(window, ends))
+            hit = (self.recomputed, ends, {name: v.tolist() for name, v in values.items()}, {})
+            self._blocks[window] = hit
+        i = (end_ms - int(hit[1][0])) // step
+        done = hit[3].get(i)  # the hour windows are read 60 times at the same end
+        if done is None:
+            done = hit[3][i] = window_values(window, w.length_ms, end_ms, hit[2], i)
+        return done
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:
@@ -307,6 +310,7 @@ class MemoCalculator(RollingCalculator):
                 arrays[f"{n}_amount"], arrays[f"{n}_measured"], arrays[f"{n}_known"])
             ring.head = head
         self.version += 1
+        self._blocks.clear()
         return int(data["cursor"])
 
 
@@ -533,17 +537,15 @@ class Runtime:
         self.ingest()
         drift = self.site.service.alerts.drift
         with self.lock:
-            snapshot = self.calculator.snapshot(now_ms, self.engine.figures_read())
-            drift_fig = snapshot.get(drift.figure)
+            values = self.calculator.values(now_ms, self.engine.figures_read())
+            drift_fig = values.get(drift.figure)
             due = self.engine.drift_due(now_ms)
         if due:  # expected PUE is only needed for a drift sample
             self.expected = None
             if self.model is not None and drift_fig is not None and drift_fig.value is not None:
                 self.expected = self.frames.expected_pue(
-                    self.model, int(drift_fig.start_ms or 0), int(drift_fig.end_ms or 0),
-                    self._data_end_ms(),
-                )
-        figures = {k: f.value for k, f in snapshot.items()} | self.meter_values()
+                    self.model, drift_fig.start_ms, drift_fig.end_ms, self._data_end_ms())
+        figures = {k: v.value for k, v in values.items()} | self.meter_values()
         with self.lock:
             obs = Observation(
                 now_ms, figures, self.expected, dict(self.last_seen), self.behind_s(now_ms),

@@ -23,10 +23,14 @@ MICROGRID_KW = {
 WATER_M3_PER_H = 1.6
 
 
-def microgrid_site(**calculator: object) -> Site:
-    """The bundled microgrid example with ``[calculator]`` settings replaced by ``calculator``."""
+def microgrid_site(power: tuple[str, ...] = (), **calculator: object) -> Site:
+    """The bundled microgrid example with ``[calculator]`` settings replaced by ``calculator``
+    and the ``power`` meters metered by power readings (kW) instead of counters."""
     data = tomllib.loads(example_path("microgrid").read_text())
     data["calculator"] = {"outside_boundary": ["ev-chargers"], **calculator}
+    for meter in data["meters"]:
+        if meter["id"] in power:
+            meter.update(kind="power", unit="kW")
     return parse_site(data)
 
 
