@@ -301,6 +301,10 @@ class RollingCalculator:
         #: Most stored figures (window ends) one :meth:`write_back` recomputes (~5 ms each).
         self.rewrite_budget = 500
         self._written_end = _NEVER  # newest window end written back
+        #: window end of each figure last appended (the hour windows' ends stay for an hour)
+        self._appended: dict[str, int] = {}
+        self._origin_free = store is None or not (
+            has_battery(self.topology) or site.carbon.hourly_factors_csv is not None)
         self.ignored_stale = 0
         self.ignored_future = 0
         self.recomputed = 0
@@ -600,8 +604,7 @@ class RollingCalculator:
     def origin_free(self) -> bool:
         """Whether each window's figures follow from its own balance (no battery provenance,
         no hourly factors to read from the store): :meth:`balances` then gives them."""
-        return self._source is None or not (
-            has_battery(self.topology) or self.site.carbon.hourly_factors_csv is not None)
+        return self._origin_free
 
     @property
     def windows(self) -> list[str]:
@@ -659,7 +662,8 @@ class RollingCalculator:
         and rewrite the ones already written that late data changed.
 
         Each reading is stamped at its window's end; returns the number of rows added (the
-        store ignores a (meter, quantity, ts) it already holds, so calling twice is harmless).
+        store ignores a (meter, quantity, ts) it already holds, so calling twice is harmless;
+        a figure already appended at the same window end is not offered again).
         When late readings, a backfill or a lagging meter changed buckets under windows
         already written back (:meth:`_rebuild` marks the span), the stored rows of every window
         overlapping that span are recomputed from the store (:meth:`rewrite`), at most
@@ -668,12 +672,15 @@ class RollingCalculator:
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
+        appended = self._appended
         rows = [
             Reading(v.end_ms, f"metric.{key}", name, v.value, METRIC_UNITS[name])
             for key, v in self.values(now_ms).items()
-            if v.value is not None and (name := key.partition(".")[0])
+            if v.value is not None and appended.get(key) != v.end_ms
+            and (name := key.partition(".")[0])
         ]
-        added = self.store.append(rows)
+        added = self.store.append(rows) if rows else 0
+        appended.update({r.meter.removeprefix("metric."): r.ts_ms for r in rows})
         if self._dirty is not None and self._source is not None:
             lo, hi, checked = self._dirty
             changed, done_to = self.rewrite(lo, hi, checked, self.rewrite_budget)

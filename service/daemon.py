@@ -254,12 +254,13 @@ class MemoCalculator(RollingCalculator):
         come from one :meth:`balances` pass and serve the next calls (the write-back and the
         alert evaluation every minute); a recompute (late data) or a restore discards them."""
         w = self._window(window)
-        step, reported = w.ring.step_ms, int(self._last_ts.min())
-        if reported < end_ms:  # not final: this end alone
-            return super()._window_values(window, end_ms)
-        hit = self._blocks.get(window)
+        step, hit = w.ring.step_ms, self._blocks.get(window)
+        # a block's ends were final when computed, and stay so (newest readings only advance)
         if (hit is None or hit[0] != self.recomputed or not hit[1][0] <= end_ms <= hit[1][-1]
                 or (end_ms - int(hit[1][0])) % step):
+            reported = int(self._last_ts.min())
+            if reported < end_ms:  # not final: this end alone
+                return super()._window_values(window, end_ms)
             last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
             ends = np.arange(end_ms, last + 1, step, dtype=np.int64)
             values = site_indicator_values(self.site, self.balances(window, ends))
