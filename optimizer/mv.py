@@ -27,7 +27,8 @@ conditions inside the baseline's range (at most 10 % of its rows outside), and t
 savings uncertainty below ``max_fsu_pct`` at ``confidence``.
 
 **Uncertainty.** Four independent sources, combined in quadrature (each a half-width at
-``confidence``, kWh); ``MvResult.dominant_term`` and the reason name the largest:
+``confidence``, kWh); ``MvResult`` carries each and ``dominant_term`` names the largest,
+which the reason states (with every term) when it is not ``fit``:
 
 - ``fit``: the larger of Annex B's (:func:`dcpue.optimizer.stats.savings_uncertainty_kwh`,
   the fit's random scatter) and the baseline's out-of-sample error on blocks of the
@@ -39,8 +40,9 @@ savings uncertainty below ``max_fsu_pct`` at ``confidence``.
 - ``transition``: a post-period that starts right after a change of operation (a sweep, a
   new measure) opens with a transient the steady-state baseline cannot predict, for the
   measured run and for the counterfactual alike (:func:`transition_kwh`).
-- ``it_reference``: the error of the IT-at-reference-inlet adjustment, checked on the
-  post-period's own rows (:func:`it_reference_uncertainty_kwh`).
+- ``it_reference``: the error of the IT-at-reference-inlet adjustment where the post-period's
+  inlets lie beyond those the IT response was learned on (:func:`it_reference_uncertainty_kwh`).
+  Its error inside that range is not counted (docs/optimizer.md, M&V: measured, not solved).
 
 Status: ``reported`` (all pass), ``not_significant`` (the
 saving is not larger than its uncertainty), ``rejected`` (a gate failed). Only ``reported``
@@ -212,12 +214,13 @@ def extrapolation_uncertainty_kwh(
     sqrt(sum(e^2 - s^2) / sum(d^4)), as a linear extension of a curve does (the Taylor
     remainder). A post-period row's error is max_j max(a_j D_ij, b_j D_ij^2), D_ij its
     :func:`outside_distance`, and the term is t x the sum over rows x step_h: summed, not in
-    quadrature, because a model-form error keeps its sign along a run of like conditions. This is validation by
-    data splitting at the extremes (Snee 1977, Technometrics 19:415; Roberts et al. 2017,
-    Ecography 40:913, blocking in predictor space); it assumes the error keeps growing at
-    the rate seen inside the baseline's own range (declared: a regime the baseline never
-    approaches, e.g. a coil at capacity, is not seen). t at the number of held-out sets - 1
-    degrees of freedom. 0 when no post-period row lies outside.
+    quadrature, because a model-form error keeps its sign along a run of like conditions;
+    t at the number of held-out sets - 1 degrees of freedom. This is validation by data
+    splitting at the extremes (Snee 1977, Technometrics 19:415; Roberts et al. 2017,
+    Ecography 40:913, blocking in predictor space). It assumes the error keeps growing as it
+    does inside the baseline's own range (declared: a regime the baseline never approaches,
+    e.g. a coil reaching its capacity only in the post-period, is not seen). 0 when no
+    post-period row lies outside.
     """
     dist = outside_distance(c_pre, c_post)
     if not np.any(dist > 0):
@@ -261,9 +264,10 @@ def transition_kwh(saving_kw: np.ndarray, step_h: float) -> tuple[float, int]:
     period; here it stays in (the post-period is the caller's) and is counted instead.
     """
     dev = np.abs(saving_kw - np.median(saving_kw))
-    scale = 1.4826 * float(np.median(dev))
+    # a floor far below any meter's resolution: identical savings open no transient
+    limit = 3.0 * 1.4826 * float(np.median(dev)) + 1e-9 * float(np.max(np.abs(saving_kw)))
     rows = 0
-    while rows < len(dev) // 4 and dev[rows] > 3.0 * scale:
+    while rows < len(dev) // 4 and dev[rows] > limit:
         rows += 1
     return float(np.sum(dev[:rows])) * step_h, rows
 
@@ -289,6 +293,7 @@ def it_reference_uncertainty_kwh(
         return 0.0
     beyond = np.maximum(np.maximum(lo - inlet_c, inlet_c - hi), 0.0)
     return float(np.sum(np.abs(dp_dit) * it_ref_kw * beyond)) * slope / 100.0 * step_h
+
 
 def _basis(frame: TrainingFrame, target: str) -> tuple[str, str, str]:
     """(frame column, basis label, IPMVP option) of the measured energy."""
@@ -404,8 +409,9 @@ def measure_savings(
     if status == "not_significant":
         reasons.insert(0, f"saving {savings:.0f} kWh within its uncertainty "
                           f"+-{uncertainty:.0f} kWh")
-    reasons.append(f"uncertainty +-{uncertainty:.0f} kWh dominated by {dominant} "
-                   f"({', '.join(f'{k} {v:.0f}' for k, v in terms.items())})")
+    if dominant != "fit":  # the usual case needs no word; an unusual one says why
+        reasons.append(f"uncertainty +-{uncertainty:.0f} kWh dominated by {dominant} "
+                       f"({', '.join(f'{k} {v:.0f}' for k, v in terms.items())} kWh)")
     index = post.data.index
     return MvResult(
         measure=measure, start_ms=int(index[0]), end_ms=int(index[-1]) + post.step_s * 1000,
