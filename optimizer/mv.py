@@ -346,7 +346,8 @@ def measure_savings(
     model = LinearRegression().fit(x_pre, y_pre)
     fitted = model.predict(x_pre)
     p = x_pre.shape[1] + 1
-    baseline_kwh = float(np.sum(model.predict(x_post)) * post.step_h)
+    predicted = model.predict(x_post)
+    baseline_kwh = float(np.sum(predicted) * post.step_h)
     actual_kwh = float(np.sum(post.data[column].to_numpy()) * post.step_h)
     savings = baseline_kwh - actual_kwh
     cv = cvrmse_pct(y_pre, fitted, p)
@@ -356,7 +357,6 @@ def measure_savings(
         cv / 100.0, len(pre), len(post), rho, baseline_kwh, cfg.confidence, p)
     holdout, _ = holdout_uncertainty_kwh(x_pre, y_pre, pre.step_h, len(post), cfg.confidence)
     c_pre, c_post = conditions(pre.data, it_pre), conditions(post.data, it_post)
-    predicted = model.predict(x_post)
     transition, settling = transition_kwh(predicted - post.data[column].to_numpy(), post.step_h)
     terms = {
         "fit": max(formula, holdout),
