@@ -24,10 +24,27 @@ thresholds of ``[optimizer.mv]``: CV(RMSE) and |NMBE| (eq. 4-3, 4-4, p = number 
 coefficients) at most ``max_cvrmse_pct`` / ``max_nmbe_pct``, a baseline of at least
 ``min_baseline_days`` with at least ``min_baseline_coverage`` of its buckets usable, post-period
 conditions inside the baseline's range (at most 10 % of its rows outside), and the fractional
-savings uncertainty below ``max_fsu_pct`` at ``confidence``. The uncertainty is the larger of
-Annex B's (:func:`dcpue.optimizer.stats.savings_uncertainty_kwh`, which sees only the fit's
-random scatter) and the baseline's out-of-sample error on blocks of the post-period's length
-(:func:`holdout_uncertainty_kwh`). Status: ``reported`` (all pass), ``not_significant`` (the
+savings uncertainty below ``max_fsu_pct`` at ``confidence``.
+
+**Uncertainty.** Four independent sources, combined in quadrature (each a half-width at
+``confidence``, kWh); ``MvResult`` carries each and ``dominant_term`` names the largest,
+which the reason states (with every term) when it is not ``fit``:
+
+- ``fit``: the larger of Annex B's (:func:`dcpue.optimizer.stats.savings_uncertainty_kwh`,
+  the fit's random scatter) and the baseline's out-of-sample error on blocks of the
+  post-period's length (:func:`holdout_uncertainty_kwh`): errors *inside* the baseline's
+  conditions.
+- ``extrapolation``: the model-form error of predicting conditions *beyond* the baseline's
+  range (:func:`extrapolation_uncertainty_kwh`, leave-extreme-out over the baseline, scaled
+  by how far the post-period's rows lie outside).
+- ``transition``: a post-period that starts right after a change of operation (a sweep, a
+  new measure) opens with a transient the steady-state baseline cannot predict, for the
+  measured run and for the counterfactual alike (:func:`transition_kwh`).
+- ``it_reference``: the error of the IT-at-reference-inlet adjustment where the post-period's
+  inlets lie beyond those the IT response was learned on (:func:`it_reference_uncertainty_kwh`).
+  Its error inside that range is not counted (docs/optimizer.md, M&V: measured, not solved).
+
+Status: ``reported`` (all pass), ``not_significant`` (the
 saving is not larger than its uncertainty), ``rejected`` (a gate failed). Only ``reported``
 rows flow into avoided emissions (:mod:`dcpue.carbon.savings`).
 
@@ -37,6 +54,7 @@ Results go to the DuckDB table ``mv_savings`` (CV(RMSE) and NMBE stored as fract
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -68,8 +86,10 @@ class MvResult:
     residuals. ``status``, ``gates`` (name -> passed) and ``reason`` are the acceptance
     verdict; ``basis`` says where the energy was measured, ``ipmvp_option`` is ``B`` or ``C``;
     ``it_ref_inlet_c`` the reference inlet of the IT regressor (None: metered IT).
-    ``uncertainty_kwh`` is the larger of ``formula_uncertainty_kwh`` (Guideline 14 Annex B)
-    and ``holdout_uncertainty_kwh`` (blocked cross-validation, :func:`holdout_uncertainty_kwh`).
+    ``uncertainty_kwh`` combines in quadrature the ``fit`` term (the larger of
+    ``formula_uncertainty_kwh``, Guideline 14 Annex B, and ``holdout_uncertainty_kwh``, blocked
+    cross-validation), ``extrapolation_uncertainty_kwh``, ``transition_kwh`` and
+    ``it_reference_uncertainty_kwh``; ``dominant_term`` names the largest (module docstring).
     """
 
     measure: str
@@ -94,6 +114,10 @@ class MvResult:
     gates: dict[str, bool] = field(default_factory=dict)
     formula_uncertainty_kwh: float = float("nan")
     holdout_uncertainty_kwh: float = float("nan")
+    extrapolation_uncertainty_kwh: float = 0.0
+    transition_kwh: float = 0.0
+    it_reference_uncertainty_kwh: float = 0.0
+    dominant_term: str = "fit"
 
     @property
     def significant(self) -> bool:
@@ -156,6 +180,121 @@ def holdout_uncertainty_kwh(
     return t_critical(confidence, n / size - 1.0) * rms, len(errors)
 
 
+#: Shares of the baseline's rows held out at each end of each condition by
+#: :func:`extrapolation_uncertainty_kwh`: up to 40 %, so the baseline is made to extrapolate
+#: as far as a post-period a season away does (a daily cycle packs rows near its extremes,
+#: and a 20 % end can lie within a fifth of a standard deviation of the rest).
+EXTREME_SHARES = (0.1, 0.2, 0.3, 0.4)
+
+
+def outside_distance(c_pre: np.ndarray, c_post: np.ndarray) -> np.ndarray:
+    """Per post-period row and condition column, how far the row lies outside the baseline's
+    range: distance beyond [min, max] / the baseline's standard deviation of that column
+    (0 inside the range); shape (m, columns)."""
+    sd = c_pre.std(axis=0)
+    sd[sd == 0] = 1.0
+    beyond = np.maximum(c_post - c_pre.max(axis=0), c_pre.min(axis=0) - c_post)
+    return np.maximum(beyond, 0.0) / sd
+
+
+def extrapolation_uncertainty_kwh(
+    x: np.ndarray, y: np.ndarray, c_pre: np.ndarray, c_post: np.ndarray, step_h: float,
+    confidence: float,
+) -> float:
+    """Model-form uncertainty of a baseline predicting conditions beyond its range (kWh, at
+    ``confidence``).
+
+    The baseline is made to extrapolate inside its own data: for each condition column j,
+    each end and each of :data:`EXTREME_SHARES`, the rows beyond that quantile are held out, the
+    regression refitted on the rest predicts them, and each held-out row's error e is paired
+    with its distance d beyond the rows kept (in the column's standard deviations). The
+    column's error beyond its scatter (s^2, the fit's residual variance, which the ``fit``
+    term already counts) is fitted in two growth forms: linear, a_j = sqrt(sum(e^2 - s^2) /
+    sum(d^2)), as a step or kink grows (an economizer changeover), and quadratic, b_j =
+    sqrt(sum(e^2 - s^2) / sum(d^4)), as a linear extension of a curve does (the Taylor
+    remainder). A post-period row's error is max_j max(a_j D_ij, b_j D_ij^2), D_ij its
+    :func:`outside_distance`, and the term is t x the sum over rows x step_h: summed, not in
+    quadrature, because a model-form error keeps its sign along a run of like conditions;
+    t at the number of held-out sets - 1 degrees of freedom. This is validation by data
+    splitting at the extremes (Snee 1977, Technometrics 19:415; Roberts et al. 2017,
+    Ecography 40:913, blocking in predictor space). It assumes the error keeps growing as it
+    does inside the baseline's own range (declared: a regime the baseline never approaches,
+    e.g. a coil reaching its capacity only in the post-period, is not seen). 0 when no
+    post-period row lies outside.
+    """
+    dist = outside_distance(c_pre, c_post)
+    if not np.any(dist > 0):
+        return 0.0
+    s2 = float(np.sum((y - LinearRegression().fit(x, y).predict(x)) ** 2)) / max(
+        len(y) - x.shape[1] - 1, 1)
+    sd = c_pre.std(axis=0)
+    rate = np.zeros((2, c_pre.shape[1]))  # per standard deviation, per squared one
+    tests = 0
+    for j in np.flatnonzero(sd > 0):
+        excess, d2, d4 = 0.0, 0.0, 0.0
+        for v, share in product((c_pre[:, j], -c_pre[:, j]), EXTREME_SHARES):
+            out = v > np.quantile(v, 1.0 - share)
+            if out.sum() < 5 or (~out).sum() < x.shape[1] + 5:
+                continue
+            e = LinearRegression().fit(x[~out], y[~out]).predict(x[out]) - y[out]
+            d = (v[out] - v[~out].max()) / sd[j]
+            excess += float(np.sum(e**2 - s2))
+            d2, d4 = d2 + float(np.sum(d**2)), d4 + float(np.sum(d**4))
+            tests += 1
+        if d2 > 0 and excess > 0:
+            rate[:, j] = np.sqrt(excess / d2), np.sqrt(excess / d4)
+    if tests == 0:
+        return 0.0
+    per_row = np.maximum(dist * rate[0], dist**2 * rate[1]).max(axis=1)
+    return t_critical(confidence, tests - 1) * float(np.sum(per_row)) * step_h
+
+
+def transition_kwh(saving_kw: np.ndarray, step_h: float) -> tuple[float, int]:
+    """The transient at the post-period's start (kWh) and the number of rows it spans.
+
+    ``saving_kw`` is the baseline's prediction minus the measured power per post-period row.
+    A post-period that starts right after a change of operation (a commissioning sweep,
+    another measure) opens with the plant settling from its previous state: the leading
+    rows whose saving departs from the period's median by more than 3 robust standard
+    deviations (1.4826 x the median absolute deviation; at most a quarter of the rows).
+    The steady-state baseline predicts no transient for the counterfactual either, which
+    settles from the same state, so the truth can differ from the estimate by a transient of
+    about that size in either direction: the term is sum |saving - median| over those rows x
+    ``step_h``. IPMVP and Guideline 14 leave such transition periods out of the reporting
+    period; here it stays in (the post-period is the caller's) and is counted instead.
+    """
+    dev = np.abs(saving_kw - np.median(saving_kw))
+    # a floor far below any meter's resolution: identical savings open no transient
+    limit = 3.0 * 1.4826 * float(np.median(dev)) + 1e-9 * float(np.max(np.abs(saving_kw)))
+    rows = 0
+    while rows < len(dev) // 4 and dev[rows] > limit:
+        rows += 1
+    return float(np.sum(dev[:rows])) * step_h, rows
+
+
+def it_reference_uncertainty_kwh(
+    it_ref_kw: np.ndarray, inlet_c: np.ndarray, dp_dit: np.ndarray, step_h: float,
+    response: InletResponse,
+) -> float:
+    """Bound on the IT-at-reference-inlet adjustment's error where the post-period's inlets
+    lie outside the range the IT response was learned on (kWh).
+
+    A learned response (:class:`dcpue.optimizer.models.ITResponse`) is held flat beyond its
+    trained inlets [``lo_c``, ``hi_c``]; there the true response lies anywhere between flat
+    and the steepest slope the data showed (``pct_per_k_at_max``, %/K). The term is that
+    whole interval: sum_i |dP/dIT_i| x IT_ref_i x slope x (K beyond the range)_i x step_h,
+    summed over rows (one sign along a run). A response without those attributes (a
+    hand-made one) gives 0: declared, not estimated. Inside the trained range the
+    adjustment's error is not estimated here (see docs/optimizer.md, M&V).
+    """
+    lo, hi = getattr(response, "lo_c", None), getattr(response, "hi_c", None)
+    slope = getattr(response, "pct_per_k_at_max", None)
+    if lo is None or hi is None or slope is None:
+        return 0.0
+    beyond = np.maximum(np.maximum(lo - inlet_c, inlet_c - hi), 0.0)
+    return float(np.sum(np.abs(dp_dit) * it_ref_kw * beyond)) * slope / 100.0 * step_h
+
+
 def _basis(frame: TrainingFrame, target: str) -> tuple[str, str, str]:
     """(frame column, basis label, IPMVP option) of the measured energy."""
     if target == "cooling":
@@ -207,7 +346,8 @@ def measure_savings(
     model = LinearRegression().fit(x_pre, y_pre)
     fitted = model.predict(x_pre)
     p = x_pre.shape[1] + 1
-    baseline_kwh = float(np.sum(model.predict(x_post)) * post.step_h)
+    predicted = model.predict(x_post)
+    baseline_kwh = float(np.sum(predicted) * post.step_h)
     actual_kwh = float(np.sum(post.data[column].to_numpy()) * post.step_h)
     savings = baseline_kwh - actual_kwh
     cv = cvrmse_pct(y_pre, fitted, p)
@@ -216,9 +356,23 @@ def measure_savings(
     formula = savings_uncertainty_kwh(
         cv / 100.0, len(pre), len(post), rho, baseline_kwh, cfg.confidence, p)
     holdout, _ = holdout_uncertainty_kwh(x_pre, y_pre, pre.step_h, len(post), cfg.confidence)
-    uncertainty = max(formula, holdout)
-    fsu = 100.0 * uncertainty / abs(savings) if savings else float("inf")
     c_pre, c_post = conditions(pre.data, it_pre), conditions(post.data, it_post)
+    transition, settling = transition_kwh(predicted - post.data[column].to_numpy(), post.step_h)
+    terms = {
+        "fit": max(formula, holdout),
+        # the transient's rows are the transition term's (their IT at the reference inlet is
+        # off by up to 14 % while the hour mixes two operations), not an extrapolation
+        "extrapolation": extrapolation_uncertainty_kwh(
+            x_pre, y_pre, c_pre, c_post[settling:], post.step_h, cfg.confidence),
+        "transition": transition,
+        "it_reference": 0.0 if it_response is None else it_reference_uncertainty_kwh(
+            it_post, post.data["rack_inlet_max_c"].to_numpy(),
+            model.predict(baseline_design(post.data, it_post + 1.0)) - predicted,
+            post.step_h, it_response),
+    }
+    uncertainty = float(np.sqrt(sum(v * v for v in terms.values())))
+    dominant = max(terms, key=lambda k: terms[k])
+    fsu = 100.0 * uncertainty / abs(savings) if savings else float("inf")
     lo, hi = c_pre.min(axis=0), c_pre.max(axis=0)
     outside = float(np.mean(np.any((c_post < lo) | (c_post > hi), axis=1)))
     days = len(pre) * pre.step_h / 24.0
@@ -255,6 +409,9 @@ def measure_savings(
     if status == "not_significant":
         reasons.insert(0, f"saving {savings:.0f} kWh within its uncertainty "
                           f"+-{uncertainty:.0f} kWh")
+    if dominant != "fit":  # the usual case needs no word; an unusual one says why
+        reasons.append(f"uncertainty +-{uncertainty:.0f} kWh dominated by {dominant} "
+                       f"({', '.join(f'{k} {v:.0f}' for k, v in terms.items())} kWh)")
     index = post.data.index
     return MvResult(
         measure=measure, start_ms=int(index[0]), end_ms=int(index[-1]) + post.step_s * 1000,
@@ -263,6 +420,8 @@ def measure_savings(
         confidence=cfg.confidence, fsu_pct=fsu, status=status, reason="; ".join(reasons),
         basis=basis, ipmvp_option=option, it_ref_inlet_c=ref_c, gates=gates,
         formula_uncertainty_kwh=formula, holdout_uncertainty_kwh=holdout,
+        extrapolation_uncertainty_kwh=terms["extrapolation"], transition_kwh=transition,
+        it_reference_uncertainty_kwh=terms["it_reference"], dominant_term=dominant,
     )
 
 
