@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -315,6 +316,11 @@ class MemoCalculator(RollingCalculator):
         return int(data["cursor"])
 
 
+async def _in_turn(sends: list[Awaitable[bool]]) -> None:
+    for send in sends:
+        await send
+
+
 def _take(cols: ReadingColumns, mask: np.ndarray) -> ReadingColumns:
     return ReadingColumns(*(getattr(cols, f)[mask] for f in ReadingColumns.__slots__))
 
@@ -366,7 +372,11 @@ class Runtime:
         self.telemetry = Telemetry(self.health)
         self.model = plant.try_load_model(site)
         self.trainer = plant.Trainer(site)
+        if self.model is None and hold_future:  # fed by the twin: a first fit comes soon
+            self.trainer.warm()
         self._training: Future[PlantModel | None] | None = None  # a fit under way
+        #: fire times of proposals deferred until the first model's fit is done (fast-forward)
+        self._deferred: list[int] = []
         self.frames = plant.RecentFrames(site, store)  # drift windows' grid
         self.state_frames = plant.RecentFrames(site, store)  # the optimizer's step grid
         self.proposal_log = ProposalLog(store)
@@ -610,12 +620,19 @@ class Runtime:
                 self.store.set_state(STATE_ALERTS, state)
                 self._saved_alerts = state
 
-    def job_proposals(self, now_ms: int) -> Awaitable[bool] | None:
+    def job_proposals(self, now_ms: int) -> Awaitable[object] | None:
         if self.model is None:
             fit = self._training
             if fit is None:  # the first fit, as soon as enough history exists
+                self._deferred.clear()  # a first fit that gave no model: none of them is made
                 if self._enough_history(now_ms):
                     self._train(now_ms)
+                return None
+            if self.clock_mode == "fast-forward" and not fit.done():
+                # fast-forward: the proposals due while the first model is fitted are made
+                # once it is, each at its own time (the twin does not apply them), and the
+                # other jobs go on meanwhile instead of waiting seconds for the fit
+                self._deferred.append(now_ms)
                 return None
             try:  # the first model is used from the next interval on: wait for its fit
                 fit.result(timeout=FIT_WAIT_S)
@@ -625,6 +642,15 @@ class Runtime:
             self._adopt(fit)
             if self.model is None:
                 return None
+        sends = [send for t in [*self._deferred, now_ms]
+                 if (send := self._propose_at(t)) is not None]
+        self._deferred.clear()
+        return sends[0] if len(sends) == 1 else _in_turn(sends) if sends else None
+
+    def _propose_at(self, now_ms: int) -> Awaitable[bool] | None:
+        """The proposal at ``now_ms`` with the current model (logged and stored); returns its
+        announcement to await on the loop."""
+        assert self.model is not None
         proposal = plant.propose_now(self.model, self.site, self.store, now_ms,
                                      self.state_frames, self._data_end_ms(), self.proposal_log,
                                      self.overrides)
@@ -638,6 +664,21 @@ class Runtime:
             self._last_proposal = said
         return plant.announce(self.site, proposal)
 
+    def make_deferred_proposals(self) -> None:
+        """At the end of a fast-forward: wait for the first fit and make the proposals deferred
+        until it is done (their announcements are not sent)."""
+        fit = self._training
+        if not self._deferred or fit is None:
+            return
+        fit.result(timeout=FIT_WAIT_S)
+        self._adopt(fit)
+        if self.model is not None:
+            for t in self._deferred:
+                send = self._propose_at(t)
+                if inspect.iscoroutine(send):
+                    send.close()
+        self._deferred.clear()
+
     def after_remote_command(self, argv: list[str]) -> None:
         """A forwarded ``dcpue optimize train`` saved a model: use it from now on."""
         if argv[:2] == ["optimize", "train"] and "--out" not in argv:
@@ -647,7 +688,7 @@ class Runtime:
         """Refit the plant model in the trainer's worker process; the current model serves
         until the fit is done (seconds later; in fast-forward some simulated hours or days
         later, depending on the machine's speed)."""
-        if self._training is not None:
+        if self._training is not None or self._deferred:
             log.info("retraining skipped: the previous fit is still running")
         elif self._enough_history(now_ms):
             self._train(now_ms)
@@ -853,6 +894,7 @@ class Runtime:
         with self.lock:
             self.calculator.write_back(now_ms)
         self.write_buffer.flush()
+        self.make_deferred_proposals()
         self.proposal_log.flush()
         self.save_alerts()
         self.save_calculator()

@@ -273,6 +273,7 @@ async def run_with_twin(
                 await runtime.follow(follow_up)
             bar.update(n)
         bar.close()
+        await asyncio.to_thread(runtime.make_deferred_proposals)
         if serve_after:
             runtime.clock_mode = "stopped"
             await stop.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -101,15 +102,23 @@ class Trainer:
         except FrameError as exc:
             log.warning("retraining skipped: %s", exc)
             return None
+        done: Future[PlantModel | None] = Future()
+        fit = self._worker().submit(fit_and_save, frame, cfg.model_kind, cfg.target, cfg.cv_splits,
+                                model_path(self.site))
+        fit.add_done_callback(lambda f: self._finished(f, done))
+        return done
+
+    def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["dcpue.optimizer.models"])
             self._pool = ProcessPoolExecutor(1, mp_context=context)
-        done: Future[PlantModel | None] = Future()
-        fit = self._pool.submit(fit_and_save, frame, cfg.model_kind, cfg.target, cfg.cv_splits,
-                                model_path(self.site))
-        fit.add_done_callback(lambda f: self._finished(f, done))
-        return done
+        return self._pool
+
+    def warm(self) -> None:
+        """Start the worker process now (scikit-learn loading there, beside this process's
+        own start-up), so the first fit does not wait seconds for it; returns at once."""
+        self._worker().submit(os.getpid)
 
     def _finished(self, fit: Future[tuple[PlantModel | None, str, float]],
                   done: Future[PlantModel | None]) -> None:

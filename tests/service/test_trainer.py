@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from dcpue.config import example_path, load_site
 from dcpue.core.store import Store
 from dcpue.optimizer.models import load_model
+from dcpue.optimizer.proposals import ProposalLog
 from dcpue.optimizer.propose import model_path
+from dcpue.service.daemon import Runtime
 from dcpue.service.demo import TwinFeed
 from dcpue.service.plant import Trainer
 
@@ -58,4 +62,41 @@ def test_too_little_data_is_a_logged_skip_not_a_model(tmp_path, caplog):
         assert not model_path(site).exists()
     finally:
         trainer.close()
+        store.close()
+
+
+def test_fast_forward_defers_proposals_while_the_first_model_is_fitted(tmp_path):
+    """Computed: the daemon's proposals job in fast-forward, on 3.25 simulated days of the
+    bundled hall's sweep and no model yet. The first call starts the fit; the next returns at once
+    while the fit runs (the other jobs are not held for seconds); once the model is adopted,
+    the next call makes both proposals, each at its own fire time. Declared: the fire times."""
+    site, store, now = stored_sweep(tmp_path, 3.25)
+    runtime = Runtime(site, store, lambda: now, hold_future=True)
+    runtime.clock_mode = "fast-forward"
+    step = 15 * 60_000
+    try:
+        assert runtime.model is None
+        assert runtime.job_proposals(now - 2 * step) is None  # starts the first fit
+        fit = runtime._training
+        assert fit is not None
+        started = time.perf_counter()
+        assert runtime.job_proposals(now - step) is None
+        assert time.perf_counter() - started < 1.0  # not waited for
+        assert not fit.done()  # a fit takes seconds: this call came while it ran
+        assert runtime._deferred == [now - step]
+        fit.result(timeout=600)
+        for _ in range(200):  # the model is adopted by the fit's callback
+            if runtime.model is not None:
+                break
+            time.sleep(0.05)
+        assert runtime.model is not None
+        sends = runtime.job_proposals(now)  # both announcements, in turn (not published here)
+        assert sends is not None
+        asyncio.run(sends)
+        assert runtime._deferred == []
+        runtime.proposal_log.flush()
+        made = [p.ts_ms for p in ProposalLog(store).list(10)]
+        assert sorted(made) == [now - step, now]
+    finally:
+        runtime.trainer.close()
         store.close()
