@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -89,6 +90,7 @@ class Trainer:
     def __init__(self, site: Site) -> None:
         self.site = site
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.fits = 0  # fits finished, with or without a model
         self.fit_cpu_s = 0.0  # the worker's CPU seconds over those fits
 
@@ -109,16 +111,19 @@ class Trainer:
         return done
 
     def _worker(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["dcpue.optimizer.models"])
-            self._pool = ProcessPoolExecutor(1, mp_context=context)
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["dcpue.optimizer.models"])
+                self._pool = ProcessPoolExecutor(1, mp_context=context)
+            return self._pool
 
     def warm(self) -> None:
-        """Start the worker process now (scikit-learn loading there, beside this process's
-        own start-up), so the first fit does not wait seconds for it; returns at once."""
-        self._worker().submit(os.getpid)
+        """Start the worker process now, scikit-learn loading there beside this process's own
+        start-up, so the first fit does not wait seconds for it. Returns at once: starting a
+        worker waits for the forkserver's imports, so a thread of its own does it."""
+        threading.Thread(target=lambda: self._worker().submit(os.getpid), name="trainer-warm",
+                         daemon=True).start()
 
     def _finished(self, fit: Future[tuple[PlantModel | None, str, float]],
                   done: Future[PlantModel | None]) -> None:
