@@ -52,8 +52,10 @@ evaporative cooler) keeps its busy hours: 10 x its median alone dropped them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -135,27 +137,36 @@ class TrainingFrame:
         return self.step_s / 3600.0
 
 
+#: psychrolib solves wet bulb and dew point iteratively (about 0.3 ms a row); the daemon's
+#: frames (nightly retrain over weeks, the drift and proposal frames each simulated day) ask
+#: for the same rows again and again, so each (dry bulb, RH, pressure) is solved once.
+_PSYCHRO_CACHE = 1 << 17
+_wet_bulb = lru_cache(maxsize=_PSYCHRO_CACHE)(psychrolib.GetTWetBulbFromRelHum)
+_dew_point = lru_cache(maxsize=_PSYCHRO_CACHE)(psychrolib.GetTDewPointFromRelHum)
+
+
 def wet_bulb_c(dry_bulb_c: np.ndarray, rh_pct: np.ndarray, pressure_pa: float) -> np.ndarray:
     """Thermodynamic wet-bulb temperature in degC (ASHRAE Handbook Fundamentals 2017 ch. 1,
     via psychrolib); NaN where an input is NaN. Relative humidity in %, pressure in Pa."""
     out = np.full(len(dry_bulb_c), np.nan)
-    for i, (t, rh) in enumerate(zip(dry_bulb_c, rh_pct, strict=True)):
-        if np.isfinite(t) and np.isfinite(rh):
-            out[i] = psychrolib.GetTWetBulbFromRelHum(
-                float(t), float(np.clip(rh, 0.1, 100.0)) / 100.0, pressure_pa
-            )
+    for i, (t, rh) in enumerate(zip(dry_bulb_c.tolist(), _rh_share(rh_pct), strict=True)):
+        if math.isfinite(t) and math.isfinite(rh):
+            out[i] = _wet_bulb(t, rh, pressure_pa)
     return out
 
 
 def dew_point_c(dry_bulb_c: np.ndarray, rh_pct: np.ndarray) -> np.ndarray:
     """Dew-point temperature in degC (psychrolib ``GetTDewPointFromRelHum``)."""
     out = np.full(len(dry_bulb_c), np.nan)
-    for i, (t, rh) in enumerate(zip(dry_bulb_c, rh_pct, strict=True)):
-        if np.isfinite(t) and np.isfinite(rh):
-            out[i] = psychrolib.GetTDewPointFromRelHum(
-                float(t), float(np.clip(rh, 0.1, 100.0)) / 100.0
-            )
+    for i, (t, rh) in enumerate(zip(dry_bulb_c.tolist(), _rh_share(rh_pct), strict=True)):
+        if math.isfinite(t) and math.isfinite(rh):
+            out[i] = _dew_point(t, rh)
     return out
+
+
+def _rh_share(rh_pct: np.ndarray) -> list[float]:
+    """Relative humidity in % as a share, clipped to 0.1-100 % (psychrolib's domain)."""
+    return (np.clip(np.asarray(rh_pct, dtype=np.float64), 0.1, 100.0) / 100.0).tolist()
 
 
 def site_pressure_pa(site: Site) -> float:
