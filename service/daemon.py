@@ -66,6 +66,7 @@ from dcpue.service.api import ApiSources, create_app
 from dcpue.service.notify import Dispatcher, build_notifiers
 from dcpue.service.remote_cli import bearer_token
 from dcpue.service.telemetry import HealthSnapshot, Telemetry
+from prometheus_client import Counter, Histogram
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -158,6 +159,19 @@ class SimScheduler:
             first = trigger.get_next_fire_time(None, start)
             self.next_fire[name] = saved.get(name, _ms(first))
 
+    @property
+    def triggers(self) -> dict[str, BaseTrigger]:
+        return self._triggers
+
+    @triggers.setter
+    def triggers(self, triggers: dict[str, BaseTrigger]) -> None:
+        self._triggers = triggers
+        #: fixed intervals (ms) of plain interval triggers: their next fire time is the last
+        #: plus the interval, without the trigger's date arithmetic every simulated minute
+        self._interval_ms = {
+            name: int(t.interval.total_seconds() * 1000) for name, t in triggers.items()
+            if isinstance(t, IntervalTrigger) and t.jitter is None and t.end_date is None}
+
     def due(self, until_ms: int) -> Iterator[tuple[str, int]]:
         """Yield (job, fire time) of every run due at or before ``until_ms``, in time order,
         advancing each job's next fire time as it goes."""
@@ -167,8 +181,12 @@ class SimScheduler:
             if fire > until_ms:
                 return
             yield name, fire
-            at = ms_to_datetime(fire)
-            self.next_fire[name] = _ms(self.triggers[name].get_next_fire_time(at, at))
+            step = self._interval_ms.get(name)
+            if step is None:
+                at = ms_to_datetime(fire)
+                self.next_fire[name] = _ms(self.triggers[name].get_next_fire_time(at, at))
+            else:
+                self.next_fire[name] = fire + step
 
     async def advance(self, until_ms: int) -> int:
         """Run every job due at or before ``until_ms``; returns how many runs were made."""
@@ -370,6 +388,7 @@ class Runtime:
             cfg.notifiers, site.id, cfg.alerts.evaluate_every_s, cfg.public_url
         ))
         self.telemetry = Telemetry(self.health)
+        self._job_metrics: dict[str, tuple[Counter, Counter, Histogram]] = {}
         self.model = plant.try_load_model(site)
         self.trainer = plant.Trainer(site)
         if self.model is None and hold_future:  # fed by the twin: a first fit comes soon
@@ -501,18 +520,24 @@ class Runtime:
         the coroutine (notifications, MQTT) to await on the loop, if any. A failing job is
         logged, never fatal."""
         job = getattr(self, f"job_{name}")
+        metrics = self._job_metrics.get(name)
+        if metrics is None:  # each job's children once (two jobs a simulated minute)
+            t = self.telemetry
+            metrics = self._job_metrics[name] = (
+                t.job_runs.labels(name, "ok"), t.job_runs.labels(name, "error"),
+                t.job_seconds.labels(name))
         started = time.perf_counter()
         try:
             follow_up = job(now_ms)
         except Exception:
             log.exception("job %s failed at %s", name, ms_to_datetime(now_ms).isoformat())
-            self.telemetry.job_runs.labels(name, "error").inc()
+            metrics[1].inc()
             return None
         else:
-            self.telemetry.job_runs.labels(name, "ok").inc()
+            metrics[0].inc()
             return follow_up
         finally:
-            self.telemetry.job_seconds.labels(name).observe(time.perf_counter() - started)
+            metrics[2].observe(time.perf_counter() - started)
 
     @staticmethod
     async def follow(follow_up: Awaitable[object]) -> None:
