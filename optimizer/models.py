@@ -47,7 +47,7 @@ from sklearn.preprocessing import StandardScaler
 
 ModelKind = Literal["gbr", "ridge"]
 Target = Literal["facility", "cooling"]
-MODEL_FORMAT = 7
+MODEL_FORMAT = 8
 
 
 class ModelError(ValueError):
@@ -199,6 +199,11 @@ class ITResponse:
     a work meter. ``significant`` is False when the data show no effect (the change of ``h``
     over the trained inlet range is within three standard errors or below 0.2 %): then
     ``log_ratio`` is 0 and IT power is taken as independent of inlet temperature.
+
+    ``cv_pct_per_k`` (% of IT power per kelvin between two inlets) is the response's
+    cross-validated error inside its trained range, from ``cv_blocks`` contiguous blocks of
+    the fitted differences (:func:`response_cv_pct_per_k`); M&V bounds the IT-at-reference
+    adjustment with it (:func:`dcpue.optimizer.mv.it_reference_uncertainty_kwh`).
     """
 
     knots: tuple[float, ...]
@@ -207,6 +212,8 @@ class ITResponse:
     hi_c: float
     significant: bool
     pct_per_k_at_max: float = 0.0
+    cv_pct_per_k: float = 0.0
+    cv_blocks: int = 0
 
     def h(self, inlet_c: np.ndarray) -> np.ndarray:
         x = np.clip(np.asarray(inlet_c, float), self.lo_c, self.hi_c)
@@ -235,7 +242,7 @@ class ITResponse:
         dy = np.diff(np.log(data["it_kw"].to_numpy()))[pair]
         dy = dy - np.mean(dy)
         gram = dx.T @ dx + 1e-6 * len(pair) * np.eye(dx.shape[1])
-        beta = np.linalg.solve(gram, dx.T @ dy)
+        beta = _difference_fit(dx, dy)
         resid = dy - dx @ beta
         sigma2 = float(resid @ resid) / max(len(pair) - dx.shape[1], 1)
         grid = np.linspace(lo, hi, 50)
@@ -246,8 +253,56 @@ class ITResponse:
         if abs(effect) < max(3.0 * se, 0.002):
             return null
         slope = np.diff(g @ beta) / np.diff(grid)
+        cv, blocks = response_cv_pct_per_k(dx, dy, np.diff(inlet)[pair])
         return cls(knots, tuple(float(b) for b in beta), lo, hi, True,
-                   float(100.0 * np.max(np.abs(slope))))
+                   float(100.0 * np.max(np.abs(slope))), cv, blocks)
+
+
+#: Contiguous blocks :func:`response_cv_pct_per_k` leaves out in turn (fewer when the sweep
+#: gives fewer than :data:`CV_MIN_PAIRS` row pairs a block).
+CV_BLOCKS = 14
+CV_MIN_PAIRS = 20
+
+
+def _difference_fit(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Coefficients of ``d ln(IT) ~ d basis`` (a ridge of 1e-6 per pair keeps the knots
+    the data never crossed at 0)."""
+    gram = dx.T @ dx + 1e-6 * len(dy) * np.eye(dx.shape[1])
+    return np.linalg.solve(gram, dx.T @ dy)
+
+
+def response_cv_pct_per_k(dx: np.ndarray, dy: np.ndarray, step_c: np.ndarray
+                          ) -> tuple[float, int]:
+    """Blocked cross-validated error of the IT response between two inlets (% of IT power
+    per kelvin between them) and the number of blocks.
+
+    The row pairs (``dx`` basis differences, ``dy`` centred ln(IT) differences, ``step_c``
+    the hottest inlet's change, K) are cut into contiguous blocks (the sweep's holds, in
+    time order; Roberts et al. 2017, Ecography 40:913); each is left out in turn, the
+    response refitted on the rest predicts the block's ln(IT) changes, and each pair's error
+    r is set against its inlet step: least squares of r^2 = s0^2 + a^2 step^2 separates the
+    workload's own changes between two rows (s0^2, whatever the step) from the response's
+    error, which grows with the step (a, the linear growth :func:`dcpue.optimizer.mv.
+    extrapolation_uncertainty_kwh` uses beyond a range). Declared: the error between two
+    inlets D kelvin apart is a x D, one sign along a run (a response that is wrong for a
+    whole region, not noise); what every block shares (a bias of the sweep as a whole, e.g.
+    levers or conditions the sweep never varied) is not seen.
+    """
+    n = len(dy)
+    blocks = min(CV_BLOCKS, n // CV_MIN_PAIRS)
+    if blocks < 2 or not np.any(step_c):
+        return 0.0, 0
+    errors = np.empty(n)
+    for block in np.array_split(np.arange(n), blocks):
+        keep = np.ones(n, bool)
+        keep[block] = False
+        mean = float(np.mean(dy[keep]))
+        errors[block] = dy[block] - mean - dx[block] @ _difference_fit(dx[keep], dy[keep] - mean)
+    # r^2 = s0^2 + a^2 step^2: the workload's changes between two rows (s0, whatever the
+    # step) and the response's error, growing with the step
+    design = np.column_stack([np.ones(n), step_c**2])
+    a2 = float(np.linalg.lstsq(design, errors**2, rcond=None)[0][1])
+    return 100.0 * float(np.sqrt(max(a2, 0.0))), blocks
 
 
 @lru_cache(maxsize=64)
@@ -868,6 +923,7 @@ class PlantModel:
             "metrics": self.metrics,
             "it_response": None if self.it_response is None else {
                 "max_pct_per_k": round(getattr(self.it_response, "pct_per_k_at_max", np.nan), 3),
+                "cv_pct_per_k": round(getattr(self.it_response, "cv_pct_per_k", np.nan), 4),
                 "inlet_range_c": [getattr(self.it_response, "lo_c", np.nan),
                                   getattr(self.it_response, "hi_c", np.nan)],
             },

@@ -40,9 +40,11 @@ which the reason states (with every term) when it is not ``fit``:
 - ``transition``: a post-period that starts right after a change of operation (a sweep, a
   new measure) opens with a transient the steady-state baseline cannot predict, for the
   measured run and for the counterfactual alike (:func:`transition_kwh`).
-- ``it_reference``: the error of the IT-at-reference-inlet adjustment where the post-period's
-  inlets lie beyond those the IT response was learned on (:func:`it_reference_uncertainty_kwh`).
-  Its error inside that range is not counted (docs/optimizer.md, M&V: measured, not solved).
+- ``it_reference``: the error of the IT-at-reference-inlet adjustment
+  (:func:`it_reference_uncertainty_kwh`): where the post-period's inlets lie beyond those the
+  IT response was learned on, the interval between flat and its steepest slope; inside them,
+  the response's cross-validated error on the sweep's blocks. An error the sweep shares in all
+  its blocks is not seen (docs/optimizer.md, M&V).
 
 Status: ``reported`` (all pass), ``not_significant`` (the
 saving is not larger than its uncertainty), ``rejected`` (a gate failed). Only ``reported``
@@ -274,25 +276,33 @@ def transition_kwh(saving_kw: np.ndarray, step_h: float) -> tuple[float, int]:
 
 def it_reference_uncertainty_kwh(
     it_ref_kw: np.ndarray, inlet_c: np.ndarray, dp_dit: np.ndarray, step_h: float,
-    response: InletResponse,
+    response: InletResponse, ref_c: float | None = None, confidence: float = 0.90,
 ) -> float:
-    """Bound on the IT-at-reference-inlet adjustment's error where the post-period's inlets
-    lie outside the range the IT response was learned on (kWh).
+    """Bound on the IT-at-reference-inlet adjustment's error over the post-period (kWh).
 
-    A learned response (:class:`dcpue.optimizer.models.ITResponse`) is held flat beyond its
-    trained inlets [``lo_c``, ``hi_c``]; there the true response lies anywhere between flat
-    and the steepest slope the data showed (``pct_per_k_at_max``, %/K). The term is that
-    whole interval: sum_i |dP/dIT_i| x IT_ref_i x slope x (K beyond the range)_i x step_h,
-    summed over rows (one sign along a run). A response without those attributes (a
-    hand-made one) gives 0: declared, not estimated. Inside the trained range the
-    adjustment's error is not estimated here (see docs/optimizer.md, M&V).
+    Beyond the inlets the IT response was learned on [``lo_c``, ``hi_c``] it is held flat;
+    there the true response lies anywhere between flat and the steepest slope the data
+    showed (``pct_per_k_at_max``, %/K): that whole interval, |dP/dIT_i| x IT_ref_i x slope
+    x (K beyond the range)_i. Inside the range (with ``ref_c``, the reference inlet), the
+    response's cross-validated error (``cv_pct_per_k``, %/K between two inlets, over
+    ``cv_blocks`` blocks of the sweep: :func:`dcpue.optimizer.models.response_cv_pct_per_k`)
+    at t (``confidence``, blocks - 1 degrees of freedom): |dP/dIT_i| x IT_ref_i x t x cv x
+    |clip(inlet_i) - clip(ref)|. Both are summed over rows (one sign along a run) x
+    ``step_h``. A response without those attributes (a hand-made one) gives 0 for the part
+    it lacks: declared, not estimated.
     """
     lo, hi = getattr(response, "lo_c", None), getattr(response, "hi_c", None)
     slope = getattr(response, "pct_per_k_at_max", None)
     if lo is None or hi is None or slope is None:
         return 0.0
+    weight = np.abs(dp_dit) * it_ref_kw * step_h
     beyond = np.maximum(np.maximum(lo - inlet_c, inlet_c - hi), 0.0)
-    return float(np.sum(np.abs(dp_dit) * it_ref_kw * beyond)) * slope / 100.0 * step_h
+    total = float(np.sum(weight * beyond)) * slope / 100.0
+    cv, blocks = getattr(response, "cv_pct_per_k", 0.0), getattr(response, "cv_blocks", 0)
+    if ref_c is not None and cv > 0 and blocks >= 2:
+        inside = np.abs(np.clip(inlet_c, lo, hi) - float(np.clip(ref_c, lo, hi)))
+        total += t_critical(confidence, blocks - 1) * cv / 100.0 * float(np.sum(weight * inside))
+    return total
 
 
 def _basis(frame: TrainingFrame, target: str) -> tuple[str, str, str]:
@@ -368,7 +378,7 @@ def measure_savings(
         "it_reference": 0.0 if it_response is None else it_reference_uncertainty_kwh(
             it_post, post.data["rack_inlet_max_c"].to_numpy(),
             model.predict(baseline_design(post.data, it_post + 1.0)) - predicted,
-            post.step_h, it_response),
+            post.step_h, it_response, ref_c, cfg.confidence),
     }
     uncertainty = float(np.sqrt(sum(v * v for v in terms.values())))
     dominant = max(terms, key=lambda k: terms[k])
