@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from dcpue.config import example_path, load_site
@@ -92,9 +93,9 @@ def _counting(model: PlantModel) -> list[int]:
     rows: list[int] = []
     inner = type(model).predict_work
 
-    def counted(x: Mapping[str, np.ndarray]) -> Prediction:
+    def counted(x: Mapping[str, np.ndarray], *args: Any) -> Prediction:
         rows.append(max(np.size(v) for v in x.values()))
-        return inner(model, x)
+        return inner(model, x, *args)
 
     model.predict_work = counted  # type: ignore[method-assign]
     return rows
