@@ -877,10 +877,14 @@ class PlantModel:
         n = max(np.size(v) for v in x.values())
         return {c: np.broadcast_to(np.asarray(x[c], float), (n,)) for c in self.features}
 
-    def predict_work(self, x: Mapping[str, np.ndarray]) -> Prediction:
+    def predict_work(
+        self, x: Mapping[str, np.ndarray],
+        power_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Prediction:
         """Predict with ``x["it_kw"]`` the IT **work** (see the class docstring): the
         prediction's ``it_kw`` is the IT power at the predicted inlet, its ``power_kw`` the
-        target power (facility: overhead + that IT power)."""
+        target power (facility: overhead + that IT power); with ``power_rows`` (the rows
+        whose power is wanted, given the predicted inlet) NaN on the other rows."""
         cols = self._broadcast(x)
         design = design_matrix(cols, self.scales)
         work = cols["it_kw"]
@@ -891,26 +895,37 @@ class PlantModel:
             it = work * np.exp(self.it_response.log_ratio(inlet, self.it_reference_c))
         if self.scales.power_on_it and it is not work:
             design = design_matrix(cols | {"it_kw": it}, self.scales)
-        power = self.power_model.predict(design) * (it if self.scales.power_on_it else work)
+        factor = it if self.scales.power_on_it else work
+        if power_rows is None:
+            power = self.power_model.predict(design) * factor
+        else:
+            wanted = power_rows(inlet)
+            power = np.full(len(inlet), np.nan)
+            if wanted.any():
+                power[wanted] = self.power_model.predict(design[wanted]) * factor[wanted]
         if self.target == "facility":
             power = power + it
         return Prediction(power, inlet, it)
 
-    def predict(self, x: Mapping[str, np.ndarray]) -> Prediction:
+    def predict(
+        self, x: Mapping[str, np.ndarray],
+        power_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Prediction:
         """Predict for feature columns (arrays, or scalars broadcast to a common length) with
         ``it_kw`` the metered IT power: it is turned into work at the measured hottest inlet
-        when ``x`` has ``rack_inlet_max_c``, else at the predicted one (fixed point, 3 passes)."""
+        when ``x`` has ``rack_inlet_max_c``, else at the predicted one (fixed point, 3 passes);
+        ``power_rows`` as in :meth:`predict_work`."""
         cols = self._broadcast(x)
         it = cols["it_kw"]
         if self.it_response is None or self.it_reference_c is None:
-            return self.predict_work(cols)
+            return self.predict_work(cols, power_rows)
         if "rack_inlet_max_c" in x:
             work = self.work_kw(it, np.broadcast_to(np.asarray(x["rack_inlet_max_c"]), it.shape))
         else:
             work = it
             for _ in range(3):
                 work = self.work_kw(it, self.predict_work(cols | {"it_kw": work}).rack_inlet_c)
-        pred = self.predict_work(cols | {"it_kw": work})
+        pred = self.predict_work(cols | {"it_kw": work}, power_rows)
         power = pred.power_kw if self.target == "cooling" else pred.power_kw - pred.it_kw + it
         return Prediction(power, pred.rack_inlet_c)
 

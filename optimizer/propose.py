@@ -253,9 +253,24 @@ class _Rows:
         return _Rows(self.points[rows], self.power[rows], self.inlet[rows], self.it_kw[rows],
                      self.joint[rows])
 
+    def __add__(self, other: _Rows) -> _Rows:
+        return _Rows(*(np.concatenate([a, b]) for a, b in zip(
+            (self.points, self.power, self.inlet, self.it_kw, self.joint),
+            (other.points, other.power, other.inlet, other.it_kw, other.joint), strict=True)))
+
+    @property
+    def finite(self) -> np.ndarray:
+        return np.isfinite(self.power) & np.isfinite(self.inlet)
+
+    def cool(self, limit_c: float) -> np.ndarray:
+        """Finite predictions that meet the inlet limit (inside the joint region or not)."""
+        with np.errstate(invalid="ignore"):
+            return self.finite & (self.inlet <= limit_c)
+
 
 class _Search:
-    """Candidate evaluation for one state: predictions and feasibility, accumulated.
+    """Candidate evaluation for one state: predictions and feasibility, accumulated in
+    ``rows``.
 
     ``power`` is the objective, total facility power in kW. A predictor with an
     ``it_response`` and ``predict_work`` (a :class:`dcpue.optimizer.models.PlantModel`) is
@@ -277,11 +292,7 @@ class _Search:
         region = getattr(predictor, "joint", None)
         self.region = region if region is not None and joint_radius > 0 else None
         self.radius = joint_radius * (region.radius if self.region is not None else 1.0)
-        self.points = np.empty((0, len(levers)))
-        self.power = np.empty(0)
-        self.inlet = np.empty(0)
-        self.it_kw = np.empty(0)
-        self.joint = np.empty(0)
+        self.rows = _Rows(np.empty((0, len(levers))), *(np.empty(0) for _ in range(4)))
         if self.response is None or self.predict_work is not None:
             self.ref_inlet = float("nan")
         else:
@@ -293,14 +304,24 @@ class _Search:
              if c in self.conditions}  # a hand-made state may lack the staging column
         return x | _inputs(self.levers, points)
 
-    def evaluate(self, points: np.ndarray) -> _Rows:
+    def evaluate(self, points: np.ndarray, cool_from: int | None = None) -> _Rows:
         """Predictions of candidate points (one row per point, one column per lever), in one
-        predictor call (two for a predictor that scales metered IT by its response)."""
+        predictor call (two for a predictor that scales metered IT by its response). From
+        row ``cool_from`` on, a plant model predicts power only where the inlet meets the
+        limit (NaN elsewhere: such a row is never feasible, and no caller compares its
+        power)."""
         x = self._columns(points)
         it = x["it_kw"]
+        wanted = None
+        if cool_from is not None and self.predict_work is not None:
+            def wanted(inlet: np.ndarray) -> np.ndarray:
+                with np.errstate(invalid="ignore"):
+                    return (np.arange(len(inlet)) < cool_from) | (inlet <= self.limit)
         if self.response is not None and self.predict_work is not None:
-            pred = self.predict_work(x)
+            pred = self.predict_work(x, wanted)
             it = pred.it_kw
+        elif wanted is not None:
+            pred = self.predictor.predict(x, wanted)  # type: ignore[call-arg]
         else:
             pred = self.predictor.predict(x)
         if self.response is not None and np.isfinite(self.ref_inlet):
@@ -317,24 +338,17 @@ class _Search:
 
     def add(self, points: np.ndarray | _Rows) -> None:
         """Append candidates: points (evaluated here) or rows :meth:`evaluate` gave."""
-        rows = points if isinstance(points, _Rows) else self.evaluate(points)
-        self.points = np.vstack([self.points, rows.points])
-        self.power = np.concatenate([self.power, rows.power])
-        self.inlet = np.concatenate([self.inlet, rows.inlet])
-        self.it_kw = np.concatenate([self.it_kw, rows.it_kw])
-        self.joint = np.concatenate([self.joint, rows.joint])
+        self.rows = self.rows + (points if isinstance(points, _Rows) else self.evaluate(points))
 
     def first_feasible(self, rows: _Rows) -> int | None:
         """The index in ``rows`` of the lowest power among those with finite predictions,
         meeting the inlet limit and inside the joint trust region (ties go to the smallest
         move from the current point, candidate 0 of the search), or None. The joint region
         is asked in order of power, a few at a time: most searches ask it once."""
-        with np.errstate(invalid="ignore"):
-            cool = (np.isfinite(rows.power) & np.isfinite(rows.inlet)
-                    & (rows.inlet <= self.limit))
+        cool = rows.cool(self.limit)
         if not cool.any():
             return None
-        move = np.abs(rows.points - self.points[0]).sum(axis=1)
+        move = np.abs(rows.points - self.rows.points[0]).sum(axis=1)
         order = np.lexsort((move, np.where(cool, np.round(rows.power, 6), np.inf)))
         order = order[: int(np.count_nonzero(cool))]
         if self.region is None:
@@ -357,48 +371,39 @@ class _Search:
 
     def inside(self, index: int) -> bool:
         """Whether candidate ``index`` lies inside the joint trust region (asked once)."""
-        if np.isnan(self.joint[index]):
-            self.joint[index] = self._distance(self.points[index:index + 1])[0]
-        return bool(self.joint[index] <= 1.0)
+        joint = self.rows.joint
+        if np.isnan(joint[index]):
+            joint[index] = self._distance(self.rows.points[index:index + 1])[0]
+        return bool(joint[index] <= 1.0)
 
     def keep(self, n: int) -> None:
         """Forget every candidate after the first ``n``."""
-        for name in ("points", "power", "inlet", "it_kw", "joint"):
-            setattr(self, name, getattr(self, name)[:n])
-
-    @property
-    def finite(self) -> np.ndarray:
-        return np.isfinite(self.power) & np.isfinite(self.inlet)
+        self.rows = self.rows[:n]
 
     @property
     def cool(self) -> np.ndarray:
-        """Finite predictions that meet the inlet limit (inside the joint region or not)."""
-        with np.errstate(invalid="ignore"):
-            return self.finite & (self.inlet <= self.limit)
+        """Finite predictions of the candidates that meet the inlet limit."""
+        return self.rows.cool(self.limit)
 
     @property
     def feasible(self) -> np.ndarray:
         """Cool and inside the joint region (False where the region was not asked)."""
-        return self.cool & (self.joint <= 1.0)
-
-    @property
-    def _rows_view(self) -> _Rows:
-        return _Rows(self.points, self.power, self.inlet, self.it_kw, self.joint)
+        return self.cool & (self.rows.joint <= 1.0)
 
     def best(self) -> int | None:
         """Lowest power among feasible candidates (ties go to the smallest move from the
         current point, candidate 0), else, where candidates meet the inlet limit only outside
         the joint trust region, the one nearest the trained combinations, else the coolest
         finite one, else None."""
-        found = self.first_feasible(self._rows_view)
+        found = self.first_feasible(self.rows)
         if found is not None:
             return found
-        cool = self.cool
+        rows, cool = self.rows, self.cool
         if cool.any():  # only outside the joint region: the nearest to it
-            self.joint[cool] = self._distance(self.points[cool])
-            return int(np.lexsort((self.power, np.where(cool, self.joint, np.inf)))[0])
-        if self.finite.any():
-            return int(np.argmin(np.where(self.finite, self.inlet, np.inf)))
+            rows.joint[cool] = self._distance(rows.points[cool])
+            return int(np.lexsort((rows.power, np.where(cool, rows.joint, np.inf)))[0])
+        if rows.finite.any():
+            return int(np.argmin(np.where(rows.finite, rows.inlet, np.inf)))
         return None
 
 
@@ -523,16 +528,16 @@ def _propose(
     search.add(start)
     measured = state.rack_inlet_c
     allowed = max(3.0 * predictor.inlet_rmse_c, cfg.inlet_disagreement_c)
-    if (measured is not None and base == current and np.isfinite(search.inlet[0])
-            and abs(search.inlet[0] - measured) > allowed):
+    if (measured is not None and base == current and np.isfinite(search.rows.inlet[0])
+            and abs(search.rows.inlet[0] - measured) > allowed):
         return _fallback(proposal, state, cfg, bounds, held, searched, (
-            f"the model predicts a {search.inlet[0]:.2f} degC maximum inlet at the current "
+            f"the model predicts a {search.rows.inlet[0]:.2f} degC maximum inlet at the current "
             f"setpoints, the sensors read {measured:.2f} (more than {allowed:.2f} apart): the "
-            "plant is outside what the model learned"), float(search.inlet[0]))
+            "plant is outside what the model learned"), float(search.rows.inlet[0]))
     # one predictor call for the grid within one step and the far grid over the whole
-    # trusted range (_toward)
+    # trusted range (_toward), a far point's power only where its inlet meets the limit
     local = _grid([w.levels(levels) for w in windows])
-    rows = search.evaluate(np.vstack([local, _far_grid(reach, start[0])]))
+    rows = search.evaluate(np.vstack([local, _far_grid(reach, start[0])]), len(local))
     search.add(rows[:len(local)])
     far = rows[len(local):]
     best = search.best()
@@ -540,7 +545,7 @@ def _propose(
         return _fallback(proposal, state, cfg, bounds, held, searched,
                          "model gave no finite prediction")
     spacing = [(w.hi - w.lo) / max(levels - 1, 1) / 2.0 for w in windows]
-    search.add(_grid([w.levels(3, search.points[best, j], spacing[j])
+    search.add(_grid([w.levels(3, search.rows.points[best, j], spacing[j])
                       for j, w in enumerate(windows)]))
     goal = _toward(search, far, windows, cfg.min_saving_pct,
                    cfg.reach_sigmas * predictor.power_rmse_kw)
@@ -570,26 +575,26 @@ def _toward(search: _Search, far: _Rows, windows: list[_Window], min_saving_pct:
     loop where it is. Returns (the step's index in ``search``, the goal's power kW) or
     None."""
     local = search.best()
-    now = float(search.power[0])
+    now = float(search.rows.power[0])
     if not len(far) or local is None or not search.feasible[local] or not np.isfinite(now):
         return None
     # ties (levers the model is indifferent to) go to the smallest move, as in best()
     goal = search.first_feasible(far)
     goal_kw = float(far.power[goal]) if goal is not None else np.inf
     target = far.points[goal] if goal is not None else None
-    if target is None or goal_kw >= search.power[local] - max(
+    if target is None or goal_kw >= search.rows.power[local] - max(
             min_saving_pct / 100.0 * now, margin_kw):
         return None
     # each lever one step toward the goal, unless the best point within one step already
     # moves it that way (or the goal leaves it where it is)
-    start, best = search.points[0], search.points[local]
+    start, best = search.rows.points[0], search.rows.points[local]
     toward = np.array([np.clip(g, w.lo, w.hi) for g, w in zip(target, windows, strict=True)])
     same = np.sign(best - start) == np.sign(target - start)
     step = np.where(same | np.isclose(target, start), best, toward)
     if np.allclose(step, start) or np.allclose(step, best):
         return None
     search.add(step[None, :])
-    at = len(search.power) - 1
+    at = len(search.rows) - 1
     if not (search.cool[at] and search.inside(at)):
         search.keep(at)
         return None
@@ -640,8 +645,9 @@ def _decide(
 ) -> Proposal:
     best = search.best() if goal is None else goal[0]
     assert best is not None
-    now_kw, now_inlet = float(search.power[0]), float(search.inlet[0])
-    best_kw = float(search.power[best])
+    rows = search.rows
+    now_kw, now_inlet = float(rows.power[0]), float(rows.inlet[0])
+    best_kw = float(rows.power[best])
     saving = now_kw - best_kw if np.isfinite(now_kw) else 0.0
     pct = 100.0 * saving / now_kw if np.isfinite(now_kw) and now_kw > 0 else 0.0
     if goal is not None:  # the threshold is the goal's saving, the figures the step's
@@ -650,31 +656,31 @@ def _decide(
     else:
         goal_pct = pct
     names = [lv.key for lv in searched]
-    point = dict(zip(names, search.points[best], strict=True))
+    point = dict(zip(names, rows.points[best], strict=True))
     binding = [w.lo_why for w, n in zip(windows, names, strict=True) if point[n] <= w.lo
                and w.lo < w.hi] + [w.hi_why for w, n in zip(windows, names, strict=True)
                                    if point[n] >= w.hi and w.lo < w.hi]
     binding += sorted({w.lo_why for w in windows if w.lo == w.hi})
     search.inside(0)
-    better = search.finite & (search.power < best_kw)
-    if np.any(search.cool & (search.joint > 1.0) & better):
+    better = rows.finite & (rows.power < best_kw)
+    if np.any(search.cool & (rows.joint > 1.0) & better):
         binding.insert(0, "trust:joint")
     if np.any(~search.cool & better):
         binding.insert(0, "inlet_limit")
     if not search.feasible[best] and search.cool[best]:
         reason = (f"no candidate within the trained combinations of conditions and setpoints "
-                  f"(joint trust region): proposing the nearest, {search.joint[best]:.2f} "
+                  f"(joint trust region): proposing the nearest, {rows.joint[best]:.2f} "
                   "radii away")
     elif not search.feasible[best]:
         reason = "no candidate meets the inlet limit: proposing the coolest"
     elif search.feasible[0] and goal_pct < cfg.min_saving_pct:
-        best, point = 0, dict(zip(names, search.points[0], strict=True))
+        best, point = 0, dict(zip(names, rows.points[0], strict=True))
         reason = f"keep current: predicted saving {pct:.2f} % below {cfg.min_saving_pct} %"
         saving, pct, best_kw = 0.0, 0.0, now_kw
     elif not search.cool[0] and np.isfinite(now_inlet):
         reason = f"predicted inlet {now_inlet:.2f} degC above {proposal.inlet_limit_c:.2f}: cool"
     elif not search.feasible[0] and np.isfinite(now_inlet):
-        reason = (f"the current setpoints lie {search.joint[0]:.2f} radii from the trained "
+        reason = (f"the current setpoints lie {rows.joint[0]:.2f} radii from the trained "
                   f"combinations (joint trust region): predicted saving {saving:.1f} kW "
                   f"({pct:.2f} %) inside it")
     else:
@@ -685,8 +691,8 @@ def _decide(
     status = "proposed" if proposed != proposal.current else "keep"
     return replace(
         proposal, status=status, proposed=proposed, current_kw=now_kw, proposed_kw=best_kw,
-        current_it_kw=float(search.it_kw[0]), proposed_it_kw=float(search.it_kw[best]),
-        saving_kw=saving, saving_pct=pct, predicted_inlet_c=float(search.inlet[best]),
+        current_it_kw=float(rows.it_kw[0]), proposed_it_kw=float(rows.it_kw[best]),
+        saving_kw=saving, saving_pct=pct, predicted_inlet_c=float(rows.inlet[best]),
         confidence=confidence, binding=tuple(dict.fromkeys(binding)),
         reason="; ".join([reason, *notes]),
     )

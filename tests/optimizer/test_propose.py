@@ -282,3 +282,53 @@ def test_the_local_and_far_grids_share_one_model_call() -> None:
     assert "one step toward a point predicted at 970.0 kW" in p.reason
     assert len(calls) == 4
     assert (calls[0], calls[1], calls[3]) == (1, 1250 + 1536, 1)
+
+
+def test_far_points_above_the_inlet_limit_get_no_power_prediction() -> None:
+    """Computed: the rows whose power a plant model (one with ``predict_work``, whose
+    ``predict`` takes ``power_rows``) is asked for in the proposal of
+    ``test_a_bump_does_not_hold_the_loop_where_it_is``, and the proposal. Declared: of the
+    second call's 1250 + 1536 rows, every row within one step and the far rows whose inlet
+    (supply + 2) meets the 26 degC limit: the far supply levels are 18, 22.5, 24 (current) and
+    27 degC, 27 is too warm, so 3/4 of 1536; the proposal is the one of the model that
+    predicts every row's power."""
+    asked: list[int] = []
+
+    @dataclass
+    class Plant(Model):
+        def predict(self, x: Mapping[str, np.ndarray],
+                    power_rows: Callable[[np.ndarray], np.ndarray] | None = None) -> Prediction:
+            pred = super().predict(x)
+            if power_rows is None:
+                return pred
+            wanted = power_rows(pred.rack_inlet_c)
+            asked.append(int(np.count_nonzero(wanted)))
+            return Prediction(np.where(wanted, pred.power_kw, np.nan), pred.rack_inlet_c)
+
+        def predict_work(self, x: Mapping[str, np.ndarray]) -> Prediction:
+            raise AssertionError("no IT response: the search calls predict")
+
+    state = _state(supply_air_temperature=24.0)
+    p = propose(Plant(BUMPY.power, BUMPY.inlet), state, CFG)
+    assert asked == [1250 + 1536 * 3 // 4]
+    full = propose(BUMPY, state, CFG)
+    assert (p.proposed, p.reason, p.proposed_kw, p.saving_kw, p.binding) == (
+        full.proposed, full.reason, full.proposed_kw, full.saving_kw, full.binding)
+
+
+def test_a_plant_models_power_on_some_rows_is_its_power_on_all(july_model) -> None:
+    """Computed: the twin model's prediction of 300 candidate rows, with and without
+    ``power_rows`` (the rows with a predicted inlet below its median). Declared: inlet and IT
+    power unchanged, power equal on the asked rows (1e-12 relative: the init ridge's matrix
+    product over fewer rows may round differently) and NaN on the others."""
+    rng = np.random.default_rng(5)
+    lo, hi = july_model.trust.lo, july_model.trust.hi
+    x = {c: rng.uniform(lo[c], hi[c], 300) for c in july_model.features}
+    full = july_model.predict(x)
+    cut = float(np.median(full.rack_inlet_c))
+    part = july_model.predict(x, lambda inlet: inlet < cut)
+    wanted = full.rack_inlet_c < cut
+    assert 100 < wanted.sum() < 200
+    np.testing.assert_array_equal(part.rack_inlet_c, full.rack_inlet_c)
+    np.testing.assert_allclose(part.power_kw[wanted], full.power_kw[wanted], rtol=1e-12)
+    assert np.isnan(part.power_kw[~wanted]).all()
