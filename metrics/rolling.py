@@ -42,7 +42,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -222,22 +221,17 @@ class _Ring:
         return self.amount[row, full] / self.step_ms * HOUR_MS
 
 
-class WindowValue(NamedTuple):
-    """One figure's value (None: no figure) and its window ``[start_ms, end_ms)`` (UTC ms)."""
-
-    value: float | None
-    start_ms: int
-    end_ms: int
+def figure_keys(window: str, names: Sequence[str]) -> list[str]:
+    """The keys ``<metric>.<window>`` of ``names`` (what :meth:`RollingCalculator.values`
+    and the snapshot return)."""
+    return [f"{name}.{window}" for name in names]
 
 
-def window_values(
-    window: str, length_ms: int, end_ms: int, values: dict[str, list[float]], i: int
-) -> dict[str, WindowValue]:
-    """The figures at the ``i``-th window end (``end_ms``) from the array form's ``values``
-    as lists (NaN: no figure), keyed ``<metric>.<window>``."""
-    start = end_ms - length_ms
-    return {f"{name}.{window}": WindowValue(None if v[i] != v[i] else v[i], start, end_ms)
-            for name, v in values.items()}
+def value_rows(values: dict[str, np.ndarray]) -> list[list[float | None]]:
+    """The array form's ``values`` (indicator -> values per window end, NaN: no figure) as
+    one list per window end, in ``values``' order, None for NaN."""
+    columns = [v.tolist() for v in values.values()]
+    return [[None if x != x else x for x in row] for row in zip(*columns, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,32 +606,36 @@ class RollingCalculator:
 
     def values(
         self, now_ms: int | None = None, only: Collection[str] | None = None
-    ) -> dict[str, WindowValue]:
-        """The value of every figure :meth:`snapshot` gives (with ``only``: just those keys),
-        keyed ``<metric>.<window>``, with its window: what the write-back stores and the
-        alert rules read. From the array form (:meth:`balances`) where each window's origin
-        is its own balance (:attr:`origin_free`), from the snapshot's figures otherwise."""
+    ) -> dict[str, float | None]:
+        """The value (None: no figure) of every figure :meth:`snapshot` gives (with ``only``:
+        just those keys), keyed ``<metric>.<window>``: what the write-back stores and the
+        alert rules read; each window's span is :meth:`window_bounds`'. From the array form
+        (:meth:`balances`) where each window's origin is its own balance
+        (:attr:`origin_free`), from the snapshot's figures otherwise."""
         now = self._now(now_ms)
-        out: dict[str, WindowValue] = {}
+        out: dict[str, float | None] = {}
         for w in self._windows:
             keys = [k for k in only if k.endswith(f".{w.name}")] if only is not None else None
             if keys is not None and not keys:
                 continue
-            end = now // w.ring.step_ms * w.ring.step_ms
-            if self.origin_free:
-                got = self._window_values(w.name, end)
-            else:
-                b = self.balance(w.name, now_ms)
-                got = {f"{name}.{w.name}": WindowValue(fig.value, b.start_ms, b.end_ms)
-                       for name, fig in site_indicators(self.site, b, self.origin(b)).items()}
+            got = self._figure_values(w, now // w.ring.step_ms * w.ring.step_ms, now_ms)
             out.update(got if keys is None else {k: got[k] for k in keys if k in got})
         return out
 
-    def _window_values(self, window: str, end_ms: int) -> dict[str, WindowValue]:
-        """:meth:`values` of one window ending at ``end_ms``, from the array form."""
+    def _figure_values(
+        self, w: _Window, end_ms: int, now_ms: int | None
+    ) -> dict[str, float | None]:
+        """:meth:`values` of window ``w`` ending at ``end_ms`` (``now_ms``'s end)."""
+        if self.origin_free:
+            return self._window_values(w.name, end_ms)
+        b = self.balance(w.name, now_ms)
+        return {f"{name}.{w.name}": fig.value
+                for name, fig in site_indicators(self.site, b, self.origin(b)).items()}
+
+    def _window_values(self, window: str, end_ms: int) -> dict[str, float | None]:
+        """The values of one window ending at ``end_ms``, from the array form."""
         values = site_indicator_values(self.site, self.balances(window, np.array([end_ms])))
-        return window_values(window, self._window(window).length_ms, end_ms,
-                             {name: v.tolist() for name, v in values.items()}, 0)
+        return dict(zip(figure_keys(window, list(values)), value_rows(values)[0], strict=True))
 
     def snapshot(self, now_ms: int | None = None) -> dict[str, Figure]:
         """Every metric over every window, keyed ``<metric>.<window>`` (e.g. ``pue.1h``)."""
@@ -672,13 +670,14 @@ class RollingCalculator:
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
-        appended = self._appended
-        rows = [
-            Reading(v.end_ms, f"metric.{key}", name, v.value, METRIC_UNITS[name])
-            for key, v in self.values(now_ms).items()
-            if v.value is not None and appended.get(key) != v.end_ms
-            and (name := key.partition(".")[0])
-        ]
+        appended, rows = self._appended, []
+        now = self._now(now_ms)
+        for w in self._windows:
+            end = now // w.ring.step_ms * w.ring.step_ms
+            rows += [Reading(end, f"metric.{key}", name, value, METRIC_UNITS[name])
+                     for key, value in self._figure_values(w, end, now_ms).items()
+                     if value is not None and appended.get(key) != end
+                     and (name := key.partition(".")[0])]
         added = self.store.append(rows) if rows else 0
         appended.update({r.meter.removeprefix("metric."): r.ts_ms for r in rows})
         if self._dirty is not None and self._source is not None:

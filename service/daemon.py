@@ -55,7 +55,7 @@ from dcpue.metrics import rollups
 from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicator_values, site_indicators
-from dcpue.metrics.rolling import RollingCalculator, WindowValue, window_values
+from dcpue.metrics.rolling import RollingCalculator, figure_keys, value_rows
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
 from dcpue.optimizer.writeback import Overrides
@@ -224,10 +224,10 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
-        #: per window: (recompute count, window ends, values per indicator at those ends,
-        #: the figures built at each end index so far)
-        self._blocks: dict[str, tuple[int, np.ndarray, dict[str, list[float]],
-                                      dict[int, dict[str, WindowValue]]]] = {}
+        #: per window: (recompute count, first and last window end, the figures' keys, their
+        #: values at each end)
+        self._blocks: dict[str, tuple[int, int, int, list[str],
+                                      list[list[float | None]]]] = {}
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -266,7 +266,7 @@ class MemoCalculator(RollingCalculator):
         self._memo = (key, out)
         return out
 
-    def _window_values(self, window: str, end_ms: int) -> dict[str, WindowValue]:
+    def _window_values(self, window: str, end_ms: int) -> dict[str, float | None]:
         """The values at ``end_ms`` from a block of final window ends computed at once: where
         every meter has reported past ``end_ms``, the values of the ends from there up to the
         slowest meter's newest reading (at most :data:`VALUE_BLOCK` ends, an hour of minutes)
@@ -275,21 +275,18 @@ class MemoCalculator(RollingCalculator):
         w = self._window(window)
         step, hit = w.ring.step_ms, self._blocks.get(window)
         # a block's ends were final when computed, and stay so (newest readings only advance)
-        if (hit is None or hit[0] != self.recomputed or not hit[1][0] <= end_ms <= hit[1][-1]
-                or (end_ms - int(hit[1][0])) % step):
+        if (hit is None or hit[0] != self.recomputed or not hit[1] <= end_ms <= hit[2]
+                or (end_ms - hit[1]) % step):
             reported = int(self._last_ts.min())
             if reported < end_ms:  # not final: this end alone
                 return super()._window_values(window, end_ms)
             last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
             ends = np.arange(end_ms, last + 1, step, dtype=np.int64)
             values = site_indicator_values(self.site, self.balances(window, ends))
-            hit = (self.recomputed, ends, {name: v.tolist() for name, v in values.items()}, {})
+            hit = (self.recomputed, end_ms, last, figure_keys(window, list(values)),
+                   value_rows(values))
             self._blocks[window] = hit
-        i = (end_ms - int(hit[1][0])) // step
-        done = hit[3].get(i)  # the hour windows are read 60 times at the same end
-        if done is None:
-            done = hit[3][i] = window_values(window, w.length_ms, end_ms, hit[2], i)
-        return done
+        return dict(zip(hit[3], hit[4][(end_ms - hit[1]) // step], strict=True))
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:
@@ -574,14 +571,14 @@ class Runtime:
         drift = self.site.service.alerts.drift
         with self.lock:
             values = self.calculator.values(now_ms, self.engine.figures_read())
-            drift_fig = values.get(drift.figure)
             due = self.engine.drift_due(now_ms)
+            span = self.calculator.window_bounds(drift.figure.partition(".")[2], now_ms) if (
+                due and values.get(drift.figure) is not None) else None
         if due:  # expected PUE is only needed for a drift sample
             self.expected = None
-            if self.model is not None and drift_fig is not None and drift_fig.value is not None:
-                self.expected = self.frames.expected_pue(
-                    self.model, drift_fig.start_ms, drift_fig.end_ms, self._data_end_ms())
-        figures = {k: v.value for k, v in values.items()} | self.meter_values()
+            if self.model is not None and span is not None:
+                self.expected = self.frames.expected_pue(self.model, *span, self._data_end_ms())
+        figures = values | self.meter_values()
         with self.lock:
             obs = Observation(
                 now_ms, figures, self.expected, dict(self.last_seen), self.behind_s(now_ms),

@@ -122,8 +122,15 @@ class Trainer:
         """Start the worker process now, scikit-learn loading there beside this process's own
         start-up, so the first fit does not wait seconds for it. Returns at once: starting a
         worker waits for the forkserver's imports, so a thread of its own does it."""
-        threading.Thread(target=lambda: self._worker().submit(os.getpid), name="trainer-warm",
-                         daemon=True).start()
+        threading.Thread(target=self._start_worker, name="trainer-warm", daemon=True).start()
+
+    def _start_worker(self) -> None:
+        try:
+            self._worker().submit(os.getpid)
+        except Exception as exc:  # the first fit tries again (and reports what fails)
+            log.warning("the trainer's worker process did not start: %r", exc)
+            with self._pool_lock:
+                self._pool = None
 
     def _finished(self, fit: Future[tuple[PlantModel | None, str, float]],
                   done: Future[PlantModel | None]) -> None:
