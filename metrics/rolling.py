@@ -206,6 +206,8 @@ class _Ring:
         """:meth:`window` at each of ``end_k`` (bucket indices): amount, measured ms and known
         ms per meter and window end, shape (3, meters, len(end_k)), from one cumulative sum
         over the retained buckets they span."""
+        if len(end_k) == 1:  # one window: the sums over its buckets, no cumulative sum
+            return np.stack(self.window(int(end_k[0]), n))[:, :, None]
         lo = max(int(end_k.min()) - n, self.head - self.size + 1)
         hi = min(int(end_k.max()), self.head + 1)
         if hi <= lo:
@@ -272,6 +274,7 @@ class RollingCalculator:
             _Window(name, n, self._minutes if n <= DAY_MS else self._hours)
             for name, n in lengths.items()
         ]
+        self._by_name = {w.name: w for w in self._windows}
         self._span_ms = max(w.length_ms for w in self._windows) + DAY_MS
         self._last_ts = np.full(n_meters, _NEVER, dtype=np.int64)
         self._last_value = np.zeros(n_meters)
@@ -565,7 +568,7 @@ class RollingCalculator:
                                      min_coverage=self.settings.min_coverage)
 
     def _window(self, name: str) -> _Window:
-        w = next((w for w in self._windows if w.name == name), None)
+        w = self._by_name.get(name)
         if w is None:
             raise KeyError(f"window {name!r} is not configured ({', '.join(self.windows)})")
         return w
