@@ -1,10 +1,12 @@
 """The daemon's costs, each beside a comparison measured in the same run.
 
 1. ``dcpue run --fast-forward`` of the bundled site: simulated days per wall minute (and per
-   CPU minute), beside ``dcpue simulate`` of the same days (the twin into the store alone).
+   CPU minute), beside ``dcpue simulate`` of the same days (the twin into the store alone);
+   its end is seen by ``/healthz`` twice a second.
 2. ``/api/pue`` and ``/healthz`` latency (p50/p99 of sequential requests, in turn, at most
-   ``--rate`` turns per second) while that fast-forward runs, beside a plain Starlette
-   hello-world app served by uvicorn, asked in the same turns under the same load.
+   ``--rate`` turns per second) while the same fast-forward runs again, beside a plain
+   Starlette hello-world app served by uvicorn, asked in the same turns under the same load
+   (the daemon answering them runs slower: its speed then is printed too).
 3. Start-up and the cost of one simulated minute of jobs (write-back + alerts) against stores
    of 1 and 30 simulated days (``--sizes``), beside the raw DuckDB ``count(*)`` of that store.
 
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -128,6 +131,47 @@ def fast_forward(tmp: Path, days: float, burn: int = 0, rate: float = 10.0) -> N
             b.wait()
 
 
+@dataclass
+class Run:
+    """One ``dcpue run --fast-forward``: wall seconds (from the process start and from the
+    API up), the daemon's own CPU seconds, its fits and their CPU seconds, and the latencies
+    (s) of the URLs asked meanwhile."""
+
+    wall_s: float
+    from_up_s: float
+    cpu_s: float
+    fits: float
+    fit_cpu_s: float
+    latencies: list[list[float]]
+
+
+def _run(tmp: Path, name: str, days: float, urls: list[str], rate: float) -> Run:
+    """Fast-forward the bundled site ``days`` into a new store, asking ``urls`` (``{api}``
+    is the daemon's URL) in turn at most ``rate`` turns per second until it is done."""
+    tmp.mkdir(exist_ok=True)  # the store's folder holds its model file too: one per run
+    store = tmp / f"{name}.duckdb"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(dcpue("run", "--fast-forward", str(days), "--serve", "--port", "0",
+                                  "--store", str(store), "--log-level", "WARNING"),
+                            stdout=subprocess.DEVNULL)
+    try:
+        url = daemon_url(store, proc)
+        t_up = time.perf_counter()
+        asked, t_end = latencies([u.format(api=url) for u in urls], url, rate)
+        page = httpx.get(f"{url}/metrics").text
+        fits, fit_cpu = counter(page, "dcpue_model_fits_total"), counter(
+            page, "dcpue_model_fit_cpu_seconds_total")
+        own_cpu = process_cpu_s(proc.pid)
+        proc.terminate()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # CPU: the daemon process's own (read before it stops) and its fits' (the trainer's worker
+    # process, a grandchild: counted by the daemon)
+    return Run(t_end - t0, t_end - t_up, own_cpu, fits, fit_cpu, asked)
+
+
 def _fast_forward(tmp: Path, days: float, rate: float) -> None:
     from dcpue.config import example_path
 
@@ -138,47 +182,33 @@ def _fast_forward(tmp: Path, days: float, rate: float) -> None:
                          str(tmp / "sim.duckdb"), "--no-progress"), check=True,
                    stdout=subprocess.DEVNULL)
     sim_wall, sim_cpu = time.perf_counter() - t0, children_cpu_s() - cpu0
+    # its end seen by /healthz twice a second: the fast-forward alone
+    alone = _run(tmp / "alone", "ff", days, [], 2.0)
+    print(f"1. fast-forward of the bundled site, {days:g} simulated days "
+          f"(load {os.getloadavg()[0]:.1f} at its end)")
+    print(f"   dcpue run --fast-forward   {days / alone.wall_s * 60:7.1f} days/min wall "
+          f"({alone.wall_s:6.1f} s, {days / (alone.cpu_s + alone.fit_cpu_s) * 60:6.1f} days per "
+          f"CPU minute; {days / alone.from_up_s * 60:.1f} days/min from the API up, "
+          f"{alone.wall_s - alone.from_up_s:.1f} s start-up; daemon process "
+          f"{alone.cpu_s:.1f} s CPU, {alone.fits:g} model fits {alone.fit_cpu_s:.1f} s CPU in "
+          "the trainer's process)")
+    print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
+          f"({sim_wall:6.1f} s, {days / sim_cpu * 60:6.1f} days per CPU minute)")
 
     hello_port = free_port()
     hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hello_port)])
-    store = tmp / "ff.duckdb"
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(dcpue("run", "--fast-forward", str(days), "--serve", "--port", "0",
-                                  "--store", str(store), "--log-level", "WARNING"),
-                            stdout=subprocess.DEVNULL)
     try:
-        url = daemon_url(store, proc)
-        t_up = time.perf_counter()
         wait_url(f"http://127.0.0.1:{hello_port}/", hello)
-        (api, health, base), t_end = latencies(
-            [f"{url}/api/pue", f"{url}/healthz", f"http://127.0.0.1:{hello_port}/"], url, rate)
-        page = httpx.get(f"{url}/metrics").text
-        fits, fit_cpu = counter(page, "dcpue_model_fits_total"), counter(
-            page, "dcpue_model_fit_cpu_seconds_total")
-        own_cpu = process_cpu_s(proc.pid)
-        proc.terminate()
-        proc.wait()
+        polled = _run(tmp / "polled", "ff", days, [
+            "{api}/api/pue", "{api}/healthz", f"http://127.0.0.1:{hello_port}/"], rate)
     finally:
         hello.terminate()
         hello.wait()
-        if proc.poll() is None:
-            proc.kill()
-    # CPU: the daemon process's own (read before it stops) and its fits' (the trainer's worker
-    # process, a grandchild: counted by the daemon)
-    ff_wall, ff_cpu = t_end - t0, own_cpu + fit_cpu
-    print(f"1. fast-forward of the bundled site, {days:g} simulated days "
-          f"(load {os.getloadavg()[0]:.1f} at its end)")
-    print(f"   dcpue run --fast-forward   {days / ff_wall * 60:7.1f} days/min wall "
-          f"({ff_wall:6.1f} s, {days / ff_cpu * 60:6.1f} days per CPU minute; "
-          f"{days / (t_end - t_up) * 60:.1f} days/min from the API up, {t_up - t0:.1f} s "
-          f"start-up; daemon process {own_cpu:.1f} s CPU, {fits:g} model fits "
-          f"{fit_cpu:.1f} s CPU in the trainer's process)")
-    print(f"   dcpue simulate (comparison){days / sim_wall * 60:7.1f} days/min wall "
-          f"({sim_wall:6.1f} s, {days / sim_cpu * 60:6.1f} days per CPU minute)")
-    print(f"2. latency during that fast-forward (sequential GETs, at most {rate:g} turns/s, "
-          "ms): p50 / p99 / max / n")
-    for name, values in (("/api/pue", api), ("/healthz", health),
-                         ("Starlette hello-world (comparison)", base)):
+    print(f"2. latency during the same fast-forward run again (sequential GETs, at most "
+          f"{rate:g} turns/s; it ran at {days / polled.wall_s * 60:.1f} days/min, daemon "
+          f"{polled.cpu_s:.1f} s CPU), ms: p50 / p99 / max / n")
+    for name, values in zip(("/api/pue", "/healthz", "Starlette hello-world (comparison)"),
+                            polled.latencies, strict=True):
         if values:
             print(f"   {name:<36} {pct(values, 50) * 1000:7.1f} / {pct(values, 99) * 1000:7.1f}"
                   f" / {max(values) * 1000:7.1f} / {len(values)}")

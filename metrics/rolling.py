@@ -300,6 +300,8 @@ class RollingCalculator:
         self._written_end = _NEVER  # newest window end written back
         #: window end of each figure last appended (the hour windows' ends stay for an hour)
         self._appended: dict[str, int] = {}
+        #: per window: (end, recompute count) after which write_back has nothing to append
+        self._complete: dict[str, tuple[int, int]] = {}
         self._origin_free = store is None or not (
             has_battery(self.topology) or site.carbon.hourly_factors_csv is not None)
         self.ignored_stale = 0
@@ -673,14 +675,21 @@ class RollingCalculator:
         """
         if self.store is None:
             raise ValueError("write_back needs a store: RollingCalculator(site, store)")
-        appended, rows = self._appended, []
-        now = self._now(now_ms)
+        appended, complete, rows = self._appended, self._complete, []
+        now, reported = self._now(now_ms), int(self._last_ts.min())
         for w in self._windows:
             end = now // w.ring.step_ms * w.ring.step_ms
+            if complete.get(w.name) == (end, self.recomputed):  # nothing more to append
+                continue
+            values = self._figure_values(w, end, now_ms)
             rows += [Reading(end, f"metric.{key}", name, value, METRIC_UNITS[name])
-                     for key, value in self._figure_values(w, end, now_ms).items()
+                     for key, value in values.items()
                      if value is not None and appended.get(key) != end
                      and (name := key.partition(".")[0])]
+            # every figure appended, or the window final (every meter past its end: its
+            # figures change only by a recompute, which the key holds)
+            if reported >= end or None not in values.values():
+                complete[w.name] = (end, self.recomputed)
         added = self.store.append(rows) if rows else 0
         appended.update({r.meter.removeprefix("metric."): r.ts_ms for r in rows})
         if self._dirty is not None and self._source is not None:

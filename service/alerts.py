@@ -321,7 +321,7 @@ class AlertEngine:
             seen = obs.last_seen_ms.get(meter, self.started_ms)
             age_ms = obs.now_ms - seen
             key = f"stale:{meter}"
-            gate = self.gates.setdefault(key, Gate())
+            gate = self.gates.get(key) or self.gates.setdefault(key, Gate())
             verdict = gate.step(obs.now_ms, age_ms > limit_ms, age_ms <= limit_ms, 0, 0)
             if verdict == "fire":
                 summary = (
