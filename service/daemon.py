@@ -689,11 +689,12 @@ class Runtime:
     def make_deferred_proposals(self) -> None:
         """At the end of a fast-forward: wait for the first fit and make the proposals deferred
         until it is done (their announcements are not sent)."""
-        fit = self._training
-        if not self._deferred or fit is None:
+        if not self._deferred:
             return
-        fit.result(timeout=FIT_WAIT_S)
-        self._adopt(fit)
+        fit = self._training
+        if self.model is None and fit is not None:  # else adopted already (or no fit)
+            fit.result(timeout=FIT_WAIT_S)
+            self._adopt(fit)
         if self.model is not None:
             for t in self._deferred:
                 send = self._propose_at(t)
