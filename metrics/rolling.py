@@ -237,7 +237,9 @@ def value_rows(values: dict[str, np.ndarray]) -> list[list[float | None]]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
+class Window:
+    """One configured window: its name (``1h``), length (ms) and the ring it sums."""
+
     name: str
     length_ms: int
     ring: _Ring
@@ -271,7 +273,7 @@ class RollingCalculator:
         self._minutes = _Ring.new(n_meters, MINUTE_MS, max(fine, default=0) // MINUTE_MS + 60)
         self._hours = _Ring.new(n_meters, HOUR_MS, max(coarse, default=0) // HOUR_MS + 24)
         self._windows = [
-            _Window(name, n, self._minutes if n <= DAY_MS else self._hours)
+            Window(name, n, self._minutes if n <= DAY_MS else self._hours)
             for name, n in lengths.items()
         ]
         self._by_name = {w.name: w for w in self._windows}
@@ -569,7 +571,7 @@ class RollingCalculator:
         return balance_from_energies(self.topology, energies, start, end,
                                      min_coverage=self.settings.min_coverage)
 
-    def _window(self, name: str) -> _Window:
+    def _window(self, name: str) -> Window:
         w = self._by_name.get(name)
         if w is None:
             raise KeyError(f"window {name!r} is not configured ({', '.join(self.windows)})")
@@ -628,7 +630,7 @@ class RollingCalculator:
         return out
 
     def _figure_values(
-        self, w: _Window, end_ms: int, now_ms: int | None
+        self, w: Window, end_ms: int, now_ms: int | None
     ) -> dict[str, float | None]:
         """:meth:`values` of window ``w`` ending at ``end_ms`` (``now_ms``'s end)."""
         if self.origin_free:
@@ -764,7 +766,7 @@ class RollingCalculator:
         return changed, resume
 
     def _past_balances(
-        self, w: _Window, ends: np.ndarray, raw: dict[str, Intervals]
+        self, w: Window, ends: np.ndarray, raw: dict[str, Intervals]
     ) -> list[EnergyBalance]:
         """The balance of window ``w`` ending at each of ``ends`` (sorted UTC ms), from the
         store: the meters' intervals ``raw`` for windows up to a day, hourly rollups for

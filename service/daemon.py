@@ -45,6 +45,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from dcpue.carbon.report import site_report
 from dcpue.collector.service import Collector
+from dcpue.config.factors import site_hourly_factors
 from dcpue.config.service import METER_FIGURE
 from dcpue.config.site import Site
 from dcpue.core.figures import Figure
@@ -55,7 +56,8 @@ from dcpue.metrics import rollups
 from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicator_values, site_indicators
-from dcpue.metrics.rolling import RollingCalculator, figure_keys, value_rows
+from dcpue.metrics.provenance import Origin, stored_window_origins
+from dcpue.metrics.rolling import RollingCalculator, Window, figure_keys, value_rows
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
 from dcpue.optimizer.writeback import Overrides
@@ -228,6 +230,10 @@ class MemoCalculator(RollingCalculator):
         #: values at each end)
         self._blocks: dict[str, tuple[int, int, int, list[str],
                                       list[list[float | None]]]] = {}
+        #: the same where a window's origin is read from the store: (recompute count, first
+        #: and last end, the origins of those ends, the values built per end index so far)
+        self._origin_blocks: dict[str, tuple[int, int, int, list[Origin] | None,
+                                             dict[int, dict[str, float | None]]]] = {}
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -265,6 +271,40 @@ class MemoCalculator(RollingCalculator):
             out.update({f"{metric}.{w.name}": fig for metric, fig in figures.items()})
         self._memo = (key, out)
         return out
+
+    def _figure_values(
+        self, w: Window, end_ms: int, now_ms: int | None
+    ) -> dict[str, float | None]:
+        """Where a window's origin is read from the store (a battery's provenance ledger,
+        hourly factors): for final ends, the origins of the next hour of ends from one read
+        of the bus meters (:func:`dcpue.metrics.provenance.stored_window_origins`), each
+        end's figures from its balance and origin once; otherwise the memoised snapshot's."""
+        if self.origin_free:
+            return super()._figure_values(w, end_ms, now_ms)
+        step = w.ring.step_ms
+        hit = self._origin_blocks.get(w.name)
+        if (hit is None or hit[0] != self.recomputed or not hit[1] <= end_ms <= hit[2]
+                or (end_ms - hit[1]) % step):
+            reported = int(self._last_ts.min())
+            if reported < end_ms:  # not final: the memoised snapshot's
+                suffix = f".{w.name}"
+                return {k: f.value for k, f in self.snapshot(now_ms).items()
+                        if k.endswith(suffix)}
+            # the origins of the next hour of final ends from one read of the bus meters
+            last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
+            origins = stored_window_origins(
+                self.site, self._source, [(e - w.length_ms, e) for e in
+                                          range(end_ms, last + 1, step)],
+                site_hourly_factors(self.site))
+            hit = (self.recomputed, end_ms, last, origins, {})
+            self._origin_blocks[w.name] = hit
+        i = (end_ms - hit[1]) // step
+        done = hit[4].get(i)
+        if done is None:  # a final end: the balance at now_ms is the balance at end_ms
+            b = self.balance(w.name, end_ms)
+            figures = site_indicators(self.site, b, None if hit[3] is None else hit[3][i])
+            done = hit[4][i] = {f"{name}.{w.name}": f.value for name, f in figures.items()}
+        return done
 
     def _window_values(self, window: str, end_ms: int) -> dict[str, float | None]:
         """The values at ``end_ms`` from a block of final window ends computed at once: where
@@ -328,6 +368,7 @@ class MemoCalculator(RollingCalculator):
             ring.head = head
         self.version += 1
         self._blocks.clear()
+        self._origin_blocks.clear()
         return int(data["cursor"])
 
 

@@ -174,3 +174,46 @@ def test_dead_letters_on_metrics_add_the_collectors_counts_since_the_store_read(
     got = dead_letters_now({"nan": 40, "unknown_meter": 2}, {"nan": 25, "bad_json": 3}, {"nan": 5})
     assert got == {"nan": 60, "unknown_meter": 2, "bad_json": 3}
     assert dead_letters_now({"nan": 40}, {"nan": 5}, {"nan": 5}) == {"nan": 40}
+
+
+def test_memoised_values_of_a_battery_site_equal_the_snapshot():
+    """Computed: the daemon's values (origins of an hour of final window ends from one read
+    of the bus meters) and a plain calculator's snapshot, minute by minute over 90 minutes, on
+    the microgrid example (PV, battery: CUE and REF follow the provenance ledger, read from
+    the store). Declared: the constant powers of tests.metrics.synth; the tolerance (1e-9)."""
+    from dcpue.metrics import provenance
+
+    from tests.metrics.synth import MICROGRID_KW, T0, WATER_M3_PER_H, counters, microgrid_site
+
+    site = microgrid_site(windows=["15m", "1h", "1d"])
+    store = Store()
+    cols = counters(MICROGRID_KW, T0, 300, water_m3_per_h=WATER_M3_PER_H)  # every meter
+    store.append(cols)
+    plain, memo = RollingCalculator(site, store), MemoCalculator(site, store)
+    assert not memo.origin_free
+    reads: list[int] = []
+    whole = provenance.stored_window_origins
+
+    def counted(site_, store_, windows, factors):
+        reads.append(len(windows))
+        return whole(site_, store_, windows, factors)
+
+    import dcpue.service.daemon as daemon
+
+    daemon.stored_window_origins = counted  # type: ignore[assignment]
+    try:
+        for calc in (plain, memo):
+            calc.update(cols)
+        for k in range(180, 270):
+            now = T0 + k * MINUTE
+            want = {key: f.value for key, f in plain.snapshot(now).items()}
+            got = memo.values(now)
+            assert got.keys() == want.keys()
+            for key, value in got.items():
+                assert value == (None if want[key] is None
+                                 else pytest.approx(want[key], rel=1e-9)), (key, now)
+    finally:
+        daemon.stored_window_origins = whole
+    assert want["cue.1h"] is not None and want["ref.1h"] is not None
+    # one read per window and block of final ends (here all 90 minutes are final)
+    assert len(reads) <= 3 * 3 and sum(reads) >= 3 * 90, reads
