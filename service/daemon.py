@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -56,7 +57,7 @@ from dcpue.metrics import rollups
 from dcpue.metrics.balance import DATA_QUALITY_ERROR, energy_balance
 from dcpue.metrics.energy import CounterEvent
 from dcpue.metrics.indicators import site_indicator_values, site_indicators
-from dcpue.metrics.provenance import Origin, stored_window_origins
+from dcpue.metrics.provenance import stored_window_origins
 from dcpue.metrics.rolling import RollingCalculator, Window, figure_keys, value_rows
 from dcpue.optimizer.models import PlantModel
 from dcpue.optimizer.propose import ProposalLog, describe
@@ -210,6 +211,17 @@ class _CarbonCache:
     computed_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Window ends ``first`` to ``last`` (UTC ms, final when computed) and what was computed
+    for them (``payload``), valid while the calculator's recompute count is ``recomputed``."""
+
+    recomputed: int
+    first: int
+    last: int
+    payload: tuple[Any, ...]
+
+
 class MemoCalculator(RollingCalculator):
     """The rolling calculator with its snapshot memoised for the daemon's jobs and API.
 
@@ -226,14 +238,11 @@ class MemoCalculator(RollingCalculator):
         self.version = 0
         self._memo: tuple[tuple[int | None, int], dict[str, Figure]] | None = None
         self._final: dict[str, tuple[tuple[int, int, int], dict[str, Figure]]] = {}
-        #: per window: (recompute count, first and last window end, the figures' keys, their
-        #: values at each end)
-        self._blocks: dict[str, tuple[int, int, int, list[str],
-                                      list[list[float | None]]]] = {}
-        #: the same where a window's origin is read from the store: (recompute count, first
-        #: and last end, the origins of those ends, the values built per end index so far)
-        self._origin_blocks: dict[str, tuple[int, int, int, list[Origin] | None,
-                                             dict[int, dict[str, float | None]]]] = {}
+        #: per window, blocks of final ends (:meth:`_final_block`): the figures' keys and
+        #: their values at each end; where a window's origin is read from the store, the
+        #: origins of those ends and the values built per end index so far
+        self._blocks: dict[str, _Block] = {}
+        self._origin_blocks: dict[str, _Block] = {}
 
     @property
     def latest(self) -> dict[str, Figure] | None:
@@ -272,61 +281,62 @@ class MemoCalculator(RollingCalculator):
         self._memo = (key, out)
         return out
 
+    def _final_block(
+        self, blocks: dict[str, _Block], w: Window, end_ms: int,
+        compute: Callable[[np.ndarray], tuple[Any, ...]],
+    ) -> tuple[_Block, int] | None:
+        """The block of final window ends holding ``end_ms`` in ``blocks`` and its index
+        there, None when ``end_ms`` is not final (a meter has not reported past it). A missing
+        block covers the ends from ``end_ms`` up to the slowest meter's newest reading (at
+        most :data:`VALUE_BLOCK`), its payload ``compute(ends)``; a block's ends stay final
+        (newest readings only advance), a recompute (late data) or a restore discards it."""
+        step, hit = w.ring.step_ms, blocks.get(w.name)
+        if (hit is None or hit.recomputed != self.recomputed
+                or not hit.first <= end_ms <= hit.last or (end_ms - hit.first) % step):
+            reported = int(self._last_ts.min())
+            if reported < end_ms:
+                return None
+            last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
+            ends = np.arange(end_ms, last + 1, step, dtype=np.int64)
+            hit = blocks[w.name] = _Block(self.recomputed, end_ms, last, compute(ends))
+        return hit, (end_ms - hit.first) // step
+
     def _figure_values(
         self, w: Window, end_ms: int, now_ms: int | None
     ) -> dict[str, float | None]:
         """Where a window's origin is read from the store (a battery's provenance ledger,
-        hourly factors): for final ends, the origins of the next hour of ends from one read
-        of the bus meters (:func:`dcpue.metrics.provenance.stored_window_origins`), each
-        end's figures from its balance and origin once; otherwise the memoised snapshot's."""
+        hourly factors): for final ends, the origins of a block of ends from one read of the
+        bus meters (:func:`dcpue.metrics.provenance.stored_window_origins`), each end's
+        figures from its balance and origin once; otherwise the memoised snapshot's."""
         if self.origin_free:
             return super()._figure_values(w, end_ms, now_ms)
-        step = w.ring.step_ms
-        hit = self._origin_blocks.get(w.name)
-        if (hit is None or hit[0] != self.recomputed or not hit[1] <= end_ms <= hit[2]
-                or (end_ms - hit[1]) % step):
-            reported = int(self._last_ts.min())
-            if reported < end_ms:  # not final: the memoised snapshot's
-                suffix = f".{w.name}"
-                return {k: f.value for k, f in self.snapshot(now_ms).items()
-                        if k.endswith(suffix)}
-            # the origins of the next hour of final ends from one read of the bus meters
-            last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
-            origins = stored_window_origins(
-                self.site, self._source, [(e - w.length_ms, e) for e in
-                                          range(end_ms, last + 1, step)],
-                site_hourly_factors(self.site))
-            hit = (self.recomputed, end_ms, last, origins, {})
-            self._origin_blocks[w.name] = hit
-        i = (end_ms - hit[1]) // step
-        done = hit[4].get(i)
-        if done is None:  # a final end: the balance at now_ms is the balance at end_ms
+        found = self._final_block(self._origin_blocks, w, end_ms, lambda ends: (
+            stored_window_origins(self.site, self._source,
+                                  [(int(e) - w.length_ms, int(e)) for e in ends],
+                                  site_hourly_factors(self.site)), {}))
+        if found is None:  # not final: the memoised snapshot's
+            suffix = f".{w.name}"
+            return {k: f.value for k, f in self.snapshot(now_ms).items() if k.endswith(suffix)}
+        (origins, done), i = found[0].payload, found[1]
+        if i not in done:  # a final end: the balance at now_ms is the balance at end_ms
             b = self.balance(w.name, end_ms)
-            figures = site_indicators(self.site, b, None if hit[3] is None else hit[3][i])
-            done = hit[4][i] = {f"{name}.{w.name}": f.value for name, f in figures.items()}
-        return done
+            figures = site_indicators(self.site, b, None if origins is None else origins[i])
+            done[i] = {f"{name}.{w.name}": f.value for name, f in figures.items()}
+        return done[i]
 
     def _window_values(self, window: str, end_ms: int) -> dict[str, float | None]:
-        """The values at ``end_ms`` from a block of final window ends computed at once: where
-        every meter has reported past ``end_ms``, the values of the ends from there up to the
-        slowest meter's newest reading (at most :data:`VALUE_BLOCK` ends, an hour of minutes)
-        come from one :meth:`balances` pass and serve the next calls (the write-back and the
-        alert evaluation every minute); a recompute (late data) or a restore discards them."""
-        w = self._window(window)
-        step, hit = w.ring.step_ms, self._blocks.get(window)
-        # a block's ends were final when computed, and stay so (newest readings only advance)
-        if (hit is None or hit[0] != self.recomputed or not hit[1] <= end_ms <= hit[2]
-                or (end_ms - hit[1]) % step):
-            reported = int(self._last_ts.min())
-            if reported < end_ms:  # not final: this end alone
-                return super()._window_values(window, end_ms)
-            last = min(reported // step * step, end_ms + (VALUE_BLOCK - 1) * step)
-            ends = np.arange(end_ms, last + 1, step, dtype=np.int64)
+        """The values at ``end_ms`` from a block of final window ends (:meth:`_final_block`)
+        computed in one :meth:`balances` pass, which serves the next calls (the write-back
+        and the alert evaluation every minute); a window end not final alone."""
+        def compute(ends: np.ndarray) -> tuple[list[str], list[list[float | None]]]:
             values = site_indicator_values(self.site, self.balances(window, ends))
-            hit = (self.recomputed, end_ms, last, figure_keys(window, list(values)),
-                   value_rows(values))
-            self._blocks[window] = hit
-        return dict(zip(hit[3], hit[4][(end_ms - hit[1]) // step], strict=True))
+            return figure_keys(window, list(values)), value_rows(values)
+
+        found = self._final_block(self._blocks, self._window(window), end_ms, compute)
+        if found is None:
+            return super()._window_values(window, end_ms)
+        (keys, rows), i = found[0].payload, found[1]
+        return dict(zip(keys, rows[i], strict=True))
 
     # -- persistence (start-up without a rebuild from raw history) -------------------------
     def _layout(self) -> dict[str, object]:
