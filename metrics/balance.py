@@ -135,6 +135,11 @@ class BalanceTopology:
         return tuple(self.meters)
 
     @cached_property
+    def rows(self) -> dict[str, int]:
+        """Each meter's row in :attr:`all_meters` order (the array form's layout)."""
+        return {m: i for i, m in enumerate(self.all_meters)}
+
+    @cached_property
     def meter_kinds(self) -> dict[str, MeterKind]:
         return {mid: m.kind for mid, m in self.meters.items()}
 
@@ -430,7 +435,7 @@ class BalanceArrays:
                            self.pv_inside_kwh)
 
     def _rows(self, names: tuple[str, ...]) -> list[int]:
-        row = {m: i for i, m in enumerate(self.topology.all_meters)}
+        row = self.topology.rows
         return [row[m] for n in names for m in self.topology.groups.get(n, ())]
 
     def group_coverage(self, names: tuple[str, ...]) -> np.ndarray:
@@ -455,8 +460,7 @@ def balance_arrays(
     bridged = ((known < 1.0) & (known > 0.0) & (known >= min_coverage)
                & (coverage >= min_coverage))
     amount = np.where(bridged, amount / np.where(bridged, known, 1.0), amount)
-    row = {m: i for i, m in enumerate(topology.all_meters)}
-    n = len(end_ms)
+    row, n = topology.rows, len(end_ms)
     totals = {g: amount[[row[m] for m in ids]].sum(axis=0) if ids else np.zeros(n)
               for g, ids in topology.groups.items()}
     return BalanceArrays(topology, start_ms, end_ms, totals, coverage, error)

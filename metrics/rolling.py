@@ -244,6 +244,10 @@ class Window:
     length_ms: int
     ring: _Ring
 
+    def end_at(self, now_ms: int) -> int:
+        """The window's end at ``now_ms`` (held back already): its last whole step."""
+        return now_ms // self.ring.step_ms * self.ring.step_ms
+
 
 class RollingCalculator:
     """Rolling PUE, DCiE, pPUE, CUE, REF, ERF and WUE over the site's configured windows.
@@ -580,7 +584,7 @@ class RollingCalculator:
     def window_bounds(self, window: str, now_ms: int | None = None) -> tuple[int, int]:
         """(start, end) in UTC ms of one configured window at ``now_ms`` (see :meth:`balance`)."""
         w = self._window(window)
-        end = self._now(now_ms) // w.ring.step_ms * w.ring.step_ms
+        end = w.end_at(self._now(now_ms))
         return end - w.length_ms, end
 
     def balances(self, window: str, ends_ms: np.ndarray) -> BalanceArrays:
@@ -625,7 +629,7 @@ class RollingCalculator:
             keys = [k for k in only if k.endswith(f".{w.name}")] if only is not None else None
             if keys is not None and not keys:
                 continue
-            got = self._figure_values(w, now // w.ring.step_ms * w.ring.step_ms, now_ms)
+            got = self._figure_values(w, w.end_at(now), now_ms)
             out.update(got if keys is None else {k: got[k] for k in keys if k in got})
         return out
 
@@ -680,7 +684,7 @@ class RollingCalculator:
         appended, complete, rows = self._appended, self._complete, []
         now, reported = self._now(now_ms), int(self._last_ts.min())
         for w in self._windows:
-            end = now // w.ring.step_ms * w.ring.step_ms
+            end = w.end_at(now)
             if complete.get(w.name) == (end, self.recomputed):  # nothing more to append
                 continue
             values = self._figure_values(w, end, now_ms)

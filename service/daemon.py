@@ -267,7 +267,7 @@ class MemoCalculator(RollingCalculator):
         now = self._now(now_ms)
         out: dict[str, Figure] = {}
         for w in self._windows:
-            end = now // w.ring.step_ms * w.ring.step_ms
+            end = w.end_at(now)
             span = (end - w.length_ms, end, self.recomputed)  # a recompute (late data) too
             hit = self._final.get(w.name)
             if hit is not None and hit[0] == span:
