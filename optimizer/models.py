@@ -241,7 +241,7 @@ class ITResponse:
         dx = basis[pair + 1] - basis[pair]
         dy = np.diff(np.log(data["it_kw"].to_numpy()))[pair]
         dy = dy - np.mean(dy)
-        gram = dx.T @ dx + 1e-6 * len(pair) * np.eye(dx.shape[1])
+        gram = _gram(dx)
         beta = _difference_fit(dx, dy)
         resid = dy - dx @ beta
         sigma2 = float(resid @ resid) / max(len(pair) - dx.shape[1], 1)
@@ -264,11 +264,15 @@ CV_BLOCKS = 14
 CV_MIN_PAIRS = 20
 
 
+def _gram(dx: np.ndarray) -> np.ndarray:
+    """The difference fit's normal matrix, with a ridge of 1e-6 per pair (it keeps the
+    knots the data never crossed at 0)."""
+    return dx.T @ dx + 1e-6 * len(dx) * np.eye(dx.shape[1])
+
+
 def _difference_fit(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Coefficients of ``d ln(IT) ~ d basis`` (a ridge of 1e-6 per pair keeps the knots
-    the data never crossed at 0)."""
-    gram = dx.T @ dx + 1e-6 * len(dy) * np.eye(dx.shape[1])
-    return np.linalg.solve(gram, dx.T @ dy)
+    """Coefficients of ``d ln(IT) ~ d basis`` (:func:`_gram`)."""
+    return np.linalg.solve(_gram(dx), dx.T @ dy)
 
 
 def response_cv_pct_per_k(dx: np.ndarray, dy: np.ndarray, step_c: np.ndarray
