@@ -762,8 +762,11 @@ class Runtime:
         """Refit the plant model in the trainer's worker process; the current model serves
         until the fit is done (seconds later; in fast-forward some simulated hours or days
         later, depending on the machine's speed)."""
-        if self._training is not None or self._deferred:
+        if self._training is not None:
             log.info("retraining skipped: the previous fit is still running")
+        elif self._deferred:
+            log.info("retraining skipped: proposals deferred for the first model are not made "
+                     "yet")
         elif self._enough_history(now_ms):
             self._train(now_ms)
 

@@ -105,8 +105,8 @@ class Trainer:
             log.warning("retraining skipped: %s", exc)
             return None
         done: Future[PlantModel | None] = Future()
-        fit = self._worker().submit(fit_and_save, frame, cfg.model_kind, cfg.target, cfg.cv_splits,
-                                model_path(self.site))
+        fit = self._worker().submit(fit_and_save, frame, cfg.model_kind, cfg.target,
+                                    cfg.cv_splits, model_path(self.site))
         fit.add_done_callback(lambda f: self._finished(f, done))
         return done
 
